@@ -1,0 +1,64 @@
+"""Held-out state suites: start states the policies never saw in training.
+
+A suite samples states from outside the training start distribution and puts a fresh
+environment into one of them, so that a policy's behaviour there can be measured and
+compared across seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+
+@dataclass(frozen=True)
+class HeldOutSuite:
+    """How to sample held-out states of one environment and start an episode from one."""
+
+    description: str
+    sample_states: Callable[[np.random.Generator, int], np.ndarray]
+    """(rng, n) → states [n, state_dim] (float64, env-specific meaning)."""
+    start_from: Callable[[gym.Env, np.ndarray], np.ndarray]
+    """(env after reset, state [state_dim]) → observation of that state; the env continues from it."""
+
+
+# --------------------------------------------------------------------------- CartPole
+
+_CARTPOLE_TRAIN_HALF_WIDTH = 0.05  # gymnasium CartPole resets every state variable in ±0.05
+_CARTPOLE_HELDOUT_HALF_WIDTHS = np.array([0.5, 0.5, 0.15, 0.5])  # x, ẋ, θ, θ̇ (θ stays < 0.2095 rad)
+
+
+def _cartpole_states(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Uniform in the wider box, rejecting states inside the training start box."""
+    states = np.empty((0, 4))
+    while len(states) < n:
+        draw = rng.uniform(-1, 1, size=(2 * n, 4)) * _CARTPOLE_HELDOUT_HALF_WIDTHS
+        outside = np.abs(draw).max(axis=1) > _CARTPOLE_TRAIN_HALF_WIDTH
+        states = np.concatenate([states, draw[outside]])
+    return states[:n]
+
+
+def _cartpole_start_from(env: gym.Env, state: np.ndarray) -> np.ndarray:
+    env.unwrapped.state = np.array(state, dtype=np.float64)
+    return np.array(state, dtype=np.float32)
+
+
+CARTPOLE = HeldOutSuite(
+    description="CartPole start states outside the training range: x, ẋ, θ̇ in ±0.5 and θ in ±0.15 rad, "
+    "excluding the training box (every variable in ±0.05).",
+    sample_states=_cartpole_states,
+    start_from=_cartpole_start_from,
+)
+
+HELDOUT_SUITES: dict[str, HeldOutSuite] = {"CartPole-v1": CARTPOLE, "CartPole-v0": CARTPOLE}
+
+
+def get_suite(env_id: str) -> HeldOutSuite:
+    try:
+        return HELDOUT_SUITES[env_id]
+    except KeyError:
+        raise KeyError(f"no held-out suite for {env_id!r}; suites exist for {', '.join(sorted(HELDOUT_SUITES))}") \
+            from None

@@ -1,0 +1,309 @@
+"""One experiment, one YAML file: the schema, its validation and its hash.
+
+Loading goes through :func:`load_config`, which parses with ``yaml.safe_load`` semantics
+(plus a refusal of duplicate keys), validates with pydantic and then runs the checks that
+need more than one field or the outside world (env registry, files, CUDA). Every problem is
+reported at once as ``field.path: value — expected ...`` in a :class:`ConfigError`; the CLI
+turns it into exit code 2 before anything is written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
+
+SEED_FACTORS: tuple[str, ...] = ("init", "env", "action", "minibatch")
+"""The independent sources of randomness of one PPO run (see :mod:`rlbasins.seeding`)."""
+
+
+class ConfigIssue(BaseModel):
+    """One problem in a config: where, what was there, what was expected."""
+
+    path: str
+    value: Any = None
+    expected: str
+
+    def __str__(self) -> str:
+        shown = "<missing>" if self.value is _MISSING else repr(self.value)
+        return f"{self.path}: {shown} — {self.expected}"
+
+
+_MISSING = "<missing>"
+
+
+class ConfigError(Exception):
+    """An experiment config that cannot be run; ``issues`` names every bad field."""
+
+    def __init__(self, source: str, issues: list[ConfigIssue]):
+        self.source = source
+        self.issues = issues
+        lines = "\n".join(f"  {issue}" for issue in issues)
+        noun = "problem" if len(issues) == 1 else "problems"
+        super().__init__(f"{source} is not a valid experiment config ({len(issues)} {noun}):\n{lines}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EnvConfig(_Strict):
+    id: str = Field(description="Gymnasium id, e.g. CartPole-v1 or rlbasins/CueConflict-v0.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to gymnasium.make.")
+    num_envs: int = Field(8, gt=0, le=65536, description="Parallel environments per seed.")
+
+
+class PolicyConfig(_Strict):
+    hidden_sizes: list[PositiveInt] = Field([64, 64], min_length=1, description="Hidden widths of actor and critic.")
+    activation: Literal["tanh", "relu"] = "tanh"
+    ortho_init: bool = Field(True, description="Orthogonal init as in SB3 (gain √2, 0.01 policy head).")
+
+
+class PPOConfig(_Strict):
+    """PPO hyper-parameters, named as in Stable-Baselines3."""
+
+    total_timesteps: int = Field(100_000, gt=0, description="Env steps per seed (all envs together).")
+    n_steps: int = Field(2048, gt=0, description="Steps per env per rollout.")
+    batch_size: int = Field(64, gt=0, description="Minibatch size; at most n_steps × env.num_envs.")
+    n_epochs: int = Field(10, gt=0)
+    gamma: float = Field(0.99, gt=0, le=1)
+    gae_lambda: float = Field(0.95, ge=0, le=1)
+    learning_rate: float = Field(3e-4, gt=0)
+    lr_schedule: Literal["constant", "linear"] = Field("constant", description="linear: decays to 0.")
+    clip_range: float = Field(0.2, gt=0)
+    clip_range_schedule: Literal["constant", "linear"] = "constant"
+    clip_range_vf: float | None = Field(None, gt=0, description="Value clipping; null disables it.")
+    normalize_advantage: bool = True
+    ent_coef: float = Field(0.0, ge=0)
+    vf_coef: float = Field(0.5, ge=0)
+    max_grad_norm: float = Field(0.5, gt=0)
+    target_kl: float | None = Field(None, gt=0)
+
+
+class SeedsConfig(_Strict):
+    count: int = Field(8, gt=0, le=100_000, description="Number of PPO runs (seeds).")
+    vary: list[Literal["init", "env", "action", "minibatch"]] = Field(
+        list(SEED_FACTORS),
+        description="Factors that differ between seeds; the others are shared by all seeds.",
+    )
+
+
+class CheckpointConfig(_Strict):
+    every: int = Field(20_000, gt=0, description="Env steps between checkpoints (per seed).")
+    also_at: list[NonNegativeInt] = Field(default_factory=list, description="Extra checkpoint steps, e.g. early ones.")
+
+
+class HeldOutConfig(_Strict):
+    n_states: int = Field(256, gt=0, description="Held-out states for action distributions.")
+    n_episodes: int = Field(32, gt=0, description="Held-out episodes per seed.")
+
+
+class AnalysisConfig(_Strict):
+    enabled: bool = True
+    heldout: HeldOutConfig = HeldOutConfig()
+    train_episodes: int = Field(20, gt=0, description="Episodes from the training start distribution.")
+
+
+class ExecutorConfig(_Strict):
+    kind: Literal["local"] = "local"
+    max_workers: int | None = Field(None, gt=0, description="Processes; default: the number of cores.")
+
+
+class ExperimentConfig(_Strict):
+    """The complete description of one experiment."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Run directory name.")
+    seed: int = Field(0, ge=0, description="Master seed; every per-run seed derives from it.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    env: EnvConfig
+    reward_model: str | None = Field(None, description="Path of a frozen reward model, or null.")
+    policy: PolicyConfig = PolicyConfig()
+    ppo: PPOConfig = PPOConfig()
+    seeds: SeedsConfig = SeedsConfig()
+    engine: Literal["sb3"] = "sb3"
+    checkpoints: CheckpointConfig = CheckpointConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+    executor: ExecutorConfig = ExecutorConfig()
+
+    @property
+    def rollout_size(self) -> int:
+        """Samples per PPO iteration per seed."""
+        return self.ppo.n_steps * self.env.num_envs
+
+    def checkpoint_steps(self) -> list[int]:
+        """Scheduled checkpoint steps, snapped up to rollout boundaries; always 0 and the end.
+
+        A checkpoint can only be taken between PPO iterations, i.e. at multiples of
+        :attr:`rollout_size`; training stops at the first boundary ≥ ``total_timesteps``.
+        """
+        size = self.rollout_size
+        end = -(-self.ppo.total_timesteps // size) * size
+        wanted = {0, end, *range(0, end, self.checkpoints.every), *self.checkpoints.also_at}
+        return sorted({min(-(-step // size) * size, end) for step in wanted})
+
+    def hash(self) -> str:
+        """sha256 of everything that determines results (``executor`` only decides where they run)."""
+        science = self.model_dump(mode="json", exclude={"executor"})
+        return hashlib.sha256(json.dumps(science, sort_keys=True).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names allowed at ``loc`` (for 'did you mean' hints on unknown keys)."""
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return list(model.model_fields)
+        model = annotation
+    return list(model.model_fields)
+
+
+def _issues_from_pydantic(error: ValidationError) -> list[ConfigIssue]:
+    issues = []
+    for err in error.errors():
+        loc = tuple(err["loc"])
+        path = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+        if err["type"] == "extra_forbidden":
+            allowed = _field_names(ExperimentConfig, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            issues.append(ConfigIssue(path=path, value=err["input"],
+                                      expected=f"unknown key{hint} (allowed: {', '.join(allowed)})"))
+        elif err["type"] == "missing":
+            issues.append(ConfigIssue(path=path, value=_MISSING, expected="required field"))
+        else:
+            issues.append(ConfigIssue(path=path, value=err["input"], expected=err["msg"]))
+    return issues
+
+
+def _semantic_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]:
+    """Checks that span fields or look outside the file: sizes, env registry, files, devices."""
+    import gymnasium as gym
+    import torch
+
+    import envs  # noqa: F401  (registers the rlbasins/* environments)
+    from envs.suites import HELDOUT_SUITES
+
+    issues: list[ConfigIssue] = []
+    if cfg.ppo.batch_size > cfg.rollout_size:
+        issues.append(ConfigIssue(
+            path="ppo.batch_size", value=cfg.ppo.batch_size,
+            expected=f"at most the rollout size ppo.n_steps × env.num_envs = {cfg.rollout_size}"))
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        issues.append(ConfigIssue(path="device", value="cuda",
+                                  expected="auto or cpu: CUDA is not available on this machine"))
+    if cfg.env.id not in gym.registry:
+        close = difflib.get_close_matches(cfg.env.id, list(gym.registry), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        issues.append(ConfigIssue(path="env.id", value=cfg.env.id,
+                                  expected=f"a registered gymnasium environment id{hint}"))
+    else:
+        issues.extend(_env_space_issues(cfg))
+        if cfg.analysis.enabled and cfg.env.id not in HELDOUT_SUITES:
+            issues.append(ConfigIssue(
+                path="env.id", value=cfg.env.id,
+                expected=f"an env with a held-out suite ({', '.join(sorted(HELDOUT_SUITES))}), "
+                "or analysis.enabled: false"))
+    if cfg.reward_model is not None:
+        path = (base_dir / cfg.reward_model)
+        if not path.is_file():
+            issues.append(ConfigIssue(path="reward_model", value=cfg.reward_model,
+                                      expected=f"an existing reward-model file (looked for {path})"))
+        else:
+            issues.append(ConfigIssue(path="reward_model", value=cfg.reward_model,
+                                      expected="null: training on learned reward models is not "
+                                      "implemented yet (reward_models issue)"))
+    return issues
+
+
+def _env_space_issues(cfg: ExperimentConfig) -> list[ConfigIssue]:
+    import gymnasium as gym
+
+    try:
+        env = gym.make(cfg.env.id, **cfg.env.kwargs)
+    except Exception as exc:  # the env's own constructor decides what kwargs mean
+        return [ConfigIssue(path="env.kwargs", value=cfg.env.kwargs,
+                            expected=f"arguments {cfg.env.id} accepts ({type(exc).__name__}: {exc})")]
+    try:
+        if not isinstance(env.action_space, gym.spaces.Discrete):
+            return [ConfigIssue(path="env.id", value=cfg.env.id,
+                                expected="an env with a Discrete action space (others not supported yet)")]
+        if not isinstance(env.observation_space, gym.spaces.Box):
+            return [ConfigIssue(path="env.id", value=cfg.env.id, expected="an env with a Box observation space")]
+    finally:
+        env.close()
+    return []
+
+
+def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = None) -> ExperimentConfig:
+    """Validate an already-parsed YAML document; raise :class:`ConfigError` naming every bad field."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, [ConfigIssue(path="<top level>", value=type(data).__name__,
+                                               expected="a mapping of config fields")])
+    try:
+        cfg = ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _issues_from_pydantic(exc)) from None
+    issues = _semantic_issues(cfg, base_dir or Path.cwd())
+    if issues:
+        raise ConfigError(source, issues)
+    return cfg
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read, parse and validate an experiment YAML file.
+
+    Relative paths inside the file (``reward_model``) are resolved against the file's folder.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(str(path), [ConfigIssue(path="<file>", value=str(path),
+                                                  expected=f"a readable YAML file ({exc.strerror})")]) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), [ConfigIssue(path=where, value=None,
+                                                  expected=f"valid YAML ({problem})")]) from None
+    return parse_config(data, source=str(path), base_dir=path.parent)
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    """The resolved config (every default filled in) as YAML."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def json_schema() -> dict:
+    """JSON schema of the experiment file, for editors (e.g. yaml-language-server)."""
+    return ExperimentConfig.model_json_schema()

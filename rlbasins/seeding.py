@@ -1,0 +1,61 @@
+"""Per-run seeds, one per factor, derived from the experiment's master seed.
+
+A PPO run draws randomness from four independent sources (*factors*):
+
+- ``init``      — the network initialisation;
+- ``env``       — environment resets and dynamics;
+- ``action``    — action sampling during rollouts;
+- ``minibatch`` — the order of samples in PPO's minibatches.
+
+Each factor's seed comes from ``numpy.random.SeedSequence(master, spawn_key=(factor_key, index))``,
+so it depends only on the master seed, the factor's name and that factor's own index. Varying
+one factor's index leaves the other factors' seeds bit-identical — the basis of the
+"same data, different init" experiments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from rlbasins.config import SEED_FACTORS
+
+
+def _factor_key(factor: str) -> int:
+    """A stable 32-bit key for a factor name (stable across Python processes, unlike ``hash``)."""
+    return int.from_bytes(hashlib.sha256(factor.encode()).digest()[:4], "little")
+
+
+def factor_seed(master: int, factor: str, index: int) -> int:
+    """The seed of stream ``factor`` for run ``index`` under ``master``; a uint32 for numpy and torch.
+
+    ``factor`` is one of :data:`~rlbasins.config.SEED_FACTORS`, or the name of another stream
+    that must not collide with them (e.g. ``"heldout"`` for the evaluation states).
+    """
+    sequence = np.random.SeedSequence(master, spawn_key=(_factor_key(factor), index))
+    return int(sequence.generate_state(1, dtype=np.uint32)[0])
+
+
+@dataclass(frozen=True)
+class SeedFactors:
+    """The four factor seeds of one PPO run."""
+
+    init: int
+    env: int
+    action: int
+    minibatch: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def run_seeds(master: int, indices: dict[str, int]) -> SeedFactors:
+    """Seeds for one run given each factor's index, e.g. ``{"init": 3, "env": 0, ...}``."""
+    return SeedFactors(**{f: factor_seed(master, f, indices[f]) for f in SEED_FACTORS})
+
+
+def experiment_seeds(master: int, count: int, vary: list[str] | tuple[str, ...]) -> list[SeedFactors]:
+    """Seeds for runs ``0..count-1``: factors in ``vary`` use the run's index, the others index 0."""
+    return [run_seeds(master, {f: (k if f in vary else 0) for f in SEED_FACTORS}) for k in range(count)]

@@ -1,0 +1,132 @@
+"""Training N seeds of an experiment into its run directory.
+
+:func:`train_experiment` owns the run directory (lock, manifest, overwrite/resume rules) and
+hands the seeds still to do to an engine (:mod:`rlbasins.train.sb3` so far).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rlbasins import __version__
+from rlbasins.config import ExperimentConfig, dump_config
+from rlbasins.devices import resolve_device
+from rlbasins.seeding import experiment_seeds
+from rlbasins.store import RunDir, StoreError, atomic_write_bytes, run_lock
+from rlbasins.train.base import Engine, SeedOutcome, SeedTask
+
+
+def get_engine(name: str) -> Engine:
+    if name == "sb3":
+        from rlbasins.train.sb3 import SB3Engine
+
+        return SB3Engine()
+    raise ValueError(f"unknown engine {name!r}")
+
+
+def _versions() -> dict[str, str]:
+    import gymnasium
+    import numpy
+    import stable_baselines3
+    import torch
+
+    return {"rlbasins": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "stable_baselines3": stable_baselines3.__version__, "gymnasium": gymnasium.__version__,
+            "numpy": numpy.__version__}
+
+
+def _git_commit() -> str | None:
+    """The rlbasins source commit (suffixed ``-dirty`` with local changes), when installed from git."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _new_manifest(cfg: ExperimentConfig) -> dict[str, Any]:
+    seeds = experiment_seeds(cfg.seed, cfg.seeds.count, cfg.seeds.vary)
+    return {
+        "experiment": cfg.name, "status": "running", "created": _now(), "updated": _now(),
+        "config_hash": cfg.hash(), "reward_model_sha256": None, "engine": cfg.engine,
+        "device": str(resolve_device(cfg.device)), "versions": _versions(), "git_commit": _git_commit(),
+        "seeds": {str(k): {"status": "pending", "last_step": 0, "error": None, "factor_seeds": s.as_dict()}
+                  for k, s in enumerate(seeds)},
+    }
+
+
+def _prepare(run: RunDir, cfg: ExperimentConfig, resume: bool, overwrite: bool) -> dict[str, Any]:
+    """Apply the overwrite/resume rules; return the manifest to continue with. Caller holds the lock."""
+    if run.exists() and overwrite:
+        for child in run.root.iterdir():
+            if child.name != ".lock":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    elif run.exists():
+        manifest = run.manifest()
+        if manifest["config_hash"] != cfg.hash():
+            raise StoreError(f"{run.root} holds a run of a different config (hash {manifest['config_hash'][:12]}…, "
+                             f"this config {cfg.hash()[:12]}…); pass --overwrite to replace it or change `name`")
+        if manifest["status"] == "finished" and not resume:
+            raise StoreError(f"{run.root} holds a finished run; pass --overwrite to train it again")
+        if manifest["status"] != "finished" and not resume:
+            raise StoreError(f"{run.root} holds an unfinished run; pass --resume to continue it from its "
+                             "last checkpoints or --overwrite to start over")
+        return manifest
+    atomic_write_bytes(run.config_path, dump_config(cfg).encode())
+    manifest = _new_manifest(cfg)
+    run.write_manifest(manifest)
+    return manifest
+
+
+def train_experiment(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, resume: bool = False,
+                     overwrite: bool = False, show_progress: bool = True) -> RunDir:
+    """Train every seed of ``cfg`` into ``runs_dir/<name>``, resuming unfinished seeds if asked.
+
+    Raises :class:`~rlbasins.store.StoreError` when the directory is locked by another process,
+    holds a finished run (without ``overwrite``), or an unfinished one (without ``resume``).
+    """
+    from rlbasins.progress import training_progress
+
+    run = RunDir(Path(runs_dir) / cfg.name)
+    with run_lock(run.root):
+        manifest = _prepare(run, cfg, resume, overwrite)
+        todo = [k for k, s in manifest["seeds"].items() if s["status"] not in ("finished", "failed")]
+        seeds = experiment_seeds(cfg.seed, cfg.seeds.count, cfg.seeds.vary)
+        tasks = [SeedTask(int(k), seeds[int(k)], cfg.model_dump(mode="json"), str(run.root)) for k in todo]
+        end = cfg.checkpoint_steps()[-1]
+
+        def on_done(outcome: SeedOutcome) -> None:
+            manifest["seeds"][str(outcome.index)].update(
+                status=outcome.status, last_step=outcome.last_step, error=outcome.error)
+            manifest["updated"] = _now()
+            run.write_manifest(manifest)
+
+        for task in tasks:
+            manifest["seeds"][str(task.index)]["status"] = "running"
+        run.write_manifest(manifest)
+        if tasks:
+            with training_progress(cfg.seeds.count, end, enabled=show_progress) as progress:
+                for k, s in manifest["seeds"].items():
+                    if s["status"] in ("finished", "failed"):
+                        progress.advance_seed(int(k), s["last_step"])
+                get_engine(cfg.engine).train(cfg, tasks, cfg.executor.max_workers or os.cpu_count() or 1,
+                                             progress.advance_seed, on_done)
+        statuses = {s["status"] for s in manifest["seeds"].values()}
+        manifest["status"] = "finished" if statuses <= {"finished", "failed"} else "interrupted"
+        manifest["updated"] = _now()
+        run.write_manifest(manifest)
+    return run

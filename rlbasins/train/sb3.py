@@ -1,0 +1,196 @@
+"""The ``sb3`` engine: one Stable-Baselines3 PPO per seed, seeds in parallel processes.
+
+It is the reference implementation of PPO for rlbasins. Each seed runs in its own process
+with one torch thread, its four factor seeds applied to the four places SB3 draws
+randomness from:
+
+- ``init``: the torch generator while the policy is built;
+- ``action``: the torch generator afterwards (SB3 samples actions with torch);
+- ``minibatch``: numpy's global generator (``RolloutBuffer.get`` permutes with it);
+- ``env``: the vector env's reset seeds (``seed + i`` for sub-env ``i``).
+
+Checkpoints are taken between PPO iterations; a resumed seed restores weights, Adam state,
+RNGs and every sub-env's state, and continues bit-identically.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure as configure_logger
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+import envs  # noqa: F401  (registers rlbasins/* env ids in the worker process)
+from rlbasins.config import ExperimentConfig
+from rlbasins.devices import resolve_device
+from rlbasins.policy import ACTIVATIONS, sb3_to_exchange
+from rlbasins.store import RunDir, SeedStore
+from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata
+from rlbasins.train.resume import (
+    decode,
+    encode,
+    flatten_optimizer,
+    restore_env,
+    restore_rngs,
+    snapshot_env,
+    snapshot_rngs,
+    unflatten_optimizer,
+)
+
+
+def _schedule(initial: float, kind: str):
+    """SB3 schedules take progress_remaining (1 → 0)."""
+    return initial if kind == "constant" else (lambda progress_remaining: progress_remaining * initial)
+
+
+def build_model(cfg: ExperimentConfig, task: SeedTask) -> PPO:
+    """An SB3 PPO for one seed, with the seed factors applied (see the module docstring)."""
+    seeds = task.seeds
+    np.random.seed(seeds.minibatch)
+    random.seed(seeds.minibatch)
+    venv = DummyVecEnv([lambda: Monitor(gym.make(cfg.env.id, **cfg.env.kwargs))
+                        for _ in range(cfg.env.num_envs)])
+    venv.seed(seeds.env)
+    ppo = cfg.ppo
+    torch.manual_seed(seeds.init)
+    model = PPO(
+        "MlpPolicy", venv, seed=None, device=resolve_device(cfg.device), verbose=0,
+        learning_rate=_schedule(ppo.learning_rate, ppo.lr_schedule), n_steps=ppo.n_steps,
+        batch_size=ppo.batch_size, n_epochs=ppo.n_epochs, gamma=ppo.gamma, gae_lambda=ppo.gae_lambda,
+        clip_range=_schedule(ppo.clip_range, ppo.clip_range_schedule), clip_range_vf=ppo.clip_range_vf,
+        normalize_advantage=ppo.normalize_advantage, ent_coef=ppo.ent_coef, vf_coef=ppo.vf_coef,
+        max_grad_norm=ppo.max_grad_norm, target_kl=ppo.target_kl,
+        policy_kwargs=dict(net_arch=dict(pi=list(cfg.policy.hidden_sizes), vf=list(cfg.policy.hidden_sizes)),
+                           activation_fn=ACTIVATIONS[cfg.policy.activation],
+                           ortho_init=cfg.policy.ortho_init),
+    )
+    torch.manual_seed(seeds.action)
+    return model
+
+
+def _training_state(model: PPO) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Everything besides the config that decides how ``model.learn`` continues."""
+    tensors = {f"sb3.{name}": t for name, t in model.policy.state_dict().items()}
+    optim_tensors, optim_meta = flatten_optimizer(model.policy.optimizer.state_dict())
+    rng_tensors, rng_meta = snapshot_rngs()
+    meta = {
+        "optimizer": optim_meta, "rng": rng_meta,
+        "envs": [snapshot_env(env) for env in model.env.envs],
+        "num_timesteps": model.num_timesteps, "n_updates": model._n_updates,
+        "episode_num": model._episode_num,
+        "last_obs": encode(model._last_obs), "last_episode_starts": encode(model._last_episode_starts),
+        # wall-clock "t" is dropped so that checkpoints of identical runs are identical bytes
+        "ep_info_buffer": [{"r": float(e["r"]), "l": int(e["l"])} for e in (model.ep_info_buffer or [])],
+    }
+    return {**tensors, **optim_tensors, **rng_tensors}, meta
+
+
+def _restore_training_state(model: PPO, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    model.policy.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sb3.")})
+    model.policy.optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
+    for env, snapshot in zip(model.env.envs, meta["envs"]):
+        restore_env(env, snapshot)
+    model.num_timesteps, model._n_updates = meta["num_timesteps"], meta["n_updates"]
+    model._episode_num = meta["episode_num"]
+    model._last_obs = decode(meta["last_obs"])
+    model._last_episode_starts = decode(meta["last_episode_starts"])
+    model.ep_info_buffer = deque(meta["ep_info_buffer"], maxlen=model._stats_window_size)
+    model.ep_success_buffer = deque(maxlen=model._stats_window_size)
+    restore_rngs(tensors, meta["rng"])
+
+
+class _Checkpointer(BaseCallback):
+    """Saves at scheduled steps (between iterations) and reports progress."""
+
+    def __init__(self, cfg: ExperimentConfig, task: SeedTask, store: SeedStore, progress_queue):
+        super().__init__()
+        self.cfg, self.task, self.store, self.queue = cfg, task, store, progress_queue
+        last = store.last()
+        self.pending = [s for s in cfg.checkpoint_steps() if s > (last.step if last else -1)]
+
+    def save(self) -> None:
+        step = self.model.num_timesteps
+        policy = self.model.policy
+        weights = sb3_to_exchange(policy.state_dict(), n_hidden=len(self.cfg.policy.hidden_sizes))
+        if not all(torch.isfinite(t).all() for t in weights.values()):
+            raise FloatingPointError(f"non-finite weights at step {step}")
+        state_tensors, state_meta = _training_state(self.model)
+        self.store.save(step, weights, policy_metadata(self.cfg, self.task, step), state_tensors, state_meta)
+        self.pending = [s for s in self.pending if s > step]
+
+    def maybe_save(self) -> None:
+        if self.pending and self.model.num_timesteps >= self.pending[0]:
+            self.save()
+
+    def _on_rollout_start(self) -> None:
+        self.maybe_save()
+        if self.queue is not None:
+            self.queue.put((self.task.index, self.model.num_timesteps))
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def train_seed(task: SeedTask, progress_queue=None) -> SeedOutcome:
+    """Train (or resume) one seed to the end of its schedule. Runs in a worker process."""
+    torch.set_num_threads(1)  # one seed per core; also makes CPU results thread-count independent
+    cfg = ExperimentConfig.model_validate(task.config)
+    run = RunDir(task.run_root)
+    store = run.seed(task.index)
+    try:
+        model = build_model(cfg, task)
+        model.set_logger(configure_logger(str(run.tb_dir / f"seed_{task.index}"), ["tensorboard"]))
+        last = store.last()
+        if last is not None:
+            _restore_training_state(model, *store.load_state(last.step))
+        checkpointer = _Checkpointer(cfg, task, store, progress_queue)
+        checkpointer.init_callback(model)
+        checkpointer.maybe_save()  # step 0 (the initialisation) on a fresh run
+        end = cfg.checkpoint_steps()[-1]
+        if model.num_timesteps < end:
+            model.learn(end - model.num_timesteps, callback=checkpointer, reset_num_timesteps=False)
+        checkpointer.maybe_save()
+        model.logger.close()
+        return SeedOutcome(task.index, "finished", model.num_timesteps, None)
+    except (FloatingPointError, ValueError, RuntimeError) as exc:  # NaN weights/logits end in these
+        last = store.last()
+        return SeedOutcome(task.index, "failed", last.step if last else 0, f"{type(exc).__name__}: {exc}")
+
+
+class SB3Engine:
+    """Runs :func:`train_seed` for each task in up to ``max_workers`` processes."""
+
+    name = "sb3"
+
+    def train(self, cfg: ExperimentConfig, tasks: list[SeedTask], max_workers: int,
+              on_progress: ProgressCallback, on_done) -> None:
+        context = get_context("spawn")  # fork after torch/openmp initialised is unsafe
+        with context.Manager() as manager:
+            queue = manager.Queue()
+            with ProcessPoolExecutor(max_workers=max(1, min(max_workers, len(tasks))),
+                                     mp_context=context) as pool:
+                futures = {pool.submit(train_seed, task, queue): task for task in tasks}
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                    while not queue.empty():
+                        on_progress(*queue.get())
+                    for future in done:
+                        task = futures[future]
+                        try:
+                            outcome = future.result()
+                        except BrokenProcessPool as exc:
+                            outcome = SeedOutcome(task.index, "interrupted", 0, f"worker died: {exc}")
+                        on_done(outcome)
+                        on_progress(task.index, outcome.last_step)
