@@ -17,6 +17,7 @@ from typing import Any
 from rlbasins import __version__
 from rlbasins.config import ExperimentConfig, dump_config
 from rlbasins.devices import resolve_device
+from rlbasins.logs import write_aggregate
 from rlbasins.seeding import experiment_seeds
 from rlbasins.store import RunDir, StoreError, atomic_write_bytes, run_lock
 from rlbasins.train.base import Engine, SeedOutcome, SeedTask
@@ -127,6 +128,8 @@ def train_experiment(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, re
                                              progress.advance_seed, on_done)
         statuses = {s["status"] for s in manifest["seeds"].values()}
         manifest["status"] = "finished" if statuses <= {"finished", "failed"} else "interrupted"
+        if manifest["status"] == "finished":
+            write_aggregate(run.tb_dir, [int(k) for k, s in manifest["seeds"].items() if s["status"] == "finished"])
         manifest["updated"] = _now()
         run.write_manifest(manifest)
     return run

@@ -1,0 +1,3 @@
+from rlbasins.cli import app
+
+app(prog_name="rlbasins")

@@ -1,0 +1,62 @@
+"""The HTML report of a run: one self-contained file (figures inline), readable offline."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from rlbasins.analysis.behavior import BehaviorResult
+from rlbasins.config import dump_config
+from rlbasins.logs import seed_curves
+from rlbasins.report import figures
+from rlbasins.store import RunDir, atomic_write_bytes
+
+
+def write_report(run: RunDir) -> Path:
+    """Render ``report.html`` from the run's manifest, TensorBoard logs and ``analysis/``."""
+    cfg = run.load_config()
+    manifest = run.manifest()
+    behavior_path = run.analysis_dir / "behavior.json"
+    if not behavior_path.exists():
+        raise FileNotFoundError(f"{behavior_path} is missing; run `rlbasins analyze {run.root}` first")
+    behavior = BehaviorResult.load(behavior_path)
+    seeds = behavior.seeds
+    steps, returns = seed_curves(run.tb_dir, seeds)
+    tv = np.array(behavior.total_variation)
+    agreement = np.array(behavior.argmax_agreement)
+    threshold = gym.spec(cfg.env.id).reward_threshold
+    mean_tv = (tv.sum(1) / max(len(seeds) - 1, 1)).tolist()
+    rows = [dict(seed=k, step=behavior.steps[i], factor_seeds=manifest["seeds"][str(k)]["factor_seeds"],
+                 train=behavior.train_return[i], greedy=behavior.heldout_return_greedy[i],
+                 greedy_std=behavior.heldout_return_greedy_std[i], sampled=behavior.heldout_return_sampled[i],
+                 mean_tv=mean_tv[i]) for i, k in enumerate(seeds)]
+    not_finished = {k: s for k, s in manifest["seeds"].items() if s["status"] != "finished"}
+    off_diagonal = tv[~np.eye(len(seeds), dtype=bool)]
+    html = _template().render(
+        cfg=cfg, manifest=manifest, config_yaml=dump_config(cfg), rows=rows, behavior=behavior,
+        not_finished=not_finished, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        summary=dict(n=len(seeds), train_mean=float(np.mean(behavior.train_return)),
+                     solved=sum(r >= threshold for r in behavior.train_return) if threshold else None,
+                     threshold=threshold, tv_mean=float(off_diagonal.mean()) if off_diagonal.size else 0.0,
+                     tv_max=float(off_diagonal.max()) if off_diagonal.size else 0.0),
+        fig_curves=figures.learning_curves(steps, returns, seeds),
+        fig_returns=figures.seed_returns(seeds, {
+            "training starts (greedy)": behavior.train_return,
+            "held-out starts (greedy)": behavior.heldout_return_greedy,
+            "held-out starts (sampled)": behavior.heldout_return_sampled}, threshold),
+        fig_tv=figures.seed_matrix(tv, seeds, "Behavioural divergence on held-out states",
+                                   "mean total variation between action distributions"),
+        fig_agreement=figures.seed_matrix(agreement, seeds, "Greedy-action agreement on held-out states",
+                                          "fraction of held-out states with the same greedy action"),
+    )
+    atomic_write_bytes(run.report_path, html.encode())
+    return run.report_path
+
+
+def _template():
+    env = Environment(loader=PackageLoader("rlbasins.report", "templates"), autoescape=select_autoescape())
+    return env.get_template("report.html.j2")

@@ -1,0 +1,80 @@
+"""Report figures (matplotlib, rendered to inline PNG). Colour-blind-safe: Okabe–Ito lines, viridis maps."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from rliable.library import get_interval_estimates  # noqa: E402
+from rliable.metrics import aggregate_iqm  # noqa: E402
+
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+
+
+def to_data_uri(fig: plt.Figure) -> str:
+    """PNG data URI of a figure (and close it), so the report is one self-contained file."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def learning_curves(steps: np.ndarray, returns: np.ndarray, seeds: list[int], max_points: int = 40,
+                    bootstrap_reps: int = 500) -> str:
+    """returns [S, T] training-episode return per seed: thin lines per seed, IQM with a 95% CI band."""
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for i, k in enumerate(seeds):
+        ax.plot(steps, returns[i], lw=0.8, alpha=0.55, color=OKABE_ITO[i % len(OKABE_ITO)], label=f"seed {k}")
+    picked = np.unique(np.linspace(0, len(steps) - 1, min(max_points, len(steps))).astype(int))
+    scores = {int(t): returns[:, t:t + 1] for t in picked}  # rliable: [runs, tasks] per step
+    point, interval = get_interval_estimates(scores, lambda x: np.array([aggregate_iqm(x)]), reps=bootstrap_reps)
+    iqm = np.array([point[int(t)][0] for t in picked])
+    low, high = np.array([interval[int(t)][:, 0] for t in picked]).T
+    ax.fill_between(steps[picked], low, high, color="black", alpha=0.15, label="IQM 95% CI")
+    ax.plot(steps[picked], iqm, color="black", lw=2, label="IQM over seeds")
+    ax.set(title="Training return per seed", xlabel="environment steps per seed",
+           ylabel="mean episode return (last 100 episodes)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2 if len(seeds) <= 16 else 1, loc="lower right")
+    return to_data_uri(fig)
+
+
+def seed_matrix(matrix: np.ndarray, seeds: list[int], title: str, colorbar_label: str,
+                vmin: float = 0.0, vmax: float = 1.0) -> str:
+    """A [S, S] seed-by-seed heatmap; values printed in cells when there are few seeds."""
+    size = min(3 + 0.35 * len(seeds), 12)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    image = ax.imshow(matrix, cmap="viridis", vmin=vmin, vmax=vmax)
+    ticks = range(len(seeds)) if len(seeds) <= 32 else range(0, len(seeds), max(1, len(seeds) // 16))
+    ax.set_xticks(list(ticks), [str(seeds[i]) for i in ticks])
+    ax.set_yticks(list(ticks), [str(seeds[i]) for i in ticks])
+    ax.set(title=title, xlabel="seed", ylabel="seed")
+    if len(seeds) <= 12:
+        for i in range(len(seeds)):
+            for j in range(len(seeds)):
+                shade = (matrix[i, j] - vmin) / (vmax - vmin or 1)
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="black" if shade > 0.6 else "white")
+    fig.colorbar(image, ax=ax, label=colorbar_label, fraction=0.046)
+    return to_data_uri(fig)
+
+
+def seed_returns(seeds: list[int], groups: dict[str, list[float]], threshold: float | None = None) -> str:
+    """Grouped bars: per seed, mean return under each evaluation condition."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(seeds) * len(groups)), 3.8))
+    width = 0.8 / len(groups)
+    x = np.arange(len(seeds))
+    for g, (name, values) in enumerate(groups.items()):
+        ax.bar(x + (g - (len(groups) - 1) / 2) * width, values, width, label=name, color=OKABE_ITO[g])
+    if threshold is not None:
+        ax.axhline(threshold, color="black", lw=0.8, ls="--", label="env's reward threshold")
+    ax.set_xticks(x, [str(k) for k in seeds])
+    ax.set(title="Final policy: mean episode return by seed", xlabel="seed", ylabel="mean episode return")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    ax.grid(axis="y", alpha=0.3)
+    return to_data_uri(fig)

@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny experiments that train in seconds on a CPU."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+
+def tiny_config(**overrides) -> dict:
+    """A valid experiment dict: 2 CartPole seeds × 2048 steps, checkpoints every 512 steps."""
+    cfg = {
+        "name": "tiny", "seed": 7, "device": "cpu",
+        "env": {"id": "CartPole-v1", "num_envs": 2},
+        "ppo": {"total_timesteps": 2048, "n_steps": 64, "batch_size": 64, "n_epochs": 2},
+        "seeds": {"count": 2},
+        "checkpoints": {"every": 512},
+        "analysis": {"heldout": {"n_states": 32, "n_episodes": 4}, "train_episodes": 4},
+    }
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split("__")
+        node = cfg
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return copy.deepcopy(cfg)
+
+
+def write_yaml(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path: Path) -> Path:
+    return write_yaml(tmp_path / "tiny.yaml", tiny_config())

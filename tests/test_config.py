@@ -1,0 +1,135 @@
+"""Config validation: every bad field is named, the exit code is 2 and nothing is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from rlbasins.cli import app
+from rlbasins.config import ConfigError, ExperimentConfig, load_config, parse_config
+from tests.conftest import tiny_config, write_yaml
+
+runner = CliRunner()
+
+MALFORMED = {
+    "unknown top-level key": (tiny_config(polcy={"hidden_sizes": [8]}), "polcy", "did you mean 'policy'"),
+    "unknown nested key": (tiny_config(ppo__n_step=64), "ppo.n_step", "did you mean 'n_steps'"),
+    "wrong type": (tiny_config(seeds__count="eight"), "seeds.count", "integer"),
+    "negative count": (tiny_config(seeds__count=-3), "seeds.count", "greater than 0"),
+    "batch larger than rollout": (tiny_config(ppo__batch_size=1024), "ppo.batch_size", "rollout size"),
+    "unknown env id": (tiny_config(env__id="CartPol-v1"), "env.id", "CartPole-v1"),
+    "missing reward model file": (tiny_config(reward_model="nope.safetensors"), "reward_model", "existing"),
+    "unknown device": (tiny_config(device="tpu"), "device", "'auto', 'cpu' or 'cuda'"),
+    "unknown seed factor": (tiny_config(seeds__vary=["init", "colour"]), "seeds.vary[1]", "minibatch"),
+    "missing env": ({k: v for k, v in tiny_config().items() if k != "env"}, "env", "required"),
+    "gamma above 1": (tiny_config(ppo__gamma=1.5), "ppo.gamma", "less than or equal to 1"),
+    "negative learning rate": (tiny_config(ppo__learning_rate=-1e-3), "ppo.learning_rate", "greater than 0"),
+    "zero hidden width": (tiny_config(policy={"hidden_sizes": [64, 0]}), "policy.hidden_sizes[1]", "greater than 0"),
+    "unknown activation": (tiny_config(policy={"activation": "sigmoid"}), "policy.activation", "'tanh' or 'relu'"),
+    "name escaping the runs dir": (tiny_config(name="../escape"), "name", "pattern"),
+    "unknown schedule": (tiny_config(ppo__lr_schedule="cosine"), "ppo.lr_schedule", "'constant' or 'linear'"),
+    "zero envs": (tiny_config(env__num_envs=0), "env.num_envs", "greater than 0"),
+    "zero checkpoint interval": (tiny_config(checkpoints__every=0), "checkpoints.every", "greater than 0"),
+    "negative extra checkpoint": (tiny_config(checkpoints__also_at=[-5]), "checkpoints.also_at[0]", "greater than"),
+    "kwargs the env rejects": (tiny_config(env__kwargs={"wings": 2}), "env.kwargs", "wings"),
+    "unknown engine": (tiny_config(engine="jax"), "engine", "'sb3'"),
+    "top level not a mapping": ([1, 2, 3], "<top level>", "mapping"),
+    "env without held-out suite": (tiny_config(env__id="MountainCar-v0"), "env.id", "held-out suite"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED), ids=list(MALFORMED))
+def test_malformed_config_names_field_exits_2_and_writes_nothing(case: str, tmp_path: Path) -> None:
+    data, field, expected_hint = MALFORMED[case]
+    config = write_yaml(tmp_path / "bad.yaml", data)
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["run", str(config), "--runs-dir", str(runs), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert f"{field}:" in result.output
+    assert expected_hint in result.output
+    assert not runs.exists()
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    data = tiny_config(seeds__count=-1, ppo__gamma=2.0, device="tpu")
+    with pytest.raises(ConfigError) as info:
+        load_config(write_yaml(tmp_path / "bad.yaml", data))
+    assert {issue.path for issue in info.value.issues} == {"seeds.count", "ppo.gamma", "device"}
+
+
+def test_duplicate_yaml_key_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: a\nseed: 1\nseed: 2\nenv: {id: CartPole-v1}\n")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "duplicate key 'seed'" in result.output and "line 3" in result.output
+
+
+def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: a\nenv: {id: CartPole-v1\n")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "line" in result.output
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", str(tmp_path / "absent.yaml")])
+    assert result.exit_code == 2 and "absent.yaml" in result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_requested_without_cuda(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", str(write_yaml(tmp_path / "c.yaml", tiny_config(device="cuda")))])
+    assert result.exit_code == 2 and "device:" in result.output and "CUDA is not available" in result.output
+
+
+def test_shipped_configs_validate() -> None:
+    for path in sorted(Path("configs").glob("*.yaml")):
+        result = runner.invoke(app, ["validate", str(path)])
+        assert result.exit_code == 0, f"{path}: {result.output}"
+
+
+def test_schema_is_json_schema_of_the_config() -> None:
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    assert set(schema["required"]) == {"name", "env"}
+    assert {"ppo", "seeds", "checkpoints", "device"} <= set(schema["properties"])
+
+
+def test_hash_ignores_executor_but_not_science() -> None:
+    base = parse_config(tiny_config())
+    assert parse_config(tiny_config(executor={"max_workers": 1})).hash() == base.hash()
+    assert parse_config(tiny_config(ppo__gamma=0.95)).hash() != base.hash()
+
+
+def test_checkpoint_steps_snap_to_rollout_boundaries() -> None:
+    cfg = parse_config(tiny_config(ppo__total_timesteps=2000, checkpoints={"every": 500, "also_at": [100]}))
+    # rollout = 64 steps × 2 envs = 128; training ends at the first boundary ≥ 2000
+    assert cfg.checkpoint_steps() == [0, 128, 512, 1024, 1536, 2048]
+
+
+_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True),
+                    st.text(max_size=8), st.lists(st.integers(-2, 100), max_size=3))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(section=st.sampled_from(["ppo", "seeds", "env", "policy", "checkpoints", "analysis", None]),
+       key=st.sampled_from(["count", "n_steps", "gamma", "id", "num_envs", "hidden_sizes", "every",
+                            "batch_size", "vary", "enabled", "bogus"]),
+       value=_LEAVES)
+def test_any_mutation_is_valid_or_a_named_config_error(section, key, value) -> None:
+    data = tiny_config()
+    (data.setdefault(section, {}) if section else data)[key] = value
+    try:
+        cfg = parse_config(data)
+    except ConfigError as exc:
+        assert exc.issues and all(issue.path for issue in exc.issues)
+    else:
+        assert isinstance(cfg, ExperimentConfig)

@@ -1,0 +1,58 @@
+"""Exchange format and behavioural divergence."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stable_baselines3 import PPO
+
+from rlbasins.analysis.behavior import argmax_agreement_matrix, stacked_action_probs, total_variation_matrix
+from rlbasins.policy import ActorCritic, sb3_to_exchange
+
+
+def test_sb3_policy_converts_to_an_equivalent_exchange_module() -> None:
+    torch.manual_seed(0)
+    model = PPO("MlpPolicy", "CartPole-v1", device="cpu",
+                policy_kwargs=dict(net_arch=dict(pi=[32, 16], vf=[32, 16])))
+    ours = ActorCritic(obs_dim=4, n_actions=2, hidden_sizes=[32, 16])
+    ours.load_state_dict(sb3_to_exchange(model.policy.state_dict(), n_hidden=2))
+    obs = torch.randn(50, 4)
+    with torch.no_grad():
+        distribution = model.policy.get_distribution(obs).distribution
+        logits, value = ours(obs)
+        assert torch.allclose(torch.softmax(logits, -1), distribution.probs, atol=1e-6)
+        assert torch.allclose(value, model.policy.predict_values(obs).squeeze(-1), atol=1e-6)
+
+
+def _policies(n: int, seed: int) -> list[ActorCritic]:
+    torch.manual_seed(seed)
+    return [ActorCritic(obs_dim=4, n_actions=3, hidden_sizes=[8, 8]) for _ in range(n)]
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 6), seed=st.integers(0, 1000))
+def test_stacked_evaluation_equals_one_policy_at_a_time(n, seed) -> None:
+    policies = _policies(n, seed)
+    obs = torch.randn(17, 4)
+    stacked = stacked_action_probs(policies, obs)
+    assert stacked.shape == (n, 17, 3)
+    for i, policy in enumerate(policies):
+        assert torch.allclose(stacked[i], policy.action_probs(obs), atol=1e-6)
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 7), seed=st.integers(0, 1000), chunk=st.integers(1, 8))
+def test_divergence_matrices_are_proper(n, seed, chunk) -> None:
+    probs = stacked_action_probs(_policies(n, seed), torch.randn(9, 4) * 3)
+    tv = total_variation_matrix(probs, chunk=chunk)
+    agreement = argmax_agreement_matrix(probs)
+    assert torch.allclose(tv, tv.T) and torch.all(tv.diagonal() == 0)
+    assert torch.all((tv >= 0) & (tv <= 1 + 1e-6))
+    assert torch.all(agreement.diagonal() == 1) and torch.allclose(agreement, agreement.T)
+
+
+def test_divergence_of_opposite_deterministic_policies_is_one() -> None:
+    probs = torch.tensor([[[1.0, 0.0]] * 5, [[0.0, 1.0]] * 5])
+    assert torch.allclose(total_variation_matrix(probs), torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+    assert torch.equal(argmax_agreement_matrix(probs), torch.tensor([[1.0, 0.0], [0.0, 1.0]]))

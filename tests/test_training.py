@@ -1,0 +1,155 @@
+"""End-to-end training on tiny CartPole experiments: determinism, seed factors, resume, refusals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from rlbasins.cli import app
+from rlbasins.config import parse_config
+from rlbasins.store import CorruptFileError, RunDir, StoreError, sha256_file
+from rlbasins.train import train_experiment
+from tests.conftest import tiny_config, write_yaml
+
+runner = CliRunner()
+
+
+def _train(tmp_path: Path, name: str, **overrides) -> RunDir:
+    cfg = parse_config(tiny_config(name=name, **overrides))
+    return train_experiment(cfg, tmp_path / "runs", show_progress=False)
+
+
+def _checkpoint_hashes(run: RunDir, k: int) -> dict[str, str]:
+    return {path.name: sha256_file(path) for path in sorted(run.seed(k).ckpt_dir.glob("*.safetensors"))}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> RunDir:
+    return _train(tmp_path_factory.mktemp("reference"), "tiny")
+
+
+def test_run_directory_layout(reference_run: RunDir) -> None:
+    manifest = reference_run.manifest()
+    assert manifest["status"] == "finished"
+    assert all(s["status"] == "finished" and s["last_step"] == 2048 for s in manifest["seeds"].values())
+    assert manifest["config_hash"] == parse_config(tiny_config()).hash()
+    assert {"torch", "stable_baselines3", "gymnasium"} <= set(manifest["versions"])
+    assert [e.step for e in reference_run.seed(0).entries()] == [0, 512, 1024, 1536, 2048]
+    assert (reference_run.tb_dir / "seed_0").is_dir() and (reference_run.tb_dir / "aggregate").is_dir()
+    assert parse_config(tiny_config()) == reference_run.load_config()
+
+
+def test_same_config_gives_bit_identical_checkpoints(reference_run: RunDir, tmp_path: Path) -> None:
+    again = _train(tmp_path, "tiny")
+    for k in (0, 1):
+        assert _checkpoint_hashes(again, k) == _checkpoint_hashes(reference_run, k)
+    assert _checkpoint_hashes(reference_run, 0) != _checkpoint_hashes(reference_run, 1)
+
+
+def test_seeds_learn_something(reference_run: RunDir) -> None:
+    first, _ = reference_run.seed(0).load_policy(0)
+    last, _ = reference_run.seed(0).load_policy(2048)
+    assert not torch.equal(first["actor.0.weight"], last["actor.0.weight"])
+
+
+def _same_weights(run: RunDir, step: int) -> bool:
+    """Whether seeds 0 and 1 of ``run`` have identical weights at ``step`` (headers name the seed)."""
+    (a, _), (b, _) = run.seed(0).load_policy(step), run.seed(1).load_policy(step)
+    return all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_init_factor_alone_decides_the_initial_weights(tmp_path: Path) -> None:
+    data_only = _train(tmp_path, "data", seeds__vary=["env", "action", "minibatch"])
+    assert _same_weights(data_only, 0) and not _same_weights(data_only, 2048)
+    init_only = _train(tmp_path, "init", seeds__vary=["init"])
+    assert not _same_weights(init_only, 0)
+    seeds = {k: s["factor_seeds"] for k, s in init_only.manifest()["seeds"].items()}
+    assert seeds["0"]["init"] != seeds["1"]["init"]
+    assert all(seeds["0"][f] == seeds["1"][f] for f in ("env", "action", "minibatch"))
+
+
+def test_killed_run_resumes_to_the_same_final_checkpoint(reference_run: RunDir, tmp_path: Path) -> None:
+    config = write_yaml(tmp_path / "tiny.yaml", tiny_config(name="tiny"))
+    runs = tmp_path / "runs"
+    process = subprocess.Popen([sys.executable, "-m", "rlbasins", "train", str(config), "--runs-dir", str(runs),
+                                "--no-progress"], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = RunDir(runs / "tiny")
+    deadline = time.time() + 120
+    while not all(run.seed(k).index_path.exists() and len(run.seed(k).entries()) >= 2 for k in (0, 1)):
+        assert process.poll() is None and time.time() < deadline, "training ended before it could be killed"
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert run.manifest()["status"] == "running"
+    assert any(run.seed(k).last().step < 2048 for k in (0, 1)), "killed too late to test resuming"
+
+    refused = runner.invoke(app, ["train", str(config), "--runs-dir", str(runs), "--no-progress"])
+    assert refused.exit_code == 3 and "--resume" in refused.output
+    resumed = runner.invoke(app, ["train", str(config), "--runs-dir", str(runs), "--resume", "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output
+    for k in (0, 1):
+        final = "2048.safetensors"
+        assert sha256_file(run.seed(k).ckpt_dir / final) == sha256_file(reference_run.seed(k).ckpt_dir / final)
+        assert _checkpoint_hashes(run, k) == _checkpoint_hashes(reference_run, k)
+
+
+def test_finished_run_is_not_overwritten_without_flag(reference_run: RunDir, tmp_path: Path) -> None:
+    cfg = parse_config(tiny_config())
+    before = _checkpoint_hashes(reference_run, 0)
+    with pytest.raises(StoreError, match="finished run; pass --overwrite"):
+        train_experiment(cfg, reference_run.root.parent, show_progress=False)
+    with pytest.raises(StoreError, match="different config"):
+        train_experiment(parse_config(tiny_config(ppo__gamma=0.9)), reference_run.root.parent, show_progress=False)
+    assert _checkpoint_hashes(reference_run, 0) == before
+
+
+def test_second_writer_is_refused_by_the_cli(reference_run: RunDir, tmp_path: Path) -> None:
+    config = write_yaml(tmp_path / "tiny.yaml", tiny_config())
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from pathlib import Path; from rlbasins.store import run_lock\n"
+        f"with run_lock(Path({str(reference_run.root)!r})):\n    print('locked', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = runner.invoke(app, ["train", str(config), "--runs-dir", str(reference_run.root.parent),
+                                     "--overwrite", "--no-progress"])
+        assert result.exit_code == 3 and "in use by another rlbasins process" in result.output
+    finally:
+        holder.kill()
+        holder.wait()
+    assert reference_run.manifest()["status"] == "finished"
+
+
+def test_truncated_checkpoint_is_named_by_analyze(tmp_path: Path) -> None:
+    run = _train(tmp_path, "broken")
+    path = run.seed(1).policy_path(2048)
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    result = runner.invoke(app, ["analyze", str(run.root), "--no-progress"])
+    assert result.exit_code == 2
+    assert "seeds/1/ckpt/2048.safetensors" in result.output and "corrupt" in result.output
+    with pytest.raises(CorruptFileError):
+        run.seed(1).load_policy(2048)
+
+
+def test_cli_run_writes_analysis_and_a_self_contained_report(tmp_path: Path) -> None:
+    config = write_yaml(tmp_path / "tiny.yaml", tiny_config(name="e2e"))
+    result = runner.invoke(app, ["run", str(config), "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    run = RunDir(tmp_path / "runs" / "e2e")
+    assert str(run.report_path) in result.output.replace("\n", "")
+    html = run.report_path.read_text()
+    for section in ('id="summary"', 'id="training"', 'id="heldout"', 'id="seeds"', 'id="provenance"'):
+        assert section in html
+    assert html.count("data:image/png;base64,") == 4
+    assert "http://" not in html and "https://" not in html  # opens offline
+    rows = (run.analysis_dir / "seeds.csv").read_text().splitlines()
+    assert rows[0].startswith("seed,step,train_return") and len(rows) == 3
