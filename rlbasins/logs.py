@@ -43,7 +43,7 @@ def _on_common_steps(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.nd
 def seed_curves(tb_dir: Path, seeds: list[int], tag: str = RETURN_TAG) -> tuple[np.ndarray, np.ndarray]:
     """One tag for many seeds on their common steps: (steps [T], values [S, T])."""
     curves = [read_scalars(tb_dir / f"seed_{k}").get(tag) for k in seeds]
-    missing = [k for k, c in zip(seeds, curves) if c is None]
+    missing = [k for k, c in zip(seeds, curves, strict=True) if c is None]
     if missing:
         raise FileNotFoundError(f"no {tag!r} logged for seeds {missing} in {tb_dir}")
     return _on_common_steps(curves)
@@ -64,6 +64,6 @@ def write_aggregate(tb_dir: Path, seeds: list[int]) -> None:
         stats = {"": values.mean(0), "_iqm": trim_mean(values, 0.25, axis=0),
                  "_min": values.min(0), "_max": values.max(0)}
         for suffix, series in stats.items():
-            for step, value in zip(steps.tolist(), series.tolist()):
+            for step, value in zip(steps.tolist(), series.tolist(), strict=True):
                 writer.add_scalar(tag + suffix, value, step)
     writer.close()

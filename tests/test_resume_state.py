@@ -39,7 +39,7 @@ def _same(a, b) -> bool:
         return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and \
             np.array_equal(a, b, equal_nan=True)
     if isinstance(a, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     return a == b and type(a) is type(b)

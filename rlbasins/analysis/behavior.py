@@ -89,7 +89,7 @@ def episode_returns(policy: ActorCritic, cfg: ExperimentConfig, reset_seeds: lis
     generator = torch.Generator().manual_seed(action_seed)
     envs = [gym.make(cfg.env.id, **cfg.env.kwargs) for _ in reset_seeds]
     obs = []
-    for e, (env, seed) in enumerate(zip(envs, reset_seeds)):
+    for e, (env, seed) in enumerate(zip(envs, reset_seeds, strict=True)):
         first, _ = env.reset(seed=seed)
         obs.append(first if starts is None else suite.start_from(env, starts[e]))
     obs = np.stack(obs)
@@ -98,7 +98,7 @@ def episode_returns(policy: ActorCritic, cfg: ExperimentConfig, reset_seeds: lis
     while active.any():
         probs = policy.action_probs(torch.as_tensor(obs[active]))
         actions = probs.argmax(-1) if greedy else torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        for e, action in zip(np.flatnonzero(active), actions.tolist()):
+        for e, action in zip(np.flatnonzero(active), actions.tolist(), strict=True):
             next_obs, reward, terminated, truncated, _ = envs[e].step(action)
             returns[e] += reward
             obs[e] = next_obs
@@ -186,7 +186,7 @@ def _write_seed_table(path: Path, result: BehaviorResult) -> None:
     tv = np.array(result.total_variation)
     mean_tv = (tv.sum(1) / max(len(tv) - 1, 1)).tolist()
     rows = zip(result.seeds, result.steps, result.train_return, result.heldout_return_greedy,
-               result.heldout_return_sampled, mean_tv)
+               result.heldout_return_sampled, mean_tv, strict=True)
     header = "seed,step,train_return,heldout_return_greedy,heldout_return_sampled,mean_tv_to_others\n"
     body = "".join(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row) + "\n" for row in rows)
     atomic_write_bytes(path, (header + body).encode())

@@ -110,7 +110,7 @@ def restore_env(env: gym.Env, snapshot: list[dict[str, Any]]) -> None:
     if classes != [entry["class"] for entry in snapshot]:
         raise ValueError(f"env wrapper chain {classes} differs from the checkpoint's "
                          f"{[entry['class'] for entry in snapshot]}")
-    for layer, entry in zip(layers, snapshot):
+    for layer, entry in zip(layers, snapshot, strict=True):
         for name, value in entry["attributes"].items():
             setattr(layer, name, decode(value))
 

@@ -99,7 +99,7 @@ def _training_state(model: PPO) -> tuple[dict[str, torch.Tensor], dict[str, Any]
 def _restore_training_state(model: PPO, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     model.policy.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sb3.")})
     model.policy.optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
-    for env, snapshot in zip(model.env.envs, meta["envs"]):
+    for env, snapshot in zip(model.env.envs, meta["envs"], strict=True):
         restore_env(env, snapshot)
     model.num_timesteps, model._n_updates = meta["num_timesteps"], meta["n_updates"]
     model._episode_num = meta["episode_num"]
