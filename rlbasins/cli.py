@@ -47,6 +47,10 @@ def _handles_errors(command: Callable) -> Callable:
         except StoreError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(3) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]: checkpoints so far are kept; continue with "
+                      "`rlbasins train CONFIG --resume`", highlight=False)
+            raise typer.Exit(130) from None
 
     return wrapper
 
@@ -77,7 +81,7 @@ def _report(run: RunDir) -> Path:
     from rlbasins.report import write_report
 
     path = write_report(run)
-    out.print(f"report → [bold]{path}[/]", highlight=False)
+    out.print(f"report → [bold]{path}[/]  (open file://{path.resolve()})", highlight=False)
     return path
 
 

@@ -153,3 +153,29 @@ def test_cli_run_writes_analysis_and_a_self_contained_report(tmp_path: Path) -> 
     assert "http://" not in html and "https://" not in html  # opens offline
     rows = (run.analysis_dir / "seeds.csv").read_text().splitlines()
     assert rows[0].startswith("seed,step,train_return") and len(rows) == 3
+
+
+def test_seed_with_non_finite_weights_is_marked_failed(tmp_path: Path, monkeypatch) -> None:
+    """A seed whose weights go NaN stops at its last good checkpoint and reports why."""
+    from rlbasins.seeding import experiment_seeds
+    from rlbasins.train import sb3
+    from rlbasins.train.base import SeedTask
+
+    real = sb3.sb3_to_exchange
+
+    def poisoned(state, n_hidden):
+        weights = real(state, n_hidden)
+        if poisoned.calls > 0:
+            weights["actor.0.weight"][0, 0] = float("nan")
+        poisoned.calls += 1
+        return weights
+
+    poisoned.calls = 0
+    monkeypatch.setattr(sb3, "sb3_to_exchange", poisoned)
+    cfg = parse_config(tiny_config())
+    task = SeedTask(0, experiment_seeds(cfg.seed, 1, cfg.seeds.vary)[0], cfg.model_dump(mode="json"),
+                    str(tmp_path / "run"))
+    outcome = sb3.train_seed(task)
+    assert outcome.status == "failed" and outcome.last_step == 0
+    assert "non-finite weights at step 512" in outcome.error
+    assert [e.step for e in RunDir(tmp_path / "run").seed(0).entries()] == [0]
