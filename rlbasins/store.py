@@ -235,8 +235,8 @@ class RunDir:
 
     def manifest(self) -> dict[str, Any]:
         if not self.manifest_path.exists():
-            raise StoreError(f"{self.root} is not a run directory (no manifest.json); "
-                             "create one with `rlbasins train CONFIG`")
+            raise FileNotFoundError(f"{self.root} is not a run directory (no manifest.json); "
+                                    "create one with `rlbasins train CONFIG`")
         return read_json(self.manifest_path)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,3 +40,18 @@ def write_yaml(path: Path, data) -> Path:
 @pytest.fixture
 def tiny_yaml(tmp_path: Path) -> Path:
     return write_yaml(tmp_path / "tiny.yaml", tiny_config())
+
+
+@contextmanager
+def lock_held_by_another_process(root: Path) -> Iterator[subprocess.Popen]:
+    """Another Python process holds ``run_lock(root)`` inside the block; it is killed after it."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from pathlib import Path; from rlbasins.store import run_lock\n"
+        f"with run_lock(Path({str(root)!r})):\n    print('locked', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

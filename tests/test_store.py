@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlbasins.store import CorruptFileError, RunDir, StoreError, atomic_write_bytes, run_lock
+from tests.conftest import lock_held_by_another_process
 
 
 def _save(store, step: int, value: float = 1.0):
@@ -77,18 +76,10 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path: Path, monkeypat
 
 
 def test_lock_refuses_a_second_process(tmp_path: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from rlbasins.store import run_lock\n"
-        f"with run_lock(Path({str(tmp_path)!r})):\n    print('locked', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held_by_another_process(tmp_path) as holder:
         with pytest.raises(StoreError, match=f"in use by another rlbasins process \\(pid {holder.pid}\\)"):
             with run_lock(tmp_path):
                 pass
-    finally:
-        holder.kill()
-        holder.wait()
     deadline = time.time() + 10
     while True:  # a killed holder leaves no stale lock
         try:

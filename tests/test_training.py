@@ -17,7 +17,7 @@ from rlbasins.cli import app
 from rlbasins.config import parse_config
 from rlbasins.store import CorruptFileError, RunDir, StoreError, sha256_file
 from rlbasins.train import train_experiment
-from tests.conftest import tiny_config, write_yaml
+from tests.conftest import lock_held_by_another_process, tiny_config, write_yaml
 
 runner = CliRunner()
 
@@ -114,18 +114,10 @@ def test_finished_run_is_not_overwritten_without_flag(reference_run: RunDir, tmp
 
 def test_second_writer_is_refused_by_the_cli(reference_run: RunDir, tmp_path: Path) -> None:
     config = write_yaml(tmp_path / "tiny.yaml", tiny_config())
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from pathlib import Path; from rlbasins.store import run_lock\n"
-        f"with run_lock(Path({str(reference_run.root)!r})):\n    print('locked', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held_by_another_process(reference_run.root):
         result = runner.invoke(app, ["train", str(config), "--runs-dir", str(reference_run.root.parent),
                                      "--overwrite", "--no-progress"])
         assert result.exit_code == 3 and "in use by another rlbasins process" in result.output
-    finally:
-        holder.kill()
-        holder.wait()
     assert reference_run.manifest()["status"] == "finished"
 
 
@@ -179,3 +171,8 @@ def test_seed_with_non_finite_weights_is_marked_failed(tmp_path: Path, monkeypat
     assert outcome.status == "failed" and outcome.last_step == 0
     assert "non-finite weights at step 512" in outcome.error
     assert [e.step for e in RunDir(tmp_path / "run").seed(0).entries()] == [0]
+
+
+def test_analyze_of_a_missing_run_directory_is_bad_input(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["analyze", str(tmp_path / "nothing"), "--no-progress"])
+    assert result.exit_code == 2 and "not a run directory" in result.output

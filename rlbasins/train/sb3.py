@@ -190,7 +190,9 @@ class SB3Engine:
                         task = futures[future]
                         try:
                             outcome = future.result()
-                        except BrokenProcessPool as exc:
+                        except BrokenProcessPool as exc:  # killed worker: resumable
                             outcome = SeedOutcome(task.index, "interrupted", 0, f"worker died: {exc}")
+                        except Exception as exc:  # a bug in one seed must not take the others down
+                            outcome = SeedOutcome(task.index, "failed", 0, f"{type(exc).__name__}: {exc}")
                         on_done(outcome)
                         on_progress(task.index, outcome.last_step)
