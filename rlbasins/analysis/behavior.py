@@ -141,8 +141,8 @@ class BehaviorResult:
 
 def analyze_behavior(run: RunDir, show_progress: bool = True) -> BehaviorResult:
     """Evaluate every finished seed of ``run``; write ``analysis/behavior.json`` and ``seeds.csv``."""
+    manifest = run.manifest()  # first: names a directory that is not a run
     cfg = run.load_config()
-    manifest = run.manifest()
     seeds = [int(k) for k, s in manifest["seeds"].items() if s["status"] == "finished"]
     if not seeds:
         raise RuntimeError(f"no finished seed in {run.root}; train it first (`rlbasins train`)")

@@ -18,8 +18,8 @@ from rlbasins.store import RunDir, atomic_write_bytes
 
 def write_report(run: RunDir) -> Path:
     """Render ``report.html`` from the run's manifest, TensorBoard logs and ``analysis/``."""
+    manifest = run.manifest()  # first: names a directory that is not a run
     cfg = run.load_config()
-    manifest = run.manifest()
     behavior_path = run.analysis_dir / "behavior.json"
     if not behavior_path.exists():
         raise FileNotFoundError(f"{behavior_path} is missing; run `rlbasins analyze {run.root}` first")
