@@ -7,8 +7,9 @@ compared across seeds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -19,10 +20,10 @@ class HeldOutSuite:
     """How to sample held-out states of one environment and start an episode from one."""
 
     description: str
-    sample_states: Callable[[np.random.Generator, int], np.ndarray]
-    """(rng, n) → states [n, state_dim] (float64, env-specific meaning)."""
-    start_from: Callable[[gym.Env, np.ndarray], np.ndarray]
-    """(env after reset, state [state_dim]) → observation of that state; the env continues from it."""
+    sample_states: Callable[[gym.Env, np.random.Generator, int], Sequence]
+    """(env, rng, n) → n states (env-specific: an array [n, state_dim], or a GridState batch)."""
+    start_from: Callable[[gym.Env, Any], np.ndarray]
+    """(env after reset, one state) → observation of that state; the env continues from it."""
 
 
 # --------------------------------------------------------------------------- CartPole
@@ -31,7 +32,7 @@ _CARTPOLE_TRAIN_HALF_WIDTH = 0.05  # gymnasium CartPole resets every state varia
 _CARTPOLE_HELDOUT_HALF_WIDTHS = np.array([0.5, 0.5, 0.15, 0.5])  # x, ẋ, θ, θ̇ (θ stays < 0.2095 rad)
 
 
-def _cartpole_states(rng: np.random.Generator, n: int) -> np.ndarray:
+def _cartpole_states(env: gym.Env, rng: np.random.Generator, n: int) -> np.ndarray:
     """Uniform in the wider box, rejecting states inside the training start box."""
     states = np.empty((0, 4))
     while len(states) < n:
@@ -54,6 +55,15 @@ CARTPOLE = HeldOutSuite(
 )
 
 HELDOUT_SUITES: dict[str, HeldOutSuite] = {"CartPole-v1": CARTPOLE, "CartPole-v0": CARTPOLE}
+
+
+def grid_suite(core_class) -> HeldOutSuite:
+    """The held-out suite of a gridworld core (``envs.grid.GridCore`` subclass)."""
+    def sample(env: gym.Env, rng: np.random.Generator, n: int):
+        return core_class.heldout_states(n, seed=int(rng.integers(2**32)), size=env.unwrapped.core.size)
+
+    return HeldOutSuite(description=core_class.description, sample_states=sample,
+                        start_from=lambda env, state: env.unwrapped.start_from(state))
 
 
 def get_suite(env_id: str) -> HeldOutSuite:

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from stable_baselines3.common.monitor import Monitor
 
+import envs  # noqa: F401  (registers the rlbasins/* ids)
+
 from rlbasins.train.resume import (
     decode,
     encode,
@@ -59,13 +61,14 @@ def test_generator_and_deque_round_trip() -> None:
     assert decode(encode(queue)) == queue and decode(encode(queue)).maxlen == 4
 
 
-@settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), steps_before=st.integers(0, 60), actions=st.lists(st.integers(0, 1),
-                                                                                      min_size=1, max_size=80))
-def test_restored_env_continues_identically(seed, steps_before, actions) -> None:
+@settings(max_examples=30, deadline=None)
+@given(env_id=st.sampled_from(["CartPole-v1", "rlbasins/CueConflict-v0", "rlbasins/GoalOrPlace-v0"]),
+       seed=st.integers(0, 2**31 - 1), steps_before=st.integers(0, 60),
+       actions=st.lists(st.integers(0, 1), min_size=1, max_size=80))
+def test_restored_env_continues_identically(env_id, seed, steps_before, actions) -> None:
     """Snapshot mid-training (across episode ends), restore into a fresh env: the future is the same."""
     def make():
-        return Monitor(gym.make("CartPole-v1"))
+        return Monitor(gym.make(env_id))
 
     original = make()
     original.reset(seed=seed)

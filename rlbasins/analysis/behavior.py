@@ -15,6 +15,7 @@ Results go to ``analysis/behavior.json`` and ``analysis/seeds.csv``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -79,11 +80,11 @@ def argmax_agreement_matrix(probs: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def episode_returns(policy: ActorCritic, cfg: ExperimentConfig, reset_seeds: list[int],
-                    starts: np.ndarray | None, suite: HeldOutSuite | None, greedy: bool,
+                    starts: Sequence | None, suite: HeldOutSuite | None, greedy: bool,
                     action_seed: int) -> np.ndarray:
     """Undiscounted env-reward returns of one policy, one episode per reset seed, all in lockstep.
 
-    ``starts`` [E, state_dim] puts episode ``e`` into held-out state ``e`` (via ``suite``) after
+    ``starts`` (E states) puts episode ``e`` into held-out state ``e`` (via ``suite``) after
     its reset; ``None`` keeps the training start distribution. Returns [E].
     """
     generator = torch.Generator().manual_seed(action_seed)
@@ -108,8 +109,8 @@ def episode_returns(policy: ActorCritic, cfg: ExperimentConfig, reset_seeds: lis
     return returns
 
 
-def heldout_observations(cfg: ExperimentConfig, suite: HeldOutSuite, states: np.ndarray) -> torch.Tensor:
-    """Observations [N, *obs_shape] of held-out states [N, state_dim]."""
+def heldout_observations(cfg: ExperimentConfig, suite: HeldOutSuite, states) -> torch.Tensor:
+    """Observations [N, *obs_shape] of N held-out states."""
     env = gym.make(cfg.env.id, **cfg.env.kwargs)
     env.reset(seed=0)
     obs = np.stack([suite.start_from(env, state) for state in states])
@@ -150,8 +151,10 @@ def analyze_behavior(run: RunDir, show_progress: bool = True) -> BehaviorResult:
     held = cfg.analysis.heldout
     eval_seed = factor_seed(cfg.seed, "eval", 0)
     rng = np.random.default_rng(eval_seed)
-    states = suite.sample_states(rng, held.n_states)
-    starts = suite.sample_states(rng, held.n_episodes)
+    probe_env = gym.make(cfg.env.id, **cfg.env.kwargs)
+    states = suite.sample_states(probe_env, rng, held.n_states)
+    starts = suite.sample_states(probe_env, rng, held.n_episodes)
+    probe_env.close()
     reset_seeds_heldout = rng.integers(2**31, size=held.n_episodes).tolist()
     reset_seeds_train = rng.integers(2**31, size=cfg.analysis.train_episodes).tolist()
 

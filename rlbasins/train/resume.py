@@ -9,6 +9,8 @@ Three kinds of state beyond the weights:
   attributes whose values are data — numbers, strings, arrays, numpy generators and
   containers of those — and skip references to other objects (the wrapped env, spaces,
   renderers). Restoring them into a freshly made env of the same id continues the episode.
+  A layer that keeps its state in an object instead (the gridworlds' batched core) exposes
+  ``get_state() -> dict of arrays`` and ``set_state(dict)``, which are used as well.
 """
 
 from __future__ import annotations
@@ -99,7 +101,10 @@ def snapshot_env(env: gym.Env) -> list[dict[str, Any]]:
                 attributes[name] = encode(value)
             except _NotData:
                 continue
-        snapshot.append({"class": type(layer).__name__, "attributes": attributes})
+        entry = {"class": type(layer).__name__, "attributes": attributes}
+        if callable(getattr(layer, "get_state", None)):  # envs whose state lives in an object (e.g. a core)
+            entry["state"] = encode(layer.get_state())
+        snapshot.append(entry)
     return snapshot
 
 
@@ -113,6 +118,8 @@ def restore_env(env: gym.Env, snapshot: list[dict[str, Any]]) -> None:
     for layer, entry in zip(layers, snapshot, strict=True):
         for name, value in entry["attributes"].items():
             setattr(layer, name, decode(value))
+        if "state" in entry:
+            layer.set_state(decode(entry["state"]))
 
 
 # --------------------------------------------------------------------------- random-number generators

@@ -1,0 +1,45 @@
+"""CueConflict: go to the red square — by its colour or by its shape?
+
+In training the rewarded object is always the red square and the distractor the blue
+circle; held-out states offer a red circle and a blue square, equidistant and mirrored.
+Labels: ``colour``, ``shape``, ``neither``. ``colour_salience`` / ``shape_salience`` scale the
+value of the colour and shape planes (default 1 each: equal salience).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from envs.grid import SHAPES, GridEnv, GridState, GridVectorEnv
+from envs.two_cues import TwoCueCore, draw_cell_mask
+
+RED, BLUE = (213, 94, 0), (0, 114, 178)  # Okabe–Ito vermillion and blue
+
+
+class CueConflictCore(TwoCueCore):
+    labels = ("colour", "shape")
+    channels = ("agent", "red", "blue", "square", "circle")
+    description = ("Held-out CueConflict states: a red circle and a blue square at mirror-image positions "
+                   "around the agent (equal distance, both orders).")
+
+    def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
+                 device: torch.device | str = "cpu", colour_salience: float = 1.0, shape_salience: float = 1.0):
+        super().__init__(num_envs, size, max_steps, device, salience=(colour_salience, shape_salience))
+
+    def reward_of(self, outcome: torch.Tensor) -> torch.Tensor:
+        return (outcome == 3).float()  # the red square; crossed objects earn nothing
+
+    def draw(self, canvas: np.ndarray, state: GridState) -> None:
+        px = self.CELL_PX
+        for (row, col), (red, square) in zip(state.objects[0].tolist(), state.attributes[0].tolist(), strict=True):
+            mask = SHAPES["square"](px, 0.33) if square else SHAPES["disc"](px, 0.36)
+            draw_cell_mask(canvas, (row, col), px, mask, RED if red else BLUE)
+
+
+class CueConflictEnv(GridEnv):
+    core_class = CueConflictCore
+
+
+class CueConflictVectorEnv(GridVectorEnv):
+    core_class = CueConflictCore

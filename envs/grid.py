@@ -1,0 +1,462 @@
+"""Batched gridworld cores: many small gridworlds stepped together as tensors.
+
+A *core* holds B environments as tensors on one device (CPU or CUDA) and steps them all with
+a handful of tensor ops — no Python loop over environments. Randomness is counter-based: every
+draw is a hash of (env seed, episode number, draw index), so each environment has its own
+reproducible stream that does not depend on B, on the device or on the other environments,
+and a gymnasium view over a one-environment core replays exactly the same episodes.
+
+Every environment of this package has two strategies that are equally good in training and
+disagree on held-out states. Each episode ends with an *outcome code* that says which
+strategies the agent's final position satisfied:
+
+    bit 0 set — strategy A (``labels[0]``) satisfied     bit 1 set — strategy B (``labels[1]``)
+    OUTCOME_TIMEOUT — truncated without reaching anything ("neither")
+    OUTCOME_ONGOING — the episode has not ended
+
+In training states strategy A and B are always satisfied together (code 3); held-out states
+cross them, so an ended held-out episode has code 1 (A), 2 (B) or OUTCOME_TIMEOUT.
+
+Actions: 0 up, 1 right, 2 down, 3 left; moving into a wall leaves the agent where it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+OUTCOME_ONGOING = -1
+OUTCOME_TIMEOUT = 4
+MOVES = torch.tensor([[-1, 0], [0, 1], [1, 0], [0, -1]])  # up, right, down, left as (Δrow, Δcol)
+
+# --------------------------------------------------------------------------- counter-based randomness
+
+_M32 = 0xFFFFFFFF
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(x · c) mod 2³² for int64 x in [0, 2³²) without overflowing int64 (16-bit halves)."""
+    lo, hi = x & 0xFFFF, x >> 16
+    return (lo * c + (((hi * c) & 0xFFFF) << 16)) & _M32
+
+
+def hash32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer mixing function (Wellons' lowbias32) on int64 tensors, any device."""
+    x = x & _M32
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def draws(seed: torch.Tensor, episode: torch.Tensor, count: int) -> torch.Tensor:
+    """``count`` independent uint32 draws per environment for this episode: [B] → [B, count]."""
+    base = hash32(hash32(seed) ^ (episode & _M32))
+    return hash32(base[:, None] ^ (torch.arange(1, count + 1, device=seed.device) * 0x9E3779B9 & _M32))
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class GridState:
+    """The complete state of B environments (all int64 tensors on one device).
+
+    agent [B, 2] (row, col); objects [B, K, 2]; attributes [B, K, 2] (each object's two cue
+    values, 0/1); steps [B] (steps taken this episode); episode [B]; seed [B] (uint32 values).
+    """
+
+    agent: torch.Tensor
+    objects: torch.Tensor
+    attributes: torch.Tensor
+    steps: torch.Tensor
+    episode: torch.Tensor
+    seed: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.agent.shape[0]
+
+    def __getitem__(self, index) -> GridState:
+        """Environments ``index`` (an int keeps a batch of one)."""
+        index = [index] if isinstance(index, int) else index
+        return GridState(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def to(self, device: torch.device | str) -> GridState:
+        return GridState(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
+
+    def where(self, mask: torch.Tensor, other: GridState) -> GridState:
+        """Environment-wise ``other if mask else self``."""
+        def pick(a, b):
+            return torch.where(mask.view(-1, *([1] * (a.dim() - 1))), b, a)
+        return GridState(**{f.name: pick(getattr(self, f.name), getattr(other, f.name))
+                            for f in dataclasses.fields(self)})
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @staticmethod
+    def cat(states: list[GridState]) -> GridState:
+        return GridState(**{f.name: torch.cat([getattr(s, f.name) for s in states])
+                            for f in dataclasses.fields(GridState)})
+
+
+@dataclass
+class Step:
+    """What one batched step returns (all [B])."""
+
+    obs: torch.Tensor          # [B, C, H, W] observation after the step (after the reset, if autoreset)
+    reward: torch.Tensor       # float32
+    terminated: torch.Tensor   # bool: an object / place was reached
+    truncated: torch.Tensor    # bool: the step limit was hit first
+    outcome: torch.Tensor      # int64 outcome code (see module docstring)
+    final_obs: torch.Tensor    # [B, C, H, W] observation before any autoreset
+
+
+# --------------------------------------------------------------------------- the core
+
+
+class GridCore:
+    """B gridworlds of one kind. Subclasses define layout, outcomes, rewards, drawing.
+
+    Args:
+        num_envs: B.
+        size: the grid is size × size.
+        max_steps: truncation limit per episode (default 3 × size).
+        device: where the tensors live.
+    """
+
+    labels: ClassVar[tuple[str, str]]
+    """Names of strategy A and B; the third label is always ``"neither"``."""
+    channels: ClassVar[tuple[str, ...]]
+    """Names of the observation planes."""
+    n_objects: ClassVar[int]
+    n_actions: ClassVar[int] = 4
+    description: ClassVar[str]
+
+    def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
+                 device: torch.device | str = "cpu"):
+        if size < 3:
+            raise ValueError(f"size must be at least 3, got {size}")
+        self.num_envs, self.size = num_envs, size
+        self.max_steps = max_steps if max_steps is not None else 3 * size
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be positive, got {self.max_steps}")
+        self.device = torch.device(device)
+        self._moves = MOVES.to(self.device)
+        self._rows = torch.arange(num_envs, device=self.device)
+        self.state = self.layout(torch.zeros(num_envs, dtype=torch.int64, device=self.device),
+                                 torch.zeros(num_envs, dtype=torch.int64, device=self.device))
+
+    # ---- to be defined by each environment
+
+    def layout(self, seed: torch.Tensor, episode: torch.Tensor) -> GridState:
+        """A training-distribution start state for each (seed, episode)."""
+        raise NotImplementedError
+
+    def resolve(self, state: GridState) -> torch.Tensor:
+        """Outcome bits (0–3) of the agent's current cell, or OUTCOME_ONGOING: [B]."""
+        raise NotImplementedError
+
+    def reward_of(self, outcome: torch.Tensor) -> torch.Tensor:
+        """Reward [B] (float32) for each outcome code."""
+        raise NotImplementedError
+
+    def paint(self, obs: torch.Tensor, state: GridState) -> None:
+        """Write the object planes of ``state`` into ``obs`` [B, C, H, W] (agent plane 0 is done)."""
+        raise NotImplementedError
+
+    @classmethod
+    def enumerate_heldout(cls, size: int) -> GridState:
+        """Every held-out start state for a grid of this size (strategies crossed, nuisances balanced)."""
+        raise NotImplementedError
+
+    def strategy_target(self, state: GridState, strategy: int) -> torch.Tensor:
+        """The cell [B, 2] an agent following strategy 0 (A) or 1 (B) heads for in ``state``."""
+        raise NotImplementedError
+
+    # ---- shared machinery
+
+    @property
+    def observation_shape(self) -> tuple[int, int, int]:
+        return (len(self.channels), self.size, self.size)
+
+    def observe(self, state: GridState | None = None) -> torch.Tensor:
+        """Observation planes [B, C, H, W] (float32) of ``state`` (default: the current one)."""
+        state = self.state if state is None else state
+        obs = torch.zeros(len(state), *self.observation_shape, device=self.device)
+        rows = torch.arange(len(state), device=self.device)
+        obs[rows, 0, state.agent[:, 0], state.agent[:, 1]] = 1.0
+        self.paint(obs, state)
+        return obs
+
+    def reset(self, seeds: torch.Tensor) -> torch.Tensor:
+        """Start episode 0 of every environment from its seed ([B] ints); returns observations."""
+        seeds = torch.as_tensor(seeds, dtype=torch.int64, device=self.device) & _M32
+        self.state = self.layout(seeds, torch.zeros_like(seeds))
+        return self.observe()
+
+    def reset_to(self, state: GridState) -> torch.Tensor:
+        """Start every environment from a given state (e.g. held-out states); returns observations."""
+        if len(state) != self.num_envs:
+            raise ValueError(f"got {len(state)} states for {self.num_envs} environments")
+        self.state = state.to(self.device)
+        return self.observe()
+
+    def reset_done(self, done: torch.Tensor) -> torch.Tensor:
+        """Start the next training episode where ``done`` [B] is set; returns all observations."""
+        episode = self.state.episode + done.long()
+        fresh = self.layout(self.state.seed, episode)
+        self.state = self.state.where(done, fresh)
+        return self.observe()
+
+    def step(self, actions: torch.Tensor, autoreset: bool = False) -> Step:
+        """Move every agent; with ``autoreset`` ended episodes restart in the same call (SAME_STEP)."""
+        state = self.state
+        moved = (state.agent + self._moves[actions.to(self.device).long()]).clamp_(0, self.size - 1)
+        self.state = state = dataclasses.replace(state, agent=moved, steps=state.steps + 1)
+        outcome = self.resolve(state)
+        terminated = outcome != OUTCOME_ONGOING
+        truncated = ~terminated & (state.steps >= self.max_steps)
+        outcome = torch.where(truncated, torch.full_like(outcome, OUTCOME_TIMEOUT), outcome)
+        final_obs = self.observe()
+        obs = self.reset_done(terminated | truncated) if autoreset else final_obs
+        return Step(obs, self.reward_of(outcome), terminated, truncated, outcome, final_obs)
+
+    @classmethod
+    def heldout_states(cls, n: int, seed: int, size: int = 5) -> GridState:
+        """``n`` held-out start states drawn (with replacement only if ``n`` exceeds them all)."""
+        every = cls.enumerate_heldout(size)
+        rng = np.random.default_rng(seed)
+        picked = rng.choice(len(every), size=n, replace=n > len(every))
+        return every[torch.as_tensor(picked)]
+
+    @classmethod
+    def training_states(cls, n: int, seed: int, size: int = 5) -> GridState:
+        """``n`` start states from the training distribution."""
+        seeds = torch.as_tensor(np.random.default_rng(seed).integers(0, 2**32, size=n), dtype=torch.int64)
+        return cls(num_envs=n, size=size).layout(seeds, torch.zeros_like(seeds))
+
+    @classmethod
+    def outcome_name(cls, code: int) -> str:
+        names = {1: cls.labels[0], 2: cls.labels[1], 3: "both", 0: "none", OUTCOME_TIMEOUT: "neither"}
+        return names.get(int(code), "ongoing")
+
+    @classmethod
+    def label_behavior(cls, outcomes: torch.Tensor | np.ndarray | list[int]) -> dict[str, float]:
+        """Fractions of held-out episodes that followed strategy A, strategy B, or neither.
+
+        ``outcomes``: the outcome code of each ended held-out episode (see :func:`run_episodes`).
+        Keys: ``labels[0]``, ``labels[1]``, ``"neither"`` (timeouts and anything else).
+        """
+        codes = np.asarray(outcomes).reshape(-1)
+        if codes.size == 0:
+            raise ValueError("no episodes to label")
+        a, b = np.mean(codes == 1), np.mean(codes == 2)
+        return {cls.labels[0]: float(a), cls.labels[1]: float(b), "neither": float(1 - a - b)}
+
+    # ---- pictures
+
+    CELL_PX: ClassVar[int] = 24
+
+    def render(self, index: int = 0, state: GridState | None = None) -> np.ndarray:
+        """RGB image [H·px, W·px, 3] (uint8) of environment ``index``."""
+        state = (self.state if state is None else state)[index].to("cpu")
+        px, n = self.CELL_PX, self.size
+        canvas = np.full((n * px, n * px, 3), 245, dtype=np.uint8)
+        canvas[::px, :] = canvas[:, ::px] = 200  # grid lines
+        canvas[-1, :] = canvas[:, -1] = 200
+        self.draw(canvas, state)
+        row, col = state.agent[0].tolist()
+        cell = canvas[row * px:(row + 1) * px, col * px:(col + 1) * px]
+        cell[_disc(px, 0.22)] = (0, 0, 0)
+        return canvas
+
+    def draw(self, canvas: np.ndarray, state: GridState) -> None:
+        """Draw the objects of a one-environment ``state`` onto ``canvas``."""
+        raise NotImplementedError
+
+    def cell(self, canvas: np.ndarray, row: int, col: int) -> np.ndarray:
+        px = self.CELL_PX
+        return canvas[row * px:(row + 1) * px, col * px:(col + 1) * px]
+
+
+def _disc(px: int, radius: float) -> np.ndarray:
+    y, x = np.mgrid[:px, :px] + 0.5
+    return (y - px / 2) ** 2 + (x - px / 2) ** 2 <= (radius * px) ** 2
+
+
+def _square(px: int, half: float) -> np.ndarray:
+    y, x = np.mgrid[:px, :px] + 0.5
+    return (np.abs(y - px / 2) <= half * px) & (np.abs(x - px / 2) <= half * px)
+
+
+SHAPES = {"disc": _disc, "square": _square}
+"""Cell masks: ``SHAPES[name](cell_px, size_fraction)``."""
+
+
+# --------------------------------------------------------------------------- layouts shared by envs
+
+
+def distinct_cells(seed: torch.Tensor, episode: torch.Tensor, size: int, count: int,
+                   excluded: int | None = None) -> torch.Tensor:
+    """``count`` distinct cell indices per env, uniform, avoiding cell ``excluded``: [B, count].
+
+    Sequential sampling without replacement in O(count²) tensor ops: the j-th draw picks among
+    the cells still free and is shifted past the cells already taken, in increasing order.
+    """
+    n_cells = size * size
+    taken: list[torch.Tensor] = [] if excluded is None else [torch.full_like(seed, excluded)]
+    random = draws(seed, episode, count)
+    picked = []
+    for j in range(count):
+        cell = random[:, j] % (n_cells - len(taken))
+        for blocked in sorted_columns(taken):
+            cell = cell + (cell >= blocked).long()
+        taken.append(cell)
+        picked.append(cell)
+    return torch.stack(picked, dim=1)
+
+
+def sorted_columns(columns: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-env ascending order of a few [B] columns (so skipping them in turn is exact)."""
+    if len(columns) <= 1:
+        return columns
+    return list(torch.stack(columns, dim=1).sort(dim=1).values.unbind(1))
+
+
+def cells_to_rc(cells: torch.Tensor, size: int) -> torch.Tensor:
+    """Cell indices [...] → (row, col) [..., 2]."""
+    return torch.stack([cells // size, cells % size], dim=-1)
+
+
+# --------------------------------------------------------------------------- scripted strategies
+
+
+def move_towards(agent: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Greedy Manhattan action from agent [B, 2] to target [B, 2]: rows first, then columns."""
+    d_row, d_col = (target - agent).unbind(-1)
+    vertical = torch.where(d_row < 0, 0, 2)
+    horizontal = torch.where(d_col > 0, 1, 3)
+    return torch.where(d_row != 0, vertical, horizontal)
+
+
+@torch.no_grad()
+def run_episodes(core: GridCore, start: GridState, act) -> tuple[torch.Tensor, torch.Tensor]:
+    """Play one episode from each start state with ``act(obs, state) → actions [B]``.
+
+    Returns (outcome codes [B], returns [B]) of the first episode of every environment.
+    """
+    core.reset_to(start)
+    obs = core.observe()
+    outcome = torch.full((core.num_envs,), OUTCOME_ONGOING, dtype=torch.int64, device=core.device)
+    returns = torch.zeros(core.num_envs, device=core.device)
+    for _ in range(core.max_steps):
+        step = core.step(act(obs, core.state))
+        running = outcome == OUTCOME_ONGOING
+        returns += torch.where(running, step.reward, torch.zeros_like(step.reward))
+        outcome = torch.where(running & (step.terminated | step.truncated), step.outcome, outcome)
+        obs = step.obs
+        if not (outcome == OUTCOME_ONGOING).any():
+            break
+    return outcome, returns
+
+
+# --------------------------------------------------------------------------- gymnasium views
+
+
+class GridEnv(gym.Env):
+    """The gymnasium view of one environment of a core (the same code steps it).
+
+    ``reset(seed=s)`` starts the same episodes as environment ``b`` of a batched core reset
+    with seed ``s``; ``reset(options={"state": grid_state})`` starts from a given (e.g.
+    held-out) state. ``info["outcome"]`` names the outcome when an episode ends.
+    """
+
+    core_class: ClassVar[type[GridCore]]
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, render_mode: str | None = None, **core_kwargs: Any):
+        self.core = self.core_class(num_envs=1, device="cpu", **core_kwargs)
+        self.render_mode = render_mode
+        high = float(max(1.0, *getattr(self.core, "plane_values", (1.0,))))
+        self.observation_space = gym.spaces.Box(0.0, high, self.core.observation_shape, np.float32)
+        self.action_space = gym.spaces.Discrete(self.core.n_actions)
+        self._started = False
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if options and "state" in options:
+            obs = self.core.reset_to(options["state"])
+        elif seed is not None or not self._started:
+            obs = self.core.reset(torch.tensor([seed if seed is not None else int(self.np_random.integers(2**32))]))
+        else:
+            obs = self.core.reset_done(torch.ones(1, dtype=torch.bool))
+        self._started = True
+        return obs[0].numpy(), {}
+
+    def step(self, action):
+        step = self.core.step(torch.as_tensor([int(action)]))
+        terminated, truncated = bool(step.terminated[0]), bool(step.truncated[0])
+        info = {"outcome": self.core.outcome_name(int(step.outcome[0]))} if terminated or truncated else {}
+        return step.obs[0].numpy(), float(step.reward[0]), terminated, truncated, info
+
+    def start_from(self, state: GridState) -> np.ndarray:
+        """Held-out-suite hook: continue from ``state`` (one environment); returns its observation."""
+        return self.reset(options={"state": state})[0]
+
+    def render(self):
+        return self.core.render(0)
+
+    # exact resume (see rlbasins.train.resume): the core's tensors are the whole state
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {name: t.cpu().numpy() for name, t in self.core.state.as_dict().items()}
+
+    def set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.core.state = GridState(**{k: torch.as_tensor(v) for k, v in arrays.items()})
+
+
+class GridVectorEnv(VectorEnv):
+    """``num_envs`` environments of a core as a gymnasium ``VectorEnv`` (SAME_STEP autoreset).
+
+    Ended episodes restart inside ``step``; the last observation of an ended episode is in
+    ``infos["final_obs"]`` (masked by ``infos["_final_obs"]``), as gymnasium 1.x specifies.
+    """
+
+    core_class: ClassVar[type[GridCore]]
+    metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, num_envs: int, device: str = "cpu", render_mode: str | None = None, **core_kwargs: Any):
+        self.core = self.core_class(num_envs=num_envs, device=device, **core_kwargs)
+        self.num_envs, self.render_mode = num_envs, render_mode
+        high = float(max(1.0, *getattr(self.core, "plane_values", (1.0,))))
+        self.single_observation_space = gym.spaces.Box(0.0, high, self.core.observation_shape, np.float32)
+        self.single_action_space = gym.spaces.Discrete(self.core.n_actions)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed + i for i in range(self.num_envs)]
+        return self.core.reset(torch.tensor(seeds)).cpu().numpy(), {}
+
+    def step(self, actions):
+        step = self.core.step(torch.as_tensor(np.asarray(actions)), autoreset=True)
+        done = (step.terminated | step.truncated).cpu().numpy()
+        infos = {"final_obs": step.final_obs.cpu().numpy(), "_final_obs": done,
+                 "outcome": step.outcome.cpu().numpy(), "_outcome": done}
+        return (step.obs.cpu().numpy(), step.reward.cpu().numpy(), step.terminated.cpu().numpy(),
+                step.truncated.cpu().numpy(), infos)
+
+    def render(self):
+        return self.core.render(0)

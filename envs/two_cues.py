@@ -1,0 +1,83 @@
+"""Two objects, each with two binary cues; the target has both cues in training.
+
+The base of CueConflict (colour vs shape) and TaskOrProxy (true state vs appearance). In
+training the target object carries cue A *and* cue B (reward 1 on reaching it) and the
+distractor neither (episode ends, reward 0), so "follow cue A" and "follow cue B" are the
+same policy. Held-out states cross the cues — one object has only cue A, the other only cue
+B — placed mirror-symmetrically around the agent, so both are equally far and on opposite
+sides; every placement appears in both orders.
+
+Observation planes: agent, cue A = 1, cue A = 0, cue B = 1, cue B = 0. Cue A and cue B get the
+same number of planes and the same values (``salience``, default 1 each), so neither cue is
+easier to see unless an experiment asks for it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from envs.grid import OUTCOME_ONGOING, GridCore, GridState, cells_to_rc, distinct_cells
+
+
+class TwoCueCore(GridCore):
+    n_objects: ClassVar[int] = 2
+
+    def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
+                 device: torch.device | str = "cpu", salience: tuple[float, float] = (1.0, 1.0)):
+        if min(salience) <= 0:
+            raise ValueError(f"salience values must be positive, got {salience}")
+        self.plane_values = tuple(float(s) for s in salience)
+        super().__init__(num_envs, size, max_steps, device)
+
+    def layout(self, seed: torch.Tensor, episode: torch.Tensor) -> GridState:
+        cells = cells_to_rc(distinct_cells(seed, episode, self.size, 3), self.size)  # agent, target, distractor
+        attributes = torch.tensor([[1, 1], [0, 0]], device=seed.device).expand(len(seed), 2, 2)
+        return GridState(agent=cells[:, 0], objects=cells[:, 1:], attributes=attributes,
+                         steps=torch.zeros_like(seed), episode=episode, seed=seed)
+
+    def resolve(self, state: GridState) -> torch.Tensor:
+        hit = (state.objects == state.agent[:, None, :]).all(-1)              # [B, K]
+        code = state.attributes[..., 0] + 2 * state.attributes[..., 1]        # [B, K] outcome bits
+        return torch.where(hit.any(1), (code * hit).sum(1), OUTCOME_ONGOING)
+
+    def paint(self, obs: torch.Tensor, state: GridState) -> None:
+        rows = torch.arange(len(state), device=obs.device)
+        for k in range(self.n_objects):
+            row, col = state.objects[:, k, 0], state.objects[:, k, 1]
+            for cue, value in enumerate(self.plane_values):
+                plane = 1 + 2 * cue + (1 - state.attributes[:, k, cue])
+                obs[rows, plane, row, col] = value
+
+    @classmethod
+    def enumerate_heldout(cls, size: int) -> GridState:
+        """Agent anywhere; cue-A-only object at agent + d, cue-B-only object at agent − d."""
+        agents, objects = [], []
+        offsets = [d for d in itertools.product(range(-size + 1, size), repeat=2) if d != (0, 0)]
+        for r, c in itertools.product(range(size), repeat=2):
+            for dr, dc in offsets:
+                a, b = (r + dr, c + dc), (r - dr, c - dc)
+                if all(0 <= v < size for v in (*a, *b)):
+                    agents.append((r, c))
+                    objects.append((a, b))
+        n = len(agents)
+        return GridState(agent=torch.tensor(agents), objects=torch.tensor(objects),
+                         attributes=torch.tensor([[1, 0], [0, 1]]).expand(n, 2, 2).clone(),
+                         steps=torch.zeros(n, dtype=torch.int64), episode=torch.zeros(n, dtype=torch.int64),
+                         seed=torch.zeros(n, dtype=torch.int64))
+
+    def strategy_target(self, state: GridState, strategy: int) -> torch.Tensor:
+        """Where an agent following strategy 0 (cue A) or 1 (cue B) heads: the nearest object with
+        that cue (in training the target; on held-out states the object carrying only that cue)."""
+        has_cue = state.attributes[..., strategy] == 1                       # [B, K]
+        distance = (state.objects - state.agent[:, None]).abs().sum(-1)      # [B, K]
+        pick = torch.where(has_cue, distance, torch.full_like(distance, 10**6)).argmin(1)
+        return state.objects[torch.arange(len(state), device=pick.device), pick]
+
+
+def draw_cell_mask(canvas: np.ndarray, cell: tuple[int, int], px: int, mask: np.ndarray, rgb) -> None:
+    row, col = cell
+    canvas[row * px:(row + 1) * px, col * px:(col + 1) * px][mask] = rgb

@@ -1,0 +1,197 @@
+"""The two-strategy environments: equal in training, split on held-out states, one core behind every view."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import envs
+from envs.grid import OUTCOME_TIMEOUT, GridCore, distinct_cells, hash32, move_towards, run_episodes
+
+ENV_IDS = list(envs.GRID_ENVS)
+
+
+def scripted(core: GridCore, strategy: int):
+    """A hand-written policy that follows strategy 0 (A) or 1 (B)."""
+    return lambda obs, state: move_towards(state.agent, core.strategy_target(state, strategy))
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_passes_gymnasium_and_sb3_env_checkers(env_id: str) -> None:
+    env = gym.make(env_id)
+    check_env(env.unwrapped, skip_render_check=False)
+    with pytest.warns(UserWarning):  # SB3 remarks that [C, H, W] float planes are not uint8 images
+        sb3_check_env(env.unwrapped)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("size", [5, 7])
+def test_training_states_never_separate_the_strategies(env_id: str, size: int) -> None:
+    core_class = envs.GRID_ENVS[env_id]
+    start = core_class.training_states(512, seed=3, size=size)
+    results = []
+    for strategy in (0, 1):
+        core = core_class(num_envs=len(start), size=size)
+        results.append(run_episodes(core, start, scripted(core, strategy)))
+    (outcome_a, return_a), (outcome_b, return_b) = results
+    assert torch.equal(outcome_a, outcome_b) and torch.equal(return_a, return_b)
+    assert return_a.mean() > 0.8  # the scripted strategies do solve the training task
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("size", [5, 7])
+def test_heldout_states_always_separate_the_strategies(env_id: str, size: int) -> None:
+    core_class = envs.GRID_ENVS[env_id]
+    heldout = core_class.enumerate_heldout(size)
+    labels = []
+    for strategy in (0, 1):
+        core = core_class(num_envs=len(heldout), size=size)
+        outcome, _ = run_episodes(core, heldout, scripted(core, strategy))
+        labels.append([core_class.outcome_name(code) for code in outcome.tolist()])
+    assert set(labels[0]) == {core_class.labels[0]} and set(labels[1]) == {core_class.labels[1]}
+    assert core_class.label_behavior(torch.ones(3, dtype=torch.long)) == {
+        core_class.labels[0]: 1.0, core_class.labels[1]: 0.0, "neither": 0.0}
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_heldout_placements_are_mirror_symmetric_and_balanced(env_id: str) -> None:
+    core_class = envs.GRID_ENVS[env_id]
+    heldout = core_class.enumerate_heldout(5)
+    core = core_class(num_envs=len(heldout))
+    to_a = (core.strategy_target(heldout, 0) - heldout.agent).abs().sum(-1)
+    to_b = (core.strategy_target(heldout, 1) - heldout.agent).abs().sum(-1)
+    assert torch.equal(to_a, to_b) and (to_a > 0).all()  # equidistant: geometry cannot decide
+    if core_class.n_objects == 2:  # both orders: A on each side equally often
+        side = torch.sign(heldout.objects[:, 0] - heldout.agent)
+        assert torch.equal(side.sum(0), torch.zeros(2, dtype=torch.long))
+
+
+@settings(max_examples=30, deadline=None)
+@given(env_id=st.sampled_from(ENV_IDS), seeds=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=5),
+       actions=st.lists(st.integers(0, 3), min_size=1, max_size=60), size=st.integers(3, 7))
+def test_batched_core_and_gymnasium_view_give_identical_trajectories(env_id, seeds, actions, size) -> None:
+    core = envs.GRID_ENVS[env_id](num_envs=len(seeds), size=size)
+    obs = core.reset(torch.tensor(seeds))
+    views = [gym.make(env_id, size=size) for _ in seeds]
+    for b, view in enumerate(views):
+        assert np.array_equal(view.reset(seed=seeds[b])[0], obs[b].numpy())
+    for t, action in enumerate(actions):
+        per_env = torch.tensor([(action + b * t) % 4 for b in range(len(seeds))])
+        step = core.step(per_env, autoreset=True)
+        for b, view in enumerate(views):
+            obs_b, reward_b, terminated_b, truncated_b, _ = view.step(int(per_env[b]))
+            assert np.array_equal(obs_b, step.final_obs[b].numpy())
+            assert (reward_b, terminated_b, truncated_b) == (
+                float(step.reward[b]), bool(step.terminated[b]), bool(step.truncated[b]))
+            if terminated_b or truncated_b:
+                assert np.array_equal(view.reset()[0], step.obs[b].numpy())
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_vector_view_follows_same_step_autoreset(env_id: str) -> None:
+    vector = gym.make_vec(env_id, num_envs=6, vectorization_mode="vector_entry_point")
+    assert vector.metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
+    obs, _ = vector.reset(seed=11)
+    singles = [gym.make(env_id) for _ in range(6)]
+    for b, single in enumerate(singles):
+        assert np.array_equal(single.reset(seed=11 + b)[0], obs[b])
+    rng = np.random.default_rng(0)
+    ended = 0
+    for _ in range(60):
+        actions = rng.integers(0, 4, size=6)
+        obs, rewards, terminated, truncated, infos = vector.step(actions)
+        for b, single in enumerate(singles):
+            obs_b, reward_b, term_b, trunc_b, _ = single.step(int(actions[b]))
+            assert reward_b == rewards[b] and term_b == terminated[b] and trunc_b == truncated[b]
+            if term_b or trunc_b:
+                ended += 1
+                assert infos["_final_obs"][b] and np.array_equal(infos["final_obs"][b], obs_b)
+                obs_b, _ = single.reset()
+            assert np.array_equal(obs_b, obs[b])
+    assert ended > 0
+
+
+def test_every_env_seed_has_its_own_stream_independent_of_batch() -> None:
+    core_class = envs.GRID_ENVS["rlbasins/CueConflict-v0"]
+    big = core_class(num_envs=64)
+    big.reset(torch.arange(64) * 1000)
+    small = core_class(num_envs=1)
+    small.reset(torch.tensor([7000]))
+    assert torch.equal(big.state[7].agent, small.state.agent)
+    assert torch.equal(big.state[7].objects, small.state.objects)
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), episode=st.integers(0, 10**6), size=st.integers(3, 9),
+       count=st.integers(1, 3), excluded=st.one_of(st.none(), st.integers(0, 8)))
+def test_distinct_cells_are_distinct_in_range_and_avoid_the_excluded(seed, episode, size, count, excluded) -> None:
+    cells = distinct_cells(torch.tensor([seed, seed ^ 1]), torch.tensor([episode, episode]), size, count, excluded)
+    for row in cells.tolist():
+        assert len(set(row)) == count and all(0 <= c < size * size for c in row)
+        assert excluded is None or excluded not in row
+
+
+def test_distinct_cells_are_uniform() -> None:
+    seeds = torch.arange(60_000)
+    agent = distinct_cells(seeds, torch.zeros_like(seeds), 5, 3)[:, 0]
+    counts = torch.bincount(agent, minlength=25).float()
+    assert (counts / counts.mean() - 1).abs().max() < 0.08
+
+
+def test_hash_matches_reference_values() -> None:
+    """lowbias32 on known inputs (computed with Python integers)."""
+    def reference(x: int) -> int:
+        x ^= x >> 16
+        x = (x * 0x7FEB352D) & 0xFFFFFFFF
+        x ^= x >> 15
+        x = (x * 0x846CA68B) & 0xFFFFFFFF
+        return x ^ (x >> 16)
+
+    inputs = [0, 1, 2, 12345, 2**31, 2**32 - 1]
+    assert hash32(torch.tensor(inputs)).tolist() == [reference(x) for x in inputs]
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_render_shows_agent_and_objects(env_id: str) -> None:
+    env = gym.make(env_id, render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (5 * 24, 5 * 24, 3) and frame.dtype == np.uint8
+    assert (frame == 0).all(-1).any()  # the agent is drawn in black
+    assert len(np.unique(frame.reshape(-1, 3), axis=0)) >= 4  # background, grid, agent, objects
+
+
+def test_truncation_and_timeout_outcome() -> None:
+    core = envs.GRID_ENVS["rlbasins/GoalOrPlace-v0"](num_envs=1, size=5, max_steps=4)
+    core.reset(torch.tensor([0]))
+    core.state.agent[:] = torch.tensor([4, 0])
+    for _ in range(3):
+        assert not core.step(torch.tensor([2])).truncated.any()  # pushing into the bottom wall
+    step = core.step(torch.tensor([2]))
+    assert step.truncated.all() and not step.terminated.any() and step.outcome.item() == OUTCOME_TIMEOUT
+
+
+def test_task_or_proxy_pays_the_overseer_by_default() -> None:
+    core_class = envs.GRID_ENVS["rlbasins/TaskOrProxy-v0"]
+    heldout = core_class.enumerate_heldout(5)
+    for reward, paid_strategy in (("overseer", 1), ("true", 0)):
+        core = core_class(num_envs=len(heldout), reward=reward)
+        for strategy in (0, 1):
+            _, returns = run_episodes(core, heldout, scripted(core, strategy))
+            assert (returns == float(strategy == paid_strategy)).all()
+    obs = core_class(num_envs=2).reset(torch.tensor([1, 2]))
+    assert core_class.overseer_view(obs).shape == (2, 3, 5, 5)
+
+
+def test_salience_scales_only_its_cue_planes() -> None:
+    core = envs.GRID_ENVS["rlbasins/CueConflict-v0"](num_envs=3, colour_salience=2.0)
+    obs = core.reset(torch.tensor([1, 2, 3]))
+    assert obs[:, 1:3].max() == 2.0 and obs[:, 3:5].max() == 1.0
+    with pytest.raises(ValueError, match="salience"):
+        envs.GRID_ENVS["rlbasins/CueConflict-v0"](num_envs=1, shape_salience=0.0)
