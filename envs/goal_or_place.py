@@ -15,8 +15,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from envs.grid import OUTCOME_ONGOING, SHAPES, GridCore, GridEnv, GridState, GridVectorEnv, cells_to_rc, \
-    distinct_cells
+from envs.grid import OUTCOME_ONGOING, SHAPES, GridCore, GridEnv, GridState, GridVectorEnv, cells_to_rc, distinct_cells
 from envs.two_cues import draw_cell_mask
 
 GOAL, PLACE_TINT = (230, 159, 0), (255, 236, 179)

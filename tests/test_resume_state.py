@@ -15,7 +15,6 @@ from hypothesis.extra import numpy as hnp
 from stable_baselines3.common.monitor import Monitor
 
 import envs  # noqa: F401  (registers the rlbasins/* ids)
-
 from rlbasins.train.resume import (
     decode,
     encode,
