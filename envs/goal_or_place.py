@@ -28,29 +28,36 @@ class GoalOrPlaceCore(GridCore):
     description = ("Held-out GoalOrPlace states: the goal at the mirror image of the top-right corner "
                    "through the agent (equal distance, opposite direction).")
 
+    def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
+                 device: torch.device | str = "cpu"):
+        self._goal_value = torch.ones(1, device=device)
+        self._place = torch.tensor([0, size - 1], device=device)
+        super().__init__(num_envs, size, max_steps, device)
+
     @property
     def place(self) -> tuple[int, int]:
+        """The top-right corner, where the goal always is in training."""
         return (0, self.size - 1)
 
     def layout(self, seed: torch.Tensor, episode: torch.Tensor) -> GridState:
         corner = self.place[0] * self.size + self.place[1]
         agent = cells_to_rc(distinct_cells(seed, episode, self.size, 1, excluded=corner)[:, 0], self.size)
-        goal = torch.tensor(self.place, device=seed.device).expand(len(seed), 1, 2)
+        goal = self._place.expand(len(seed), 1, 2)
         return GridState(agent=agent, objects=goal, attributes=torch.ones_like(goal),
                          steps=torch.zeros_like(seed), episode=episode, seed=seed)
 
     def resolve(self, state: GridState) -> torch.Tensor:
-        at_goal = (state.agent == state.objects[:, 0]).all(-1)
-        at_place = (state.agent == torch.tensor(self.place, device=state.agent.device)).all(-1)
+        agent = self.cell_of(state.agent)
+        at_goal = agent == self.cell_of(state.objects[:, 0])
+        at_place = agent == self.size - 1  # the top-right corner, row 0
         code = at_goal.long() + 2 * at_place.long()
         return torch.where(code > 0, code, OUTCOME_ONGOING)
 
     def reward_of(self, outcome: torch.Tensor) -> torch.Tensor:
         return ((outcome == 1) | (outcome == 3)).float()  # the goal, wherever it is
 
-    def paint(self, obs: torch.Tensor, state: GridState) -> None:
-        rows = torch.arange(len(state), device=obs.device)
-        obs[rows, 1, state.objects[:, 0, 0], state.objects[:, 0, 1]] = 1.0
+    def paint(self, state: GridState) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.flat_index(1, state.objects[:, 0:1]), self._goal_value
 
     @classmethod
     def enumerate_heldout(cls, size: int) -> GridState:
@@ -72,7 +79,7 @@ class GoalOrPlaceCore(GridCore):
         """Strategy 0 heads for the goal, strategy 1 for the top-right corner."""
         if strategy == 0:
             return state.objects[:, 0]
-        return torch.tensor(self.place, device=state.agent.device).expand(len(state), 2)
+        return self._place.expand(len(state), 2)
 
     def draw(self, canvas: np.ndarray, state: GridState) -> None:
         px = self.CELL_PX

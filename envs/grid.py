@@ -33,27 +33,23 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 OUTCOME_ONGOING = -1
 OUTCOME_TIMEOUT = 4
-MOVES = torch.tensor([[-1, 0], [0, 1], [1, 0], [0, -1]])  # up, right, down, left as (Δrow, Δcol)
 
 # --------------------------------------------------------------------------- counter-based randomness
 
 _M32 = 0xFFFFFFFF
 
 
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """(x · c) mod 2³² for int64 x in [0, 2³²) without overflowing int64 (16-bit halves)."""
-    lo, hi = x & 0xFFFF, x >> 16
-    return (lo * c + (((hi * c) & 0xFFFF) << 16)) & _M32
-
-
 def hash32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer mixing function (Wellons' lowbias32) on int64 tensors, any device."""
-    x = x & _M32
+    """A 32-bit integer mixing function on int64 tensors in [0, 2³²), any device.
+
+    Wellons' hash-prospector function ``[16 21f0aaad 15 735a2d97 15]``; both multipliers are
+    below 2³¹, so every product stays below 2⁶³ and int64 arithmetic is exact.
+    """
     x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
+    x = (x * 0x21F0AAAD) & _M32
     x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
+    x = (x * 0x735A2D97) & _M32
+    return x ^ (x >> 15)
 
 
 def draws(seed: torch.Tensor, episode: torch.Tensor, count: int) -> torch.Tensor:
@@ -94,13 +90,6 @@ class GridState:
     def to(self, device: torch.device | str) -> GridState:
         return GridState(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
 
-    def where(self, mask: torch.Tensor, other: GridState) -> GridState:
-        """Environment-wise ``other if mask else self``."""
-        def pick(a, b):
-            return torch.where(mask.view(-1, *([1] * (a.dim() - 1))), b, a)
-        return GridState(**{f.name: pick(getattr(self, f.name), getattr(other, f.name))
-                            for f in dataclasses.fields(self)})
-
     def as_dict(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
@@ -119,7 +108,13 @@ class Step:
     terminated: torch.Tensor   # bool: an object / place was reached
     truncated: torch.Tensor    # bool: the step limit was hit first
     outcome: torch.Tensor      # int64 outcome code (see module docstring)
-    final_obs: torch.Tensor    # [B, C, H, W] observation before any autoreset
+    final_state: GridState     # the state before any autoreset
+    core: GridCore
+
+    @property
+    def final_obs(self) -> torch.Tensor:
+        """[B, C, H, W] observations before any autoreset (built on demand: most steps never need it)."""
+        return self.core.observe(self.final_state)
 
 
 # --------------------------------------------------------------------------- the core
@@ -152,7 +147,7 @@ class GridCore:
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be positive, got {self.max_steps}")
         self.device = torch.device(device)
-        self._moves = MOVES.to(self.device)
+        self._agent_value = torch.ones(1, device=self.device)
         self._rows = torch.arange(num_envs, device=self.device)
         self.state = self.layout(torch.zeros(num_envs, dtype=torch.int64, device=self.device),
                                  torch.zeros(num_envs, dtype=torch.int64, device=self.device))
@@ -171,8 +166,9 @@ class GridCore:
         """Reward [B] (float32) for each outcome code."""
         raise NotImplementedError
 
-    def paint(self, obs: torch.Tensor, state: GridState) -> None:
-        """Write the object planes of ``state`` into ``obs`` [B, C, H, W] (agent plane 0 is done)."""
+    def paint(self, state: GridState) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where the objects of ``state`` appear: (flat plane indices [B, P] from :meth:`flat_index`,
+        their values [P]). Plane 0 (the agent) is drawn by :meth:`observe`."""
         raise NotImplementedError
 
     @classmethod
@@ -193,11 +189,19 @@ class GridCore:
     def observe(self, state: GridState | None = None) -> torch.Tensor:
         """Observation planes [B, C, H, W] (float32) of ``state`` (default: the current one)."""
         state = self.state if state is None else state
-        obs = torch.zeros(len(state), *self.observation_shape, device=self.device)
-        rows = torch.arange(len(state), device=self.device)
-        obs[rows, 0, state.agent[:, 0], state.agent[:, 1]] = 1.0
-        self.paint(obs, state)
-        return obs
+        planes, values = self.paint(state)                                     # [B, P], [P]
+        index = torch.cat([self.flat_index(0, state.agent)[:, None], planes], dim=1)
+        values = torch.cat([self._agent_value, values]).expand(len(state), -1)
+        obs = torch.zeros(len(state), len(self.channels) * self.size * self.size, device=self.device)
+        return obs.scatter_(1, index, values).view(len(state), *self.observation_shape)
+
+    def cell_of(self, rc: torch.Tensor) -> torch.Tensor:
+        """Cell index row · size + col of positions rc [..., 2]."""
+        return rc[..., 0] * self.size + rc[..., 1]
+
+    def flat_index(self, channel: torch.Tensor | int, rc: torch.Tensor) -> torch.Tensor:
+        """Index into a flattened [C, H, W] observation of plane ``channel`` at cells rc [..., 2]."""
+        return (channel * self.size + rc[..., 0]) * self.size + rc[..., 1]
 
     def reset(self, seeds: torch.Tensor) -> torch.Tensor:
         """Start episode 0 of every environment from its seed ([B] ints); returns observations."""
@@ -214,23 +218,32 @@ class GridCore:
 
     def reset_done(self, done: torch.Tensor) -> torch.Tensor:
         """Start the next training episode where ``done`` [B] is set; returns all observations."""
-        episode = self.state.episode + done.long()
-        fresh = self.layout(self.state.seed, episode)
-        self.state = self.state.where(done, fresh)
+        state = self.state
+        fresh = self.layout(state.seed, state.episode + done)   # only the done envs' layouts are kept
+        keep = ~done
+
+        def pick(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+            return torch.where(keep.view(-1, *[1] * (old.dim() - 1)), old, new)
+
+        self.state = GridState(agent=pick(state.agent, fresh.agent), objects=pick(state.objects, fresh.objects),
+                               attributes=pick(state.attributes, fresh.attributes), steps=state.steps * keep,
+                               episode=fresh.episode, seed=state.seed)
         return self.observe()
 
     def step(self, actions: torch.Tensor, autoreset: bool = False) -> Step:
         """Move every agent; with ``autoreset`` ended episodes restart in the same call (SAME_STEP)."""
         state = self.state
-        moved = (state.agent + self._moves[actions.to(self.device).long()]).clamp_(0, self.size - 1)
+        actions = actions.to(self.device)
+        delta = torch.stack([(actions == 2).long() - (actions == 0).long(),       # down − up
+                             (actions == 1).long() - (actions == 3).long()], 1)  # right − left
+        moved = (state.agent + delta).clamp_(0, self.size - 1)
         self.state = state = dataclasses.replace(state, agent=moved, steps=state.steps + 1)
         outcome = self.resolve(state)
         terminated = outcome != OUTCOME_ONGOING
         truncated = ~terminated & (state.steps >= self.max_steps)
-        outcome = torch.where(truncated, torch.full_like(outcome, OUTCOME_TIMEOUT), outcome)
-        final_obs = self.observe()
-        obs = self.reset_done(terminated | truncated) if autoreset else final_obs
-        return Step(obs, self.reward_of(outcome), terminated, truncated, outcome, final_obs)
+        outcome = torch.where(truncated, OUTCOME_TIMEOUT, outcome)
+        obs = self.reset_done(terminated | truncated) if autoreset else self.observe()
+        return Step(obs, self.reward_of(outcome), terminated, truncated, outcome, state, self)
 
     @classmethod
     def heldout_states(cls, n: int, seed: int, size: int = 5) -> GridState:
@@ -309,34 +322,30 @@ SHAPES = {"disc": _disc, "square": _square}
 
 def distinct_cells(seed: torch.Tensor, episode: torch.Tensor, size: int, count: int,
                    excluded: int | None = None) -> torch.Tensor:
-    """``count`` distinct cell indices per env, uniform, avoiding cell ``excluded``: [B, count].
+    """``count`` (≤ 3) distinct cell indices per env, uniform, avoiding cell ``excluded``: [B, count].
 
-    Sequential sampling without replacement in O(count²) tensor ops: the j-th draw picks among
-    the cells still free and is shifted past the cells already taken, in increasing order.
+    Sequential sampling without replacement: the j-th draw picks among the cells still free
+    and is shifted past the cells already taken, visited in increasing order.
     """
-    n_cells = size * size
+    if count > 3 or (excluded is not None and count > 2):
+        raise ValueError("distinct_cells draws at most 3 cells (2 with an excluded cell)")
     taken: list[torch.Tensor] = [] if excluded is None else [torch.full_like(seed, excluded)]
     random = draws(seed, episode, count)
     picked = []
     for j in range(count):
-        cell = random[:, j] % (n_cells - len(taken))
-        for blocked in sorted_columns(taken):
-            cell = cell + (cell >= blocked).long()
+        cell = (random[:, j] * (size * size - len(taken))) >> 32  # uniform in [0, free cells) (Lemire)
+        ascending = taken if len(taken) < 2 else [torch.minimum(*taken), torch.maximum(*taken)]
+        for blocked in ascending:
+            cell = cell + (cell >= blocked)
         taken.append(cell)
         picked.append(cell)
     return torch.stack(picked, dim=1)
 
 
-def sorted_columns(columns: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Per-env ascending order of a few [B] columns (so skipping them in turn is exact)."""
-    if len(columns) <= 1:
-        return columns
-    return list(torch.stack(columns, dim=1).sort(dim=1).values.unbind(1))
-
-
 def cells_to_rc(cells: torch.Tensor, size: int) -> torch.Tensor:
     """Cell indices [...] → (row, col) [..., 2]."""
-    return torch.stack([cells // size, cells % size], dim=-1)
+    rows = torch.div(cells, size, rounding_mode="floor")
+    return torch.stack([rows, cells - rows * size], dim=-1)
 
 
 # --------------------------------------------------------------------------- scripted strategies

@@ -60,7 +60,7 @@ class TaskOrProxyCore(TwoCueCore):
         px = self.CELL_PX
         y, x = np.mgrid[:px, :px] + 0.5
         cross = (np.abs(y - x) < 1.5) | (np.abs(y + x - px) < 1.5)
-        lamp = (y - 0.3 * px) ** 2 + (x - 0.7 * px) ** 2 <= (0.14 * px) ** 2
+        lamp = (y - 0.3 * px) ** 2 + (x - 0.7 * px) ** 2 <= (0.17 * px) ** 2
         for (row, col), (broken, looks_broken) in zip(state.objects[0].tolist(), state.attributes[0].tolist(),
                                                       strict=True):
             body = SHAPES["square"](px, 0.36)

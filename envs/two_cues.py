@@ -31,26 +31,26 @@ class TwoCueCore(GridCore):
         if min(salience) <= 0:
             raise ValueError(f"salience values must be positive, got {salience}")
         self.plane_values = tuple(float(s) for s in salience)
+        self._cue_index = torch.arange(2, device=device)
+        self._cue_values = torch.tensor(self.plane_values * self.n_objects, device=device)  # per (object, cue)
+        self._training_attributes = torch.tensor([[1, 1], [0, 0]], device=device)         # target, distractor
         super().__init__(num_envs, size, max_steps, device)
 
     def layout(self, seed: torch.Tensor, episode: torch.Tensor) -> GridState:
         cells = cells_to_rc(distinct_cells(seed, episode, self.size, 3), self.size)  # agent, target, distractor
-        attributes = torch.tensor([[1, 1], [0, 0]], device=seed.device).expand(len(seed), 2, 2)
+        attributes = self._training_attributes.expand(len(seed), 2, 2)
         return GridState(agent=cells[:, 0], objects=cells[:, 1:], attributes=attributes,
                          steps=torch.zeros_like(seed), episode=episode, seed=seed)
 
     def resolve(self, state: GridState) -> torch.Tensor:
-        hit = (state.objects == state.agent[:, None, :]).all(-1)              # [B, K]
+        hit = self.cell_of(state.objects) == self.cell_of(state.agent)[:, None]  # [B, K]
         code = state.attributes[..., 0] + 2 * state.attributes[..., 1]        # [B, K] outcome bits
         return torch.where(hit.any(1), (code * hit).sum(1), OUTCOME_ONGOING)
 
-    def paint(self, obs: torch.Tensor, state: GridState) -> None:
-        rows = torch.arange(len(state), device=obs.device)
-        for k in range(self.n_objects):
-            row, col = state.objects[:, k, 0], state.objects[:, k, 1]
-            for cue, value in enumerate(self.plane_values):
-                plane = 1 + 2 * cue + (1 - state.attributes[:, k, cue])
-                obs[rows, plane, row, col] = value
+    def paint(self, state: GridState) -> tuple[torch.Tensor, torch.Tensor]:
+        planes = 1 + 2 * self._cue_index + (1 - state.attributes)              # [B, K, 2]: cue j value v
+        index = self.flat_index(planes, state.objects[:, :, None, :])          # [B, K, 2]
+        return index.flatten(1), self._cue_values
 
     @classmethod
     def enumerate_heldout(cls, size: int) -> GridState:

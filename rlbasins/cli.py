@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from rlbasins import __version__
-from rlbasins.config import ConfigError, ExperimentConfig, json_schema, load_config
+from rlbasins.config import ConfigError, ConfigIssue, ExperimentConfig, json_schema, load_config
 from rlbasins.store import CorruptFileError, RunDir, StoreError
 
 app = typer.Typer(help="Generalization basins of RL policies: train many PPO seeds, compare their "
@@ -141,6 +141,67 @@ def schema(output: Annotated[Path | None, typer.Option("--output", "-o", help="W
         sys.stdout.write(text + "\n")
     else:
         output.write_text(text + "\n")
+
+
+bench_app = typer.Typer(help="Speed benchmarks: print numbers and ratios, optionally write JSON.",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("envs")
+def bench_envs(
+    env: Annotated[list[str] | None, typer.Option("--env", help="Env id (repeatable); default: all grid envs.")] = None,
+    num_envs: Annotated[list[int] | None, typer.Option("--num-envs", help="Batch sizes (repeatable).")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    seconds: Annotated[float, typer.Option(help="Length of one timed window.")] = 0.5,
+    repeats: Annotated[int, typer.Option(help="Timed windows; the median is reported.")] = 5,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the results as JSON.")] = None,
+) -> None:
+    """Batched env-steps/s of the gridworld cores vs the gymnasium single-env view."""
+    from rich.table import Table
+
+    import envs
+    from rlbasins.bench import bench_envs as measure
+    from rlbasins.bench import write_json
+
+    result = measure(env or list(envs.GRID_ENVS), num_envs or [1, 64, 4096], device, seconds, repeats)
+    table = Table(title=f"batched env cores on {device} ({result['threads']} torch threads)")
+    table.add_column("env", no_wrap=True)
+    for column in ("envs", "env-steps/s", "gymnasium 1 env", "× gymnasium"):
+        table.add_column(column, justify="right")
+    for row in result["results"]:
+        table.add_row(row["env"], f"{row['num_envs']:,}", f"{row['env_steps_per_s']:,.0f}",
+                      f"{row['gymnasium_single_env_steps_per_s']:,.0f}", f"{row['ratio_to_gymnasium']:,.1f}×")
+    out.print(table)
+    write_json(result, output)
+
+
+@app.command("render-env")
+@_handles_errors
+def render_env(
+    env_id: Annotated[str, typer.Argument(help="A gridworld id, e.g. rlbasins/CueConflict-v0.", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNG files.")] = Path("frames"),
+    count: Annotated[int, typer.Option(help="Frames of each kind.")] = 1,
+    seed: Annotated[int, typer.Option(help="Which states to draw.")] = 0,
+) -> None:
+    """Draw training and held-out start states of an environment as PNG files."""
+    import matplotlib.pyplot as plt
+
+    import envs
+
+    if env_id not in envs.GRID_ENVS:
+        raise ConfigError("render-env", [ConfigIssue(path="ENV_ID", value=env_id,
+                                                     expected=f"one of {', '.join(envs.GRID_ENVS)}")])
+    core_class = envs.GRID_ENVS[env_id]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = env_id.split("/")[-1].removesuffix("-v0").lower()
+    for kind, states in (("train", core_class.training_states(count, seed)),
+                         ("heldout", core_class.heldout_states(count, seed))):
+        core = core_class(num_envs=count)
+        for i in range(count):
+            path = out_dir / f"{name}_{kind}_{i}.png"
+            plt.imsave(path, core.render(i, states))
+            out.print(f"{kind} state → {path}", highlight=False)
 
 
 def _version(value: bool) -> None:
