@@ -271,11 +271,7 @@ class GridCore:
         ``outcomes``: the outcome code of each ended held-out episode (see :func:`run_episodes`).
         Keys: ``labels[0]``, ``labels[1]``, ``"neither"`` (timeouts and anything else).
         """
-        codes = np.asarray(outcomes).reshape(-1)
-        if codes.size == 0:
-            raise ValueError("no episodes to label")
-        a, b = np.mean(codes == 1), np.mean(codes == 2)
-        return {cls.labels[0]: float(a), cls.labels[1]: float(b), "neither": float(1 - a - b)}
+        return label_fractions([cls.outcome_name(c) for c in np.asarray(outcomes).reshape(-1)], cls.labels)
 
     # ---- pictures
 
@@ -315,6 +311,16 @@ def _square(px: int, half: float) -> np.ndarray:
 
 SHAPES = {"disc": _disc, "square": _square}
 """Cell masks: ``SHAPES[name](cell_px, size_fraction)``."""
+
+
+def label_fractions(names: list[str | None], labels: tuple[str, str]) -> dict[str, float]:
+    """Fractions of episodes whose outcome name is ``labels[0]``, ``labels[1]``, or anything else
+    (``"neither"``: timeouts, dithering, episodes that ended some other way)."""
+    if not names:
+        raise ValueError("no episodes to label")
+    a = sum(name == labels[0] for name in names) / len(names)
+    b = sum(name == labels[1] for name in names) / len(names)
+    return {labels[0]: a, labels[1]: b, "neither": 1.0 - a - b}
 
 
 # --------------------------------------------------------------------------- layouts shared by envs

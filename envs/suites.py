@@ -24,6 +24,8 @@ class HeldOutSuite:
     """(env, rng, n) → n states (env-specific: an array [n, state_dim], or a GridState batch)."""
     start_from: Callable[[gym.Env, Any], np.ndarray]
     """(env after reset, one state) → observation of that state; the env continues from it."""
+    labels: tuple[str, str] | None = None
+    """Names of the two strategies, when the env labels behaviour (``info["outcome"]`` at episode end)."""
 
 
 # --------------------------------------------------------------------------- CartPole
@@ -63,7 +65,7 @@ def grid_suite(core_class) -> HeldOutSuite:
         return core_class.heldout_states(n, seed=int(rng.integers(2**32)), size=env.unwrapped.core.size)
 
     return HeldOutSuite(description=core_class.description, sample_states=sample,
-                        start_from=lambda env, state: env.unwrapped.start_from(state))
+                        start_from=lambda env, state: env.unwrapped.start_from(state), labels=core_class.labels)
 
 
 def get_suite(env_id: str) -> HeldOutSuite:

@@ -176,3 +176,19 @@ def test_seed_with_non_finite_weights_is_marked_failed(tmp_path: Path, monkeypat
 def test_analyze_of_a_missing_run_directory_is_bad_input(tmp_path: Path) -> None:
     result = runner.invoke(app, ["analyze", str(tmp_path / "nothing"), "--no-progress"])
     assert result.exit_code == 2 and "not a run directory" in result.output
+
+
+def test_gridworld_run_reports_strategy_labels(tmp_path: Path) -> None:
+    config = write_yaml(tmp_path / "grid.yaml", tiny_config(name="grid", env={"id": "rlbasins/CueConflict-v0",
+                                                                                 "num_envs": 2}))
+    result = runner.invoke(app, ["run", str(config), "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    run = RunDir(tmp_path / "runs" / "grid")
+    from rlbasins.analysis.behavior import BehaviorResult
+
+    behavior = BehaviorResult.load(run.analysis_dir / "behavior.json")
+    assert behavior.labels == ["colour", "shape", "neither"]
+    for fractions in behavior.heldout_labels_greedy + behavior.heldout_labels_sampled:
+        assert set(fractions) == set(behavior.labels) and abs(sum(fractions.values()) - 1) < 1e-9
+    html = run.report_path.read_text()
+    assert "colour (held-out)" in html and html.count("data:image/png;base64,") == 5

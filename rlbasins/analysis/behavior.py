@@ -3,7 +3,8 @@
 For each seed's final policy:
 
 - returns on the training start distribution and on held-out start states (the env's suite
-  in :mod:`envs.suites`), with greedy and with sampled actions;
+  in :mod:`envs.suites`), with greedy and with sampled actions, and — for envs that name
+  the strategy an episode followed — the fraction of held-out episodes per strategy;
 - action distributions on ``n_states`` held-out states, computed for all seeds at once
   (stacked parameters, ``torch.func.vmap``);
 - pairwise divergence between seeds: mean total variation between action distributions and
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
+from envs.grid import label_fractions
 from envs.suites import HeldOutSuite, get_suite
 from rlbasins.config import ExperimentConfig
 from rlbasins.policy import ActorCritic
@@ -78,14 +80,19 @@ def argmax_agreement_matrix(probs: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ina,jna->ij", onehot, onehot) / probs.shape[1]
 
 
+@dataclass
+class Episodes:
+    returns: np.ndarray          # [E] undiscounted env-reward returns
+    outcomes: list[str | None]   # [E] ``info["outcome"]`` at each episode's end, when the env names it
+
+
 @torch.no_grad()
-def episode_returns(policy: ActorCritic, cfg: ExperimentConfig, reset_seeds: list[int],
-                    starts: Sequence | None, suite: HeldOutSuite | None, greedy: bool,
-                    action_seed: int) -> np.ndarray:
-    """Undiscounted env-reward returns of one policy, one episode per reset seed, all in lockstep.
+def play_episodes(policy: ActorCritic, cfg: ExperimentConfig, reset_seeds: list[int],
+                  starts: Sequence | None, suite: HeldOutSuite | None, greedy: bool, action_seed: int) -> Episodes:
+    """One episode of one policy per reset seed, all in lockstep.
 
     ``starts`` (E states) puts episode ``e`` into held-out state ``e`` (via ``suite``) after
-    its reset; ``None`` keeps the training start distribution. Returns [E].
+    its reset; ``None`` keeps the training start distribution.
     """
     generator = torch.Generator().manual_seed(action_seed)
     envs = [gym.make(cfg.env.id, **cfg.env.kwargs) for _ in reset_seeds]
@@ -95,18 +102,21 @@ def episode_returns(policy: ActorCritic, cfg: ExperimentConfig, reset_seeds: lis
         obs.append(first if starts is None else suite.start_from(env, starts[e]))
     obs = np.stack(obs)
     returns = np.zeros(len(envs))
+    outcomes: list[str | None] = [None] * len(envs)
     active = np.ones(len(envs), dtype=bool)
     while active.any():
         probs = policy.action_probs(torch.as_tensor(obs[active]))
         actions = probs.argmax(-1) if greedy else torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         for e, action in zip(np.flatnonzero(active), actions.tolist(), strict=True):
-            next_obs, reward, terminated, truncated, _ = envs[e].step(action)
+            next_obs, reward, terminated, truncated, info = envs[e].step(action)
             returns[e] += reward
             obs[e] = next_obs
-            active[e] = not (terminated or truncated)
+            if terminated or truncated:
+                active[e] = False
+                outcomes[e] = info.get("outcome")
     for env in envs:
         env.close()
-    return returns
+    return Episodes(returns, outcomes)
 
 
 def heldout_observations(cfg: ExperimentConfig, suite: HeldOutSuite, states) -> torch.Tensor:
@@ -134,6 +144,10 @@ class BehaviorResult:
     argmax_agreement: list[list[float]]
     n_states: int
     n_episodes: int
+    labels: list[str] | None = None
+    """Strategy names [A, B, "neither"] when the env labels behaviour; then the two fields below are set."""
+    heldout_labels_greedy: list[dict[str, float]] | None = None
+    heldout_labels_sampled: list[dict[str, float]] | None = None
 
     @classmethod
     def load(cls, path: Path) -> BehaviorResult:
@@ -159,26 +173,30 @@ def analyze_behavior(run: RunDir, show_progress: bool = True) -> BehaviorResult:
     reset_seeds_train = rng.integers(2**31, size=cfg.analysis.train_episodes).tolist()
 
     policies, steps = [], []
-    train_ret, greedy_ret, sampled_ret = [], [], []
+    train, greedy, sampled = [], [], []
     with task_progress("held-out evaluation", len(seeds), enabled=show_progress) as advance:
         for k in seeds:
             policy, step = load_policy(run, k)
             policies.append(policy)
             steps.append(step)
-            train_ret.append(episode_returns(policy, cfg, reset_seeds_train, None, None, True, eval_seed))
-            greedy_ret.append(episode_returns(policy, cfg, reset_seeds_heldout, starts, suite, True, eval_seed))
-            sampled_ret.append(episode_returns(policy, cfg, reset_seeds_heldout, starts, suite, False, eval_seed))
+            train.append(play_episodes(policy, cfg, reset_seeds_train, None, None, True, eval_seed))
+            greedy.append(play_episodes(policy, cfg, reset_seeds_heldout, starts, suite, True, eval_seed))
+            sampled.append(play_episodes(policy, cfg, reset_seeds_heldout, starts, suite, False, eval_seed))
             advance()
     probs = stacked_action_probs(policies, heldout_observations(cfg, suite, states))
+    labelled = suite.labels is not None
     result = BehaviorResult(
         env_id=cfg.env.id, suite=suite.description, seeds=seeds, steps=steps,
-        train_return=[float(r.mean()) for r in train_ret],
-        heldout_return_greedy=[float(r.mean()) for r in greedy_ret],
-        heldout_return_sampled=[float(r.mean()) for r in sampled_ret],
-        heldout_return_greedy_std=[float(r.std()) for r in greedy_ret],
+        train_return=[float(e.returns.mean()) for e in train],
+        heldout_return_greedy=[float(e.returns.mean()) for e in greedy],
+        heldout_return_sampled=[float(e.returns.mean()) for e in sampled],
+        heldout_return_greedy_std=[float(e.returns.std()) for e in greedy],
         total_variation=total_variation_matrix(probs).tolist(),
         argmax_agreement=argmax_agreement_matrix(probs).tolist(),
         n_states=held.n_states, n_episodes=held.n_episodes,
+        labels=[*suite.labels, "neither"] if labelled else None,
+        heldout_labels_greedy=[label_fractions(e.outcomes, suite.labels) for e in greedy] if labelled else None,
+        heldout_labels_sampled=[label_fractions(e.outcomes, suite.labels) for e in sampled] if labelled else None,
     )
     atomic_write_json(run.analysis_dir / "behavior.json", asdict(result))
     _write_seed_table(run.analysis_dir / "seeds.csv", result)

@@ -30,7 +30,9 @@ def write_report(run: RunDir) -> Path:
     agreement = np.array(behavior.argmax_agreement)
     threshold = gym.spec(cfg.env.id).reward_threshold
     mean_tv = (tv.sum(1) / max(len(seeds) - 1, 1)).tolist()
+    labels = behavior.labels
     rows = [dict(seed=k, step=behavior.steps[i], factor_seeds=manifest["seeds"][str(k)]["factor_seeds"],
+                 strategy=behavior.heldout_labels_greedy[i] if labels else None,
                  train=behavior.train_return[i], greedy=behavior.heldout_return_greedy[i],
                  greedy_std=behavior.heldout_return_greedy_std[i], sampled=behavior.heldout_return_sampled[i],
                  mean_tv=mean_tv[i]) for i, k in enumerate(seeds)]
@@ -50,6 +52,8 @@ def write_report(run: RunDir) -> Path:
             "held-out starts (sampled)": behavior.heldout_return_sampled}, threshold),
         fig_tv=figures.seed_matrix(tv, seeds, "Behavioural divergence on held-out states",
                                    "mean total variation between action distributions"),
+        labels=labels,
+        fig_strategies=figures.strategy_fractions(seeds, behavior.heldout_labels_greedy, labels) if labels else None,
         fig_agreement=figures.seed_matrix(agreement, seeds, "Greedy-action agreement on held-out states",
                                           "fraction of held-out states with the same greedy action"),
     )

@@ -80,3 +80,33 @@ def seed_returns(seeds: list[int], groups: dict[str, list[float]], threshold: fl
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     ax.grid(axis="y", alpha=0.3)
     return to_data_uri(fig)
+
+
+def strategy_fractions(seeds: list[int], fractions: list[dict[str, float]], labels: list[str]) -> str:
+    """Left: per seed, the share of held-out episodes following each strategy (stacked bars).
+    Right: the distribution across seeds of the preference for strategy A among decided episodes —
+    two peaks mean seeds commit to different strategies (basins), one central peak a shared mix."""
+    fig, (bars, hist) = plt.subplots(1, 2, figsize=(11, max(3.2, 0.28 * len(seeds) + 1.2)),
+                                     gridspec_kw={"width_ratios": [3, 2]})
+    colours = [OKABE_ITO[0], OKABE_ITO[1], "#BBBBBB"]
+    left = np.zeros(len(seeds))
+    y = np.arange(len(seeds))
+    for label, colour in zip(labels, colours, strict=True):
+        share = np.array([f[label] for f in fractions])
+        bars.barh(y, share, left=left, color=colour, label=label, height=0.8)
+        left += share
+    bars.set_yticks(y, [str(k) for k in seeds], fontsize=7 if len(seeds) > 24 else 9)
+    bars.invert_yaxis()
+    bars.set(title="Strategy per seed on held-out states", xlabel="fraction of held-out episodes", ylabel="seed",
+             xlim=(0, 1))
+    bars.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.12), ncol=3)
+    decided = [(f[labels[0]], f[labels[0]] + f[labels[1]]) for f in fractions]
+    preference = [a / total for a, total in decided if total > 0]
+    hist.hist(preference, bins=np.linspace(0, 1, 11), color=OKABE_ITO[0], edgecolor="white")
+    hist.set(title=f"Preference for {labels[0]!r} across seeds",
+             xlabel=f"{labels[0]} / ({labels[0]} + {labels[1]}) per seed", ylabel="seeds")
+    if len(preference) < len(fractions):
+        hist.text(0.5, 0.95, f"{len(fractions) - len(preference)} seed(s) never decided", ha="center",
+                  va="top", transform=hist.transAxes, fontsize=8)
+    fig.tight_layout()
+    return to_data_uri(fig)
