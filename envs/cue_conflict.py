@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from envs.grid import SHAPES, GridEnv, GridState, GridVectorEnv
-from envs.two_cues import TwoCueCore, draw_cell_mask
+from envs.grid import SHAPES, GridEnv, GridState, GridVectorEnv, paint_cell
+from envs.two_cues import TwoCueCore
 
 RED, BLUE = (213, 94, 0), (0, 114, 178)  # Okabe–Ito vermillion and blue
 
@@ -34,7 +34,7 @@ class CueConflictCore(TwoCueCore):
         px = self.CELL_PX
         for (row, col), (red, square) in zip(state.objects[0].tolist(), state.attributes[0].tolist(), strict=True):
             mask = SHAPES["square"](px, 0.33) if square else SHAPES["disc"](px, 0.36)
-            draw_cell_mask(canvas, (row, col), px, mask, RED if red else BLUE)
+            paint_cell(canvas, (row, col), px, mask, RED if red else BLUE)
 
 
 class CueConflictEnv(GridEnv):

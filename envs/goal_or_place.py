@@ -15,8 +15,17 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from envs.grid import OUTCOME_ONGOING, SHAPES, GridCore, GridEnv, GridState, GridVectorEnv, cells_to_rc, distinct_cells
-from envs.two_cues import draw_cell_mask
+from envs.grid import (
+    OUTCOME_ONGOING,
+    SHAPES,
+    GridCore,
+    GridEnv,
+    GridState,
+    GridVectorEnv,
+    cells_to_rc,
+    distinct_cells,
+    paint_cell,
+)
 
 GOAL, PLACE_TINT = (230, 159, 0), (255, 236, 179)
 
@@ -83,9 +92,9 @@ class GoalOrPlaceCore(GridCore):
 
     def draw(self, canvas: np.ndarray, state: GridState) -> None:
         px = self.CELL_PX
-        draw_cell_mask(canvas, self.place, px, SHAPES["square"](px, 0.46), PLACE_TINT)
+        paint_cell(canvas, self.place, px, SHAPES["square"](px, 0.46), PLACE_TINT)
         row, col = state.objects[0, 0].tolist()
-        draw_cell_mask(canvas, (row, col), px, SHAPES["disc"](px, 0.36), GOAL)
+        paint_cell(canvas, (row, col), px, SHAPES["disc"](px, 0.36), GOAL)
 
 
 class GoalOrPlaceEnv(GridEnv):

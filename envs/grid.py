@@ -93,10 +93,6 @@ class GridState:
     def as_dict(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
-    @staticmethod
-    def cat(states: list[GridState]) -> GridState:
-        return GridState(**{f.name: torch.cat([getattr(s, f.name) for s in states])
-                            for f in dataclasses.fields(GridState)})
 
 
 @dataclass
@@ -294,10 +290,6 @@ class GridCore:
         """Draw the objects of a one-environment ``state`` onto ``canvas``."""
         raise NotImplementedError
 
-    def cell(self, canvas: np.ndarray, row: int, col: int) -> np.ndarray:
-        px = self.CELL_PX
-        return canvas[row * px:(row + 1) * px, col * px:(col + 1) * px]
-
 
 def _disc(px: int, radius: float) -> np.ndarray:
     y, x = np.mgrid[:px, :px] + 0.5
@@ -311,6 +303,12 @@ def _square(px: int, half: float) -> np.ndarray:
 
 SHAPES = {"disc": _disc, "square": _square}
 """Cell masks: ``SHAPES[name](cell_px, size_fraction)``."""
+
+
+def paint_cell(canvas: np.ndarray, cell: tuple[int, int], px: int, mask: np.ndarray, rgb) -> None:
+    """Colour the pixels ``mask`` [px, px] of grid cell (row, col) of an RGB ``canvas``."""
+    row, col = cell
+    canvas[row * px:(row + 1) * px, col * px:(col + 1) * px][mask] = rgb
 
 
 def label_fractions(names: list[str | None], labels: tuple[str, str]) -> dict[str, float]:

@@ -20,8 +20,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from envs.grid import SHAPES, GridEnv, GridState, GridVectorEnv
-from envs.two_cues import TwoCueCore, draw_cell_mask
+from envs.grid import SHAPES, GridEnv, GridState, GridVectorEnv, paint_cell
+from envs.two_cues import TwoCueCore
 
 GREY, DARK, RED, GREEN = (170, 170, 170), (40, 40, 40), (213, 94, 0), (0, 158, 115)
 
@@ -64,10 +64,10 @@ class TaskOrProxyCore(TwoCueCore):
         for (row, col), (broken, looks_broken) in zip(state.objects[0].tolist(), state.attributes[0].tolist(),
                                                       strict=True):
             body = SHAPES["square"](px, 0.36)
-            draw_cell_mask(canvas, (row, col), px, body, GREY)
+            paint_cell(canvas, (row, col), px, body, GREY)
             if broken:
-                draw_cell_mask(canvas, (row, col), px, body & cross, DARK)
-            draw_cell_mask(canvas, (row, col), px, lamp, RED if looks_broken else GREEN)
+                paint_cell(canvas, (row, col), px, body & cross, DARK)
+            paint_cell(canvas, (row, col), px, lamp, RED if looks_broken else GREEN)
 
 
 class TaskOrProxyEnv(GridEnv):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 from typing import ClassVar
 
-import numpy as np
 import torch
 
 from envs.grid import OUTCOME_ONGOING, GridCore, GridState, cells_to_rc, distinct_cells
@@ -77,7 +76,3 @@ class TwoCueCore(GridCore):
         pick = torch.where(has_cue, distance, torch.full_like(distance, 10**6)).argmin(1)
         return state.objects[torch.arange(len(state), device=pick.device), pick]
 
-
-def draw_cell_mask(canvas: np.ndarray, cell: tuple[int, int], px: int, mask: np.ndarray, rgb) -> None:
-    row, col = cell
-    canvas[row * px:(row + 1) * px, col * px:(col + 1) * px][mask] = rgb
