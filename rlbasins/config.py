@@ -125,7 +125,9 @@ class ExperimentConfig(_Strict):
     policy: PolicyConfig = PolicyConfig()
     ppo: PPOConfig = PPOConfig()
     seeds: SeedsConfig = SeedsConfig()
-    engine: Literal["sb3"] = "sb3"
+    engine: Literal["sb3", "batched"] = Field(
+        "sb3", description="sb3: one SB3 PPO per seed in parallel processes; batched: all seeds in lockstep "
+        "in one process (CPU or CUDA).")
     checkpoints: CheckpointConfig = CheckpointConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     executor: ExecutorConfig = ExecutorConfig()

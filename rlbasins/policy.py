@@ -13,6 +13,8 @@ permutation-alignment code needs to know. Observations are flattened.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -42,6 +44,16 @@ class ActorCritic(nn.Module):
     @classmethod
     def from_config(cls, cfg: PolicyConfig, obs_dim: int, n_actions: int) -> ActorCritic:
         return cls(obs_dim, n_actions, list(cfg.hidden_sizes), cfg.activation)
+
+    def ortho_init_(self) -> ActorCritic:
+        """SB3's initialisation: orthogonal weights with gain √2 in the trunks, 0.01 on the logits
+        head and 1 on the value head; zero biases."""
+        for trunk, head_gain in ((self.actor, 0.01), (self.critic, 1.0)):
+            linears = [m for m in trunk if isinstance(m, nn.Linear)]
+            for i, layer in enumerate(linears):
+                nn.init.orthogonal_(layer.weight, gain=head_gain if i == len(linears) - 1 else math.sqrt(2))
+                nn.init.zeros_(layer.bias)
+        return self
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """obs [B, *obs_shape] → (logits [B, n_actions], value [B])."""

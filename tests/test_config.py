@@ -38,7 +38,7 @@ MALFORMED = {
     "zero checkpoint interval": (tiny_config(checkpoints__every=0), "checkpoints.every", "greater than 0"),
     "negative extra checkpoint": (tiny_config(checkpoints__also_at=[-5]), "checkpoints.also_at[0]", "greater than"),
     "kwargs the env rejects": (tiny_config(env__kwargs={"wings": 2}), "env.kwargs", "wings"),
-    "unknown engine": (tiny_config(engine="jax"), "engine", "'sb3'"),
+    "unknown engine": (tiny_config(engine="jax"), "engine", "'sb3' or 'batched'"),
     "top level not a mapping": ([1, 2, 3], "<top level>", "mapping"),
     "env without held-out suite": (tiny_config(env__id="MountainCar-v0"), "env.id", "held-out suite"),
 }

@@ -28,6 +28,10 @@ def get_engine(name: str) -> Engine:
         from rlbasins.train.sb3 import SB3Engine
 
         return SB3Engine()
+    if name == "batched":
+        from rlbasins.train.batched import BatchedEngine
+
+        return BatchedEngine()
     raise ValueError(f"unknown engine {name!r}")
 
 

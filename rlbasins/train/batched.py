@@ -1,0 +1,455 @@
+"""The ``batched`` engine: N PPO seeds in lockstep in one process, on CPU or CUDA.
+
+Every seed is an independent PPO run with SB3's semantics and hyper-parameter names; the
+engine only makes them share tensor operations:
+
+- policies: N single-seed :class:`~rlbasins.policy.ActorCritic` modules, their parameters
+  stacked along a leading seed axis and evaluated with ``vmap(functional_call)``;
+- environments: the gridworld cores step all seeds' envs as one batch ([S·E] envs); other
+  gymnasium envs fall back to a ``SyncVectorEnv``;
+- randomness: counter-based hashes keyed by each seed's factor seeds (see
+  :mod:`rlbasins.seeding`) — action sampling by (action seed, step, env), minibatch order by
+  (minibatch seed, iteration, epoch), env resets by (env seed, env) — so no seed's stream
+  depends on the others or on N, and resuming needs no generator state, only counters;
+- updates: per-seed losses are summed (so gradients never mix), gradient norms are clipped
+  per seed, Adam is applied per seed with its own step count, and target-KL early stopping
+  and NaN freezing mask individual seeds.
+
+Shapes: S seeds, E envs per seed, T = n_steps, N = T·E samples per seed per iteration,
+M = batch_size, D = flattened observation size, A = number of actions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch.func import functional_call, vmap
+
+import envs
+from envs.grid import GridState, draws
+from rlbasins.config import ExperimentConfig
+from rlbasins.devices import resolve_device
+from rlbasins.policy import ActorCritic
+from rlbasins.store import RunDir
+from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata
+from rlbasins.train.resume import decode, encode, restore_env, snapshot_env
+
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-5  # SB3's PPO optimizer (torch Adam with eps 1e-5)
+
+
+def _seed_column(tasks: list[SeedTask], factor: str, device: torch.device) -> torch.Tensor:
+    return torch.tensor([task.seeds.as_dict()[factor] for task in tasks], dtype=torch.int64, device=device)
+
+
+def uniform(seeds: torch.Tensor, counter: int, count: int) -> torch.Tensor:
+    """[S] seeds → [S, count] uniforms in (0, 1), a fresh draw for every value of ``counter``."""
+    keys = draws(seeds, torch.full_like(seeds, counter), count)
+    return (keys.double() + 0.5) / 2**32
+
+
+# --------------------------------------------------------------------------- environments
+
+
+class BatchedEnv:
+    """S·E environments of one id, stepped together; observations as float32 tensors [S·E, ...]."""
+
+    def __init__(self, cfg: ExperimentConfig, env_seeds: torch.Tensor, device: torch.device):
+        self.num_seeds, self.per_seed = len(env_seeds), cfg.env.num_envs
+        seeds = draws(env_seeds.cpu(), torch.zeros_like(env_seeds.cpu()), self.per_seed).reshape(-1)  # [S·E]
+        self.device = device
+        core_class = envs.GRID_ENVS.get(cfg.env.id)
+        if core_class is not None:
+            self.core = core_class(num_envs=len(seeds), device=device, **cfg.env.kwargs)
+            self.vector = None
+            self.first_obs = self.core.reset(seeds.to(device))
+        else:  # generic gymnasium env: a synchronous vector env, SAME_STEP autoreset like SB3
+            self.core = None
+            self.vector = gym.vector.SyncVectorEnv(
+                [lambda: gym.make(cfg.env.id, **cfg.env.kwargs)] * len(seeds),
+                autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+            obs, _ = self.vector.reset(seed=seeds.tolist())
+            self.first_obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
+
+    def step(self, actions: torch.Tensor):
+        """actions [S·E] → (obs, reward, terminated, truncated, final_obs or None) with autoreset.
+
+        ``final_obs`` is the last observation of the ended episodes, needed only to bootstrap
+        truncated ones; it is ``None`` when no episode was truncated.
+        """
+        if self.core is not None:
+            step = self.core.step(actions, autoreset=True)
+            final = step.final_obs if bool(step.truncated.any()) else None
+            return step.obs, step.reward, step.terminated, step.truncated, final
+        obs, reward, terminated, truncated, infos = self.vector.step(actions.cpu().numpy())
+        final = None
+        if truncated.any():
+            final = obs.copy()
+            for i in np.flatnonzero(infos.get("_final_obs", np.zeros(len(obs), bool))):
+                final[i] = infos["final_obs"][i]
+            final = torch.as_tensor(final, dtype=torch.float32, device=self.device)
+
+        def tensor(x, dtype):
+            return torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device)
+
+        return (tensor(obs, torch.float32), tensor(reward, torch.float32), tensor(terminated, torch.bool),
+                tensor(truncated, torch.bool), final)
+
+    def seed_state(self, s: int) -> tuple[dict[str, torch.Tensor], Any]:
+        """The state of seed ``s``'s E envs as (tensors, JSON)."""
+        rows = slice(s * self.per_seed, (s + 1) * self.per_seed)
+        if self.core is not None:
+            return {f"env.{k}": v[rows] for k, v in self.core.state.as_dict().items()}, None
+        return {}, [snapshot_env(env) for env in self.vector.envs[rows]]
+
+    def restore_seed_state(self, s: int, tensors: dict[str, torch.Tensor], meta: Any) -> None:
+        rows = slice(s * self.per_seed, (s + 1) * self.per_seed)
+        if self.core is not None:
+            state = self.core.state.as_dict()
+            for name, value in state.items():
+                value[rows] = tensors[f"env.{name}"].to(value.device)
+            self.core.state = GridState(**state)
+        else:
+            for env, snapshot in zip(self.vector.envs[rows], meta, strict=True):
+                restore_env(env, snapshot)
+
+
+# --------------------------------------------------------------------------- policies
+
+
+class StackedPolicy:
+    """S policies of one architecture as one batched model over stacked parameters."""
+
+    def __init__(self, modules: list[ActorCritic], device: torch.device):
+        self.template = modules[0].to(device)
+        self.params = {name: torch.stack([m.state_dict()[name] for m in modules]).to(device).requires_grad_()
+                       for name in modules[0].state_dict()}
+
+        def one(params, obs):
+            return functional_call(self.template, params, (obs,))
+
+        self._forward = vmap(one)
+
+    def __call__(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs [S, B, ...] → logits [S, B, A], values [S, B]."""
+        return self._forward(self.params, obs)
+
+    def seed_weights(self, s: int) -> dict[str, torch.Tensor]:
+        """Seed ``s``'s parameters in the exchange format."""
+        return {name: p[s].detach().cpu().clone() for name, p in self.params.items()}
+
+
+class SeedwiseAdam:
+    """Adam over stacked parameters with a step count per seed, so masked seeds stay untouched."""
+
+    def __init__(self, params: dict[str, torch.Tensor]):
+        self.params = params
+        first = next(iter(params.values()))
+        self.step_count = torch.zeros(first.shape[0], device=first.device)
+        self.m = {n: torch.zeros_like(p) for n, p in params.items()}
+        self.v = {n: torch.zeros_like(p) for n, p in params.items()}
+
+    @torch.no_grad()
+    def step(self, lr: float, active: torch.Tensor) -> None:
+        """One update of the seeds where ``active`` [S] is set (same formula as ``torch.optim.Adam``)."""
+        beta1, beta2 = ADAM_BETAS
+        self.step_count += active.float()
+        bias1 = 1 - beta1 ** self.step_count.clamp(min=1)                      # [S]
+        bias2 = 1 - beta2 ** self.step_count.clamp(min=1)
+        for name, param in self.params.items():
+            shape = (-1,) + (1,) * (param.dim() - 1)
+            mask = active.view(shape)
+            grad = param.grad
+            m = torch.where(mask, beta1 * self.m[name] + (1 - beta1) * grad, self.m[name])
+            v = torch.where(mask, beta2 * self.v[name] + (1 - beta2) * grad * grad, self.v[name])
+            update = (m / bias1.view(shape)) / ((v / bias2.view(shape)).sqrt() + ADAM_EPS)
+            param.copy_(torch.where(mask, param - lr * update, param))
+            self.m[name], self.v[name] = m, v
+
+    def seed_state(self, s: int) -> dict[str, torch.Tensor]:
+        state = {f"adam.m.{n}": t[s].cpu() for n, t in self.m.items()}
+        state.update({f"adam.v.{n}": t[s].cpu() for n, t in self.v.items()})
+        state["adam.step"] = self.step_count[s:s + 1].cpu()
+        return state
+
+    def restore_seed_state(self, s: int, tensors: dict[str, torch.Tensor]) -> None:
+        for n in self.m:
+            self.m[n][s] = tensors[f"adam.m.{n}"]
+            self.v[n][s] = tensors[f"adam.v.{n}"]
+        self.step_count[s] = tensors["adam.step"][0]
+
+
+def clip_grad_norm_per_seed(params: dict[str, torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale each seed's gradient to norm ≤ ``max_norm`` (``clip_grad_norm_`` per seed); returns norms [S]."""
+    norms = torch.sqrt(sum(p.grad.pow(2).flatten(1).sum(1) for p in params.values()))
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for p in params.values():
+        p.grad.mul_(scale.view((-1,) + (1,) * (p.dim() - 1)))
+    return norms
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class Rollout:
+    """One iteration's samples of every seed."""
+
+    obs: torch.Tensor         # [S, T, E, *obs_shape]
+    actions: torch.Tensor     # [S, T, E] int64
+    log_probs: torch.Tensor   # [S, T, E]
+    values: torch.Tensor      # [S, T, E]
+    rewards: torch.Tensor     # [S, T, E] (truncations already bootstrapped, as in SB3)
+    starts: torch.Tensor      # [S, T, E] 1.0 where the sample is an episode's first
+
+
+def gae(rollout: Rollout, last_values: torch.Tensor, last_starts: torch.Tensor, gamma: float,
+        lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """SB3's ``compute_returns_and_advantage`` for all seeds: (advantages, returns), each [S, T, E]."""
+    advantages = torch.zeros_like(rollout.rewards)
+    running = torch.zeros_like(last_values)
+    steps = rollout.rewards.shape[1]
+    for t in reversed(range(steps)):
+        next_values = last_values if t == steps - 1 else rollout.values[:, t + 1]
+        next_non_terminal = 1.0 - (last_starts if t == steps - 1 else rollout.starts[:, t + 1])
+        delta = rollout.rewards[:, t] + gamma * next_values * next_non_terminal - rollout.values[:, t]
+        running = delta + gamma * lam * next_non_terminal * running
+        advantages[:, t] = running
+    return advantages, advantages + rollout.values
+
+
+class BatchedEngine:
+    """Trains all tasks together in this process (``max_workers`` is not used)."""
+
+    name = "batched"
+
+    def train(self, cfg: ExperimentConfig, tasks: list[SeedTask], max_workers: int,
+              on_progress: ProgressCallback, on_done) -> None:
+        trainer = BatchedTrainer(cfg, tasks)
+        for outcome in trainer.run(on_progress):
+            on_done(outcome)
+
+
+class BatchedTrainer:
+    """PPO for the seeds of ``tasks`` in lockstep: rollout → GAE → epochs of minibatch updates."""
+
+    def __init__(self, cfg: ExperimentConfig, tasks: list[SeedTask]):
+        self.cfg, self.tasks = cfg, tasks
+        self.device = resolve_device(cfg.device)
+        self.run_dir = RunDir(tasks[0].run_root)
+        self.stores = [self.run_dir.seed(task.index) for task in tasks]
+        self.action_seeds = _seed_column(tasks, "action", self.device)
+        self.minibatch_seeds = _seed_column(tasks, "minibatch", self.device)
+        self.env = BatchedEnv(cfg, _seed_column(tasks, "env", self.device), self.device)
+        self.obs = self.env.first_obs                                            # [S·E, ...]
+        self.starts = torch.ones(len(tasks) * cfg.env.num_envs, device=self.device)
+        self.policy = StackedPolicy([self._initial_policy(task) for task in tasks], self.device)
+        self.adam = SeedwiseAdam(self.policy.params)
+        self.failed = torch.zeros(len(tasks), dtype=torch.bool, device=self.device)
+        self.errors: dict[int, str] = {}
+        self.num_timesteps = 0
+        self.episode_return = torch.zeros(len(self.starts), device=self.device)
+        self.episode_length = torch.zeros(len(self.starts), device=self.device)
+        self._resume()
+
+    def _initial_policy(self, task: SeedTask) -> ActorCritic:
+        torch.manual_seed(task.seeds.init)
+        env = gym.make(self.cfg.env.id, **self.cfg.env.kwargs)
+        policy = ActorCritic.from_config(self.cfg.policy, int(np.prod(env.observation_space.shape)),
+                                         int(env.action_space.n))
+        env.close()
+        return policy.ortho_init_() if self.cfg.policy.ortho_init else policy
+
+    # ---- checkpoints
+
+    def _save(self) -> None:
+        for s, (task, store) in enumerate(zip(self.tasks, self.stores, strict=True)):
+            if self.failed[s]:
+                continue
+            rows = slice(s * self.cfg.env.num_envs, (s + 1) * self.cfg.env.num_envs)
+            env_tensors, env_meta = self.env.seed_state(s)
+            tensors = {**self.adam.seed_state(s), **env_tensors, "obs": self.obs[rows].cpu(),
+                       "starts": self.starts[rows].cpu(), "episode_return": self.episode_return[rows].cpu(),
+                       "episode_length": self.episode_length[rows].cpu()}
+            meta = {"num_timesteps": self.num_timesteps, "envs": encode(env_meta)}
+            store.save(self.num_timesteps, self.policy.seed_weights(s),
+                       policy_metadata(self.cfg, task, self.num_timesteps), tensors, meta)
+
+    def _resume(self) -> None:
+        """Continue from the latest step that every seed has checkpointed (all seeds move together)."""
+        lasts = [store.last() for store in self.stores]
+        if any(last is None for last in lasts):
+            return
+        common = set.intersection(*({e.step for e in store.entries()} for store in self.stores))
+        if not common:
+            return
+        step = max(common)
+        rows_per_seed = self.cfg.env.num_envs
+        with torch.no_grad():
+            for s, store in enumerate(self.stores):
+                weights, _ = store.load_policy(step)
+                tensors, meta = store.load_state(step)
+                for name, p in self.policy.params.items():
+                    p[s] = weights[name].to(self.device)
+                self.adam.restore_seed_state(s, {k: v.to(self.device) for k, v in tensors.items()})
+                self.env.restore_seed_state(s, tensors, decode(meta["envs"]))
+                rows = slice(s * rows_per_seed, (s + 1) * rows_per_seed)
+                self.obs[rows] = tensors["obs"].to(self.device)
+                self.starts[rows] = tensors["starts"].to(self.device)
+                self.episode_return[rows] = tensors["episode_return"].to(self.device)
+                self.episode_length[rows] = tensors["episode_length"].to(self.device)
+        self.num_timesteps = step
+
+    # ---- the loop
+
+    def run(self, on_progress: ProgressCallback):
+        """Train to the end of the checkpoint schedule; yields one outcome per seed at the end."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        cfg = self.cfg
+        schedule = cfg.checkpoint_steps()
+        end = schedule[-1]
+        writers = [SummaryWriter(str(self.run_dir.tb_dir / f"seed_{task.index}")) for task in self.tasks]
+        if self.num_timesteps == 0 and not self.stores[0].entries():
+            self._save()
+        pending = [step for step in schedule if step > self.num_timesteps]
+        while self.num_timesteps < end:
+            progress_remaining = 1.0 - self.num_timesteps / end
+            rollout, last_values, episodes = self._collect()
+            self.num_timesteps += cfg.rollout_size
+            stats = self._update(rollout, last_values, progress_remaining)
+            self._check_finite()
+            self._log(writers, episodes, stats)
+            for task in self.tasks:
+                on_progress(task.index, self.num_timesteps)
+            if pending and self.num_timesteps >= pending[0]:
+                self._save()
+                pending = [step for step in pending if step > self.num_timesteps]
+        for writer in writers:
+            writer.close()
+        for s, (task, store) in enumerate(zip(self.tasks, self.stores, strict=True)):
+            last = store.last()
+            if self.failed[s]:
+                yield SeedOutcome(task.index, "failed", last.step if last else 0, self.errors[s])
+            else:
+                yield SeedOutcome(task.index, "finished", self.num_timesteps, None)
+
+    @torch.no_grad()
+    def _collect(self):
+        """n_steps of every env of every seed (SB3's ``collect_rollouts``)."""
+        cfg = self.cfg
+        S, E, T = len(self.tasks), cfg.env.num_envs, cfg.ppo.n_steps
+        obs_buf = torch.zeros(S, T, E, *self.obs.shape[1:], device=self.device)
+        actions = torch.zeros(S, T, E, dtype=torch.int64, device=self.device)
+        log_probs, values, rewards, starts = (torch.zeros(S, T, E, device=self.device) for _ in range(4))
+        finished_return = torch.zeros(S, device=self.device)
+        finished_length = torch.zeros(S, device=self.device)
+        finished = torch.zeros(S, device=self.device)
+        for t in range(T):
+            obs = self.obs.view(S, E, *self.obs.shape[1:])
+            logits, value = self.policy(obs)                                           # [S, E, A], [S, E]
+            probs = torch.softmax(logits, -1)
+            u = uniform(self.action_seeds, self.num_timesteps // E + t, E).to(probs.dtype)
+            action = (probs.cumsum(-1) < u[..., None]).sum(-1).clamp_(max=probs.shape[-1] - 1)
+            next_obs, env_reward, terminated, truncated, final_obs = self.env.step(action.reshape(-1))
+            reward = env_reward.view(S, E)
+            if final_obs is not None:  # bootstrap truncated episodes from V(final obs), as SB3 does
+                _, final_value = self.policy(final_obs.view(S, E, *final_obs.shape[1:]))
+                reward = reward + cfg.ppo.gamma * final_value * truncated.view(S, E)
+            obs_buf[:, t], actions[:, t] = obs, action
+            log_probs[:, t] = torch.log_softmax(logits, -1).gather(-1, action[..., None]).squeeze(-1)
+            values[:, t], rewards[:, t], starts[:, t] = value, reward, self.starts.view(S, E)
+            done = (terminated | truncated).float()
+            self.episode_return += env_reward  # episode statistics count the env's own reward
+            self.episode_length += 1
+            finished_return += (self.episode_return * done).view(S, E).sum(1)
+            finished_length += (self.episode_length * done).view(S, E).sum(1)
+            finished += done.view(S, E).sum(1)
+            self.episode_return *= 1 - done
+            self.episode_length *= 1 - done
+            self.obs, self.starts = next_obs, done
+        _, last_values = self.policy(self.obs.view(S, E, *self.obs.shape[1:]))
+        rollout = Rollout(obs_buf, actions, log_probs, values, rewards, starts)
+        episodes = (finished_return, finished_length, finished)
+        return rollout, (last_values, self.starts.view(S, E)), episodes
+
+    def _update(self, rollout: Rollout, last: tuple[torch.Tensor, torch.Tensor], progress_remaining: float):
+        """n_epochs of minibatch PPO updates for every seed (SB3's ``PPO.train``)."""
+        ppo = self.cfg.ppo
+        S = len(self.tasks)
+        advantages, returns = gae(rollout, *last, ppo.gamma, ppo.gae_lambda)
+        n = rollout.actions[0].numel()                                                 # N samples per seed
+
+        def flat(x):  # [S, T, E, ...] → [S, N, ...]
+            return x.reshape(S, n, *x.shape[3:])
+
+        obs, actions, old_log_probs = flat(rollout.obs).flatten(2), flat(rollout.actions), flat(rollout.log_probs)
+        old_values, advantages, returns = flat(rollout.values), flat(advantages), flat(returns)
+        lr = ppo.learning_rate * (progress_remaining if ppo.lr_schedule == "linear" else 1.0)
+        clip = ppo.clip_range * (progress_remaining if ppo.clip_range_schedule == "linear" else 1.0)
+        active = ~self.failed
+        stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("policy_loss", "value_loss", "entropy",
+                                                                  "approx_kl", "clip_fraction")}
+        iteration = self.num_timesteps // self.cfg.rollout_size
+        seeds = torch.arange(S, device=self.device)[:, None]
+        for epoch in range(ppo.n_epochs):
+            keys = draws(self.minibatch_seeds, torch.full_like(self.minibatch_seeds, iteration * ppo.n_epochs + epoch), n)
+            order = keys.argsort(dim=1, stable=True)                                   # [S, N] per-seed permutation
+            for start in range(0, n, ppo.batch_size):
+                idx = order[:, start:start + ppo.batch_size]                           # [S, M]
+                logits, values = self.policy(obs[seeds, idx])
+                log_softmax = torch.log_softmax(logits, -1)
+                log_prob = log_softmax.gather(-1, actions[seeds, idx][..., None]).squeeze(-1)
+                entropy = -(log_softmax.exp() * log_softmax).sum(-1)
+                adv = advantages[seeds, idx]
+                if ppo.normalize_advantage and idx.shape[1] > 1:
+                    adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
+                ratio = torch.exp(log_prob - old_log_probs[seeds, idx])
+                policy_loss = -torch.min(adv * ratio, adv * ratio.clamp(1 - clip, 1 + clip)).mean(1)  # [S]
+                old_v = old_values[seeds, idx]
+                if ppo.clip_range_vf is not None:
+                    values = old_v + (values - old_v).clamp(-ppo.clip_range_vf, ppo.clip_range_vf)
+                value_loss = (returns[seeds, idx] - values).pow(2).mean(1)
+                entropy_loss = -entropy.mean(1)
+                with torch.no_grad():
+                    log_ratio = log_prob - old_log_probs[seeds, idx]
+                    approx_kl = ((ratio - 1) - log_ratio).mean(1)                       # [S]
+                    if ppo.target_kl is not None:
+                        active = active & ~(approx_kl > 1.5 * ppo.target_kl)
+                    stats["approx_kl"].append(approx_kl)
+                    stats["clip_fraction"].append(((ratio - 1).abs() > clip).float().mean(1))
+                loss = policy_loss + ppo.ent_coef * entropy_loss + ppo.vf_coef * value_loss  # [S]
+                for p in self.policy.params.values():
+                    p.grad = None
+                loss.sum().backward()  # a sum of per-seed losses: gradients never mix seeds
+                clip_grad_norm_per_seed(self.policy.params, ppo.max_grad_norm)
+                self.adam.step(lr, active)
+                stats["policy_loss"].append(policy_loss.detach())
+                stats["value_loss"].append(value_loss.detach())
+                stats["entropy"].append(-entropy_loss.detach())
+        summary = {k: torch.stack(v).mean(0) for k, v in stats.items()}
+        summary["learning_rate"] = torch.full((S,), lr)
+        summary["clip_range"] = torch.full((S,), clip)
+        return summary
+
+    def _check_finite(self) -> None:
+        finite = torch.stack([p.detach().flatten(1).isfinite().all(1) for p in self.policy.params.values()]).all(0)
+        for s in torch.nonzero(~finite & ~self.failed).flatten().tolist():
+            self.errors[s] = f"FloatingPointError: non-finite weights at step {self.num_timesteps}"
+        self.failed |= ~finite
+
+    def _log(self, writers, episodes, stats) -> None:
+        finished_return, finished_length, finished = (x.cpu() for x in episodes)
+        stats = {k: v.cpu() for k, v in stats.items()}
+        for s, writer in enumerate(writers):
+            if finished[s] > 0:
+                writer.add_scalar("rollout/ep_rew_mean", float(finished_return[s] / finished[s]), self.num_timesteps)
+                writer.add_scalar("rollout/ep_len_mean", float(finished_length[s] / finished[s]), self.num_timesteps)
+            for name, values in stats.items():
+                value = float(values[s])
+                if math.isfinite(value):
+                    writer.add_scalar(f"train/{name}", value, self.num_timesteps)
