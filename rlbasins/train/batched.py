@@ -109,7 +109,7 @@ class BatchedEnv:
     def restore_seed_state(self, s: int, tensors: dict[str, torch.Tensor], meta: Any) -> None:
         rows = slice(s * self.per_seed, (s + 1) * self.per_seed)
         if self.core is not None:
-            state = self.core.state.as_dict()
+            state = {name: value.clone() for name, value in self.core.state.as_dict().items()}  # some are views
             for name, value in state.items():
                 value[rows] = tensors[f"env.{name}"].to(value.device)
             self.core.state = GridState(**state)
@@ -166,8 +166,8 @@ class SeedwiseAdam:
             grad = param.grad
             m = torch.where(mask, beta1 * self.m[name] + (1 - beta1) * grad, self.m[name])
             v = torch.where(mask, beta2 * self.v[name] + (1 - beta2) * grad * grad, self.v[name])
-            update = (m / bias1.view(shape)) / ((v / bias2.view(shape)).sqrt() + ADAM_EPS)
-            param.copy_(torch.where(mask, param - lr * update, param))
+            denom = v.sqrt() / bias2.sqrt().view(shape) + ADAM_EPS            # torch.optim.Adam's order
+            param.copy_(torch.where(mask, param - (lr / bias1).view(shape) * m / denom, param))
             self.m[name], self.v[name] = m, v
 
     def seed_state(self, s: int) -> dict[str, torch.Tensor]:
@@ -239,18 +239,23 @@ class BatchedTrainer:
 
     def __init__(self, cfg: ExperimentConfig, tasks: list[SeedTask]):
         self.cfg, self.tasks = cfg, tasks
+        # Batched matmuls over one matrix take a different BLAS path than over several, which
+        # would make a lone seed's floats differ from the same seed among others; a lone seed
+        # therefore runs beside a ghost copy of itself whose results are never kept.
+        slots = tasks if len(tasks) > 1 else tasks * 2
         self.device = resolve_device(cfg.device)
         self.run_dir = RunDir(tasks[0].run_root)
         self.stores = [self.run_dir.seed(task.index) for task in tasks]
-        self.action_seeds = _seed_column(tasks, "action", self.device)
-        self.minibatch_seeds = _seed_column(tasks, "minibatch", self.device)
-        self.env = BatchedEnv(cfg, _seed_column(tasks, "env", self.device), self.device)
+        self.action_seeds = _seed_column(slots, "action", self.device)
+        self.minibatch_seeds = _seed_column(slots, "minibatch", self.device)
+        self.env = BatchedEnv(cfg, _seed_column(slots, "env", self.device), self.device)
         self.obs = self.env.first_obs                                            # [S·E, ...]
-        self.starts = torch.ones(len(tasks) * cfg.env.num_envs, device=self.device)
-        self.policy = StackedPolicy([self._initial_policy(task) for task in tasks], self.device)
+        self.starts = torch.ones(len(slots) * cfg.env.num_envs, device=self.device)
+        self.policy = StackedPolicy([self._initial_policy(task) for task in slots], self.device)
         self.adam = SeedwiseAdam(self.policy.params)
-        self.failed = torch.zeros(len(tasks), dtype=torch.bool, device=self.device)
+        self.failed = torch.zeros(len(slots), dtype=torch.bool, device=self.device)
         self.errors: dict[int, str] = {}
+        self.slots = len(slots)
         self.num_timesteps = 0
         self.episode_return = torch.zeros(len(self.starts), device=self.device)
         self.episode_length = torch.zeros(len(self.starts), device=self.device)
@@ -290,7 +295,8 @@ class BatchedTrainer:
         step = max(common)
         rows_per_seed = self.cfg.env.num_envs
         with torch.no_grad():
-            for s, store in enumerate(self.stores):
+            for s in range(self.slots):
+                store = self.stores[s % len(self.stores)]  # a ghost slot mirrors its seed
                 weights, _ = store.load_policy(step)
                 tensors, meta = store.load_state(step)
                 for name, p in self.policy.params.items():
@@ -342,7 +348,7 @@ class BatchedTrainer:
     def _collect(self):
         """n_steps of every env of every seed (SB3's ``collect_rollouts``)."""
         cfg = self.cfg
-        S, E, T = len(self.tasks), cfg.env.num_envs, cfg.ppo.n_steps
+        S, E, T = self.slots, cfg.env.num_envs, cfg.ppo.n_steps
         obs_buf = torch.zeros(S, T, E, *self.obs.shape[1:], device=self.device)
         actions = torch.zeros(S, T, E, dtype=torch.int64, device=self.device)
         log_probs, values, rewards, starts = (torch.zeros(S, T, E, device=self.device) for _ in range(4))
@@ -380,7 +386,7 @@ class BatchedTrainer:
     def _update(self, rollout: Rollout, last: tuple[torch.Tensor, torch.Tensor], progress_remaining: float):
         """n_epochs of minibatch PPO updates for every seed (SB3's ``PPO.train``)."""
         ppo = self.cfg.ppo
-        S = len(self.tasks)
+        S = self.slots
         advantages, returns = gae(rollout, *last, ppo.gamma, ppo.gae_lambda)
         n = rollout.actions[0].numel()                                                 # N samples per seed
 

@@ -1,0 +1,157 @@
+"""The batched engine: per-seed independence, determinism, exact resume, and the stacked pieces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rlbasins.config import parse_config
+from rlbasins.policy import ActorCritic
+from rlbasins.store import RunDir, sha256_file
+from rlbasins.train import batched, train_experiment
+from rlbasins.train.batched import SeedwiseAdam, StackedPolicy, clip_grad_norm_per_seed
+from tests.conftest import tiny_config
+
+
+def grid_config(**overrides):
+    base = dict(engine="batched", env={"id": "rlbasins/CueConflict-v0", "num_envs": 4},
+                ppo={"total_timesteps": 1024, "n_steps": 32, "batch_size": 64, "n_epochs": 2},
+                checkpoints={"every": 256})
+    base.update(overrides)
+    return tiny_config(**base)
+
+
+def _train(tmp_path: Path, **overrides) -> RunDir:
+    return train_experiment(parse_config(grid_config(**overrides)), tmp_path / "runs", show_progress=False)
+
+
+def _weights(run: RunDir, k: int, step: int) -> dict[str, torch.Tensor]:
+    return run.seed(k).load_policy(step)[0]
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> RunDir:
+    return _train(tmp_path_factory.mktemp("batched"), seeds={"count": 3})
+
+
+def test_trains_every_seed_and_checkpoints_on_schedule(reference: RunDir) -> None:
+    manifest = reference.manifest()
+    assert manifest["status"] == "finished"
+    assert all(s["status"] == "finished" for s in manifest["seeds"].values())
+    assert [e.step for e in reference.seed(2).entries()] == [0, 256, 512, 768, 1024]
+    assert not _same(_weights(reference, 0, 0), _weights(reference, 0, 1024))
+    assert not _same(_weights(reference, 0, 1024), _weights(reference, 1, 1024))
+
+
+def test_same_config_gives_bit_identical_checkpoints(reference: RunDir, tmp_path: Path) -> None:
+    again = _train(tmp_path, seeds={"count": 3})
+    for k in range(3):
+        for path in sorted(reference.seed(k).ckpt_dir.glob("*.safetensors")):
+            assert sha256_file(path) == sha256_file(again.seed(k).ckpt_dir / path.name), path.name
+
+
+def test_a_seed_does_not_depend_on_the_other_seeds(reference: RunDir, tmp_path: Path) -> None:
+    alone = _train(tmp_path, seeds={"count": 1})
+    assert _same(_weights(alone, 0, 1024), _weights(reference, 0, 1024))
+
+
+def test_nan_poisoned_seed_is_failed_and_the_others_are_unchanged(reference: RunDir, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    real_update = batched.BatchedTrainer._update
+
+    def poisoning_update(self, *args):
+        stats = real_update(self, *args)
+        if self.num_timesteps == 512:
+            with torch.no_grad():
+                next(iter(self.policy.params.values()))[1].fill_(float("nan"))
+        return stats
+
+    monkeypatch.setattr(batched.BatchedTrainer, "_update", poisoning_update)
+    run = _train(tmp_path, seeds={"count": 3})
+    seeds = run.manifest()["seeds"]
+    assert seeds["1"]["status"] == "failed" and "non-finite" in seeds["1"]["error"]
+    assert seeds["1"]["last_step"] == 256
+    for k in (0, 2):
+        assert seeds[str(k)]["status"] == "finished"
+        assert _same(_weights(run, k, 1024), _weights(reference, k, 1024))
+
+
+def test_resume_from_a_checkpoint_is_exact(reference: RunDir, tmp_path: Path) -> None:
+    import json
+
+    run = _train(tmp_path, seeds={"count": 3})
+    for k in range(3):  # forget everything after step 512, as if killed there
+        store = run.seed(k)
+        store.index_path.write_text(json.dumps(json.loads(store.index_path.read_text())[:3]))
+    manifest = run.manifest()
+    manifest["status"] = "interrupted"
+    for seed in manifest["seeds"].values():
+        seed["status"] = "running"
+    run.write_manifest(manifest)
+    train_experiment(parse_config(grid_config(seeds={"count": 3})), tmp_path / "runs", resume=True,
+                     show_progress=False)
+    for k in range(3):
+        assert sha256_file(run.seed(k).policy_path(1024)) == sha256_file(reference.seed(k).policy_path(1024))
+        assert sha256_file(run.seed(k).state_path(1024)) == sha256_file(reference.seed(k).state_path(1024))
+
+
+def test_cartpole_through_the_gymnasium_fallback(tmp_path: Path) -> None:
+    cfg = tiny_config(engine="batched", name="cartpole")
+    run = train_experiment(parse_config(cfg), tmp_path / "runs", show_progress=False)
+    assert run.manifest()["status"] == "finished"
+    assert not _same(_weights(run, 0, 0), _weights(run, 0, 2048))
+
+
+def _modules(n: int, seed: int) -> list[ActorCritic]:
+    torch.manual_seed(seed)
+    return [ActorCritic(obs_dim=5, n_actions=3, hidden_sizes=[8, 6]).ortho_init_() for _ in range(n)]
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 5), seed=st.integers(0, 10_000))
+def test_stack_then_unstack_is_the_identity_and_forward_matches(n, seed) -> None:
+    modules = _modules(n, seed)
+    stacked = StackedPolicy(modules, torch.device("cpu"))
+    obs = torch.randn(n, 7, 5)
+    logits, values = stacked(obs)
+    for s, module in enumerate(modules):
+        assert _same(stacked.seed_weights(s), module.state_dict())
+        expected_logits, expected_values = module(obs[s])
+        assert torch.allclose(logits[s], expected_logits, atol=1e-6)
+        assert torch.allclose(values[s], expected_values, atol=1e-6)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), steps=st.integers(1, 6), lr=st.floats(1e-4, 1e-1))
+def test_seedwise_adam_matches_torch_adam_and_leaves_masked_seeds_alone(seed, steps, lr) -> None:
+    torch.manual_seed(seed)
+    reference_param = torch.randn(4, 3, requires_grad=True)
+    optimizer = torch.optim.Adam([reference_param], lr=lr, eps=1e-5)
+    stacked = {"w": torch.stack([reference_param.detach().clone(), torch.randn(4, 3)]).requires_grad_()}
+    frozen_before = stacked["w"][1].detach().clone()
+    adam = SeedwiseAdam(stacked)
+    for _ in range(steps):
+        grad = torch.randn(4, 3)
+        reference_param.grad = grad.clone()
+        optimizer.step()
+        stacked["w"].grad = torch.stack([grad, torch.randn(4, 3)])
+        adam.step(lr, torch.tensor([True, False]))
+    assert torch.allclose(stacked["w"][0], reference_param, atol=1e-5, rtol=1e-5)  # float32 rounding
+    assert torch.equal(stacked["w"][1].detach(), frozen_before)
+
+
+def test_gradient_clipping_is_per_seed() -> None:
+    params = {"w": torch.zeros(2, 3, requires_grad=True)}
+    params["w"].grad = torch.tensor([[3.0, 4.0, 0.0], [0.03, 0.04, 0.0]])
+    norms = clip_grad_norm_per_seed(params, max_norm=0.5)
+    assert torch.allclose(norms, torch.tensor([5.0, 0.05]))
+    assert torch.allclose(params["w"].grad[0].norm(), torch.tensor(0.5), atol=1e-5)
+    assert torch.allclose(params["w"].grad[1], torch.tensor([0.03, 0.04, 0.0]))
