@@ -79,3 +79,113 @@ def bench_envs(env_ids: list[str], batch_sizes: list[int], device: str, seconds:
 def write_json(result: dict, path: Path | None) -> None:
     if path is not None:
         path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------- PPO engines
+
+
+def bench_config(env_id: str, n_epochs: int, seeds: int, device: str, total_timesteps: int):
+    """The PPO settings every engine is measured with: 8 envs × 128 steps, minibatch 256, 2×64 tanh."""
+    from rlbasins.config import parse_config
+
+    return parse_config({
+        "name": "bench", "device": device, "engine": "batched", "env": {"id": env_id, "num_envs": 8},
+        "ppo": {"total_timesteps": total_timesteps, "n_steps": 128, "batch_size": 256, "n_epochs": n_epochs},
+        "seeds": {"count": seeds}, "checkpoints": {"every": total_timesteps}, "analysis": {"enabled": False}})
+
+
+def _sb3_worker(args: tuple[str, int, int]) -> None:
+    env_id, n_epochs, steps = args
+    import torch as th
+
+    th.set_num_threads(1)
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    import envs  # noqa: F401
+
+    model = PPO("MlpPolicy", make_vec_env(env_id, n_envs=8, seed=0), n_steps=128, batch_size=256,
+                n_epochs=n_epochs, device="cpu", seed=0)
+    model.learn(steps)
+
+
+def sb3_rate(env_id: str, n_epochs: int, steps_per_process: int, processes: int) -> float:
+    """Aggregate env-steps/s of SB3 PPO with one process per core (startup excluded by a warm pool)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
+        list(pool.map(_sb3_worker, [(env_id, n_epochs, 1024)] * processes))  # imports and warm-up
+        start = time.perf_counter()
+        list(pool.map(_sb3_worker, [(env_id, n_epochs, steps_per_process)] * processes))
+        return processes * steps_per_process / (time.perf_counter() - start)
+
+
+def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, iterations: int = 2) -> float:
+    """Env-steps/s of the batched engine for ``seeds`` seeds (after one warm-up iteration)."""
+    import tempfile
+
+    from rlbasins.seeding import experiment_seeds
+    from rlbasins.train.base import SeedTask
+    from rlbasins.train.batched import BatchedTrainer
+
+    cfg = bench_config(env_id, n_epochs, seeds, device, total_timesteps=10**9)
+    factor_seeds = experiment_seeds(cfg.seed, seeds, cfg.seeds.vary)
+    with tempfile.TemporaryDirectory() as root:
+        tasks = [SeedTask(k, factor_seeds[k], cfg.model_dump(mode="json"), root) for k in range(seeds)]
+        trainer = BatchedTrainer(cfg, tasks)
+
+        def iteration(_: int) -> None:
+            rollout, last, _episodes = trainer._collect()
+            trainer.num_timesteps += cfg.rollout_size
+            trainer._update(rollout, last, 1.0)
+            if device == "cuda":
+                torch.cuda.synchronize()
+
+        iteration(0)
+        start = time.perf_counter()
+        for i in range(iterations):
+            iteration(i)
+        return seeds * cfg.rollout_size * iterations / (time.perf_counter() - start)
+
+
+def floor_rate(obs_dim: int, n_actions: int, seeds: int, samples: int, device: str) -> float:
+    """Samples/s of the compute floor: stacked 2×64 tanh actor-critic fwd+bwd+Adam (baddbmm)."""
+    shapes = [(obs_dim, 64), (64, 64), (64, n_actions + 1)]
+    weights = [(torch.randn(seeds, a, b, device=device) / a**0.5).requires_grad_() for a, b in shapes]
+    biases = [torch.zeros(seeds, 1, b, device=device, requires_grad=True) for _, b in shapes]
+    optimizer = torch.optim.Adam(weights + biases, lr=3e-4, foreach=True)
+    x = torch.randn(seeds, samples, obs_dim, device=device)
+
+    def step(_: int) -> None:
+        h = torch.tanh(torch.baddbmm(biases[0], x, weights[0]))
+        h = torch.tanh(torch.baddbmm(biases[1], h, weights[1]))
+        loss = torch.baddbmm(biases[2], h, weights[2]).square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return _rate(step, seeds * samples, seconds=0.5, repeats=3)
+
+
+def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, sb3_steps: int) -> dict:
+    """SB3 on every core vs the batched engine at several seed counts, with the floor for each."""
+    import os
+
+    env = gym.make(env_id)
+    obs_dim, n_actions = int(np.prod(env.observation_space.shape)), int(env.action_space.n)
+    env.close()
+    cores = os.cpu_count() or 1
+    sb3 = sb3_rate(env_id, n_epochs, sb3_steps, cores)
+    rows = []
+    for seeds in seed_counts:
+        rate = batched_rate(env_id, n_epochs, seeds, device)
+        floor = floor_rate(obs_dim, n_actions, seeds, 256, device) / n_epochs  # env-steps/s bound
+        peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
+        rows.append({"seeds": seeds, "env_steps_per_s": rate, "ratio_to_sb3": rate / sb3,
+                     "floor_env_steps_per_s": floor, "fraction_of_floor": rate / floor,
+                     "peak_cuda_bytes_per_seed": peak / seeds if peak else None})
+    return {"what": "ppo", "env": env_id, "device": device, "n_epochs": n_epochs, "cores": cores,
+            "torch": torch.__version__, "sb3_all_cores_env_steps_per_s": sb3, "batched": rows}

@@ -176,6 +176,36 @@ def bench_envs(
     write_json(result, output)
 
 
+@bench_app.command("ppo")
+def bench_ppo(
+    env: Annotated[str, typer.Option("--env", help="Env id.")] = "CartPole-v1",
+    seeds: Annotated[list[int] | None, typer.Option("--seeds", help="Seed counts (repeatable).")] = None,
+    epochs: Annotated[int, typer.Option(help="PPO epochs per iteration (SB3 default 10, CleanRL 4).")] = 10,
+    device: Annotated[str, typer.Option(help="Device of the batched engine: cpu or cuda.")] = "cpu",
+    sb3_steps: Annotated[int, typer.Option(help="Env steps per SB3 process.")] = 20_000,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the results as JSON.")] = None,
+) -> None:
+    """SB3 PPO on every core vs the batched engine at several seed counts, and the compute floor."""
+    from rich.table import Table
+
+    from rlbasins.bench import bench_ppo as measure
+    from rlbasins.bench import write_json
+
+    counts = seeds or ([1, 64, 256, 1024] if device == "cuda" else [1, 16, 64])
+    result = measure(env, counts, epochs, device, sb3_steps)
+    out.print(f"SB3 PPO, {result['cores']} processes: {result['sb3_all_cores_env_steps_per_s']:,.0f} env-steps/s "
+              f"({env}, {epochs} epochs, 8 envs × 128 steps, minibatch 256)", highlight=False)
+    table = Table(title=f"batched engine on {device}")
+    for column in ("seeds", "env-steps/s", "× SB3 (all cores)", "floor/K env-steps/s", "of floor", "GPU MB/seed"):
+        table.add_column(column, justify="right")
+    for row in result["batched"]:
+        memory = f"{row['peak_cuda_bytes_per_seed'] / 2**20:.1f}" if row["peak_cuda_bytes_per_seed"] else "–"
+        table.add_row(f"{row['seeds']:,}", f"{row['env_steps_per_s']:,.0f}", f"{row['ratio_to_sb3']:.2f}×",
+                      f"{row['floor_env_steps_per_s']:,.0f}", f"{row['fraction_of_floor']:.0%}", memory)
+    out.print(table)
+    write_json(result, output)
+
+
 @app.command("render-env")
 @_handles_errors
 def render_env(

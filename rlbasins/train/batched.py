@@ -403,8 +403,8 @@ class BatchedTrainer:
         iteration = self.num_timesteps // self.cfg.rollout_size
         seeds = torch.arange(S, device=self.device)[:, None]
         for epoch in range(ppo.n_epochs):
-            keys = draws(self.minibatch_seeds, torch.full_like(self.minibatch_seeds, iteration * ppo.n_epochs + epoch), n)
-            order = keys.argsort(dim=1, stable=True)                                   # [S, N] per-seed permutation
+            counter = torch.full_like(self.minibatch_seeds, iteration * ppo.n_epochs + epoch)
+            order = draws(self.minibatch_seeds, counter, n).argsort(dim=1, stable=True)  # [S, N] per-seed permutation
             for start in range(0, n, ppo.batch_size):
                 idx = order[:, start:start + ppo.batch_size]                           # [S, M]
                 logits, values = self.policy(obs[seeds, idx])
