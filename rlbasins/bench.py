@@ -150,17 +150,24 @@ def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, iterations
 
 
 def floor_rate(obs_dim: int, n_actions: int, seeds: int, samples: int, device: str) -> float:
-    """Samples/s of the compute floor: stacked 2×64 tanh actor-critic fwd+bwd+Adam (baddbmm)."""
-    shapes = [(obs_dim, 64), (64, 64), (64, n_actions + 1)]
-    weights = [(torch.randn(seeds, a, b, device=device) / a**0.5).requires_grad_() for a, b in shapes]
-    biases = [torch.zeros(seeds, 1, b, device=device, requires_grad=True) for _, b in shapes]
-    optimizer = torch.optim.Adam(weights + biases, lr=3e-4, foreach=True)
+    """Samples/s of the compute floor for the engine's model: stacked separate actor and critic
+    2×64 tanh MLPs (as SB3's MlpPolicy), fwd+bwd+Adam via baddbmm, nothing else."""
+    def trunk(out: int) -> list[torch.Tensor]:
+        shapes = [(obs_dim, 64), (64, 64), (64, out)]
+        return [t for a, b in shapes for t in ((torch.randn(seeds, a, b, device=device) / a**0.5).requires_grad_(),
+                                               torch.zeros(seeds, 1, b, device=device, requires_grad=True))]
+
+    actor, critic = trunk(n_actions), trunk(1)
+    optimizer = torch.optim.Adam(actor + critic, lr=3e-4, foreach=True)
     x = torch.randn(seeds, samples, obs_dim, device=device)
 
+    def forward(params: list[torch.Tensor]) -> torch.Tensor:
+        w1, b1, w2, b2, w3, b3 = params
+        h = torch.tanh(torch.baddbmm(b1, x, w1))
+        return torch.baddbmm(b3, torch.tanh(torch.baddbmm(b2, h, w2)), w3)
+
     def step(_: int) -> None:
-        h = torch.tanh(torch.baddbmm(biases[0], x, weights[0]))
-        h = torch.tanh(torch.baddbmm(biases[1], h, weights[1]))
-        loss = torch.baddbmm(biases[2], h, weights[2]).square().mean()
+        loss = forward(actor).square().mean() + forward(critic).square().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -173,6 +180,8 @@ def floor_rate(obs_dim: int, n_actions: int, seeds: int, samples: int, device: s
 def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, sb3_steps: int) -> dict:
     """SB3 on every core vs the batched engine at several seed counts, with the floor for each."""
     import os
+
+    import envs  # noqa: F401  (registers the rlbasins/* ids)
 
     env = gym.make(env_id)
     obs_dim, n_actions = int(np.prod(env.observation_space.shape)), int(env.action_space.n)

@@ -22,7 +22,8 @@ from rlbasins.config import ConfigError, ConfigIssue, ExperimentConfig, json_sch
 from rlbasins.store import CorruptFileError, RunDir, StoreError
 
 app = typer.Typer(help="Generalization basins of RL policies: train many PPO seeds, compare their "
-                       "held-out behaviour, report.", no_args_is_help=True, add_completion=False)
+                       "held-out behaviour, report.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_show_locals=False)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 

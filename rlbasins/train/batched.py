@@ -393,8 +393,9 @@ class BatchedTrainer:
         def flat(x):  # [S, T, E, ...] → [S, N, ...]
             return x.reshape(S, n, *x.shape[3:])
 
-        obs, actions, old_log_probs = flat(rollout.obs).flatten(2), flat(rollout.actions), flat(rollout.log_probs)
-        old_values, advantages, returns = flat(rollout.values), flat(advantages), flat(returns)
+        samples = {"obs": flat(rollout.obs).flatten(2), "actions": flat(rollout.actions),
+                   "old_log_probs": flat(rollout.log_probs), "old_values": flat(rollout.values),
+                   "advantages": flat(advantages), "returns": flat(returns)}
         lr = ppo.learning_rate * (progress_remaining if ppo.lr_schedule == "linear" else 1.0)
         clip = ppo.clip_range * (progress_remaining if ppo.clip_range_schedule == "linear" else 1.0)
         active = ~self.failed
@@ -405,24 +406,26 @@ class BatchedTrainer:
         for epoch in range(ppo.n_epochs):
             counter = torch.full_like(self.minibatch_seeds, iteration * ppo.n_epochs + epoch)
             order = draws(self.minibatch_seeds, counter, n).argsort(dim=1, stable=True)  # [S, N] per-seed permutation
+            shuffled = {name: x[seeds, order] for name, x in samples.items()}          # one gather per epoch
             for start in range(0, n, ppo.batch_size):
-                idx = order[:, start:start + ppo.batch_size]                           # [S, M]
-                logits, values = self.policy(obs[seeds, idx])
+                mb = {name: x[:, start:start + ppo.batch_size] for name, x in shuffled.items()}  # [S, M, ...]
+                logits, values = self.policy(mb["obs"])
                 log_softmax = torch.log_softmax(logits, -1)
-                log_prob = log_softmax.gather(-1, actions[seeds, idx][..., None]).squeeze(-1)
+                log_prob = log_softmax.gather(-1, mb["actions"][..., None]).squeeze(-1)
                 entropy = -(log_softmax.exp() * log_softmax).sum(-1)
-                adv = advantages[seeds, idx]
-                if ppo.normalize_advantage and idx.shape[1] > 1:
+                adv = mb["advantages"]
+                if ppo.normalize_advantage and adv.shape[1] > 1:
                     adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
-                ratio = torch.exp(log_prob - old_log_probs[seeds, idx])
+                log_ratio = log_prob - mb["old_log_probs"]
+                ratio = torch.exp(log_ratio)
                 policy_loss = -torch.min(adv * ratio, adv * ratio.clamp(1 - clip, 1 + clip)).mean(1)  # [S]
-                old_v = old_values[seeds, idx]
                 if ppo.clip_range_vf is not None:
+                    old_v = mb["old_values"]
                     values = old_v + (values - old_v).clamp(-ppo.clip_range_vf, ppo.clip_range_vf)
-                value_loss = (returns[seeds, idx] - values).pow(2).mean(1)
+                value_loss = (mb["returns"] - values).pow(2).mean(1)
                 entropy_loss = -entropy.mean(1)
                 with torch.no_grad():
-                    log_ratio = log_prob - old_log_probs[seeds, idx]
+                    log_ratio = log_ratio.detach()
                     approx_kl = ((ratio - 1) - log_ratio).mean(1)                       # [S]
                     if ppo.target_kl is not None:
                         active = active & ~(approx_kl > 1.5 * ppo.target_kl)
