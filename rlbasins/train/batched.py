@@ -251,7 +251,10 @@ class BatchedTrainer:
         self.env = BatchedEnv(cfg, _seed_column(slots, "env", self.device), self.device)
         self.obs = self.env.first_obs                                            # [S·E, ...]
         self.starts = torch.ones(len(slots) * cfg.env.num_envs, device=self.device)
-        self.policy = StackedPolicy([self._initial_policy(task) for task in slots], self.device)
+        probe = gym.make(cfg.env.id, **cfg.env.kwargs)
+        obs_dim, n_actions = int(np.prod(probe.observation_space.shape)), int(probe.action_space.n)
+        probe.close()
+        self.policy = StackedPolicy([self._initial_policy(task, obs_dim, n_actions) for task in slots], self.device)
         self.adam = SeedwiseAdam(self.policy.params)
         self.failed = torch.zeros(len(slots), dtype=torch.bool, device=self.device)
         self.errors: dict[int, str] = {}
@@ -261,12 +264,10 @@ class BatchedTrainer:
         self.episode_length = torch.zeros(len(self.starts), device=self.device)
         self._resume()
 
-    def _initial_policy(self, task: SeedTask) -> ActorCritic:
+    def _initial_policy(self, task: SeedTask, obs_dim: int, n_actions: int) -> ActorCritic:
+        """Seed ``task``'s initial network, drawn from its ``init`` factor seed alone."""
         torch.manual_seed(task.seeds.init)
-        env = gym.make(self.cfg.env.id, **self.cfg.env.kwargs)
-        policy = ActorCritic.from_config(self.cfg.policy, int(np.prod(env.observation_space.shape)),
-                                         int(env.action_space.n))
-        env.close()
+        policy = ActorCritic.from_config(self.cfg.policy, obs_dim, n_actions)
         return policy.ortho_init_() if self.cfg.policy.ortho_init else policy
 
     # ---- checkpoints
@@ -286,9 +287,6 @@ class BatchedTrainer:
 
     def _resume(self) -> None:
         """Continue from the latest step that every seed has checkpointed (all seeds move together)."""
-        lasts = [store.last() for store in self.stores]
-        if any(last is None for last in lasts):
-            return
         common = set.intersection(*({e.step for e in store.entries()} for store in self.stores))
         if not common:
             return
@@ -320,7 +318,7 @@ class BatchedTrainer:
         schedule = cfg.checkpoint_steps()
         end = schedule[-1]
         writers = [SummaryWriter(str(self.run_dir.tb_dir / f"seed_{task.index}")) for task in self.tasks]
-        if self.num_timesteps == 0 and not self.stores[0].entries():
+        if self.num_timesteps == 0:  # the initialisation (rewritten identically after an early kill)
             self._save()
         pending = [step for step in schedule if step > self.num_timesteps]
         while self.num_timesteps < end:
