@@ -155,3 +155,18 @@ def test_gradient_clipping_is_per_seed() -> None:
     assert torch.allclose(norms, torch.tensor([5.0, 0.05]))
     assert torch.allclose(params["w"].grad[0].norm(), torch.tensor(0.5), atol=1e-5)
     assert torch.allclose(params["w"].grad[1], torch.tensor([0.03, 0.04, 0.0]))
+
+
+def test_other_architectures_fall_back_to_vmap() -> None:
+    modules = _modules(3, seed=1)
+    for module in modules:  # not a Linear/Tanh/ReLU chain any more
+        module.actor = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.LayerNorm(8), torch.nn.Tanh(),
+                                           torch.nn.Linear(8, 3))
+    stacked = StackedPolicy(modules, torch.device("cpu"))
+    assert stacked.plans["actor"] is None
+    obs = torch.randn(3, 4, 5)
+    logits, values = stacked(obs)
+    for s, module in enumerate(modules):
+        expected_logits, expected_values = module(obs[s])
+        assert torch.allclose(logits[s], expected_logits, atol=1e-6)
+        assert torch.allclose(values[s], expected_values, atol=1e-6)
