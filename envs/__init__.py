@@ -14,6 +14,7 @@ rendering and ``label_behavior``. Held-out suites, keyed by gymnasium id, are in
 
 import gymnasium as gym
 
+from envs.cartpole import CartPoleCore
 from envs.cue_conflict import CueConflictCore
 from envs.goal_or_place import GoalOrPlaceCore
 from envs.grid import GridCore
@@ -26,10 +27,13 @@ GRID_ENVS: dict[str, type[GridCore]] = {
     "rlbasins/TaskOrProxy-v0": TaskOrProxyCore,
 }
 
+BATCHED_CORES: dict[str, type] = {**GRID_ENVS, "CartPole-v1": CartPoleCore}
+"""Env ids whose batched torch core the batched engine steps directly (others use a SyncVectorEnv)."""
+
 for _env_id, _core in GRID_ENVS.items():
     _module, _name = _core.__module__, _core.__name__.removesuffix("Core")
     if _env_id not in gym.registry:
         gym.register(_env_id, entry_point=f"{_module}:{_name}Env", vector_entry_point=f"{_module}:{_name}VectorEnv")
     HELDOUT_SUITES[_env_id] = grid_suite(_core)
 
-__all__ = ["GRID_ENVS", "HELDOUT_SUITES", "HeldOutSuite", "get_suite"]
+__all__ = ["BATCHED_CORES", "GRID_ENVS", "HELDOUT_SUITES", "HeldOutSuite", "get_suite"]

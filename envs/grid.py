@@ -104,8 +104,8 @@ class Step:
     terminated: torch.Tensor   # bool: an object / place was reached
     truncated: torch.Tensor    # bool: the step limit was hit first
     outcome: torch.Tensor      # int64 outcome code (see module docstring)
-    final_state: GridState     # the state before any autoreset
-    core: GridCore
+    final_state: Any           # the core's state before any autoreset
+    core: Any                  # the core that made this step
 
     @property
     def final_obs(self) -> torch.Tensor:
@@ -204,6 +204,13 @@ class GridCore:
         seeds = torch.as_tensor(seeds, dtype=torch.int64, device=self.device) & _M32
         self.state = self.layout(seeds, torch.zeros_like(seeds))
         return self.observe()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The state as named tensors (for checkpoints)."""
+        return self.state.as_dict()
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.state = GridState(**{name: value.to(self.device) for name, value in tensors.items()})
 
     def reset_to(self, state: GridState) -> torch.Tensor:
         """Start every environment from a given state (e.g. held-out states); returns observations."""

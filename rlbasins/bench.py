@@ -84,18 +84,20 @@ def write_json(result: dict, path: Path | None) -> None:
 # --------------------------------------------------------------------------- PPO engines
 
 
-def bench_config(env_id: str, n_epochs: int, seeds: int, device: str, total_timesteps: int):
-    """The PPO settings every engine is measured with: 8 envs × 128 steps, minibatch 256, 2×64 tanh."""
+def bench_config(env_id: str, n_epochs: int, seeds: int, device: str, total_timesteps: int, n_steps: int = 128,
+                 batch_size: int = 256):
+    """The PPO settings every engine is measured with: 8 envs × ``n_steps``, minibatch ``batch_size``, 2×64 tanh."""
     from rlbasins.config import parse_config
 
     return parse_config({
         "name": "bench", "device": device, "engine": "batched", "env": {"id": env_id, "num_envs": 8},
-        "ppo": {"total_timesteps": total_timesteps, "n_steps": 128, "batch_size": 256, "n_epochs": n_epochs},
+        "ppo": {"total_timesteps": total_timesteps, "n_steps": n_steps, "batch_size": batch_size,
+                "n_epochs": n_epochs},
         "seeds": {"count": seeds}, "checkpoints": {"every": total_timesteps}, "analysis": {"enabled": False}})
 
 
-def _sb3_worker(args: tuple[str, int, int]) -> None:
-    env_id, n_epochs, steps = args
+def _sb3_worker(args: tuple[str, int, int, int, int]) -> None:
+    env_id, n_epochs, steps, n_steps, batch_size = args
     import torch as th
 
     th.set_num_threads(1)
@@ -104,24 +106,26 @@ def _sb3_worker(args: tuple[str, int, int]) -> None:
 
     import envs  # noqa: F401
 
-    model = PPO("MlpPolicy", make_vec_env(env_id, n_envs=8, seed=0), n_steps=128, batch_size=256,
+    model = PPO("MlpPolicy", make_vec_env(env_id, n_envs=8, seed=0), n_steps=n_steps, batch_size=batch_size,
                 n_epochs=n_epochs, device="cpu", seed=0)
     model.learn(steps)
 
 
-def sb3_rate(env_id: str, n_epochs: int, steps_per_process: int, processes: int) -> float:
+def sb3_rate(env_id: str, n_epochs: int, steps_per_process: int, processes: int, n_steps: int,
+             batch_size: int) -> float:
     """Aggregate env-steps/s of SB3 PPO with one process per core (startup excluded by a warm pool)."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
-        list(pool.map(_sb3_worker, [(env_id, n_epochs, 1024)] * processes))  # imports and warm-up
+        list(pool.map(_sb3_worker, [(env_id, n_epochs, 8 * n_steps, n_steps, batch_size)] * processes))  # warm-up
         start = time.perf_counter()
-        list(pool.map(_sb3_worker, [(env_id, n_epochs, steps_per_process)] * processes))
+        list(pool.map(_sb3_worker, [(env_id, n_epochs, steps_per_process, n_steps, batch_size)] * processes))
         return processes * steps_per_process / (time.perf_counter() - start)
 
 
-def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, iterations: int = 2) -> float:
+def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: int, batch_size: int,
+                 iterations: int = 2) -> float:
     """Env-steps/s of the batched engine for ``seeds`` seeds (after one warm-up iteration)."""
     import tempfile
 
@@ -129,7 +133,7 @@ def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, iterations
     from rlbasins.train.base import SeedTask
     from rlbasins.train.batched import BatchedTrainer
 
-    cfg = bench_config(env_id, n_epochs, seeds, device, total_timesteps=10**9)
+    cfg = bench_config(env_id, n_epochs, seeds, device, 10**9, n_steps, batch_size)
     factor_seeds = experiment_seeds(cfg.seed, seeds, cfg.seeds.vary)
     with tempfile.TemporaryDirectory() as root:
         tasks = [SeedTask(k, factor_seeds[k], cfg.model_dump(mode="json"), root) for k in range(seeds)]
@@ -177,7 +181,8 @@ def floor_rate(obs_dim: int, n_actions: int, seeds: int, samples: int, device: s
     return _rate(step, seeds * samples, seconds=0.5, repeats=3)
 
 
-def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, sb3_steps: int) -> dict:
+def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, sb3_steps: int,
+              n_steps: int = 128, batch_size: int = 256) -> dict:
     """SB3 on every core vs the batched engine at several seed counts, with the floor for each."""
     import os
 
@@ -187,14 +192,15 @@ def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, s
     obs_dim, n_actions = int(np.prod(env.observation_space.shape)), int(env.action_space.n)
     env.close()
     cores = os.cpu_count() or 1
-    sb3 = sb3_rate(env_id, n_epochs, sb3_steps, cores)
+    sb3 = sb3_rate(env_id, n_epochs, sb3_steps, cores, n_steps, batch_size)
     rows = []
     for seeds in seed_counts:
-        rate = batched_rate(env_id, n_epochs, seeds, device)
-        floor = floor_rate(obs_dim, n_actions, seeds, 256, device) / n_epochs  # env-steps/s bound
+        rate = batched_rate(env_id, n_epochs, seeds, device, n_steps, batch_size)
+        floor = floor_rate(obs_dim, n_actions, seeds, batch_size, device) / n_epochs  # env-steps/s bound
         peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
         rows.append({"seeds": seeds, "env_steps_per_s": rate, "ratio_to_sb3": rate / sb3,
                      "floor_env_steps_per_s": floor, "fraction_of_floor": rate / floor,
                      "peak_cuda_bytes_per_seed": peak / seeds if peak else None})
-    return {"what": "ppo", "env": env_id, "device": device, "n_epochs": n_epochs, "cores": cores,
+    return {"what": "ppo", "env": env_id, "device": device, "n_epochs": n_epochs, "n_steps": n_steps,
+            "batch_size": batch_size, "num_envs": 8, "cores": cores,
             "torch": torch.__version__, "sb3_all_cores_env_steps_per_s": sb3, "batched": rows}

@@ -184,6 +184,8 @@ def bench_ppo(
     epochs: Annotated[int, typer.Option(help="PPO epochs per iteration (SB3 default 10, CleanRL 4).")] = 10,
     device: Annotated[str, typer.Option(help="Device of the batched engine: cpu or cuda.")] = "cpu",
     sb3_steps: Annotated[int, typer.Option(help="Env steps per SB3 process.")] = 20_000,
+    n_steps: Annotated[int, typer.Option(help="Rollout steps per env (8 envs per seed).")] = 128,
+    batch_size: Annotated[int, typer.Option(help="PPO minibatch size.")] = 256,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the results as JSON.")] = None,
 ) -> None:
     """SB3 PPO on every core vs the batched engine at several seed counts, and the compute floor."""
@@ -193,9 +195,9 @@ def bench_ppo(
     from rlbasins.bench import write_json
 
     counts = seeds or ([1, 64, 256, 1024] if device == "cuda" else [1, 16, 64])
-    result = measure(env, counts, epochs, device, sb3_steps)
+    result = measure(env, counts, epochs, device, sb3_steps, n_steps, batch_size)
     out.print(f"SB3 PPO, {result['cores']} processes: {result['sb3_all_cores_env_steps_per_s']:,.0f} env-steps/s "
-              f"({env}, {epochs} epochs, 8 envs × 128 steps, minibatch 256)", highlight=False)
+              f"({env}, {epochs} epochs, 8 envs × {n_steps} steps, minibatch {batch_size})", highlight=False)
     table = Table(title=f"batched engine on {device}")
     for column in ("seeds", "env-steps/s", "× SB3 (all cores)", "floor/K env-steps/s", "of floor", "GPU MB/seed"):
         table.add_column(column, justify="right")

@@ -196,3 +196,34 @@ def test_salience_scales_only_its_cue_planes() -> None:
     assert obs[:, 1:3].max() == 2.0 and obs[:, 3:5].max() == 1.0
     with pytest.raises(ValueError, match="salience"):
         envs.GRID_ENVS["rlbasins/CueConflict-v0"](num_envs=1, shape_salience=0.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), actions=st.lists(st.integers(0, 1), min_size=1, max_size=200))
+def test_batched_cartpole_follows_gymnasium_dynamics(seed, actions) -> None:
+    """Same start state and actions ⇒ the same observations, rewards and termination as gymnasium."""
+    core = envs.CartPoleCore(num_envs=1)
+    obs = core.reset(torch.tensor([seed]))
+    reference = gym.make("CartPole-v1")
+    reference.reset(seed=0)
+    reference.unwrapped.state = core.state.physics[0].numpy().copy()
+    for action in actions:
+        step = core.step(torch.tensor([action]))
+        obs, reward, terminated, truncated, _ = reference.step(action)
+        assert np.allclose(step.obs[0].numpy(), obs, atol=1e-6)
+        assert (float(step.reward[0]), bool(step.terminated[0])) == (reward, terminated)
+        if terminated:
+            break
+
+
+def test_batched_cartpole_truncates_at_500_and_autoresets() -> None:
+    core = envs.CartPoleCore(num_envs=2)
+    core.reset(torch.tensor([5, 6]))
+    for _ in range(499):
+        core.state.physics.zero_()  # held upright and centred: never terminates
+        step = core.step(torch.tensor([0, 1]), autoreset=True)
+        assert not (step.terminated | step.truncated).any()
+    step = core.step(torch.tensor([0, 0]), autoreset=True)
+    assert step.truncated.all() and not step.terminated.any()
+    assert (core.state.steps == 0).all() and (core.state.episode == 1).all()
+    assert (step.final_obs != step.obs).any()

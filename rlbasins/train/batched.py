@@ -5,8 +5,8 @@ engine only makes them share tensor operations:
 
 - policies: N single-seed :class:`~rlbasins.policy.ActorCritic` modules, their parameters
   stacked along a leading seed axis and evaluated with ``vmap(functional_call)``;
-- environments: the gridworld cores step all seeds' envs as one batch ([S·E] envs); other
-  gymnasium envs fall back to a ``SyncVectorEnv``;
+- environments: batched torch cores (the gridworlds, CartPole-v1) step all seeds' envs as one
+  batch ([S·E] envs); other gymnasium envs fall back to a ``SyncVectorEnv``;
 - randomness: counter-based hashes keyed by each seed's factor seeds (see
   :mod:`rlbasins.seeding`) — action sampling by (action seed, step, env), minibatch order by
   (minibatch seed, iteration, epoch), env resets by (env seed, env) — so no seed's stream
@@ -32,7 +32,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 import envs
-from envs.grid import GridState, draws
+from envs.grid import draws
 from rlbasins.config import ExperimentConfig
 from rlbasins.devices import resolve_device
 from rlbasins.policy import ActorCritic
@@ -63,7 +63,7 @@ class BatchedEnv:
         self.num_seeds, self.per_seed = len(env_seeds), cfg.env.num_envs
         seeds = draws(env_seeds.cpu(), torch.zeros_like(env_seeds.cpu()), self.per_seed).reshape(-1)  # [S·E]
         self.device = device
-        core_class = envs.GRID_ENVS.get(cfg.env.id)
+        core_class = envs.BATCHED_CORES.get(cfg.env.id)
         if core_class is not None:
             self.core = core_class(num_envs=len(seeds), device=device, **cfg.env.kwargs)
             self.vector = None
@@ -104,16 +104,16 @@ class BatchedEnv:
         """The state of seed ``s``'s E envs as (tensors, JSON)."""
         rows = slice(s * self.per_seed, (s + 1) * self.per_seed)
         if self.core is not None:
-            return {f"env.{k}": v[rows] for k, v in self.core.state.as_dict().items()}, None
+            return {f"env.{k}": v[rows] for k, v in self.core.state_dict().items()}, None
         return {}, [snapshot_env(env) for env in self.vector.envs[rows]]
 
     def restore_seed_state(self, s: int, tensors: dict[str, torch.Tensor], meta: Any) -> None:
         rows = slice(s * self.per_seed, (s + 1) * self.per_seed)
         if self.core is not None:
-            state = {name: value.clone() for name, value in self.core.state.as_dict().items()}  # some are views
+            state = {name: value.clone() for name, value in self.core.state_dict().items()}  # some are views
             for name, value in state.items():
                 value[rows] = tensors[f"env.{name}"].to(value.device)
-            self.core.state = GridState(**state)
+            self.core.load_state_dict(state)
         else:
             for env, snapshot in zip(self.vector.envs[rows], meta, strict=True):
                 restore_env(env, snapshot)
