@@ -239,6 +239,12 @@ class RunDir:
                                     "create one with `rlbasins train CONFIG`")
         return read_json(self.manifest_path)
 
+    @staticmethod
+    def seeds_with_status(manifest: dict[str, Any], *statuses: str) -> list[int]:
+        """Seed indices whose manifest status is one of ``statuses``, in numeric order (the manifest's
+        keys are strings, stored sorted as text: "10" before "2")."""
+        return sorted(int(k) for k, seed in manifest["seeds"].items() if seed["status"] in statuses)
+
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_json(self.manifest_path, manifest)
 

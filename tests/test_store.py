@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -88,3 +89,10 @@ def test_lock_refuses_a_second_process(tmp_path: Path) -> None:
         except StoreError:
             assert time.time() < deadline
             time.sleep(0.05)
+
+
+def test_seed_indices_come_back_in_numeric_order() -> None:
+    manifest = {"seeds": {str(k): {"status": "finished" if k % 3 else "failed"} for k in range(12)}}
+    manifest = json.loads(json.dumps(manifest, sort_keys=True))  # as stored: "10" sorts before "2"
+    assert RunDir.seeds_with_status(manifest, "finished") == [1, 2, 4, 5, 7, 8, 10, 11]
+    assert RunDir.seeds_with_status(manifest, "failed", "finished") == list(range(12))

@@ -158,7 +158,7 @@ def analyze_behavior(run: RunDir, show_progress: bool = True) -> BehaviorResult:
     """Evaluate every finished seed of ``run``; write ``analysis/behavior.json`` and ``seeds.csv``."""
     manifest = run.manifest()  # first: names a directory that is not a run
     cfg = run.load_config()
-    seeds = [int(k) for k, s in manifest["seeds"].items() if s["status"] == "finished"]
+    seeds = RunDir.seeds_with_status(manifest, "finished")
     if not seeds:
         raise RuntimeError(f"no finished seed in {run.root}; train it first (`rlbasins train`)")
     suite = get_suite(cfg.env.id)

@@ -109,9 +109,9 @@ def train_experiment(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, re
     run = RunDir(Path(runs_dir) / cfg.name)
     with run_lock(run.root):
         manifest = _prepare(run, cfg, resume, overwrite)
-        todo = [k for k, s in manifest["seeds"].items() if s["status"] not in ("finished", "failed")]
+        todo = RunDir.seeds_with_status(manifest, "pending", "running", "interrupted")
         seeds = experiment_seeds(cfg.seed, cfg.seeds.count, cfg.seeds.vary)
-        tasks = [SeedTask(int(k), seeds[int(k)], cfg.model_dump(mode="json"), str(run.root)) for k in todo]
+        tasks = [SeedTask(k, seeds[k], cfg.model_dump(mode="json"), str(run.root)) for k in todo]
         end = cfg.checkpoint_steps()[-1]
 
         def on_done(outcome: SeedOutcome) -> None:
@@ -133,7 +133,7 @@ def train_experiment(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, re
         statuses = {s["status"] for s in manifest["seeds"].values()}
         manifest["status"] = "finished" if statuses <= {"finished", "failed"} else "interrupted"
         if manifest["status"] == "finished":
-            write_aggregate(run.tb_dir, [int(k) for k, s in manifest["seeds"].items() if s["status"] == "finished"])
+            write_aggregate(run.tb_dir, RunDir.seeds_with_status(manifest, "finished"))
         manifest["updated"] = _now()
         run.write_manifest(manifest)
     return run
