@@ -36,4 +36,4 @@ for _env_id, _core in GRID_ENVS.items():
         gym.register(_env_id, entry_point=f"{_module}:{_name}Env", vector_entry_point=f"{_module}:{_name}VectorEnv")
     HELDOUT_SUITES[_env_id] = grid_suite(_core)
 
-__all__ = ["BATCHED_CORES", "GRID_ENVS", "HELDOUT_SUITES", "HeldOutSuite", "get_suite"]
+__all__ = ["BATCHED_CORES", "CartPoleCore", "GRID_ENVS", "HELDOUT_SUITES", "HeldOutSuite", "get_suite"]

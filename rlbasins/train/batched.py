@@ -63,7 +63,9 @@ class BatchedEnv:
         self.num_seeds, self.per_seed = len(env_seeds), cfg.env.num_envs
         seeds = draws(env_seeds.cpu(), torch.zeros_like(env_seeds.cpu()), self.per_seed).reshape(-1)  # [S·E]
         self.device = device
-        core_class = envs.BATCHED_CORES.get(cfg.env.id)
+        # CartPole's core reproduces the default CartPole-v1 only; with kwargs it goes through gymnasium
+        core_class = envs.BATCHED_CORES.get(cfg.env.id) if cfg.env.id in envs.GRID_ENVS or not cfg.env.kwargs \
+            else None
         if core_class is not None:
             self.core = core_class(num_envs=len(seeds), device=device, **cfg.env.kwargs)
             self.vector = None
