@@ -103,9 +103,14 @@ def test_resume_from_a_checkpoint_is_exact(reference: RunDir, tmp_path: Path) ->
         assert sha256_file(run.seed(k).state_path(1024)) == sha256_file(reference.seed(k).state_path(1024))
 
 
-def test_cartpole_through_the_gymnasium_fallback(tmp_path: Path) -> None:
-    cfg = tiny_config(engine="batched", name="cartpole")
-    run = train_experiment(parse_config(cfg), tmp_path / "runs", show_progress=False)
+@pytest.mark.parametrize("kwargs", [{}, {"sutton_barto_reward": False}], ids=["torch core", "gymnasium fallback"])
+def test_cartpole_trains_through_the_core_or_the_gymnasium_fallback(tmp_path: Path, kwargs: dict) -> None:
+    from rlbasins.train.batched import BatchedEnv
+
+    cfg = parse_config(tiny_config(engine="batched", name="cartpole", env={"id": "CartPole-v1", "num_envs": 2,
+                                                                           "kwargs": kwargs}))
+    assert (BatchedEnv(cfg, torch.tensor([1, 2]), torch.device("cpu")).core is None) == bool(kwargs)
+    run = train_experiment(cfg, tmp_path / "runs", show_progress=False)
     assert run.manifest()["status"] == "finished"
     assert not _same(_weights(run, 0, 0), _weights(run, 0, 2048))
 
