@@ -99,7 +99,7 @@ def strategy_fractions(seeds: list[int], fractions: list[dict[str, float]], labe
     bars.invert_yaxis()
     bars.set(title="Strategy per seed on held-out states", xlabel="fraction of held-out episodes", ylabel="seed",
              xlim=(0, 1))
-    bars.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.12), ncol=3)
+    bars.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     decided = [(f[labels[0]], f[labels[0]] + f[labels[1]]) for f in fractions]
     preference = [a / total for a, total in decided if total > 0]
     hist.hist(preference, bins=np.linspace(0, 1, 11), color=OKABE_ITO[0], edgecolor="white")
