@@ -153,6 +153,24 @@ def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: i
         return seeds * cfg.rollout_size * iterations / (time.perf_counter() - start)
 
 
+def _batched_worker(args: tuple) -> tuple[float, int]:
+    """Runs in a fresh process: (env-steps/s, peak resident memory in bytes) of one batched measurement."""
+    import resource
+
+    rate = batched_rate(*args)
+    return rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def batched_rate_and_memory(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: int,
+                            batch_size: int) -> tuple[float, int]:
+    """:func:`batched_rate` in a fresh process, so that its peak memory is its own."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(_batched_worker, (env_id, n_epochs, seeds, device, n_steps, batch_size)).result()
+
+
 def floor_rate(obs_dim: int, n_actions: int, seeds: int, samples: int, device: str) -> float:
     """Samples/s of the compute floor for the engine's model: stacked separate actor and critic
     2×64 tanh MLPs (as SB3's MlpPolicy), fwd+bwd+Adam via baddbmm, nothing else."""
@@ -195,12 +213,15 @@ def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, s
     sb3 = sb3_rate(env_id, n_epochs, sb3_steps, cores, n_steps, batch_size)
     rows = []
     for seeds in seed_counts:
-        rate = batched_rate(env_id, n_epochs, seeds, device, n_steps, batch_size)
+        rate, peak_rss = batched_rate_and_memory(env_id, n_epochs, seeds, device, n_steps, batch_size)
         floor = floor_rate(obs_dim, n_actions, seeds, batch_size, device) / n_epochs  # env-steps/s bound
-        peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
         rows.append({"seeds": seeds, "env_steps_per_s": rate, "ratio_to_sb3": rate / sb3,
-                     "floor_env_steps_per_s": floor, "fraction_of_floor": rate / floor,
-                     "peak_cuda_bytes_per_seed": peak / seeds if peak else None})
+                     "floor_env_steps_per_s": floor, "fraction_of_floor": rate / floor, "peak_rss_bytes": peak_rss})
+    smallest = min(rows, key=lambda row: row["seeds"])
+    for row in rows:  # what each extra seed costs, over the smallest run (process, libraries, buffers)
+        extra = row["seeds"] - smallest["seeds"]
+        grown = row["peak_rss_bytes"] - smallest["peak_rss_bytes"]
+        row["rss_bytes_per_extra_seed"] = grown / extra if extra else None
     return {"what": "ppo", "env": env_id, "device": device, "n_epochs": n_epochs, "n_steps": n_steps,
             "batch_size": batch_size, "num_envs": 8, "cores": cores,
             "torch": torch.__version__, "sb3_all_cores_env_steps_per_s": sb3, "batched": rows}

@@ -188,7 +188,10 @@ def bench_ppo(
     batch_size: Annotated[int, typer.Option(help="PPO minibatch size.")] = 256,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the results as JSON.")] = None,
 ) -> None:
-    """SB3 PPO on every core vs the batched engine at several seed counts, and the compute floor."""
+    """SB3 PPO on every core vs the batched engine at several seed counts, the compute floor, and memory.
+
+    Each batched measurement runs in a fresh process; its peak resident memory is reported (host
+    memory — on CUDA the GPU tensors are not in it)."""
     from rich.table import Table
 
     from rlbasins.bench import bench_ppo as measure
@@ -198,13 +201,14 @@ def bench_ppo(
     result = measure(env, counts, epochs, device, sb3_steps, n_steps, batch_size)
     out.print(f"SB3 PPO, {result['cores']} processes: {result['sb3_all_cores_env_steps_per_s']:,.0f} env-steps/s "
               f"({env}, {epochs} epochs, 8 envs × {n_steps} steps, minibatch {batch_size})", highlight=False)
-    table = Table(title=f"batched engine on {device}")
-    for column in ("seeds", "env-steps/s", "× SB3 (all cores)", "floor/K env-steps/s", "of floor", "GPU MB/seed"):
-        table.add_column(column, justify="right")
+    table = Table(title=f"batched engine on {device} (× SB3: over SB3 on all cores; floor/K: env-steps/s bound)")
+    for column in ("seeds", "env-steps/s", "× SB3", "floor/K", "of floor", "RSS MB", "MB/extra seed"):
+        table.add_column(column, justify="right", no_wrap=True)
     for row in result["batched"]:
-        memory = f"{row['peak_cuda_bytes_per_seed'] / 2**20:.1f}" if row["peak_cuda_bytes_per_seed"] else "–"
+        per_seed = row["rss_bytes_per_extra_seed"]
         table.add_row(f"{row['seeds']:,}", f"{row['env_steps_per_s']:,.0f}", f"{row['ratio_to_sb3']:.2f}×",
-                      f"{row['floor_env_steps_per_s']:,.0f}", f"{row['fraction_of_floor']:.0%}", memory)
+                      f"{row['floor_env_steps_per_s']:,.0f}", f"{row['fraction_of_floor']:.0%}",
+                      f"{row['peak_rss_bytes'] / 2**20:,.0f}", f"{per_seed / 2**20:.2f}" if per_seed else "–")
     out.print(table)
     write_json(result, output)
 
