@@ -220,17 +220,29 @@ class GridCore:
         return self.observe()
 
     def reset_done(self, done: torch.Tensor) -> torch.Tensor:
-        """Start the next training episode where ``done`` [B] is set; returns all observations."""
+        """Start the next training episode where ``done`` [B] is set; returns all observations.
+
+        On CUDA the new layouts are computed for every env and selected (no host sync); on the
+        CPU, where a sync costs nothing, only the ended episodes' layouts are computed.
+        """
         state = self.state
-        fresh = self.layout(state.seed, state.episode + done)   # only the done envs' layouts are kept
-        keep = ~done
+        episode = state.episode + done
+        if self.device.type == "cpu":
+            ended = done.nonzero().squeeze(1)
+            fresh = self.layout(state.seed[ended], episode[ended])
+            agent, objects, attributes = state.agent.clone(), state.objects.clone(), state.attributes.clone()
+            agent[ended], objects[ended], attributes[ended] = fresh.agent, fresh.objects, fresh.attributes
+        else:
+            fresh = self.layout(state.seed, episode)
+            keep = ~done
 
-        def pick(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-            return torch.where(keep.view(-1, *[1] * (old.dim() - 1)), old, new)
+            def pick(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+                return torch.where(keep.view(-1, *[1] * (old.dim() - 1)), old, new)
 
-        self.state = GridState(agent=pick(state.agent, fresh.agent), objects=pick(state.objects, fresh.objects),
-                               attributes=pick(state.attributes, fresh.attributes), steps=state.steps * keep,
-                               episode=fresh.episode, seed=state.seed)
+            agent, objects = pick(state.agent, fresh.agent), pick(state.objects, fresh.objects)
+            attributes = pick(state.attributes, fresh.attributes)
+        self.state = GridState(agent=agent, objects=objects, attributes=attributes, steps=state.steps * ~done,
+                               episode=episode, seed=state.seed)
         return self.observe()
 
     def step(self, actions: torch.Tensor, autoreset: bool = False) -> Step:
