@@ -178,9 +178,17 @@ class GridCore:
 
     # ---- shared machinery
 
+    plane_values: tuple[float, ...] = (1.0,)
+    """Values written into the object planes (the observation's upper bound)."""
+
     @property
     def observation_shape(self) -> tuple[int, int, int]:
         return (len(self.channels), self.size, self.size)
+
+    @property
+    def observation_space(self) -> gym.spaces.Box:
+        """One environment's observation space: [C, H, W] float32 planes in [0, max plane value]."""
+        return gym.spaces.Box(0.0, max(1.0, *self.plane_values), self.observation_shape, np.float32)
 
     def observe(self, state: GridState | None = None) -> torch.Tensor:
         """Observation planes [B, C, H, W] (float32) of ``state`` (default: the current one)."""
@@ -420,8 +428,7 @@ class GridEnv(gym.Env):
     def __init__(self, render_mode: str | None = None, **core_kwargs: Any):
         self.core = self.core_class(num_envs=1, device="cpu", **core_kwargs)
         self.render_mode = render_mode
-        high = float(max(1.0, *getattr(self.core, "plane_values", (1.0,))))
-        self.observation_space = gym.spaces.Box(0.0, high, self.core.observation_shape, np.float32)
+        self.observation_space = self.core.observation_space
         self.action_space = gym.spaces.Discrete(self.core.n_actions)
         self._started = False
 
@@ -470,8 +477,7 @@ class GridVectorEnv(VectorEnv):
     def __init__(self, num_envs: int, device: str = "cpu", render_mode: str | None = None, **core_kwargs: Any):
         self.core = self.core_class(num_envs=num_envs, device=device, **core_kwargs)
         self.num_envs, self.render_mode = num_envs, render_mode
-        high = float(max(1.0, *getattr(self.core, "plane_values", (1.0,))))
-        self.single_observation_space = gym.spaces.Box(0.0, high, self.core.observation_shape, np.float32)
+        self.single_observation_space = self.core.observation_space
         self.single_action_space = gym.spaces.Discrete(self.core.n_actions)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)

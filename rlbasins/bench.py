@@ -140,9 +140,7 @@ def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: i
         trainer = BatchedTrainer(cfg, tasks)
 
         def iteration(_: int) -> None:
-            rollout, last, _episodes = trainer._collect()
-            trainer.num_timesteps += cfg.rollout_size
-            trainer._update(rollout, last, 1.0)
+            trainer.train_iteration(progress_remaining=1.0)
             if device == "cuda":
                 torch.cuda.synchronize()
 

@@ -74,6 +74,11 @@ def total_variation_matrix(probs: torch.Tensor, chunk: int = 64) -> torch.Tensor
     return torch.cat(rows)
 
 
+def mean_to_others(matrix: np.ndarray) -> np.ndarray:
+    """[S, S] pairwise matrix with a zero diagonal → [S] each seed's mean over the other seeds."""
+    return matrix.sum(1) / max(len(matrix) - 1, 1)
+
+
 def argmax_agreement_matrix(probs: torch.Tensor) -> torch.Tensor:
     """probs [S, N, A] → [S, S] fraction of states where the greedy actions coincide."""
     onehot = torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).float()  # [S, N, A]
@@ -204,8 +209,7 @@ def analyze_behavior(run: RunDir, show_progress: bool = True) -> BehaviorResult:
 
 
 def _write_seed_table(path: Path, result: BehaviorResult) -> None:
-    tv = np.array(result.total_variation)
-    mean_tv = (tv.sum(1) / max(len(tv) - 1, 1)).tolist()
+    mean_tv = mean_to_others(np.array(result.total_variation)).tolist()
     rows = zip(result.seeds, result.steps, result.train_return, result.heldout_return_greedy,
                result.heldout_return_sampled, mean_tv, strict=True)
     header = "seed,step,train_return,heldout_return_greedy,heldout_return_sampled,mean_tv_to_others\n"

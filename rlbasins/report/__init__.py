@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from rlbasins.analysis.behavior import BehaviorResult
+from rlbasins.analysis.behavior import BehaviorResult, mean_to_others
 from rlbasins.config import dump_config
 from rlbasins.logs import seed_curves
 from rlbasins.report import figures
@@ -29,7 +29,7 @@ def write_report(run: RunDir) -> Path:
     tv = np.array(behavior.total_variation)
     agreement = np.array(behavior.argmax_agreement)
     threshold = gym.spec(cfg.env.id).reward_threshold
-    mean_tv = (tv.sum(1) / max(len(seeds) - 1, 1)).tolist()
+    mean_tv = mean_to_others(tv).tolist()
     labels = behavior.labels
     rows = [dict(seed=k, step=behavior.steps[i], factor_seeds=manifest["seeds"][str(k)]["factor_seeds"],
                  strategy=behavior.heldout_labels_greedy[i] if labels else None,

@@ -360,11 +360,7 @@ class BatchedTrainer:
             self._save()
         pending = [step for step in schedule if step > self.num_timesteps]
         while self.num_timesteps < end:
-            progress_remaining = 1.0 - self.num_timesteps / end
-            rollout, last_values, episodes = self._collect()
-            self.num_timesteps += cfg.rollout_size
-            stats = self._update(rollout, last_values, progress_remaining)
-            self._check_finite()
+            episodes, stats = self.train_iteration(progress_remaining=1.0 - self.num_timesteps / end)
             self._log(writers, episodes, stats)
             for task in self.tasks:
                 on_progress(task.index, self.num_timesteps)
@@ -379,6 +375,14 @@ class BatchedTrainer:
                 yield SeedOutcome(task.index, "failed", last.step if last else 0, self.errors[s])
             else:
                 yield SeedOutcome(task.index, "finished", self.num_timesteps, None)
+
+    def train_iteration(self, progress_remaining: float):
+        """One PPO iteration of every seed: rollout, update, NaN check. Returns (episode sums, update stats)."""
+        rollout, last_values, episodes = self._collect()
+        self.num_timesteps += self.cfg.rollout_size
+        stats = self._update(rollout, last_values, progress_remaining)
+        self._check_finite()
+        return episodes, stats
 
     @torch.no_grad()
     def _collect(self):
