@@ -4,9 +4,17 @@ In training the rewarded object is always the red square and the distractor the 
 circle; held-out states offer a red circle and a blue square, equidistant and mirrored.
 Labels: ``colour``, ``shape``, ``neither``. ``colour_salience`` / ``shape_salience`` scale the
 value of the colour and shape planes (default 1 each: equal salience).
+
+``informative`` plants a strategy (ground truth for basin studies): ``"colour"`` trains on a red
+object (rewarded) and a blue one whose shapes are square/circle or circle/square at random, and
+pays for reaching any red object; ``"shape"`` trains on a square (rewarded) and a circle of random
+colours and pays for any square. ``"both"`` (default) is the red square above. Held-out states
+are the same in every variant.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 import torch
@@ -24,11 +32,14 @@ class CueConflictCore(TwoCueCore):
                    "around the agent (equal distance, both orders).")
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
-                 device: torch.device | str = "cpu", colour_salience: float = 1.0, shape_salience: float = 1.0):
-        super().__init__(num_envs, size, max_steps, device, salience=(colour_salience, shape_salience))
+                 device: torch.device | str = "cpu", colour_salience: float = 1.0, shape_salience: float = 1.0,
+                 informative: Literal["both", "colour", "shape"] = "both"):
+        super().__init__(num_envs, size, max_steps, device, salience=(colour_salience, shape_salience),
+                         informative=informative)
 
     def reward_of(self, outcome: torch.Tensor) -> torch.Tensor:
-        return (outcome == 3).float()  # the red square; crossed objects earn nothing
+        # "both": the red square only, crossed objects earn nothing; planted: any object with that cue
+        return self.informative_reward(outcome)
 
     def draw(self, canvas: np.ndarray, state: GridState) -> None:
         px = self.CELL_PX

@@ -176,7 +176,18 @@ class GridCore:
         """The cell [B, 2] an agent following strategy 0 (A) or 1 (B) heads for in ``state``."""
         raise NotImplementedError
 
+    def optimal_actions(self, state: GridState) -> torch.Tensor:
+        """Actions [B, n_actions] (bool) that bring the agent closer to its training target (strategy A's
+        target; in the training distribution both strategies agree) — the expert for supervised losses."""
+        target = self.strategy_target(state, 0)
+        moved = (state.agent[:, None] + self.ACTION_DELTAS.to(state.agent.device)).clamp(0, self.size - 1)
+        before = (target - state.agent).abs().sum(-1, keepdim=True)                # [B, 1]
+        return (target[:, None] - moved).abs().sum(-1) < before                      # [B, A]
+
     # ---- shared machinery
+
+    ACTION_DELTAS: ClassVar[torch.Tensor] = torch.tensor([[-1, 0], [0, 1], [1, 0], [0, -1]])
+    """(row, col) move of actions 0–3: up, right, down, left."""
 
     plane_values: tuple[float, ...] = (1.0,)
     """Values written into the object planes (the observation's upper bound)."""
@@ -277,10 +288,10 @@ class GridCore:
         return every[torch.as_tensor(picked)]
 
     @classmethod
-    def training_states(cls, n: int, seed: int, size: int = 5) -> GridState:
-        """``n`` start states from the training distribution."""
+    def training_states(cls, n: int, seed: int, size: int = 5, **core_kwargs: Any) -> GridState:
+        """``n`` start states from the training distribution (of the variant ``core_kwargs`` select)."""
         seeds = torch.as_tensor(np.random.default_rng(seed).integers(0, 2**32, size=n), dtype=torch.int64)
-        return cls(num_envs=n, size=size).layout(seeds, torch.zeros_like(seeds))
+        return cls(num_envs=n, size=size, **core_kwargs).layout(seeds, torch.zeros_like(seeds))
 
     @classmethod
     def outcome_name(cls, code: int) -> str:

@@ -7,6 +7,12 @@ same policy. Held-out states cross the cues — one object has only cue A, the o
 B — placed mirror-symmetrically around the agent, so both are equally far and on opposite
 sides; every placement appears in both orders.
 
+``informative`` plants one strategy instead: with ``informative=labels[j]`` only cue j predicts
+the target in training. The target has cue j and the distractor not; the other cue is 1 on the
+target and 0 on the distractor or the other way round, 50/50 per episode (an extra counter-based
+draw), so it carries no information. Held-out states are unchanged. The default ``"both"`` is
+the layout above, bit for bit.
+
 Observation planes: agent, cue A = 1, cue A = 0, cue B = 1, cue B = 0. Cue A and cue B get the
 same number of planes and the same values (``salience``, default 1 each), so neither cue is
 easier to see unless an experiment asks for it.
@@ -19,16 +25,26 @@ from typing import ClassVar
 
 import torch
 
-from envs.grid import OUTCOME_ONGOING, GridCore, GridState, cells_to_rc, distinct_cells
+from envs.grid import OUTCOME_ONGOING, GridCore, GridState, cells_to_rc, distinct_cells, draws
 
 
 class TwoCueCore(GridCore):
+    """Two-cue gridworlds; ``informative`` is ``"both"`` or one of :attr:`labels` (see the module docstring)."""
+
     n_objects: ClassVar[int] = 2
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
-                 device: torch.device | str = "cpu", salience: tuple[float, float] = (1.0, 1.0)):
+                 device: torch.device | str = "cpu", salience: tuple[float, float] = (1.0, 1.0),
+                 informative: str = "both"):
         if min(salience) <= 0:
             raise ValueError(f"salience values must be positive, got {salience}")
+        choices = ("both", *self.labels)
+        if informative not in choices:
+            raise ValueError(f"informative must be one of {', '.join(map(repr, choices))}, got {informative!r}")
+        self.informative = informative
+        self._informative_cue = None if informative == "both" else self.labels.index(informative)
+        # outcome bits an object must carry to pay: both cues (3), or the planted cue's bit
+        self._paid_bits = 3 if self._informative_cue is None else 1 << self._informative_cue
         self.plane_values = tuple(float(s) for s in salience)
         self._cue_index = torch.arange(2, device=device)
         self._cue_values = torch.tensor(self.plane_values * self.n_objects, device=device)  # per (object, cue)
@@ -37,9 +53,33 @@ class TwoCueCore(GridCore):
 
     def layout(self, seed: torch.Tensor, episode: torch.Tensor) -> GridState:
         cells = cells_to_rc(distinct_cells(seed, episode, self.size, 3), self.size)  # agent, target, distractor
-        attributes = self._training_attributes.expand(len(seed), 2, 2)
+        if self._informative_cue is None:
+            attributes = self._training_attributes.expand(len(seed), 2, 2)
+        else:
+            attributes = self._planted_attributes(seed, episode)
         return GridState(agent=cells[:, 0], objects=cells[:, 1:], attributes=attributes,
                          steps=torch.zeros_like(seed), episode=episode, seed=seed)
+
+    def _planted_attributes(self, seed: torch.Tensor, episode: torch.Tensor) -> torch.Tensor:
+        """[B, 2, 2] cues of (target, distractor) when only cue ``_informative_cue`` is informative.
+
+        The other cue is s on the target and 1 − s on the distractor, s a fair coin per episode:
+        the top bit of a 4th draw (the first three place agent and objects, so the cells are
+        those of ``"both"``).
+        """
+        coin = draws(seed, episode, 4)[:, 3] >> 31                                 # [B] in {0, 1}
+        other = torch.stack([coin, 1 - coin], dim=1)                               # [B, 2] per object
+        informative = self._training_attributes[:, 0].expand(len(seed), 2)        # target 1, distractor 0
+        cues = (informative, other) if self._informative_cue == 0 else (other, informative)
+        return torch.stack(cues, dim=-1)
+
+    def informative_reward(self, outcome: torch.Tensor) -> torch.Tensor:
+        """Reward [B] (float32): 1 where the reached object carries the informative cue(s).
+
+        ``"both"``: the target of training states only (outcome 3); a planted cue j: any object
+        with cue j (outcome bit j), crossed held-out objects included.
+        """
+        return ((outcome >= 0) & ((outcome & self._paid_bits) == self._paid_bits)).float()
 
     def resolve(self, state: GridState) -> torch.Tensor:
         hit = self.cell_of(state.objects) == self.cell_of(state.agent)[:, None]  # [B, K]

@@ -2,6 +2,8 @@
 
 ``rlbasins bench envs``: batched env-core steps per second at several batch sizes, next to the
 gymnasium single-env view of the same environment (the speed SB3 sees per environment).
+``rlbasins bench ppo``: SB3 on every core vs the batched engine, the compute floor, memory.
+``rlbasins bench analysis``: seconds per stage of the full analysis of N seeds.
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: i
     factor_seeds = experiment_seeds(cfg.seed, seeds, cfg.seeds.vary)
     with tempfile.TemporaryDirectory() as root:
         tasks = [SeedTask(k, factor_seeds[k], cfg.model_dump(mode="json"), root) for k in range(seeds)]
-        trainer = BatchedTrainer(cfg, tasks)
+        trainer = BatchedTrainer(cfg, tasks, cfg.env.kwargs)
 
         def iteration(_: int) -> None:
             trainer.train_iteration(progress_remaining=1.0)
@@ -223,3 +225,45 @@ def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, s
     return {"what": "ppo", "env": env_id, "device": device, "n_epochs": n_epochs, "n_steps": n_steps,
             "batch_size": batch_size, "num_envs": 8, "cores": cores,
             "torch": torch.__version__, "sb3_all_cores_env_steps_per_s": sb3, "batched": rows}
+
+
+# --------------------------------------------------------------------------- analysis
+
+ANALYSIS_TARGET_S = 120.0  # the goal for 64 seeds on 2 CPU cores
+
+
+def bench_analysis(seeds: int, steps: int, run_dir: Path | None = None, device: str = "cpu") -> dict:
+    """Wall-clock seconds of every stage of ``rlbasins analyze`` on a run of ``seeds`` seeds.
+
+    Without ``run_dir``, first trains CueConflict (the shipped config's hyper-parameters, batched
+    engine, ``steps`` env steps per seed) into a temporary directory; that training is timed
+    separately and not counted.
+    """
+    import tempfile
+
+    from rlbasins.analysis.pipeline import analyze_run
+    from rlbasins.config import load_config, parse_config
+    from rlbasins.store import RunDir
+    from rlbasins.train import train_experiment
+
+    with tempfile.TemporaryDirectory() as root:
+        trained_s = None
+        if run_dir is None:
+            shipped = load_config(Path(__file__).resolve().parent.parent / "configs" / "cue_conflict.yaml")
+            data = shipped.model_dump(mode="json")
+            data.update(name="bench_analysis", device=device, engine="batched")
+            data["ppo"]["total_timesteps"] = steps
+            data["seeds"]["count"] = seeds
+            data["checkpoints"] = {"every": steps}
+            start = time.perf_counter()
+            run = train_experiment(parse_config(data), root, show_progress=False)
+            trained_s = time.perf_counter() - start
+        else:
+            run = RunDir(run_dir)
+        start = time.perf_counter()
+        summary = analyze_run(run, show_progress=False)
+        total = time.perf_counter() - start
+    return {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "seeds": summary.n_seeds, "train_seconds": trained_s, "stages": summary.seconds, "total_seconds": total,
+            "target_seconds": ANALYSIS_TARGET_S, "fraction_of_target": total / ANALYSIS_TARGET_S,
+            "behaviour_k": summary.behaviour_k, "weight_k": summary.weight_k}

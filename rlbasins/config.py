@@ -13,7 +13,7 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
@@ -52,10 +52,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PlantedGroup(_Strict):
+    """Seeds that train on an env variant: ``env.kwargs`` updated with ``kwargs``."""
+
+    label: str = Field(min_length=1, description="Name of the group, recorded per seed in the manifest.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Overrides of env.kwargs for training.")
+
+
 class EnvConfig(_Strict):
     id: str = Field(description="Gymnasium id, e.g. CartPole-v1 or rlbasins/CueConflict-v0.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to gymnasium.make.")
     num_envs: int = Field(8, gt=0, le=65536, description="Parallel environments per seed.")
+    planted: list[PlantedGroup] | None = Field(
+        None, description="Planted basins: seed k trains on {**env.kwargs, **planted[k % len(planted)].kwargs} "
+        "(round-robin over at least 2 groups with unique labels); evaluation and analysis use env.kwargs. "
+        "E.g. [{label: colour, kwargs: {informative: colour}}, {label: shape, kwargs: {informative: shape}}] "
+        "for CueConflict. null: every seed trains on env.kwargs.")
 
 
 class PolicyConfig(_Strict):
@@ -103,10 +115,42 @@ class HeldOutConfig(_Strict):
     n_episodes: int = Field(32, gt=0, description="Held-out episodes per seed.")
 
 
+class AlignConfig(_Strict):
+    method: Literal["weight", "activation"] = Field(
+        "weight", description="Git Re-Basin matcher: weight matching (data-free) or activation matching "
+        "(correlations of hidden units on held-out states).")
+    reference: Literal["mean", "first"] = Field(
+        "mean", description="Align every seed to the iterated mean of all (MergeMany) or to the first seed.")
+    rounds: int = Field(3, gt=0, le=20, description="Rounds of align-to-mean (reference: mean).")
+
+
+class ConnectivityConfig(_Strict):
+    points: int = Field(11, ge=3, le=101, description="Points on each interpolation path, endpoints included.")
+    episodes: int = Field(16, gt=0, description="Training episodes per path point (sampled actions) for the "
+                          "return barrier; also the held-out episodes of the representative paths.")
+    n_states: int = Field(256, gt=0, description="Validation states for the supervised-loss barrier.")
+    repair: bool = Field(True, description="Also measure aligned barriers after REPAIR renormalisation.")
+    max_pairwise: int = Field(64, ge=2, description="Up to this many seeds: every pair; beyond: each seed to the "
+                              "behavioural basins' medoids.")
+    barrier_metric: Literal["auto", "loss", "train_return"] = Field(
+        "auto", description="Barrier that defines weight-space basins; auto: the supervised loss where the env "
+        "has an expert (gridworlds), else the training return.")
+
+
+class BasinsConfig(_Strict):
+    method: Literal["spectral", "agglomerative"] = Field(
+        "spectral", description="spectral (k by eigengap) or agglomerative (k by silhouette); k = 1 allowed.")
+    max_k: int = Field(8, ge=2, description="Most basins considered.")
+    resamples: int = Field(50, ge=10, description="Bootstrap resamples of held-out states for cluster stability.")
+
+
 class AnalysisConfig(_Strict):
     enabled: bool = True
     heldout: HeldOutConfig = HeldOutConfig()
     train_episodes: int = Field(20, gt=0, description="Episodes from the training start distribution.")
+    align: AlignConfig = AlignConfig()
+    connectivity: ConnectivityConfig = ConnectivityConfig()
+    basins: BasinsConfig = BasinsConfig()
 
 
 class ExecutorConfig(_Strict):
@@ -131,6 +175,16 @@ class ExperimentConfig(_Strict):
     checkpoints: CheckpointConfig = CheckpointConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     executor: ExecutorConfig = ExecutorConfig()
+
+    def env_kwargs_for(self, index: int) -> dict[str, Any]:
+        """The env kwargs seed ``index`` trains with: ``env.kwargs``, updated by its planted group if any."""
+        planted = self.env.planted
+        return {**self.env.kwargs, **(planted[index % len(planted)].kwargs if planted else {})}
+
+    def planted_label(self, index: int) -> str | None:
+        """The label of seed ``index``'s planted group (None without ``env.planted``)."""
+        planted = self.env.planted
+        return planted[index % len(planted)].label if planted else None
 
     @property
     def rollout_size(self) -> int:
@@ -176,14 +230,23 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The config model of a field annotated ``Model``, ``list[Model]`` or ``list[Model] | None``; else None."""
+    if get_origin(annotation) is None and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next(filter(None, map(_model_in, get_args(annotation))), None)
+
+
 def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
     """Field names allowed at ``loc`` (for 'did you mean' hints on unknown keys)."""
     for part in loc:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        if isinstance(part, int):  # an item of a list of models: same model
+            continue
+        field = model.model_fields.get(part)
+        inner = _model_in(field.annotation) if field else None
+        if inner is None:
             return list(model.model_fields)
-        model = annotation
+        model = inner
     return list(model.model_fields)
 
 
@@ -227,12 +290,19 @@ def _semantic_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]
         issues.append(ConfigIssue(path="env.id", value=cfg.env.id,
                                   expected=f"a registered gymnasium environment id{hint}"))
     else:
-        issues.extend(_env_space_issues(cfg))
+        env_issues = _env_issues(cfg.env.id, cfg.env.kwargs, "env.kwargs")
+        issues.extend(env_issues)
+        if cfg.env.planted and not env_issues:  # each group's kwargs, once the standard env itself is fine
+            for i, group in enumerate(cfg.env.planted):
+                issues.extend(_env_issues(cfg.env.id, cfg.env_kwargs_for(i), f"env.planted[{i}].kwargs",
+                                          shown=group.kwargs))
         if cfg.analysis.enabled and cfg.env.id not in HELDOUT_SUITES:
             issues.append(ConfigIssue(
                 path="env.id", value=cfg.env.id,
                 expected=f"an env with a held-out suite ({', '.join(sorted(HELDOUT_SUITES))}), "
                 "or analysis.enabled: false"))
+    if cfg.env.planted is not None:
+        issues.extend(_planted_issues(cfg))
     if cfg.reward_model is not None:
         path = (base_dir / cfg.reward_model)
         if not path.is_file():
@@ -245,23 +315,46 @@ def _semantic_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]
     return issues
 
 
-def _env_space_issues(cfg: ExperimentConfig) -> list[ConfigIssue]:
+def _env_issues(env_id: str, kwargs: dict[str, Any], path: str,
+                shown: dict[str, Any] | None = None) -> list[ConfigIssue]:
+    """Whether ``env_id`` accepts ``kwargs`` (if not: reported at ``path`` with value ``shown``, default
+    ``kwargs``) and has the spaces the engines support."""
     import gymnasium as gym
 
     try:
-        env = gym.make(cfg.env.id, **cfg.env.kwargs)
+        env = gym.make(env_id, **kwargs)
     except Exception as exc:  # the env's own constructor decides what kwargs mean
-        return [ConfigIssue(path="env.kwargs", value=cfg.env.kwargs,
-                            expected=f"arguments {cfg.env.id} accepts ({type(exc).__name__}: {exc})")]
+        return [ConfigIssue(path=path, value=kwargs if shown is None else shown,
+                            expected=f"arguments {env_id} accepts ({type(exc).__name__}: {exc})")]
     try:
         if not isinstance(env.action_space, gym.spaces.Discrete):
-            return [ConfigIssue(path="env.id", value=cfg.env.id,
+            return [ConfigIssue(path="env.id", value=env_id,
                                 expected="an env with a Discrete action space (others not supported yet)")]
         if not isinstance(env.observation_space, gym.spaces.Box):
-            return [ConfigIssue(path="env.id", value=cfg.env.id, expected="an env with a Box observation space")]
+            return [ConfigIssue(path="env.id", value=env_id, expected="an env with a Box observation space")]
     finally:
         env.close()
     return []
+
+
+def _planted_issues(cfg: ExperimentConfig) -> list[ConfigIssue]:
+    """Planted groups: at least two, unique labels, and a seed for each (their kwargs: :func:`_env_issues`)."""
+    planted = cfg.env.planted
+    issues = []
+    if len(planted) < 2:
+        issues.append(ConfigIssue(path="env.planted", value=[g.model_dump() for g in planted],
+                                  expected="at least 2 groups (with one, put its kwargs in env.kwargs), or null"))
+    seen: set[str] = set()
+    for i, group in enumerate(planted):
+        if group.label in seen:
+            issues.append(ConfigIssue(path=f"env.planted[{i}].label", value=group.label,
+                                      expected="a label no other group has"))
+        seen.add(group.label)
+    if cfg.seeds.count < len(planted):
+        issues.append(ConfigIssue(path="seeds.count", value=cfg.seeds.count,
+                                  expected=f"at least the number of env.planted groups ({len(planted)}), "
+                                  "so that every group trains"))
+    return issues
 
 
 def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = None) -> ExperimentConfig:

@@ -109,10 +109,59 @@ def test_cartpole_trains_through_the_core_or_the_gymnasium_fallback(tmp_path: Pa
 
     cfg = parse_config(tiny_config(engine="batched", name="cartpole", env={"id": "CartPole-v1", "num_envs": 2,
                                                                            "kwargs": kwargs}))
-    assert (BatchedEnv(cfg, torch.tensor([1, 2]), torch.device("cpu")).core is None) == bool(kwargs)
+    assert (BatchedEnv(cfg, cfg.env.kwargs, torch.tensor([1, 2]), torch.device("cpu")).core is None) == bool(kwargs)
     run = train_experiment(cfg, tmp_path / "runs", show_progress=False)
     assert run.manifest()["status"] == "finished"
     assert not _same(_weights(run, 0, 0), _weights(run, 0, 2048))
+
+
+PLANTED = [{"label": "colour", "kwargs": {"informative": "colour"}},
+           {"label": "shape", "kwargs": {"informative": "shape"}}]
+
+
+def _planted_env(**kwargs) -> dict:
+    return {"id": "rlbasins/CueConflict-v0", "num_envs": 4, "kwargs": {"size": 5, **kwargs}}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> tuple[RunDir, list[tuple[dict, list[int]]]]:
+    """3 seeds: colour (0, 2) and shape (1, alone in its group); and the (env kwargs, seeds) of each trainer."""
+    trainers = []
+    real_init = batched.BatchedTrainer.__init__
+
+    def spying_init(self, cfg, tasks, env_kwargs):
+        trainers.append((env_kwargs, [task.index for task in tasks]))
+        real_init(self, cfg, tasks, env_kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batched.BatchedTrainer, "__init__", spying_init)
+        run = _train(tmp_path_factory.mktemp("planted"), env={**_planted_env(), "planted": PLANTED},
+                     seeds={"count": 3})
+    return run, trainers
+
+
+def test_planted_groups_train_one_after_the_other_and_are_recorded(planted) -> None:
+    run, trainers = planted
+    assert trainers == [({"size": 5, "informative": "colour"}, [0, 2]), ({"size": 5, "informative": "shape"}, [1])]
+    manifest = run.manifest()
+    assert manifest["status"] == "finished"
+    assert [(s["status"], s["planted"]) for s in manifest["seeds"].values()] == [
+        ("finished", "colour"), ("finished", "shape"), ("finished", "colour")]
+    assert [e.step for e in run.seed(1).entries()] == [0, 256, 512, 768, 1024]
+    assert run.load_config().env.kwargs == {"size": 5}  # analysis evaluates on the standard env
+
+
+@pytest.mark.parametrize(("seed", "informative", "count"), [(0, "colour", 1), (1, "shape", 2)],
+                         ids=["beside a seed vs alone", "alone vs beside a seed"])
+def test_a_planted_seed_trains_as_it_would_without_the_other_groups(planted, tmp_path: Path, seed: int,
+                                                                    informative: str, count: int) -> None:
+    run, _ = planted
+    plain = _train(tmp_path, env=_planted_env(informative=informative), seeds={"count": count})
+    steps = [e.step for e in run.seed(seed).entries()]
+    assert steps == [e.step for e in plain.seed(seed).entries()]
+    for step in steps:
+        assert _same(_weights(run, seed, step), _weights(plain, seed, step))
+        assert _same(run.seed(seed).load_state(step)[0], plain.seed(seed).load_state(step)[0])
 
 
 def _modules(n: int, seed: int) -> list[ActorCritic]:

@@ -101,6 +101,51 @@ def test_schema_is_json_schema_of_the_config() -> None:
     schema = json.loads(result.output)
     assert set(schema["required"]) == {"name", "env"}
     assert {"ppo", "seeds", "checkpoints", "device"} <= set(schema["properties"])
+    assert "Planted basins" in schema["$defs"]["EnvConfig"]["properties"]["planted"]["description"]
+
+
+COLOUR = {"label": "colour", "kwargs": {"informative": "colour"}}
+SHAPE = {"label": "shape", "kwargs": {"informative": "shape"}}
+
+
+def planted_config(groups: list[dict], **overrides) -> dict:
+    """A tiny CueConflict experiment whose seeds train round-robin on ``groups``."""
+    return tiny_config(env={"id": "rlbasins/CueConflict-v0", "num_envs": 2, "kwargs": {"size": 5},
+                            "planted": groups}, **overrides)
+
+
+BAD_PLANTED = {
+    "one group": (planted_config([COLOUR]), "env.planted", "at least 2 groups"),
+    "duplicate labels": (planted_config([COLOUR, {**SHAPE, "label": "colour"}]), "env.planted[1].label",
+                         "a label no other group has"),
+    "kwargs the env rejects": (planted_config([COLOUR, {"label": "s", "kwargs": {"informative": "form"}}]),
+                               "env.planted[1].kwargs", "informative must be one of 'both', 'colour', 'shape'"),
+    "fewer seeds than groups": (planted_config([COLOUR, SHAPE, {"label": "both"}], seeds__count=2), "seeds.count",
+                                "at least the number of env.planted groups (3)"),
+    "misspelt group key": (planted_config([COLOUR, {"label": "shape", "kwarg": {}}]), "env.planted[1].kwarg",
+                           "did you mean 'kwargs'? (allowed: label, kwargs)"),
+    "empty label": (planted_config([COLOUR, {**SHAPE, "label": ""}]), "env.planted[1].label", "at least 1 character"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PLANTED), ids=list(BAD_PLANTED))
+def test_bad_planted_groups_are_named_and_exit_2(case: str, tmp_path: Path) -> None:
+    data, field, expected_hint = BAD_PLANTED[case]
+    result = runner.invoke(app, ["validate", str(write_yaml(tmp_path / "bad.yaml", data))])
+    assert result.exit_code == 2, result.output
+    assert f"{field}:" in result.output and expected_hint in result.output, result.output
+
+
+def test_planted_groups_assign_env_kwargs_round_robin() -> None:
+    cfg = parse_config(planted_config([COLOUR, SHAPE, {"label": "big", "kwargs": {"size": 7}}], seeds__count=5))
+    assert [cfg.planted_label(k) for k in range(5)] == ["colour", "shape", "big", "colour", "shape"]
+    assert cfg.env_kwargs_for(0) == {"size": 5, "informative": "colour"}
+    assert cfg.env_kwargs_for(2) == {"size": 7}  # a group's kwargs override env.kwargs
+    assert cfg.env_kwargs_for(4) == {"size": 5, "informative": "shape"}
+    assert cfg.env.kwargs == {"size": 5}  # evaluation keeps the standard env
+    plain = parse_config(tiny_config())
+    assert plain.env_kwargs_for(1) == plain.env.kwargs and plain.planted_label(1) is None
+    assert parse_config(planted_config([COLOUR, SHAPE])).hash() != parse_config(planted_config([SHAPE, COLOUR])).hash()
 
 
 def test_hash_ignores_executor_but_not_science() -> None:

@@ -15,6 +15,11 @@ import envs
 from envs.grid import OUTCOME_TIMEOUT, GridCore, distinct_cells, hash32, move_towards, run_episodes
 
 ENV_IDS = list(envs.GRID_ENVS)
+CUE_CONFLICT = "rlbasins/CueConflict-v0"
+PLANTED = [(CUE_CONFLICT, {"informative": "colour"}), (CUE_CONFLICT, {"informative": "shape"})]
+VARIANTS = [(env_id, {}) for env_id in ENV_IDS] + PLANTED
+"""(env id, kwargs): every env as registered, and the planted CueConflict variants."""
+VARIANT_IDS = [env_id.split("/")[1] + "".join(f"-{v}" for v in kwargs.values()) for env_id, kwargs in VARIANTS]
 
 
 def scripted(core: GridCore, strategy: int):
@@ -22,9 +27,9 @@ def scripted(core: GridCore, strategy: int):
     return lambda obs, state: move_towards(state.agent, core.strategy_target(state, strategy))
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_passes_gymnasium_and_sb3_env_checkers(env_id: str) -> None:
-    env = gym.make(env_id)
+@pytest.mark.parametrize(("env_id", "kwargs"), VARIANTS, ids=VARIANT_IDS)
+def test_passes_gymnasium_and_sb3_env_checkers(env_id: str, kwargs: dict) -> None:
+    env = gym.make(env_id, **kwargs)
     check_env(env.unwrapped, skip_render_check=False)
     with pytest.warns(UserWarning):  # SB3 remarks that [C, H, W] float planes are not uint8 images
         sb3_check_env(env.unwrapped)
@@ -73,12 +78,13 @@ def test_heldout_placements_are_mirror_symmetric_and_balanced(env_id: str) -> No
 
 
 @settings(max_examples=30, deadline=None)
-@given(env_id=st.sampled_from(ENV_IDS), seeds=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=5),
+@given(variant=st.sampled_from(VARIANTS), seeds=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=5),
        actions=st.lists(st.integers(0, 3), min_size=1, max_size=60), size=st.integers(3, 7))
-def test_batched_core_and_gymnasium_view_give_identical_trajectories(env_id, seeds, actions, size) -> None:
-    core = envs.GRID_ENVS[env_id](num_envs=len(seeds), size=size)
+def test_batched_core_and_gymnasium_view_give_identical_trajectories(variant, seeds, actions, size) -> None:
+    env_id, kwargs = variant
+    core = envs.GRID_ENVS[env_id](num_envs=len(seeds), size=size, **kwargs)
     obs = core.reset(torch.tensor(seeds))
-    views = [gym.make(env_id, size=size) for _ in seeds]
+    views = [gym.make(env_id, size=size, **kwargs) for _ in seeds]
     for b, view in enumerate(views):
         assert np.array_equal(view.reset(seed=seeds[b])[0], obs[b].numpy())
     for t, action in enumerate(actions):
@@ -93,12 +99,12 @@ def test_batched_core_and_gymnasium_view_give_identical_trajectories(env_id, see
                 assert np.array_equal(view.reset()[0], step.obs[b].numpy())
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_vector_view_follows_same_step_autoreset(env_id: str) -> None:
-    vector = gym.make_vec(env_id, num_envs=6, vectorization_mode="vector_entry_point")
+@pytest.mark.parametrize(("env_id", "kwargs"), VARIANTS, ids=VARIANT_IDS)
+def test_vector_view_follows_same_step_autoreset(env_id: str, kwargs: dict) -> None:
+    vector = gym.make_vec(env_id, num_envs=6, vectorization_mode="vector_entry_point", **kwargs)
     assert vector.metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
     obs, _ = vector.reset(seed=11)
-    singles = [gym.make(env_id) for _ in range(6)]
+    singles = [gym.make(env_id, **kwargs) for _ in range(6)]
     for b, single in enumerate(singles):
         assert np.array_equal(single.reset(seed=11 + b)[0], obs[b])
     rng = np.random.default_rng(0)
@@ -158,9 +164,9 @@ def test_hash_matches_reference_values() -> None:
     assert hash32(torch.tensor(inputs)).tolist() == [reference(x) for x in inputs]
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_render_shows_agent_and_objects(env_id: str) -> None:
-    env = gym.make(env_id, render_mode="rgb_array")
+@pytest.mark.parametrize(("env_id", "kwargs"), VARIANTS, ids=VARIANT_IDS)
+def test_render_shows_agent_and_objects(env_id: str, kwargs: dict) -> None:
+    env = gym.make(env_id, render_mode="rgb_array", **kwargs)
     env.reset(seed=0)
     frame = env.render()
     assert frame.shape == (5 * 24, 5 * 24, 3) and frame.dtype == np.uint8
@@ -196,6 +202,61 @@ def test_salience_scales_only_its_cue_planes() -> None:
     assert obs[:, 1:3].max() == 2.0 and obs[:, 3:5].max() == 1.0
     with pytest.raises(ValueError, match="salience"):
         envs.GRID_ENVS["rlbasins/CueConflict-v0"](num_envs=1, shape_salience=0.0)
+
+
+@pytest.mark.parametrize(("informative", "cue"), [("colour", 0), ("shape", 1)])
+def test_planted_cue_alone_predicts_the_target_and_the_other_is_a_coin(informative: str, cue: int) -> None:
+    core_class = envs.GRID_ENVS[CUE_CONFLICT]
+    start = core_class.training_states(8192, seed=5, informative=informative)
+    target, distractor = start.attributes[:, 0], start.attributes[:, 1]                     # [B, 2] cues each
+    assert (target[:, cue] == 1).all() and (distractor[:, cue] == 0).all()
+    other = target[:, 1 - cue]
+    assert torch.equal(distractor[:, 1 - cue], 1 - other)  # exactly one object carries the other cue
+    assert abs(other.float().mean() - 0.5) < 0.02
+    left = start.objects[:, 0, 1] < start.agent[:, 1]     # independent of where the target lies
+    assert abs(other[left].float().mean() - other[~left].float().mean()) < 0.04
+    nxt = core_class(num_envs=len(start), informative=informative).layout(start.seed, start.episode + 1)
+    assert abs((nxt.attributes[:, 0, 1 - cue] == other).float().mean() - 0.5) < 0.02  # and of the last episode
+    both = core_class.training_states(8192, seed=5)
+    assert torch.equal(both.agent, start.agent) and torch.equal(both.objects, start.objects)  # same cells
+
+
+@pytest.mark.parametrize(("informative", "cue"), [("colour", 0), ("shape", 1)])
+def test_planted_reward_follows_only_the_informative_cue(informative: str, cue: int) -> None:
+    core_class = envs.GRID_ENVS[CUE_CONFLICT]
+    start = core_class.training_states(4096, seed=9, informative=informative)
+    core = core_class(num_envs=len(start), informative=informative)
+    oracle_outcome, oracle_return = run_episodes(core, start, scripted(core, cue))  # "go to the red object"
+    other_outcome, other_return = run_episodes(core, start, scripted(core, 1 - cue))  # "go to the square"
+    for outcome, returns in ((oracle_outcome, oracle_return), (other_outcome, other_return)):
+        assert torch.equal(returns, ((outcome & (1 << cue)) > 0).float())  # paid iff the object has the cue
+    # the oracle does as well as in the standard env (its scripted path sometimes crosses the other object
+    # first, ~10%); the other cue is a coin: it picks the target half of the time
+    standard, standard_start = core_class(num_envs=len(start)), core_class.training_states(4096, seed=9)
+    assert torch.equal(oracle_return, run_episodes(standard, standard_start, scripted(standard, cue))[1])
+    assert oracle_return.mean() > 0.85 and abs(other_return.mean() - 0.5) < 0.03
+    heldout = core_class.enumerate_heldout(5)
+    core = core_class(num_envs=len(heldout), informative=informative)
+    for strategy in (0, 1):  # held-out: only the object with the planted cue pays
+        outcome, returns = run_episodes(core, heldout, scripted(core, strategy))
+        assert (returns == float(strategy == cue)).all()
+        assert {core_class.outcome_name(c) for c in outcome.tolist()} == {core_class.labels[strategy]}
+
+
+def test_both_cues_informative_is_the_default_and_pays_only_the_red_square() -> None:
+    core_class = envs.GRID_ENVS[CUE_CONFLICT]
+    default, both = core_class(num_envs=64), core_class(num_envs=64, informative="both")
+    seeds = torch.arange(64) * 31
+    assert torch.equal(default.reset(seeds), both.reset(seeds))
+    outcomes = torch.tensor([-1, 0, 1, 2, 3, OUTCOME_TIMEOUT])
+    assert both.reward_of(outcomes).tolist() == [0, 0, 0, 0, 1, 0]
+    assert core_class(informative="colour").reward_of(outcomes).tolist() == [0, 0, 1, 0, 1, 0]
+    assert core_class(informative="shape").reward_of(outcomes).tolist() == [0, 0, 0, 1, 1, 0]
+
+
+def test_unknown_informative_cue_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="informative must be one of 'both', 'colour', 'shape', got 'color'"):
+        gym.make(CUE_CONFLICT, informative="color")
 
 
 @settings(max_examples=25, deadline=None)

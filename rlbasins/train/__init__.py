@@ -69,7 +69,8 @@ def _new_manifest(cfg: ExperimentConfig) -> dict[str, Any]:
         "experiment": cfg.name, "status": "running", "created": _now(), "updated": _now(),
         "config_hash": cfg.hash(), "reward_model_sha256": None, "engine": cfg.engine,
         "device": str(resolve_device(cfg.device)), "versions": _versions(), "git_commit": _git_commit(),
-        "seeds": {str(k): {"status": "pending", "last_step": 0, "error": None, "factor_seeds": s.as_dict()}
+        "seeds": {str(k): {"status": "pending", "last_step": 0, "error": None, "factor_seeds": s.as_dict(),
+                           "planted": cfg.planted_label(k)}
                   for k, s in enumerate(seeds)},
     }
 

@@ -13,7 +13,9 @@ engine only makes them share tensor operations:
   depends on the others or on N, and resuming needs no generator state, only counters;
 - updates: per-seed losses are summed (so gradients never mix), gradient norms are clipped
   per seed, Adam is applied per seed with its own step count, and target-KL early stopping
-  and NaN freezing mask individual seeds.
+  and NaN freezing mask individual seeds;
+- planted experiments (``env.planted``): the seeds of each env variant train together, one
+  variant after the other (:func:`env_groups`); a seed's result is the same as without the others.
 
 Shapes: S seeds, E envs per seed, T = n_steps, N = T·E samples per seed per iteration,
 M = batch_size, D = flattened observation size, A = number of actions.
@@ -57,23 +59,24 @@ def uniform(seeds: torch.Tensor, counter: int, count: int) -> torch.Tensor:
 
 
 class BatchedEnv:
-    """S·E environments of one id, stepped together; observations as float32 tensors [S·E, ...]."""
+    """S·E environments of one id and kwargs, stepped together; observations as float32 tensors [S·E, ...]."""
 
-    def __init__(self, cfg: ExperimentConfig, env_seeds: torch.Tensor, device: torch.device):
+    def __init__(self, cfg: ExperimentConfig, env_kwargs: dict[str, Any], env_seeds: torch.Tensor,
+                 device: torch.device):
         self.num_seeds, self.per_seed = len(env_seeds), cfg.env.num_envs
         seeds = draws(env_seeds.cpu(), torch.zeros_like(env_seeds.cpu()), self.per_seed).reshape(-1)  # [S·E]
         self.device = device
         # CartPole's core reproduces the default CartPole-v1 only; with kwargs it goes through gymnasium
-        core_class = envs.BATCHED_CORES.get(cfg.env.id) if cfg.env.id in envs.GRID_ENVS or not cfg.env.kwargs \
+        core_class = envs.BATCHED_CORES.get(cfg.env.id) if cfg.env.id in envs.GRID_ENVS or not env_kwargs \
             else None
         if core_class is not None:
-            self.core = core_class(num_envs=len(seeds), device=device, **cfg.env.kwargs)
+            self.core = core_class(num_envs=len(seeds), device=device, **env_kwargs)
             self.vector = None
             self.first_obs = self.core.reset(seeds.to(device))
         else:  # generic gymnasium env: a synchronous vector env, SAME_STEP autoreset like SB3
             self.core = None
             self.vector = gym.vector.SyncVectorEnv(
-                [lambda: gym.make(cfg.env.id, **cfg.env.kwargs)] * len(seeds),
+                [lambda: gym.make(cfg.env.id, **env_kwargs)] * len(seeds),
                 autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
             obs, _ = self.vector.reset(seed=seeds.tolist())
             self.first_obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
@@ -149,9 +152,19 @@ class StackedPolicy:
     """
 
     def __init__(self, modules: list[ActorCritic], device: torch.device):
-        self.template = modules[0].to(device)
-        self.params = {name: torch.stack([m.state_dict()[name] for m in modules]).to(device).requires_grad_()
-                       for name in modules[0].state_dict()}
+        params = {name: torch.stack([m.state_dict()[name] for m in modules]).to(device).requires_grad_()
+                  for name in modules[0].state_dict()}
+        self._setup(modules[0].to(device), params)
+
+    @classmethod
+    def from_params(cls, template: ActorCritic, params: dict[str, torch.Tensor]) -> StackedPolicy:
+        """S policies shaped like ``template`` from already stacked parameters {name: [S, ...]}."""
+        stacked = cls.__new__(cls)
+        stacked._setup(template.to(next(iter(params.values())).device), params)
+        return stacked
+
+    def _setup(self, template: ActorCritic, params: dict[str, torch.Tensor]) -> None:
+        self.template, self.params = template, params
         self.plans = {trunk: _mlp_plan(getattr(self.template, trunk, None)) for trunk in ("actor", "critic")}
 
         def one(params, obs):
@@ -166,6 +179,12 @@ class StackedPolicy:
         flat = obs.reshape(obs.shape[0], obs.shape[1], -1).float()                  # [S, B, D]
         logits, values = (self._run(trunk, flat) for trunk in ("actor", "critic"))
         return logits, values.squeeze(-1)
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs [S, B, ...] → logits [S, B, A], without evaluating the critic (for evaluation)."""
+        if self.plans["actor"] is None:
+            return self._vmapped(self.params, obs)[0]
+        return self._run("actor", obs.reshape(obs.shape[0], obs.shape[1], -1).float())
 
     def _run(self, trunk: str, h: torch.Tensor) -> torch.Tensor:
         for kind, what in self.plans[trunk]:
@@ -260,22 +279,41 @@ def gae(rollout: Rollout, last_values: torch.Tensor, last_starts: torch.Tensor, 
     return advantages, advantages + rollout.values
 
 
+def env_groups(cfg: ExperimentConfig, tasks: list[SeedTask]) -> list[tuple[dict[str, Any], list[SeedTask]]]:
+    """The tasks grouped by the env kwargs they train with (``env.planted``), each group's tasks by
+    seed index, the groups in the order of their first seed index."""
+    groups: list[tuple[dict[str, Any], list[SeedTask]]] = []
+    for task in sorted(tasks, key=lambda task: task.index):
+        kwargs = cfg.env_kwargs_for(task.index)
+        group = next((g for g in groups if g[0] == kwargs), None)
+        if group is None:
+            groups.append(group := (kwargs, []))
+        group[1].append(task)
+    return groups
+
+
 class BatchedEngine:
-    """Trains all tasks together in this process (``max_workers`` is not used)."""
+    """Trains the tasks in this process, all seeds of one env variant in lockstep, the variants
+    (``env.planted`` groups) one after the other (``max_workers`` is not used)."""
 
     name = "batched"
 
     def train(self, cfg: ExperimentConfig, tasks: list[SeedTask], max_workers: int,
               on_progress: ProgressCallback, on_done) -> None:
-        trainer = BatchedTrainer(cfg, tasks)
-        for outcome in trainer.run(on_progress):
-            on_done(outcome)
+        for env_kwargs, group in env_groups(cfg, tasks):
+            trainer = BatchedTrainer(cfg, group, env_kwargs)
+            for outcome in trainer.run(on_progress):
+                on_done(outcome)
+            del trainer  # free its tensors before the next group allocates its own
 
 
 class BatchedTrainer:
-    """PPO for the seeds of ``tasks`` in lockstep: rollout → GAE → epochs of minibatch updates."""
+    """PPO for the seeds of ``tasks`` in lockstep: rollout → GAE → epochs of minibatch updates.
 
-    def __init__(self, cfg: ExperimentConfig, tasks: list[SeedTask]):
+    Every seed trains on ``env_kwargs`` (its ``cfg.env_kwargs_for``; see :func:`env_groups`).
+    """
+
+    def __init__(self, cfg: ExperimentConfig, tasks: list[SeedTask], env_kwargs: dict[str, Any]):
         self.cfg, self.tasks = cfg, tasks
         # Batched matmuls over one matrix take a different BLAS path than over several, which
         # would make a lone seed's floats differ from the same seed among others; a lone seed
@@ -286,10 +324,10 @@ class BatchedTrainer:
         self.stores = [self.run_dir.seed(task.index) for task in tasks]
         self.action_seeds = _seed_column(slots, "action", self.device)
         self.minibatch_seeds = _seed_column(slots, "minibatch", self.device)
-        self.env = BatchedEnv(cfg, _seed_column(slots, "env", self.device), self.device)
+        self.env = BatchedEnv(cfg, env_kwargs, _seed_column(slots, "env", self.device), self.device)
         self.obs = self.env.first_obs                                            # [S·E, ...]
         self.starts = torch.ones(len(slots) * cfg.env.num_envs, device=self.device)
-        probe = gym.make(cfg.env.id, **cfg.env.kwargs)
+        probe = gym.make(cfg.env.id, **env_kwargs)
         obs_dim, n_actions = int(np.prod(probe.observation_space.shape)), int(probe.action_space.n)
         probe.close()
         self.policy = StackedPolicy([self._initial_policy(task, obs_dim, n_actions) for task in slots], self.device)

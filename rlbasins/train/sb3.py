@@ -59,8 +59,8 @@ def build_model(cfg: ExperimentConfig, task: SeedTask) -> PPO:
     seeds = task.seeds
     np.random.seed(seeds.minibatch)
     random.seed(seeds.minibatch)
-    venv = DummyVecEnv([lambda: Monitor(gym.make(cfg.env.id, **cfg.env.kwargs))
-                        for _ in range(cfg.env.num_envs)])
+    env_kwargs = cfg.env_kwargs_for(task.index)  # its planted variant, if any
+    venv = DummyVecEnv([lambda: Monitor(gym.make(cfg.env.id, **env_kwargs)) for _ in range(cfg.env.num_envs)])
     venv.seed(seeds.env)
     ppo = cfg.ppo
     torch.manual_seed(seeds.init)
