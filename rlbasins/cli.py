@@ -71,11 +71,18 @@ def _train(cfg: ExperimentConfig, runs_dir: Path, resume: bool, overwrite: bool,
     return run
 
 
-def _analyze(run: RunDir, progress: bool) -> None:
-    from rlbasins.analysis.behavior import analyze_behavior
+def _analyze(run: RunDir, progress: bool, step: int | None = None) -> None:
+    from rlbasins.analysis.pipeline import analyze_run
 
-    result = analyze_behavior(run, show_progress=progress)
-    out.print(f"analysed {len(result.seeds)} seeds → {run.analysis_dir}", highlight=False)
+    summary = analyze_run(run, step=step, show_progress=progress)
+    basins = f"{summary.behaviour_k} behavioural basin{'s' * (summary.behaviour_k != 1)}"
+    weights = f"{summary.weight_k} in weight space (aligned barriers)" if summary.weight_k else ""
+    agreement = f", agreement ARI {summary.agreement_ari:.2f}" if summary.agreement_ari is not None else ""
+    planted = "".join(f", planted-truth ARI ({name}) {value:.2f}"
+                      for name, value in (summary.planted_ari or {}).items())
+    verdict = f"; held-out preferences: {summary.verdict}" if summary.verdict else ""
+    out.print(f"analysed {summary.n_seeds} seeds: {basins}, {weights}{agreement}{planted}{verdict} "
+              f"→ {run.analysis_dir}", highlight=False)
 
 
 def _report(run: RunDir) -> Path:
@@ -112,9 +119,12 @@ def train(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), resume: Resume
 
 @app.command()
 @_handles_errors
-def analyze(run_dir: RunDirArg, progress: ProgressOpt = True) -> None:
-    """Evaluate a trained run on held-out states (writes RUN_DIR/analysis/)."""
-    _analyze(RunDir(run_dir), progress)
+def analyze(run_dir: RunDirArg, progress: ProgressOpt = True,
+            checkpoint: Annotated[int | None, typer.Option(
+                "--checkpoint", help="Analyse the checkpoints at this env step (default: each seed's last).")] = None,
+            ) -> None:
+    """Held-out behaviour, Git Re-Basin alignment, barriers and basins of a trained run (writes RUN_DIR/analysis/)."""
+    _analyze(RunDir(run_dir), progress, checkpoint)
 
 
 @app.command()
@@ -210,6 +220,36 @@ def bench_ppo(
                       f"{row['floor_env_steps_per_s']:,.0f}", f"{row['fraction_of_floor']:.0%}",
                       f"{row['peak_rss_bytes'] / 2**20:,.0f}", f"{per_seed / 2**20:.2f}" if per_seed else "–")
     out.print(table)
+    write_json(result, output)
+
+
+@bench_app.command("analysis")
+def bench_analysis(
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds to analyse (trained first unless --run).")] = 64,
+    steps: Annotated[int, typer.Option(help="Env steps per seed of the run trained for the benchmark.")] = 50_000,
+    run_dir: Annotated[Path | None, typer.Option("--run", help="Analyse this trained run instead.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the results as JSON.")] = None,
+) -> None:
+    """Seconds per stage of the full analysis (behaviour, basins, alignment, barriers, paths) of N seeds."""
+    from rich.table import Table
+
+    from rlbasins.bench import bench_analysis as measure
+    from rlbasins.bench import write_json
+
+    result = measure(seeds, steps, run_dir, device)
+    if result["train_seconds"] is not None:
+        out.print(f"trained {seeds} CueConflict seeds × {steps:,} steps in {result['train_seconds']:.0f} s "
+                  "(not counted)", highlight=False)
+    table = Table(title=f"rlbasins analyze, {result['seeds']} seeds, {result['threads']} torch threads")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    for stage, seconds in result["stages"].items():
+        table.add_row(stage, f"{seconds:.1f}")
+    table.add_row("[bold]total[/]", f"[bold]{result['total_seconds']:.1f}[/]")
+    out.print(table)
+    out.print(f"{result['total_seconds']:.0f} s = {result['fraction_of_target']:.0%} of the "
+              f"{result['target_seconds']:.0f} s target for 64 seeds on 2 CPU cores", highlight=False)
     write_json(result, output)
 
 

@@ -38,8 +38,13 @@ class ActorCritic(nn.Module):
     def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: list[int], activation: str = "tanh"):
         super().__init__()
         self.obs_dim, self.n_actions = obs_dim, n_actions
+        self.hidden_sizes, self.activation = list(hidden_sizes), activation
         self.actor = _mlp(obs_dim, hidden_sizes, n_actions, activation)
         self.critic = _mlp(obs_dim, hidden_sizes, 1, activation)
+
+    def fresh_copy(self) -> ActorCritic:
+        """A new module of the same architecture (parameters freshly initialised)."""
+        return ActorCritic(self.obs_dim, self.n_actions, self.hidden_sizes, self.activation)
 
     @classmethod
     def from_config(cls, cfg: PolicyConfig, obs_dim: int, n_actions: int) -> ActorCritic:

@@ -139,9 +139,10 @@ def test_cli_run_writes_analysis_and_a_self_contained_report(tmp_path: Path) -> 
     run = RunDir(tmp_path / "runs" / "e2e")
     assert str(run.report_path) in result.output.replace("\n", "")
     html = run.report_path.read_text()
-    for section in ('id="summary"', 'id="training"', 'id="heldout"', 'id="seeds"', 'id="provenance"'):
+    for section in ('id="summary"', 'id="training"', 'id="heldout"', 'id="basins"', 'id="connectivity"',
+                    'id="seeds"', 'id="provenance"'):
         assert section in html
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 6  # curves, returns, TV, agreement, barriers, paths
     assert "http://" not in html and "https://" not in html  # opens offline
     rows = (run.analysis_dir / "seeds.csv").read_text().splitlines()
     assert rows[0].startswith("seed,step,train_return") and len(rows) == 3
@@ -191,4 +192,16 @@ def test_gridworld_run_reports_strategy_labels(tmp_path: Path) -> None:
     for fractions in behavior.heldout_labels_greedy + behavior.heldout_labels_sampled:
         assert set(fractions) == set(behavior.labels) and abs(sum(fractions.values()) - 1) < 1e-9
     html = run.report_path.read_text()
-    assert "colour (held-out)" in html and html.count("data:image/png;base64,") == 5
+    assert "colour (held-out)" in html and html.count("data:image/png;base64,") == 7  # + strategy shares
+
+
+def test_sb3_engine_builds_each_seed_on_its_planted_env() -> None:
+    from rlbasins.seeding import experiment_seeds
+    from rlbasins.train.base import SeedTask
+    from rlbasins.train.sb3 import build_model
+
+    planted = [{"label": label, "kwargs": {"informative": label}} for label in ("colour", "shape")]
+    cfg = parse_config(tiny_config(env={"id": "rlbasins/CueConflict-v0", "num_envs": 2, "planted": planted}))
+    for k, factor_seeds in enumerate(experiment_seeds(cfg.seed, cfg.seeds.count, cfg.seeds.vary)):
+        model = build_model(cfg, SeedTask(k, factor_seeds, cfg.model_dump(mode="json"), "unused"))
+        assert {env.unwrapped.core.informative for env in model.env.envs} == {cfg.planted_label(k)}

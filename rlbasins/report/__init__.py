@@ -10,10 +10,14 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from rlbasins.analysis.behavior import BehaviorResult, mean_to_others
+from rlbasins.analysis.pipeline import load_results
 from rlbasins.config import dump_config
 from rlbasins.logs import seed_curves
 from rlbasins.report import figures
 from rlbasins.store import RunDir, atomic_write_bytes
+
+METRIC_UNITS = {"loss": "nats", "train_return": "return"}
+VARIANTS = ("naive", "aligned", "aligned_repair")
 
 
 def write_report(run: RunDir) -> Path:
@@ -37,6 +41,16 @@ def write_report(run: RunDir) -> Path:
                  greedy_std=behavior.heldout_return_greedy_std[i], sampled=behavior.heldout_return_sampled[i],
                  mean_tv=mean_tv[i]) for i, k in enumerate(seeds)]
     not_finished = {k: s for k, s in manifest["seeds"].items() if s["status"] != "finished"}
+    results = load_results(run)
+    found, conn = results["basins"], results["connectivity"]
+    order = list(range(len(seeds)))
+    if found:  # seeds grouped by behavioural basin in every seed-by-seed figure
+        order = sorted(order, key=lambda i: (found["behaviour"]["clustering"]["labels"][i], i))
+    ordered = [seeds[i] for i in order]
+    if conn:  # JSON objects come back with sorted keys: put the variants in reading order
+        conn["summary"] = {name: conn["summary"][name] for name in VARIANTS if name in conn["summary"]}
+        for path in conn["paths"]:
+            path["curves"] = {name: path["curves"][name] for name in VARIANTS if name in path["curves"]}
     off_diagonal = tv[~np.eye(len(seeds), dtype=bool)]
     html = _template().render(
         cfg=cfg, manifest=manifest, config_yaml=dump_config(cfg), rows=rows, behavior=behavior,
@@ -50,12 +64,22 @@ def write_report(run: RunDir) -> Path:
             "training starts (greedy)": behavior.train_return,
             "held-out starts (greedy)": behavior.heldout_return_greedy,
             "held-out starts (sampled)": behavior.heldout_return_sampled}, threshold),
-        fig_tv=figures.seed_matrix(tv, seeds, "Behavioural divergence on held-out states",
+        fig_tv=figures.seed_matrix(tv[np.ix_(order, order)], ordered, "Behavioural divergence on held-out states"
+                                   + (" (seeds by basin)" if found else ""),
                                    "mean total variation between action distributions"),
         labels=labels,
         fig_strategies=figures.strategy_fractions(seeds, behavior.heldout_labels_greedy, labels) if labels else None,
-        fig_agreement=figures.seed_matrix(agreement, seeds, "Greedy-action agreement on held-out states",
+        fig_agreement=figures.seed_matrix(agreement[np.ix_(order, order)], ordered,
+                                          "Greedy-action agreement on held-out states",
                                           "fraction of held-out states with the same greedy action"),
+        found=found, conn=conn, metric_unit=METRIC_UNITS.get(conn.get("barrier_metric"), ""),
+        fig_barriers=figures.barrier_matrices(
+            {name: np.array(conn["matrices"][name][conn["barrier_metric"]], dtype=float) for name in VARIANTS
+             if conn["barrier_metric"] in conn["matrices"].get(name, {})}, seeds, order,
+            METRIC_UNITS[conn["barrier_metric"]]) if conn else None,
+        fig_paths=figures.interpolation_paths(conn["paths"], conn["barrier_metric"],
+                                              METRIC_UNITS[conn["barrier_metric"]], behavior.labels)
+        if conn and conn["paths"] else None,
     )
     atomic_write_bytes(run.report_path, html.encode())
     return run.report_path

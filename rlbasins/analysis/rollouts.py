@@ -1,0 +1,183 @@
+"""Episodes of many policies at once: every analysis that plays policies goes through here.
+
+``P`` policies of one architecture (trained seeds, checkpoints, or points on an interpolation
+path — to this module they are all just rows of stacked parameters) each play the same ``E``
+episodes, in lockstep:
+
+- on an env with a batched torch core (the gridworlds of :mod:`envs`; CartPole from its training
+  start distribution), ``P·E`` environments of the core step as tensors and the policies run as
+  one batched model (:class:`rlbasins.train.batched.StackedPolicy`);
+- on any other gymnasium env, ``P·E`` gymnasium environments step in a Python loop, and the
+  policies are still evaluated in one batched call per step.
+
+Sampled actions use common random numbers: the uniform draw for episode ``e`` at step ``t``
+is the same for every policy, so a policy's episodes do not depend on which other policies
+share the batch, and differences between policies are not blurred by sampling noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import envs
+from envs.grid import OUTCOME_ONGOING, GridState, draws
+from envs.suites import HeldOutSuite
+from rlbasins.policy import ActorCritic
+from rlbasins.train.batched import StackedPolicy
+
+MAX_ENVS_PER_CHUNK = 65_536
+"""Policies are played in chunks of at most this many environments (bounds memory, ~32 MB of
+gridworld observations per chunk)."""
+
+
+@dataclass
+class EpisodeBatch:
+    """One episode per (policy, start): returns [P, E] (undiscounted env reward) and outcome names
+    [P, E] (``info["outcome"]`` / the core's outcome name at the episode's end, None when the env
+    names none)."""
+
+    returns: np.ndarray
+    outcomes: np.ndarray
+
+    def __getitem__(self, rows) -> EpisodeBatch:
+        return EpisodeBatch(self.returns[rows], self.outcomes[rows])
+
+
+def stack_state_dicts(state_dicts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """[P] exchange-format state dicts → {name: [P, ...]}."""
+    return {name: torch.stack([sd[name] for sd in state_dicts]) for name in state_dicts[0]}
+
+
+def unstack_state_dicts(params: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """{name: [P, ...]} → [P] state dicts (the inverse of :func:`stack_state_dicts`)."""
+    count = len(next(iter(params.values())))
+    return [{name: value[p] for name, value in params.items()} for p in range(count)]
+
+
+@torch.no_grad()
+def action_probs(template: ActorCritic, params: dict[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
+    """Action probabilities of P stacked policies on the same observations: obs [N, ...] → [P, N, A]."""
+    count = len(next(iter(params.values())))
+    return StackedPolicy.from_params(template, params).logits(obs.float().expand(count, *obs.shape)).softmax(-1)
+
+
+def choose_actions(probs: torch.Tensor, greedy: bool, uniforms: torch.Tensor | None) -> torch.Tensor:
+    """probs [P, E, A] → actions [P, E]: the argmax, or inverse-CDF sampling with uniforms [E]."""
+    if greedy:
+        return probs.argmax(-1)
+    cdf = probs.cumsum(-1)
+    actions = (cdf < uniforms.to(cdf.dtype)[None, :, None]).sum(-1)
+    return actions.clamp_(max=probs.shape[-1] - 1)  # guards against a cdf that sums to 1 − ε
+
+
+def step_uniforms(reset_seeds: torch.Tensor, action_seed: int, t: int) -> torch.Tensor:
+    """[E] uniforms in (0, 1) for step ``t`` of every episode, shared by all policies."""
+    keys = draws(reset_seeds ^ (action_seed & 0xFFFFFFFF), torch.full_like(reset_seeds, t), 1)[:, 0]
+    return (keys.double() + 0.5) / 2**32
+
+
+@torch.no_grad()
+def play(template: ActorCritic, params: dict[str, torch.Tensor], env_id: str, env_kwargs: dict[str, Any],
+         reset_seeds: Sequence[int], starts: Any | None = None, suite: HeldOutSuite | None = None,
+         greedy: bool = True, action_seed: int = 0, device: torch.device | str = "cpu",
+         on_chunk: Callable[[int], None] | None = None) -> EpisodeBatch:
+    """Every policy plays one episode per reset seed (E of them), from the training start
+    distribution or — with ``starts`` (E held-out states) and their ``suite`` — from the held-out
+    states. ``params`` holds P stacked policies; ``on_chunk(n_policies)`` reports progress."""
+    count = len(next(iter(params.values())))
+    per_chunk = max(1, MAX_ENVS_PER_CHUNK // len(reset_seeds))
+    parts = []
+    for first in range(0, count, per_chunk):
+        chunk = {name: value[first:first + per_chunk].to(device) for name, value in params.items()}
+        policy = StackedPolicy.from_params(template, chunk)
+        core_class = _core_for(env_id, env_kwargs, held_out=starts is not None)
+        if core_class is not None:
+            parts.append(_play_core(policy, core_class, env_kwargs, reset_seeds, starts, greedy, action_seed,
+                                    torch.device(device)))
+        else:
+            parts.append(_play_gym(policy, env_id, env_kwargs, reset_seeds, starts, suite, greedy, action_seed))
+        if on_chunk is not None:
+            on_chunk(len(next(iter(chunk.values()))))
+    return EpisodeBatch(np.concatenate([p.returns for p in parts]), np.concatenate([p.outcomes for p in parts]))
+
+
+def _core_for(env_id: str, env_kwargs: dict[str, Any], held_out: bool) -> type | None:
+    """The batched core that can play these episodes, or None (then gymnasium environments do).
+
+    Gridworld cores start from held-out states too; CartPole's core reproduces default CartPole-v1
+    only (no kwargs) and its episodes from the training start distribution."""
+    if env_id in envs.GRID_ENVS:
+        return envs.GRID_ENVS[env_id]
+    if env_id in envs.BATCHED_CORES and not env_kwargs and not held_out:
+        return envs.BATCHED_CORES[env_id]
+    return None
+
+
+def _play_core(policy: StackedPolicy, core_class: type, env_kwargs: dict[str, Any],
+               reset_seeds: Sequence[int], starts: GridState | None, greedy: bool, action_seed: int,
+               device: torch.device) -> EpisodeBatch:
+    count, n_episodes = len(next(iter(policy.params.values()))), len(reset_seeds)
+    core = core_class(num_envs=count * n_episodes, device=device, **env_kwargs)
+    seeds = torch.as_tensor(list(reset_seeds), dtype=torch.int64, device=device)
+    if starts is None:
+        obs = core.reset(seeds.repeat(count))
+    else:
+        obs = core.reset_to(starts.to(device)[torch.arange(count * n_episodes, device=device) % n_episodes])
+    done = torch.zeros(count * n_episodes, dtype=torch.bool, device=device)
+    outcome = torch.full((count * n_episodes,), OUTCOME_ONGOING, dtype=torch.int64, device=device)
+    returns = torch.zeros(count * n_episodes, device=device)
+    for t in range(core.max_steps):
+        probs = policy.logits(obs.view(count, n_episodes, -1)).softmax(-1)       # [P, E, A]
+        actions = choose_actions(probs, greedy, None if greedy else step_uniforms(seeds, action_seed, t))
+        step = core.step(actions.reshape(-1))
+        returns += torch.where(done, torch.zeros_like(step.reward), step.reward)
+        ended = ~done & (step.terminated | step.truncated)
+        outcome = torch.where(ended, step.outcome, outcome)
+        done |= ended
+        obs = step.obs
+        if bool(done.all()):
+            break
+    outcome = outcome.view(count, n_episodes).cpu().numpy()
+    if hasattr(core_class, "outcome_name"):
+        names = np.array([core_class.outcome_name(c) for c in range(-1, 5)], dtype=object)[outcome + 1]
+    else:
+        names = np.full(outcome.shape, None, dtype=object)
+    return EpisodeBatch(returns.view(count, n_episodes).cpu().double().numpy(), names)
+
+
+def _play_gym(policy: StackedPolicy, env_id: str, env_kwargs: dict[str, Any], reset_seeds: Sequence[int],
+              starts: Sequence | None, suite: HeldOutSuite | None, greedy: bool, action_seed: int) -> EpisodeBatch:
+    count, n_episodes = len(next(iter(policy.params.values()))), len(reset_seeds)
+    device = next(iter(policy.params.values())).device
+    environments = [gym.make(env_id, **env_kwargs) for _ in range(count * n_episodes)]
+    first = []
+    for i, env in enumerate(environments):
+        obs, _ = env.reset(seed=int(reset_seeds[i % n_episodes]))
+        first.append(obs if starts is None else suite.start_from(env, starts[i % n_episodes]))
+    obs = np.stack(first).astype(np.float32)
+    returns = np.zeros(count * n_episodes)
+    outcomes = np.full(count * n_episodes, None, dtype=object)
+    active = np.ones(count * n_episodes, dtype=bool)
+    seeds = torch.as_tensor(list(reset_seeds), dtype=torch.int64)
+    t = 0
+    while active.any():
+        probs = policy.logits(torch.as_tensor(obs, device=device).view(count, n_episodes, -1)).softmax(-1)
+        actions = choose_actions(probs, greedy, None if greedy else step_uniforms(seeds, action_seed, t).to(device))
+        actions = actions.reshape(-1).cpu().numpy()
+        for i in np.flatnonzero(active):
+            next_obs, reward, terminated, truncated, info = environments[i].step(int(actions[i]))
+            returns[i] += reward
+            obs[i] = next_obs
+            if terminated or truncated:
+                active[i] = False
+                outcomes[i] = info.get("outcome")
+        t += 1
+    for env in environments:
+        env.close()
+    return EpisodeBatch(returns.reshape(count, n_episodes), outcomes.reshape(count, n_episodes))
