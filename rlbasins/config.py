@@ -132,9 +132,9 @@ class ConnectivityConfig(_Strict):
     repair: bool = Field(True, description="Also measure aligned barriers after REPAIR renormalisation.")
     max_pairwise: int = Field(64, ge=2, description="Up to this many seeds: every pair; beyond: each seed to the "
                               "behavioural basins' medoids.")
-    barrier_metric: Literal["auto", "loss", "train_return"] = Field(
-        "auto", description="Barrier that defines weight-space basins; auto: the supervised loss where the env "
-        "has an expert (gridworlds), else the training return.")
+    barrier_metric: Literal["auto", "heldout_decided", "loss", "train_return"] = Field(
+        "auto", description="Barrier that defines weight-space basins; auto: held-out commitment where the env "
+        "names two strategies, else the supervised loss where it has an expert, else the training return.")
 
 
 class BasinsConfig(_Strict):

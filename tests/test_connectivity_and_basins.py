@@ -59,7 +59,7 @@ def test_barrier_is_the_largest_gap_below_the_line() -> None:
 def test_interpolating_a_policy_with_itself_has_zero_barrier(probe, seed: int, activation: str) -> None:
     policy = _random_policy(seed, activation=activation).state_dict()
     result = connectivity.barrier_matrix([policy, policy], probe, [(0, 1)], points=5)
-    assert set(result) == {"train_return", "loss"}
+    assert set(result) == {"train_return", "loss", "heldout_decided"}
     assert all(values[0] == 0 for values in result.values())
 
 

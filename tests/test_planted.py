@@ -1,4 +1,5 @@
-"""Planted basins: seeds trained where only the colour (or only the shape) pays follow that cue held out."""
+"""Planted basins: seeds trained where only the colour (or only the shape) pays follow that cue held out,
+and the analysis recovers the two groups from behaviour and from aligned barriers."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rlbasins.analysis.behavior import analyze_behavior
+from rlbasins.analysis.behavior import BehaviorResult
+from rlbasins.analysis.pipeline import analyze_run
+from rlbasins.store import read_json
 from rlbasins.config import load_config, parse_config
 from rlbasins.train import train_experiment
 
@@ -17,16 +20,18 @@ def colour_share(labels: dict[str, float]) -> float:
 
 
 @pytest.mark.slow
-def test_planted_seeds_follow_their_planted_cue_on_heldout_states(tmp_path: Path) -> None:
+def test_planted_basins_are_followed_and_recovered(tmp_path: Path) -> None:
     """configs/planted_basins.yaml reduced to 8 seeds × 40,960 steps, where every measured seed
-    (64 of them, master seeds 0 and 1) had committed to its cue; the config has the full figures."""
+    (64 of them, master seeds 0 and 1) had committed to its cue; the config has the full figures.
+    Then the whole analysis: both clusterings must find the planted groups (ARI ≥ 0.9)."""
     data = load_config("configs/planted_basins.yaml").model_dump(mode="json")
     data.update(name="planted-reduced")
     data["ppo"]["total_timesteps"] = 40_960
     data["seeds"]["count"] = 8
     data["checkpoints"] = {"every": 40_960}
     run = train_experiment(parse_config(data), tmp_path, show_progress=False)
-    behavior = analyze_behavior(run, show_progress=False)
+    summary = analyze_run(run, show_progress=False)
+    behavior = BehaviorResult.load(run.analysis_dir / "behavior.json")
     planted = {int(k): seed["planted"] for k, seed in run.manifest()["seeds"].items()}
     shares = {k: colour_share(labels) for k, labels in zip(behavior.seeds, behavior.heldout_labels_greedy,
                                                             strict=True)}
@@ -35,3 +40,7 @@ def test_planted_seeds_follow_their_planted_cue_on_heldout_states(tmp_path: Path
     assert len(colour) == len(shape) == 4, planted
     assert min(colour) >= 0.8 and max(shape) <= 0.2, (colour, shape)
     assert min(behavior.train_return) >= 0.7, behavior.train_return  # and they solve the standard training task
+    assert summary.planted_ari["behaviour"] >= 0.9 and summary.planted_ari["weights"] >= 0.9, summary
+    found = read_json(run.analysis_dir / "basins.json")
+    assert found["behaviour"]["clustering"]["k"] == found["weights"]["clustering"]["k"] == 2
+    assert {b["label"] for b in found["behaviour"]["basins"]} == {"colour", "shape"}

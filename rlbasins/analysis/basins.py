@@ -52,14 +52,17 @@ def _by_size(labels: np.ndarray) -> np.ndarray:
 def affinity(distances: np.ndarray) -> np.ndarray:
     """[S, S] distances → affinities exp(−D² / 2σ²) with one scale σ: the median over seeds of the
     distance to their ⌈S/4⌉-th nearest other seed (so that the units of D do not matter, and σ is a
-    within-basin distance as long as basins hold a quarter of the seeds or more)."""
+    within-basin distance as long as basins hold a quarter of the seeds or more), at least a tenth of
+    the median positive distance."""
     d = np.asarray(distances, float)
     n = len(d)
     if n < 2:
         return np.ones((n, n))
     sigma = float(np.median(np.sort(d, axis=1)[:, min(max(1, n // 4), n - 1)]))
     positive = d[d > 0]
-    sigma = max(sigma, 1e-3 * (positive.mean() if positive.size else 1.0), 1e-12)  # identical seeds
+    # Floor: barriers and label shares are often exactly 0 within a basin, which would make σ = 0
+    # and cut the graph into pieces of identical seeds.
+    sigma = max(sigma, 0.1 * (float(np.median(positive)) if positive.size else 1.0), 1e-12)
     return np.exp(-(d**2) / (2 * sigma**2))
 
 

@@ -9,6 +9,10 @@ just more policies to the batched rollouts of :mod:`rlbasins.analysis.rollouts`)
 - ``loss``: a supervised loss on validation states from the training distribution — the
   negative log-probability that the policy picks an expert action (one that brings the agent
   closer to its training target; envs with a batched gridworld core provide the expert);
+- ``heldout_decided`` (envs that name two strategies): the share of held-out episodes (greedy)
+  that commit to one of them — a policy halfway between a colour seed and a shape seed may
+  dither between the two pulls, a dip that training-distribution metrics cannot see because
+  there both strategies act alike;
 - held-out strategy shares (greedy): does the strategy switch along the path?
 
 The barrier of a metric is the largest gap between the straight line joining the endpoint
@@ -41,8 +45,8 @@ from rlbasins.train.batched import StackedPolicy
 StateDict = dict[str, torch.Tensor]
 Params = dict[str, torch.Tensor]  # stacked: {name: [P, ...]}
 
-METRICS = ("train_return", "loss")
-HIGHER_IS_BETTER = {"train_return": True, "loss": False}
+METRICS = ("train_return", "loss", "heldout_decided")
+HIGHER_IS_BETTER = {"train_return": True, "loss": False, "heldout_decided": True}
 REPAIR_EPS = 1e-5
 
 
@@ -132,7 +136,10 @@ class PathProbe:
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        return METRICS if self.expert is not None else ("train_return",)
+        """The metrics this probe can measure (the loss needs an expert, held-out commitment named strategies)."""
+        available = {"train_return": True, "loss": self.expert is not None,
+                     "heldout_decided": self.heldout_starts is not None}
+        return tuple(m for m in METRICS if available[m])
 
     @torch.no_grad()
     def measure(self, params: Params, metrics: Sequence[str] | None = None,
@@ -147,11 +154,15 @@ class PathProbe:
             out["train_return"] = episodes.returns.mean(1)
         if "loss" in metrics:
             out["loss"] = self.expert_loss(params)
-        if heldout and self.heldout_starts is not None:
+        if self.heldout_starts is not None and (heldout or "heldout_decided" in metrics):
             held = play(self.template, params, self.env_id, self.env_kwargs, self.heldout_seeds,
                         starts=self.heldout_starts, suite=self.suite, greedy=True, device=self.device)
-            for name in sorted({str(o) for o in held.outcomes.reshape(-1)}):
-                out[f"share:{name}"] = (held.outcomes.astype(str) == name).mean(1)
+            outcomes = held.outcomes.astype(str)
+            if "heldout_decided" in metrics:
+                out["heldout_decided"] = np.isin(outcomes, self.suite.labels).mean(1)
+            if heldout:
+                for name in sorted(set(outcomes.reshape(-1))):
+                    out[f"share:{name}"] = (outcomes == name).mean(1)
         return out
 
     def expert_loss(self, params: Params) -> np.ndarray:

@@ -102,9 +102,9 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     if metric not in probe.metrics:
         raise ValueError(f"analysis.connectivity.barrier_metric {metric!r} is not measured for {cfg.env.id} "
                          f"(available: {', '.join(probe.metrics)})")
-    # Every barrier for the aligned policies (they define the weight-space basins); for the naive and
-    # REPAIR comparisons the cheap one (the loss, no rollouts) when the env has an expert.
-    comparison = [probe.metrics[-1]]
+    # Every barrier for the aligned policies (they define the weight-space basins); the naive and
+    # REPAIR comparisons on the loss (no rollouts) where the env has an expert, else on ``metric``.
+    comparison = ["loss"] if "loss" in probe.metrics else [metric]
     variants = {"naive": (state_dicts, False, comparison), "aligned": (aligned, False, probe.metrics)}
     if conn.repair:
         variants["aligned_repair"] = (aligned, True, comparison)

@@ -16,8 +16,22 @@ from rlbasins.logs import seed_curves
 from rlbasins.report import figures
 from rlbasins.store import RunDir, atomic_write_bytes
 
-METRIC_UNITS = {"loss": "nats", "train_return": "return"}
+METRIC_UNITS = {"loss": "nats", "train_return": "return", "heldout_decided": "share of episodes"}
+METRIC_NAMES = {"loss": "expert loss", "train_return": "training return", "heldout_decided": "held-out commitment"}
 VARIANTS = ("naive", "aligned", "aligned_repair")
+VARIANT_NAMES = {"naive": "naive", "aligned": "aligned", "aligned_repair": "aligned + REPAIR"}
+
+
+def _barrier_panels(conn: dict) -> list[tuple[str, np.ndarray, str]]:
+    """Every variant on the metric they share, then the aligned basin-defining metric if it differs."""
+    shared = next(m for m in conn["matrices"]["naive"])
+    panels = [(f"{VARIANT_NAMES[v]}: {METRIC_NAMES[shared]}", np.array(conn["matrices"][v][shared], dtype=float),
+               METRIC_UNITS[shared]) for v in VARIANTS if v in conn["matrices"]]
+    metric = conn["barrier_metric"]
+    if metric != shared:
+        panels.append((f"aligned: {METRIC_NAMES[metric]}", np.array(conn["matrices"]["aligned"][metric], dtype=float),
+                       METRIC_UNITS[metric]))
+    return panels
 
 
 def write_report(run: RunDir) -> Path:
@@ -73,10 +87,8 @@ def write_report(run: RunDir) -> Path:
                                           "Greedy-action agreement on held-out states",
                                           "fraction of held-out states with the same greedy action"),
         found=found, conn=conn, metric_unit=METRIC_UNITS.get(conn.get("barrier_metric"), ""),
-        fig_barriers=figures.barrier_matrices(
-            {name: np.array(conn["matrices"][name][conn["barrier_metric"]], dtype=float) for name in VARIANTS
-             if conn["barrier_metric"] in conn["matrices"].get(name, {})}, seeds, order,
-            METRIC_UNITS[conn["barrier_metric"]]) if conn else None,
+        metric_names=METRIC_NAMES,
+        fig_barriers=figures.barrier_matrices(_barrier_panels(conn), seeds, order) if conn else None,
         fig_paths=figures.interpolation_paths(conn["paths"], conn["barrier_metric"],
                                               METRIC_UNITS[conn["barrier_metric"]], behavior.labels)
         if conn and conn["paths"] else None,

@@ -112,21 +112,22 @@ def strategy_fractions(seeds: list[int], fractions: list[dict[str, float]], labe
     return to_data_uri(fig)
 
 
-def barrier_matrices(matrices: dict[str, np.ndarray], seeds: list[int], order: list[int], unit: str) -> str:
-    """Side-by-side [S, S] barrier heatmaps (e.g. naive | aligned | aligned + REPAIR) on one colour
-    scale, seeds ordered by basin (``order``: indices into ``seeds``)."""
-    names = list(matrices)
-    finite = np.concatenate([m[np.isfinite(m)].ravel() for m in matrices.values()])
-    vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names) + 1, 4.4), squeeze=False)
+def barrier_matrices(panels: list[tuple[str, np.ndarray, str]], seeds: list[int], order: list[int]) -> str:
+    """[S, S] barrier heatmaps side by side, (title, matrix, unit) each; panels with the same unit
+    share one colour scale (naive vs aligned is then a fair comparison). Seeds in ``order``."""
+    vmax = {}
+    for _, matrix, unit in panels:
+        finite = matrix[np.isfinite(matrix)]
+        vmax[unit] = max(vmax.get(unit, 0.0), float(finite.max()) if finite.size else 0.0)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.4), squeeze=False)
     ticks = list(range(0, len(order), max(1, len(order) // 16)))
-    for ax, name in zip(axes[0], names, strict=True):
-        image = ax.imshow(matrices[name][np.ix_(order, order)], cmap="viridis", vmin=0, vmax=vmax)
+    for ax, (title, matrix, unit) in zip(axes[0], panels, strict=True):
+        image = ax.imshow(matrix[np.ix_(order, order)], cmap="viridis", vmin=0, vmax=vmax[unit] or 1.0)
         ax.set_xticks(ticks, [str(seeds[order[i]]) for i in ticks], fontsize=7)
         ax.set_yticks(ticks, [str(seeds[order[i]]) for i in ticks], fontsize=7)
-        ax.set(title=name.replace("_", " + ").replace("repair", "REPAIR"), xlabel="seed (by basin)",
-               ylabel="seed (by basin)")
-    fig.colorbar(image, ax=axes[0].tolist(), label=f"barrier ({unit})", fraction=0.03)
+        ax.set(title=title, xlabel="seed (by basin)", ylabel="seed (by basin)")
+        fig.colorbar(image, ax=ax, label=f"barrier ({unit})", fraction=0.046, pad=0.03)
+    fig.tight_layout()
     return to_data_uri(fig)
 
 
