@@ -18,6 +18,7 @@ import envs
 from envs.suites import get_suite
 from rlbasins.analysis import align, basins, connectivity
 from rlbasins.analysis.behavior import load_policies, preference_test
+from rlbasins.analysis.pipeline import analyze_run
 from rlbasins.analysis.rollouts import _play_gym, play, stack_state_dicts
 from rlbasins.cli import app
 from rlbasins.config import parse_config
@@ -236,3 +237,18 @@ def test_analyze_an_earlier_checkpoint_or_refuse_a_missing_one(trained: RunDir, 
     assert behaviour["steps"] == [15360] * 5
     missing = CliRunner().invoke(app, ["analyze", str(trained.root), "--no-progress", "--checkpoint", "123"])
     assert missing.exit_code == 2 and "no checkpoint at step 123" in missing.output
+
+
+def test_beyond_max_pairwise_seeds_are_compared_to_the_basin_medoids(trained: RunDir) -> None:
+    settings = trained.load_config().analysis.model_copy(
+        update={"connectivity": trained.load_config().analysis.connectivity.model_copy(update={"max_pairwise": 4})})
+    summary = analyze_run(trained, show_progress=False, settings=settings)
+    conn = json.loads((trained.analysis_dir / "connectivity.json").read_text())
+    found = json.loads((trained.analysis_dir / "basins.json").read_text())
+    assert conn["mode"] == "to behavioural medoids"
+    medoids = {b["medoid"] for b in found["behaviour"]["basins"]}
+    matrix = np.array(conn["matrices"]["aligned"]["loss"], dtype=float)
+    for i, j in itertools.product(range(5), repeat=2):  # filled exactly on the rows and columns of medoids
+        assert np.isfinite(matrix[i, j]) == (i == j or i in medoids or j in medoids)
+    assert found["weights"]["clustering"]["method"] == "nearest medoid"
+    assert summary.weight_k == len(medoids)

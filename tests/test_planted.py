@@ -9,8 +9,8 @@ import pytest
 
 from rlbasins.analysis.behavior import BehaviorResult
 from rlbasins.analysis.pipeline import analyze_run
-from rlbasins.store import read_json
 from rlbasins.config import load_config, parse_config
+from rlbasins.store import read_json
 from rlbasins.train import train_experiment
 
 

@@ -33,7 +33,7 @@ from scipy import stats
 from envs.grid import label_fractions
 from envs.suites import HeldOutSuite, get_suite
 from rlbasins.analysis.rollouts import action_probs, play, stack_state_dicts
-from rlbasins.config import ExperimentConfig
+from rlbasins.config import AnalysisConfig, ExperimentConfig
 from rlbasins.devices import resolve_device
 from rlbasins.policy import ActorCritic
 from rlbasins.progress import task_progress
@@ -279,11 +279,15 @@ def _label_summary(outcomes: np.ndarray, labels: tuple[str, str]):
     return fractions, intervals, counts[labels[0]], counts[labels[1]]
 
 
-def analyze_behavior(run: RunDir, step: int | None = None, show_progress: bool = True) -> BehaviorResult:
-    """Evaluate every finished seed of ``run`` (at checkpoint ``step``, default each seed's last);
-    write ``analysis/behavior.json``, ``seeds.csv`` and the action-distribution arrays."""
+def analyze_behavior(run: RunDir, step: int | None = None, show_progress: bool = True,
+                     settings: AnalysisConfig | None = None) -> BehaviorResult:
+    """Evaluate every finished seed of ``run`` (at checkpoint ``step``, default each seed's last) with
+    the run's ``analysis`` settings or ``settings``; write ``analysis/behavior.json``, ``seeds.csv``
+    and the action-distribution arrays."""
     manifest = run.manifest()  # first: names a directory that is not a run
     cfg = run.load_config()
+    if settings is not None:
+        cfg = cfg.model_copy(update={"analysis": settings})
     seeds = RunDir.seeds_with_status(manifest, "finished")
     if not seeds:
         raise RuntimeError(f"no finished seed in {run.root}; train it first (`rlbasins train`)")

@@ -35,7 +35,7 @@ from rlbasins.analysis.behavior import (
     load_policies,
     total_variation_matrix,
 )
-from rlbasins.config import ExperimentConfig
+from rlbasins.config import AnalysisConfig, ExperimentConfig
 from rlbasins.devices import resolve_device
 from rlbasins.progress import task_progress
 from rlbasins.seeding import factor_seed
@@ -63,14 +63,18 @@ def _timed(seconds: dict[str, float], stage: str):
     seconds[stage] = time.perf_counter() - start
 
 
-def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True) -> AnalysisSummary:
-    """Run every analysis stage on the finished seeds of ``run`` (at checkpoint ``step``, default the last)."""
+def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True,
+                settings: AnalysisConfig | None = None) -> AnalysisSummary:
+    """Run every analysis stage on the finished seeds of ``run`` (at checkpoint ``step``, default the last),
+    with the run's ``analysis`` settings or ``settings`` in their place."""
     manifest = run.manifest()  # first: names a directory that is not a run
     cfg = run.load_config()
+    if settings is not None:
+        cfg = cfg.model_copy(update={"analysis": settings})
     settings = cfg.analysis
     seconds: dict[str, float] = {}
     with _timed(seconds, "behaviour"):
-        behavior = analyze_behavior(run, step=step, show_progress=show_progress)
+        behavior = analyze_behavior(run, step=step, show_progress=show_progress, settings=settings)
     seeds = behavior.seeds
 
     # ---- behavioural basins
