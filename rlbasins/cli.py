@@ -136,6 +136,33 @@ def report(run_dir: RunDirArg) -> None:
 
 @app.command()
 @_handles_errors
+def compare(
+    a: Annotated[str, typer.Argument(help="RUN_DIR:SEED[@STEP], e.g. runs/planted_basins:0", show_default=False)],
+    b: Annotated[str, typer.Argument(help="RUN_DIR:SEED[@STEP] (same env and architecture)", show_default=False)],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file (default: compare_A_vs_B.html "
+                                                "in A's run directory).")] = None,
+) -> None:
+    """Behavioural diff of two policies: agreement on held-out states, where they differ, barriers."""
+    from rlbasins.report.compare import PolicyRef
+    from rlbasins.report.compare import compare as diff
+
+    ref_a, ref_b = PolicyRef.parse(a, "A"), PolicyRef.parse(b, "B")
+    for ref in (ref_a, ref_b):
+        ref.run.manifest()  # a clear error for a directory that is not a run
+    path = output or ref_a.run.root / f"compare_{ref_a.seed}_vs_{ref_b.run.root.name}_{ref_b.seed}.html"
+    result = diff(ref_a, ref_b, path)
+    out.print(f"[bold]{result['a']}[/] vs [bold]{result['b']}[/] on {result['n_states']} held-out states of "
+              f"{result['env_id']}: greedy agreement {result['agreement']:.2f}, mean total variation "
+              f"{result['total_variation']:.2f}", highlight=False)
+    for name, label in result["labels"].items():
+        out.print(f"  {name}: held-out strategy {label}", highlight=False)
+    for variant, barriers in result["barriers"].items():
+        out.print(f"  {variant} barrier: " + ", ".join(f"{m} {v:.3g}" for m, v in barriers.items()), highlight=False)
+    out.print(f"diff → [bold]{path}[/]", highlight=False)
+
+
+@app.command()
+@_handles_errors
 def validate(config: ConfigArg) -> None:
     """Check a config without running it; name every bad field."""
     cfg = load_config(config)
