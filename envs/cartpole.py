@@ -56,6 +56,15 @@ class CartPoleCore:
         self.state = CartPoleState(self._starts(seeds, zeros), zeros, zeros.clone(), seeds)
         return self.observe()
 
+    def reset_to(self, physics: torch.Tensor) -> torch.Tensor:
+        """Start every environment from given (x, ẋ, θ, θ̇) states [B, 4] (e.g. held-out states)."""
+        physics = torch.as_tensor(physics, dtype=torch.float64, device=self.device)
+        if physics.shape != (self.num_envs, 4):
+            raise ValueError(f"expected states of shape ({self.num_envs}, 4), got {tuple(physics.shape)}")
+        zeros = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        self.state = CartPoleState(physics.clone(), zeros, zeros.clone(), zeros.clone())
+        return self.observe()
+
     def step(self, actions: torch.Tensor, autoreset: bool = False) -> Step:
         x, x_dot, theta, theta_dot = self.state.physics.unbind(1)
         force = torch.where(actions.to(self.device) == 1, FORCE, -FORCE).double()

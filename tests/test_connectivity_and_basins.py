@@ -6,6 +6,7 @@ import itertools
 import json
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -14,7 +15,6 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 from typer.testing import CliRunner
 
-import envs
 from envs.suites import get_suite
 from rlbasins.analysis import align, basins, connectivity
 from rlbasins.analysis.behavior import load_policies, preference_test
@@ -118,16 +118,20 @@ def test_a_policy_plays_the_same_episodes_whatever_else_is_in_the_batch(greedy: 
     np.testing.assert_array_equal(together.outcomes[1], alone.outcomes[0])
 
 
+@pytest.mark.parametrize("env_id", [CUE, "CartPole-v1"])
 @pytest.mark.parametrize("greedy", [True, False])
-def test_batched_core_rollouts_match_the_gymnasium_view(greedy: bool) -> None:
-    policies = [_random_policy(s).state_dict() for s in range(2)]
-    template = _random_policy(0)
-    suite = get_suite(CUE)
-    starts = envs.GRID_ENVS[CUE].heldout_states(12, seed=1)
+def test_batched_core_rollouts_match_the_gymnasium_view(env_id: str, greedy: bool) -> None:
+    """Held-out episodes on the env's torch core and on its gymnasium environments are the same."""
+    obs_dim, n_actions = (OBS_DIM, 4) if env_id == CUE else (4, 2)
+    template = ActorCritic(obs_dim, n_actions, [16, 16])
+    policies = [ActorCritic(obs_dim, n_actions, [16, 16]).state_dict() for _ in range(2)]
+    suite = get_suite(env_id)
+    env = gym.make(env_id)
+    starts = suite.sample_states(env, np.random.default_rng(1), 12)
     seeds = list(range(12))
-    core = play(template, stack_state_dicts(policies), CUE, {}, seeds, starts, suite, greedy=greedy, action_seed=9)
+    core = play(template, stack_state_dicts(policies), env_id, {}, seeds, starts, suite, greedy=greedy, action_seed=9)
     stacked = StackedPolicy.from_params(template, stack_state_dicts(policies))
-    view = _play_gym(stacked, CUE, {}, seeds, list(starts), suite, greedy, action_seed=9)
+    view = _play_gym(stacked, env_id, {}, seeds, list(starts), suite, greedy, action_seed=9)
     np.testing.assert_array_equal(core.returns, view.returns)
     np.testing.assert_array_equal(core.outcomes, view.outcomes)
 

@@ -4,9 +4,9 @@
 path — to this module they are all just rows of stacked parameters) each play the same ``E``
 episodes, in lockstep:
 
-- on an env with a batched torch core (the gridworlds of :mod:`envs`; CartPole from its training
-  start distribution), ``P·E`` environments of the core step as tensors and the policies run as
-  one batched model (:class:`rlbasins.train.batched.StackedPolicy`);
+- on an env with a batched torch core (the gridworlds of :mod:`envs`, CartPole-v1), ``P·E``
+  environments of the core step as tensors and the policies run as one batched model
+  (:class:`rlbasins.train.batched.StackedPolicy`);
 - on any other gymnasium env, ``P·E`` gymnasium environments step in a Python loop, and the
   policies are still evaluated in one batched call per step.
 
@@ -96,7 +96,7 @@ def play(template: ActorCritic, params: dict[str, torch.Tensor], env_id: str, en
     for first in range(0, count, per_chunk):
         chunk = {name: value[first:first + per_chunk].to(device) for name, value in params.items()}
         policy = StackedPolicy.from_params(template, chunk)
-        core_class = _core_for(env_id, env_kwargs, held_out=starts is not None)
+        core_class = _core_for(env_id, env_kwargs)
         if core_class is not None:
             parts.append(_play_core(policy, core_class, env_kwargs, reset_seeds, starts, greedy, action_seed,
                                     torch.device(device)))
@@ -107,14 +107,14 @@ def play(template: ActorCritic, params: dict[str, torch.Tensor], env_id: str, en
     return EpisodeBatch(np.concatenate([p.returns for p in parts]), np.concatenate([p.outcomes for p in parts]))
 
 
-def _core_for(env_id: str, env_kwargs: dict[str, Any], held_out: bool) -> type | None:
+def _core_for(env_id: str, env_kwargs: dict[str, Any]) -> type | None:
     """The batched core that can play these episodes, or None (then gymnasium environments do).
 
-    Gridworld cores start from held-out states too; CartPole's core reproduces default CartPole-v1
-    only (no kwargs) and its episodes from the training start distribution."""
+    Every core starts from held-out states too (``reset_to``); CartPole's core reproduces default
+    CartPole-v1 only (no kwargs)."""
     if env_id in envs.GRID_ENVS:
         return envs.GRID_ENVS[env_id]
-    if env_id in envs.BATCHED_CORES and not env_kwargs and not held_out:
+    if env_id in envs.BATCHED_CORES and not env_kwargs:
         return envs.BATCHED_CORES[env_id]
     return None
 
@@ -128,7 +128,9 @@ def _play_core(policy: StackedPolicy, core_class: type, env_kwargs: dict[str, An
     if starts is None:
         obs = core.reset(seeds.repeat(count))
     else:
-        obs = core.reset_to(starts.to(device)[torch.arange(count * n_episodes, device=device) % n_episodes])
+        starts = starts.to(device) if isinstance(starts, GridState) else torch.as_tensor(np.asarray(starts),
+                                                                                          device=device)
+        obs = core.reset_to(starts[torch.arange(count * n_episodes, device=device) % n_episodes])
     done = torch.zeros(count * n_episodes, dtype=torch.bool, device=device)
     outcome = torch.full((count * n_episodes,), OUTCOME_ONGOING, dtype=torch.int64, device=device)
     returns = torch.zeros(count * n_episodes, device=device)
