@@ -24,6 +24,7 @@ import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -279,6 +280,33 @@ def _label_summary(outcomes: np.ndarray, labels: tuple[str, str]):
     return fractions, intervals, counts[labels[0]], counts[labels[1]]
 
 
+@dataclass
+class EvaluationSample:
+    """What every seed of a run is evaluated on, drawn from the config's master seed alone."""
+
+    states: Any                       # [n_states] held-out states for action distributions
+    starts: Any                       # [n_episodes] held-out start states
+    reset_seeds_heldout: list[int]    # [n_episodes]
+    reset_seeds_train: list[int]      # [train_episodes]
+    space: gym.spaces.Space           # the observation space
+    seed: int                         # the evaluation seed (also the action seed of sampled episodes)
+
+
+def evaluation_sample(cfg: ExperimentConfig) -> EvaluationSample:
+    """The held-out states and episodes of ``analyze_behavior`` (the report redraws the same ones)."""
+    suite = get_suite(cfg.env.id)
+    held = cfg.analysis.heldout
+    eval_seed = factor_seed(cfg.seed, "eval", 0)
+    rng = np.random.default_rng(eval_seed)
+    probe_env = gym.make(cfg.env.id, **cfg.env.kwargs)
+    states = suite.sample_states(probe_env, rng, held.n_states)
+    starts = suite.sample_states(probe_env, rng, held.n_episodes)
+    space = probe_env.observation_space
+    probe_env.close()
+    return EvaluationSample(states, starts, rng.integers(2**31, size=held.n_episodes).tolist(),
+                            rng.integers(2**31, size=cfg.analysis.train_episodes).tolist(), space, eval_seed)
+
+
 def analyze_behavior(run: RunDir, step: int | None = None, show_progress: bool = True,
                      settings: AnalysisConfig | None = None) -> BehaviorResult:
     """Evaluate every finished seed of ``run`` (at checkpoint ``step``, default each seed's last) with
@@ -293,15 +321,9 @@ def analyze_behavior(run: RunDir, step: int | None = None, show_progress: bool =
         raise RuntimeError(f"no finished seed in {run.root}; train it first (`rlbasins train`)")
     suite = get_suite(cfg.env.id)
     held = cfg.analysis.heldout
-    eval_seed = factor_seed(cfg.seed, "eval", 0)
-    rng = np.random.default_rng(eval_seed)
-    probe_env = gym.make(cfg.env.id, **cfg.env.kwargs)
-    states = suite.sample_states(probe_env, rng, held.n_states)
-    starts = suite.sample_states(probe_env, rng, held.n_episodes)
-    space = probe_env.observation_space
-    probe_env.close()
-    reset_seeds_heldout = rng.integers(2**31, size=held.n_episodes).tolist()
-    reset_seeds_train = rng.integers(2**31, size=cfg.analysis.train_episodes).tolist()
+    sample = evaluation_sample(cfg)
+    states, starts, space, eval_seed = sample.states, sample.starts, sample.space, sample.seed
+    reset_seeds_heldout, reset_seeds_train = sample.reset_seeds_heldout, sample.reset_seeds_train
     device = resolve_device(cfg.device)
 
     template, state_dicts, steps = load_policies(run, seeds, step, show_progress)

@@ -9,7 +9,8 @@ import gymnasium as gym
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from rlbasins.analysis.behavior import BehaviorResult, mean_to_others
+import envs
+from rlbasins.analysis.behavior import BehaviorResult, evaluation_sample, mean_to_others
 from rlbasins.analysis.pipeline import load_results
 from rlbasins.config import dump_config
 from rlbasins.logs import seed_curves
@@ -19,6 +20,7 @@ from rlbasins.store import RunDir, atomic_write_bytes
 METRIC_UNITS = {"loss": "nats", "train_return": "return", "heldout_decided": "share of episodes"}
 METRIC_NAMES = {"loss": "expert loss", "train_return": "training return", "heldout_decided": "held-out commitment"}
 VARIANTS = ("naive", "aligned", "aligned_repair")
+ACTION_NAMES = {4: ["up", "right", "down", "left"], 2: ["push left", "push right"]}
 VARIANT_NAMES = {"naive": "naive", "aligned": "aligned", "aligned_repair": "aligned + REPAIR"}
 
 
@@ -66,6 +68,8 @@ def write_report(run: RunDir) -> Path:
         for path in conn["paths"]:
             path["curves"] = {name: path["curves"][name] for name in VARIANTS if name in path["curves"]}
     off_diagonal = tv[~np.eye(len(seeds), dtype=bool)]
+    basin_names = [f"basin {b['index']}" + (f" ({b['label']})" if b["label"] else "")
+                   for b in found["behaviour"]["basins"]] if found else []
     html = _template().render(
         cfg=cfg, manifest=manifest, config_yaml=dump_config(cfg), rows=rows, behavior=behavior,
         not_finished=not_finished, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -78,9 +82,12 @@ def write_report(run: RunDir) -> Path:
             "training starts (greedy)": behavior.train_return,
             "held-out starts (greedy)": behavior.heldout_return_greedy,
             "held-out starts (sampled)": behavior.heldout_return_sampled}, threshold),
-        fig_tv=figures.seed_matrix(tv[np.ix_(order, order)], ordered, "Behavioural divergence on held-out states"
-                                   + (" (seeds by basin)" if found else ""),
-                                   "mean total variation between action distributions"),
+        fig_tv=figures.divergence_dendrogram(tv, seeds, found["behaviour"]["clustering"]["labels"] if found else None),
+        fig_embedding=figures.seed_embedding(tv, seeds, found["behaviour"]["clustering"]["labels"],
+                                             found["weights"]["clustering"]["labels"], basin_names)
+        if found and len(seeds) >= 2 else None,
+        fig_basin_states=_basin_states_figure(run, cfg, found, basin_names) if found else None,
+        fig_frames=_frames_figure(cfg),
         labels=labels,
         fig_strategies=figures.strategy_fractions(seeds, behavior.heldout_labels_greedy, labels) if labels else None,
         fig_agreement=figures.seed_matrix(agreement[np.ix_(order, order)], ordered,
@@ -95,6 +102,33 @@ def write_report(run: RunDir) -> Path:
     )
     atomic_write_bytes(run.report_path, html.encode())
     return run.report_path
+
+
+def _frames_figure(cfg) -> str | None:
+    """A training and a held-out start state of a gridworld, drawn (None for other envs)."""
+    if cfg.env.id not in envs.GRID_ENVS:
+        return None
+    core_class = envs.GRID_ENVS[cfg.env.id]
+    core = core_class(num_envs=1, **cfg.env.kwargs)
+    return figures.env_frames({"a training state": core.render(0, core_class.training_states(1, 0, core.size)),
+                               "a held-out state": core.render(0, core_class.heldout_states(1, 0, core.size))})
+
+
+def _basin_states_figure(run: RunDir, cfg, found: dict, names: list[str], count: int = 4) -> str | None:
+    """The held-out states where the behavioural basins' mean action distributions differ most (largest
+    total variation between any two basins), drawn, with each basin's distribution."""
+    labels = np.asarray(found["behaviour"]["clustering"]["labels"])
+    if labels.max() < 1 or cfg.env.id not in envs.GRID_ENVS:
+        return None
+    probs = np.load(run.analysis_dir / "heldout_probs.npy", allow_pickle=False)            # [S, N, A]
+    basin_probs = np.stack([probs[labels == b].mean(0) for b in range(labels.max() + 1)], axis=1)  # [N, B, A]
+    gaps = 0.5 * np.abs(basin_probs[:, :, None] - basin_probs[:, None]).sum(-1).max(axis=(1, 2))   # [N]
+    top = np.argsort(-gaps, kind="stable")[:count]
+    states = evaluation_sample(cfg).states
+    core = envs.GRID_ENVS[cfg.env.id](num_envs=len(states), **cfg.env.kwargs)
+    n_actions = probs.shape[-1]
+    return figures.basin_disagreement([core.render(int(i), states) for i in top], basin_probs[top], names,
+                                      ACTION_NAMES.get(n_actions, [str(a) for a in range(n_actions)]))
 
 
 def _template():

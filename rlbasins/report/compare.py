@@ -29,11 +29,10 @@ from rlbasins.analysis.behavior import heldout_observations, load_policy
 from rlbasins.analysis.rollouts import action_probs, play, stack_state_dicts
 from rlbasins.config import ConfigError, ConfigIssue, ExperimentConfig
 from rlbasins.policy import ActorCritic
-from rlbasins.report import METRIC_UNITS, figures
+from rlbasins.report import ACTION_NAMES, METRIC_UNITS, figures
 from rlbasins.seeding import factor_seed
 from rlbasins.store import RunDir, atomic_write_bytes
 
-ACTION_NAMES = {4: ["up", "right", "down", "left"], 2: ["push left", "push right"]}
 REF_PATTERN = re.compile(r"^(?P<run>.+?):(?P<seed>\d+)(?:@(?P<step>\d+))?$")
 
 

@@ -160,3 +160,95 @@ def interpolation_paths(paths: list[dict], metric: str, unit: str, labels: list[
             bottom.legend(fontsize=7)
     fig.tight_layout()
     return to_data_uri(fig)
+
+
+def divergence_dendrogram(matrix: np.ndarray, seeds: list[int], basins: list[int] | None) -> str:
+    """Average-linkage dendrogram of a [S, S] divergence matrix above the matrix in leaf order, with a
+    strip that colours each seed by its basin."""
+    from scipy.cluster.hierarchy import dendrogram, linkage
+    from scipy.spatial.distance import squareform
+
+    size = min(4 + 0.18 * len(seeds), 11)
+    fig = plt.figure(figsize=(size + 1.5, size + 1.8))
+    grid = fig.add_gridspec(3, 2, height_ratios=[1.4, 0.25, size], width_ratios=[size, 0.3], hspace=0.02, wspace=0.05)
+    tree_ax, strip_ax, heat_ax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[2, 0])
+    leaves = list(range(len(seeds)))
+    if len(seeds) > 1:
+        tree = dendrogram(linkage(squareform(matrix, checks=False), method="average"), ax=tree_ax,
+                          color_threshold=0, above_threshold_color="#555555", no_labels=True)
+        leaves = tree["leaves"]
+    tree_ax.set_axis_off()
+    tree_ax.set_title("Behavioural divergence on held-out states, seeds in dendrogram order")
+    colours = [OKABE_ITO[(basins[i] if basins else 0) % len(OKABE_ITO)] for i in leaves]
+    strip_ax.imshow([[matplotlib.colors.to_rgb(c) for c in colours]], aspect="auto")
+    strip_ax.set_axis_off()
+    image = heat_ax.imshow(matrix[np.ix_(leaves, leaves)], cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ticks = range(len(leaves)) if len(leaves) <= 40 else range(0, len(leaves), max(1, len(leaves) // 20))
+    heat_ax.set_xticks(list(ticks), [str(seeds[leaves[i]]) for i in ticks], fontsize=7, rotation=90)
+    heat_ax.set_yticks(list(ticks), [str(seeds[leaves[i]]) for i in ticks], fontsize=7)
+    heat_ax.set(xlabel="seed", ylabel="seed")
+    fig.colorbar(image, cax=fig.add_subplot(grid[2, 1]), label="mean total variation (0 same … 1 disjoint)")
+    return to_data_uri(fig)
+
+
+def seed_embedding(matrix: np.ndarray, seeds: list[int], behaviour: list[int], weights: list[int] | None,
+                   names: list[str]) -> str:
+    """Seeds placed in 2-D by metric MDS of a [S, S] divergence matrix; colour = behavioural basin,
+    marker = weight-space basin."""
+    from sklearn.manifold import MDS
+
+    if len(seeds) >= 3:
+        points = MDS(n_components=2, metric="precomputed", init="classical_mds", random_state=0,
+                     normalized_stress="auto").fit_transform(matrix)
+    else:
+        points = np.column_stack([np.arange(len(seeds), dtype=float), np.zeros(len(seeds))])
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
+    fig, ax = plt.subplots(figsize=(6.4, 5))
+    for b in sorted(set(behaviour)):
+        for w in sorted(set(weights or [0])):
+            pick = [i for i in range(len(seeds)) if behaviour[i] == b and (weights or [0] * len(seeds))[i] == w]
+            if pick:
+                ax.scatter(points[pick, 0], points[pick, 1], s=50, color=OKABE_ITO[b % len(OKABE_ITO)],
+                           marker=markers[w % len(markers)], edgecolor="black", linewidth=0.5,
+                           label=f"{names[b]}" + (f" · weight basin {w}" if weights else ""))
+    if len(seeds) <= 32:
+        for i, k in enumerate(seeds):
+            ax.annotate(str(k), points[i], fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set(title="Seeds by held-out behaviour (MDS of total variation)", xlabel="MDS 1", ylabel="MDS 2")
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3)
+    return to_data_uri(fig)
+
+
+def basin_disagreement(images: list[np.ndarray], basin_probs: np.ndarray, names: list[str],
+                       actions: list[str]) -> str:
+    """Held-out states (drawn) where basins act most differently, each with every basin's mean action
+    distribution: basin_probs [states, basins, actions]."""
+    fig, axes = plt.subplots(len(images), 2, figsize=(7.5, 2.4 * len(images)), squeeze=False)
+    x = np.arange(len(actions))
+    width = 0.8 / len(names)
+    for row, image in enumerate(images):
+        axes[row, 0].imshow(image)
+        axes[row, 0].set_axis_off()
+        bars = axes[row, 1]
+        for b, name in enumerate(names):
+            bars.bar(x + (b - (len(names) - 1) / 2) * width, basin_probs[row, b], width, label=name,
+                     color=OKABE_ITO[b % len(OKABE_ITO)])
+        bars.set_xticks(x, actions, fontsize=8)
+        bars.set(ylim=(0, 1), ylabel="mean action probability")
+        if row == 0:
+            bars.legend(fontsize=7)
+    fig.suptitle("Held-out states where the basins disagree most", fontsize=11)
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
+def env_frames(frames: dict[str, np.ndarray]) -> str:
+    """Rendered example states side by side, titled by their kind."""
+    fig, axes = plt.subplots(1, len(frames), figsize=(2.6 * len(frames), 2.9), squeeze=False)
+    for ax, (title, frame) in zip(axes[0], frames.items(), strict=True):
+        ax.imshow(frame)
+        ax.set_axis_off()
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return to_data_uri(fig)
