@@ -179,7 +179,11 @@ class GridCore:
     def optimal_actions(self, state: GridState) -> torch.Tensor:
         """Actions [B, n_actions] (bool) that bring the agent closer to its training target (strategy A's
         target; in the training distribution both strategies agree) — the expert for supervised losses."""
-        target = self.strategy_target(state, 0)
+        return self.strategy_actions(state, 0)
+
+    def strategy_actions(self, state: GridState, strategy: int) -> torch.Tensor:
+        """Actions [B, n_actions] (bool) that bring the agent closer to strategy ``strategy``'s target."""
+        target = self.strategy_target(state, strategy)
         moved = (state.agent[:, None] + self.ACTION_DELTAS.to(state.agent.device)).clamp(0, self.size - 1)
         before = (target - state.agent).abs().sum(-1, keepdim=True)                # [B, 1]
         return (target[:, None] - moved).abs().sum(-1) < before                      # [B, A]

@@ -1,6 +1,22 @@
-"""Frozen learned reward models (Bradley–Terry on synthetic preferences).
+"""Frozen learned reward models: preferences → Bradley–Terry reward net → hash-checked artifact.
 
-Not implemented yet: the reward-models issue adds reward nets, preference data, training,
-the zoo of shipped models and their hash-checked loading. Until then experiments train on the
-environment's own reward and ``reward_model`` must be null in a config.
+The setting of RL from human feedback: a reward model is fit on the training distribution only
+(synthetic preferences between trajectory segments, labelled from the true return), frozen, and
+every PPO seed of a study trains on its reward (``reward_model:`` in an experiment config).
+
+- :mod:`reward_models.config` — the recipe (:class:`RewardModelConfig`), one YAML per model;
+- :mod:`reward_models.data` — segments from a policy mix, the Bradley–Terry labeller, the dataset;
+- :mod:`reward_models.nets` — MLP / small-CNN reward nets over (obs, action, next obs), per-env views;
+- :mod:`reward_models.training` — Bradley–Terry cross-entropy, ensembles, early stopping, normalisation;
+- :mod:`reward_models.evaluation` — preference accuracy, correlations, held-out cue preference;
+- :mod:`reward_models.artifact` — safetensors weights + JSON card, loading refuses a sha256 mismatch;
+- :mod:`reward_models.zoo` — the shipped models and ``python -m reward_models.zoo.build``.
 """
+
+from reward_models.artifact import LoadedRewardModel, load_reward_model, read_card, save_reward_model
+from reward_models.build import build_reward_model
+from reward_models.config import RewardModelConfig, load_rm_config
+from reward_models.nets import RewardModel
+
+__all__ = ["LoadedRewardModel", "RewardModel", "RewardModelConfig", "build_reward_model", "load_reward_model",
+           "load_rm_config", "read_card", "save_reward_model"]

@@ -33,6 +33,9 @@ RunsDirOpt = Annotated[Path, typer.Option("--runs-dir", help="Where run director
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an unfinished run from its last checkpoints.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Delete an existing run of this name first.")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+ScreenshotsOpt = Annotated[Path | None, typer.Option(
+    "--screenshots", help="Also load the page in headless Chromium and save PNGs of it and of each section here "
+                          "(needs `apt-get install chromium chromium-driver` and selenium).", show_default=False)]
 
 
 def _handles_errors(command: Callable) -> Callable:
@@ -93,6 +96,25 @@ def _report(run: RunDir) -> Path:
     return path
 
 
+def _screenshots(page: Path, folder: Path) -> None:
+    """Load ``page`` in headless Chromium, save its screenshots in ``folder``, say what the browser saw."""
+    from rlbasins.report.browser import BrowserUnavailable, open_in_browser
+
+    try:
+        check = open_in_browser(page, folder)
+    except BrowserUnavailable as exc:
+        err.print(f"[bold red]error:[/] cannot take screenshots: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    for shot in check.screenshots:
+        out.print(f"screenshot → {shot}", highlight=False)
+    out.print(f"loaded in {check.load_ms:.0f} ms in headless Chromium ({check.size_bytes / 2**20:.1f} MB, "
+              f"{check.images} images)", highlight=False)
+    for message in check.console_errors:
+        err.print(f"[yellow]console error:[/] {message}", highlight=False)
+    for name in check.broken_images:
+        err.print(f"[yellow]image did not load:[/] {name}", highlight=False)
+
+
 @app.command()
 @_handles_errors
 def run(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), resume: ResumeOpt = False,
@@ -129,9 +151,11 @@ def analyze(run_dir: RunDirArg, progress: ProgressOpt = True,
 
 @app.command()
 @_handles_errors
-def report(run_dir: RunDirArg) -> None:
+def report(run_dir: RunDirArg, screenshots: ScreenshotsOpt = None) -> None:
     """Write RUN_DIR/report.html from the run's logs and analysis."""
-    _report(RunDir(run_dir))
+    path = _report(RunDir(run_dir))
+    if screenshots is not None:
+        _screenshots(path, screenshots)
 
 
 @app.command()
@@ -141,6 +165,7 @@ def compare(
     b: Annotated[str, typer.Argument(help="RUN_DIR:SEED[@STEP] (same env and architecture)", show_default=False)],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file (default: compare_A_vs_B.html "
                                                 "in A's run directory).")] = None,
+    screenshots: ScreenshotsOpt = None,
 ) -> None:
     """Behavioural diff of two policies: agreement on held-out states, where they differ, barriers."""
     from rlbasins.report.compare import PolicyRef
@@ -159,6 +184,8 @@ def compare(
     for variant, barriers in result["barriers"].items():
         out.print(f"  {variant} barrier: " + ", ".join(f"{m} {v:.3g}" for m, v in barriers.items()), highlight=False)
     out.print(f"diff → [bold]{path}[/]", highlight=False)
+    if screenshots is not None:
+        _screenshots(path, screenshots)
 
 
 @app.command()
@@ -278,6 +305,91 @@ def bench_analysis(
     out.print(f"{result['total_seconds']:.0f} s = {result['fraction_of_target']:.0%} of the "
               f"{result['target_seconds']:.0f} s target for 64 seeds on 2 CPU cores", highlight=False)
     write_json(result, output)
+
+
+rm_app = typer.Typer(help="Frozen learned reward models: build, inspect, and check PPO trained on them.",
+                     no_args_is_help=True)
+app.add_typer(rm_app, name="rm")
+DataDirOpt = Annotated[Path, typer.Option("--data-dir", help="Where the preference datasets are written.")]
+
+
+def _print_card(card: dict, where: Path) -> None:
+    m = card["metrics"]
+    cue = m["cue_preference"]
+
+    def number(value: float | None) -> str:
+        return "–" if value is None else f"{value:.3f}"
+
+    out.print(f"[bold]{where}[/]: {card['env_id']} ({card['view']} view, {card['architecture']['arch']} over "
+              f"{', '.join(card['inputs'])}, {card['architecture']['parameters']:,} parameters), weights sha256 "
+              f"{card['weights_sha256'][:12]}…, data sha256 {card['data']['sha256'][:12]}…\n"
+              f"  preference accuracy {m['preference_accuracy']:.1%} on {m['test_pairs_decided']} held-out pairs; "
+              f"correlation with the true reward {number(m['correlation_train'])} (training states), "
+              f"{number(m['correlation_heldout'])} (held-out)\n"
+              f"  held-out cue preference: [bold]{cue['prefers']}[/] (share of states "
+              + ", ".join(f"{k} {v:.0%}" for k, v in cue["share_of_states"].items()) + ")", highlight=False)
+    if "ppo" in card:
+        ppo = card["ppo"]
+        out.print(f"  PPO on it ({ppo['seeds']} seeds, {ppo['engine']}, {ppo['total_timesteps']:,} steps): true return "
+                  f"{ppo['fraction_of_optimum_mean']:.1%} of the optimum on average, "
+                  f"{ppo['fraction_of_optimum_min']:.1%} for the worst seed", highlight=False)
+
+
+@rm_app.command("train")
+@_handles_errors
+def rm_train(recipe: Annotated[Path, typer.Argument(help="Reward-model recipe YAML (see reward_models/zoo/*.yaml).",
+                                                    show_default=False)],
+             output: Annotated[Path, typer.Option("--out", "-o", help="The card to write (weights beside it).")],
+             data_dir: DataDirOpt = Path("runs/rm")) -> None:
+    """Collect preferences, train, evaluate and freeze one reward model."""
+    from reward_models.build import build_reward_model
+    from reward_models.config import load_rm_config
+
+    _print_card(build_reward_model(load_rm_config(recipe), output, data_dir), output)
+
+
+@rm_app.command("build")
+@_handles_errors
+def rm_build(names: Annotated[list[str] | None, typer.Argument(help="Zoo models (default: all).")] = None,
+             data_dir: DataDirOpt = Path("runs/rm")) -> None:
+    """Rebuild the shipped reward models in reward_models/zoo/ from their recipes (deterministic on CPU)."""
+    from reward_models.zoo.build import ZOO_DIR, build_zoo
+
+    for name, card in build_zoo(names, data_dir).items():
+        _print_card(card, ZOO_DIR / f"{name}.json")
+
+
+@rm_app.command("show")
+@_handles_errors
+def rm_show(path: Annotated[Path, typer.Argument(help="A reward model's card (.json) or weights.",
+                                                 show_default=False)]) -> None:
+    """Check a reward model's sha256 and print its card's metrics."""
+    from reward_models.artifact import card_path, load_reward_model
+
+    _print_card(load_reward_model(path).card, card_path(path))
+
+
+@rm_app.command("ppo")
+@_handles_errors
+def rm_ppo(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), progress: ProgressOpt = True,
+           states: Annotated[int, typer.Option(help="Training start states per seed.")] = 1000) -> None:
+    """Train CONFIG (a config with reward_model; a finished run is reused) and write the greedy true return
+    of its seeds on training states, against the optimum, onto the reward model's card."""
+    from reward_models.artifact import card_path
+    from reward_models.ppo_check import true_return_of_run
+    from rlbasins.store import atomic_write_json, read_json
+
+    cfg = load_config(config)
+    if cfg.reward_model is None:
+        raise ConfigError(str(config), [ConfigIssue(path="reward_model", value=None,
+                                                    expected="the path of the reward model to check")])
+    run_dir = _train(cfg, runs_dir, resume=True, overwrite=False, progress=progress)
+    result = true_return_of_run(run_dir, n_states=states)
+    card_file = card_path(cfg.reward_model)
+    card = read_json(card_file)
+    card["ppo"] = {**result, "config": str(config), "run": run_dir.root.name}
+    atomic_write_json(card_file, card)
+    _print_card(card, card_file)
 
 
 @app.command("render-env")

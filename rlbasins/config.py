@@ -165,7 +165,9 @@ class ExperimentConfig(_Strict):
     seed: int = Field(0, ge=0, description="Master seed; every per-run seed derives from it.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     env: EnvConfig
-    reward_model: str | None = Field(None, description="Path of a frozen reward model, or null.")
+    reward_model: str | None = Field(
+        None, description="A frozen reward model (its card .json or weights .safetensors; relative to the config "
+        "file) whose reward every seed trains on instead of the env's; null: the env's reward.")
     policy: PolicyConfig = PolicyConfig()
     ppo: PPOConfig = PPOConfig()
     seeds: SeedsConfig = SeedsConfig()
@@ -202,9 +204,24 @@ class ExperimentConfig(_Strict):
         wanted = {0, end, *range(0, end, self.checkpoints.every), *self.checkpoints.also_at}
         return sorted({min(-(-step // size) * size, end) for step in wanted})
 
+    def reward_model_sha256(self) -> str | None:
+        """sha256 of the reward model's weights file (None without one); reads the file."""
+        if self.reward_model is None:
+            return None
+        from reward_models.artifact import read_card
+        from rlbasins.store import sha256_file
+
+        return sha256_file(read_card(self.reward_model)[1])
+
     def hash(self) -> str:
-        """sha256 of everything that determines results (``executor`` only decides where they run)."""
+        """sha256 of everything that determines results (``executor`` only decides where they run).
+
+        A reward model counts by the sha256 of its weights, not its path: moving it keeps the hash,
+        retraining it changes the hash.
+        """
         science = self.model_dump(mode="json", exclude={"executor"})
+        if self.reward_model is not None:
+            science["reward_model"] = {"sha256": self.reward_model_sha256()}
         return hashlib.sha256(json.dumps(science, sort_keys=True).encode()).hexdigest()
 
 
@@ -304,15 +321,38 @@ def _semantic_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]
     if cfg.env.planted is not None:
         issues.extend(_planted_issues(cfg))
     if cfg.reward_model is not None:
-        path = (base_dir / cfg.reward_model)
-        if not path.is_file():
-            issues.append(ConfigIssue(path="reward_model", value=cfg.reward_model,
-                                      expected=f"an existing reward-model file (looked for {path})"))
-        else:
-            issues.append(ConfigIssue(path="reward_model", value=cfg.reward_model,
-                                      expected="null: training on learned reward models is not "
-                                      "implemented yet (reward_models issue)"))
+        issues.extend(_reward_model_issues(cfg, base_dir / cfg.reward_model))
     return issues
+
+
+def _reward_model_issues(cfg: ExperimentConfig, path: Path) -> list[ConfigIssue]:
+    """The reward model exists, its card and weights are intact (sha256), and it fits ``env``."""
+    import gymnasium as gym
+
+    from reward_models.artifact import card_path, load_reward_model
+    from rlbasins.store import CorruptFileError
+
+    def issue(expected: str) -> list[ConfigIssue]:
+        return [ConfigIssue(path="reward_model", value=cfg.reward_model, expected=expected)]
+
+    if not path.is_file() or not card_path(path).is_file():
+        return issue(f"an existing reward-model file (looked for {path} and its card {card_path(path).name})")
+    try:
+        card = load_reward_model(path).card
+    except (CorruptFileError, FileNotFoundError) as exc:
+        return issue(f"an intact reward model ({exc}); rebuild it with `rlbasins rm build` or `rlbasins rm train`")
+    if card["env_id"] != cfg.env.id:
+        return issue(f"a reward model of env.id {cfg.env.id} (this one was trained on {card['env_id']})")
+    try:
+        env = gym.make(cfg.env.id, **cfg.env.kwargs)
+    except Exception:  # an unknown id or bad kwargs: reported on env.* already
+        return []
+    shape = list(env.observation_space.shape)
+    env.close()
+    if shape != card["architecture"]["obs_shape"]:
+        return issue(f"a reward model for observations of shape {shape} (env.kwargs give that; the model "
+                     f"takes {card['architecture']['obs_shape']})")
+    return []
 
 
 def _env_issues(env_id: str, kwargs: dict[str, Any], path: str,
@@ -366,9 +406,12 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = No
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, _issues_from_pydantic(exc)) from None
-    issues = _semantic_issues(cfg, base_dir or Path.cwd())
+    base_dir = base_dir or Path.cwd()
+    issues = _semantic_issues(cfg, base_dir)
     if issues:
         raise ConfigError(source, issues)
+    if cfg.reward_model is not None:  # absolute, so that the run's stored config and workers find it too
+        cfg = cfg.model_copy(update={"reward_model": str((base_dir / cfg.reward_model).resolve())})
     return cfg
 
 

@@ -67,7 +67,7 @@ def _new_manifest(cfg: ExperimentConfig) -> dict[str, Any]:
     seeds = experiment_seeds(cfg.seed, cfg.seeds.count, cfg.seeds.vary)
     return {
         "experiment": cfg.name, "status": "running", "created": _now(), "updated": _now(),
-        "config_hash": cfg.hash(), "reward_model_sha256": None, "engine": cfg.engine,
+        "config_hash": cfg.hash(), "reward_model_sha256": cfg.reward_model_sha256(), "engine": cfg.engine,
         "device": str(resolve_device(cfg.device)), "versions": _versions(), "git_commit": _git_commit(),
         "seeds": {str(k): {"status": "pending", "last_step": 0, "error": None, "factor_seeds": s.as_dict(),
                            "planted": cfg.planted_label(k)}

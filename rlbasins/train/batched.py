@@ -40,6 +40,7 @@ from rlbasins.devices import resolve_device
 from rlbasins.policy import ActorCritic
 from rlbasins.store import RunDir
 from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata
+from rlbasins.train.learned_reward import learned_reward
 from rlbasins.train.resume import decode, encode, restore_env, snapshot_env
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-5  # SB3's PPO optimizer (torch Adam with eps 1e-5)
@@ -81,19 +82,20 @@ class BatchedEnv:
             obs, _ = self.vector.reset(seed=seeds.tolist())
             self.first_obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
 
-    def step(self, actions: torch.Tensor):
+    def step(self, actions: torch.Tensor, with_final: bool = False):
         """actions [S·E] → (obs, reward, terminated, truncated, final_obs or None) with autoreset.
 
-        ``final_obs`` is the last observation of the ended episodes, needed only to bootstrap
-        truncated ones; it is ``None`` when no episode was truncated.
+        ``final_obs`` [S·E, ...] is every env's observation before any autoreset (the last one of
+        each ended episode), needed to bootstrap truncated episodes and by a learned reward; it is
+        ``None`` when no episode was truncated, unless ``with_final``.
         """
         if self.core is not None:
             step = self.core.step(actions, autoreset=True)
-            final = step.final_obs if bool(step.truncated.any()) else None
+            final = step.final_obs if with_final or bool(step.truncated.any()) else None
             return step.obs, step.reward, step.terminated, step.truncated, final
         obs, reward, terminated, truncated, infos = self.vector.step(actions.cpu().numpy())
         final = None
-        if truncated.any():
+        if with_final or truncated.any():
             final = obs.copy()
             for i in np.flatnonzero(infos.get("_final_obs", np.zeros(len(obs), bool))):
                 final[i] = infos["final_obs"][i]
@@ -336,7 +338,10 @@ class BatchedTrainer:
         self.errors: dict[int, str] = {}
         self.slots = len(slots)
         self.num_timesteps = 0
-        self.episode_return = torch.zeros(len(self.starts), device=self.device)
+        # with a reward model PPO trains on its reward; the env's own return is tracked beside it
+        self.learned = learned_reward(cfg.reward_model, self.device) if cfg.reward_model else None
+        self.episode_return = torch.zeros(len(self.starts), device=self.device)       # the reward trained on
+        self.true_episode_return = torch.zeros(len(self.starts), device=self.device)  # the env's (with a model)
         self.episode_length = torch.zeros(len(self.starts), device=self.device)
         self._resume()
 
@@ -357,6 +362,8 @@ class BatchedTrainer:
             tensors = {**self.adam.seed_state(s), **env_tensors, "obs": self.obs[rows].cpu(),
                        "starts": self.starts[rows].cpu(), "episode_return": self.episode_return[rows].cpu(),
                        "episode_length": self.episode_length[rows].cpu()}
+            if self.learned is not None:
+                tensors["true_episode_return"] = self.true_episode_return[rows].cpu()
             meta = {"num_timesteps": self.num_timesteps, "envs": encode(env_meta)}
             store.save(self.num_timesteps, self.policy.seed_weights(s),
                        policy_metadata(self.cfg, task, self.num_timesteps), tensors, meta)
@@ -382,6 +389,8 @@ class BatchedTrainer:
                 self.starts[rows] = tensors["starts"].to(self.device)
                 self.episode_return[rows] = tensors["episode_return"].to(self.device)
                 self.episode_length[rows] = tensors["episode_length"].to(self.device)
+                if self.learned is not None:
+                    self.true_episode_return[rows] = tensors["true_episode_return"].to(self.device)
         self.num_timesteps = step
 
     # ---- the loop
@@ -430,35 +439,40 @@ class BatchedTrainer:
         obs_buf = torch.zeros(S, T, E, *self.obs.shape[1:], device=self.device)
         actions = torch.zeros(S, T, E, dtype=torch.int64, device=self.device)
         log_probs, values, rewards, starts = (torch.zeros(S, T, E, device=self.device) for _ in range(4))
-        finished_return = torch.zeros(S, device=self.device)
-        finished_length = torch.zeros(S, device=self.device)
-        finished = torch.zeros(S, device=self.device)
+        finished_return, finished_true_return, finished_length, finished = (torch.zeros(S, device=self.device)
+                                                                            for _ in range(4))
         for t in range(T):
             obs = self.obs.view(S, E, *self.obs.shape[1:])
             logits, value = self.policy(obs)                                           # [S, E, A], [S, E]
             probs = torch.softmax(logits, -1)
             u = uniform(self.action_seeds, self.num_timesteps // E + t, E).to(probs.dtype)
             action = (probs.cumsum(-1) < u[..., None]).sum(-1).clamp_(max=probs.shape[-1] - 1)
-            next_obs, env_reward, terminated, truncated, final_obs = self.env.step(action.reshape(-1))
-            reward = env_reward.view(S, E)
-            if final_obs is not None:  # bootstrap truncated episodes from V(final obs), as SB3 does
+            next_obs, env_reward, terminated, truncated, final_obs = self.env.step(
+                action.reshape(-1), with_final=self.learned is not None)
+            train_reward = env_reward if self.learned is None else self.learned(self.obs, action.reshape(-1),
+                                                                                final_obs)
+            reward = train_reward.view(S, E)
+            if final_obs is not None and bool(truncated.any()):  # bootstrap truncations from V(final obs), as SB3
                 _, final_value = self.policy(final_obs.view(S, E, *final_obs.shape[1:]))
                 reward = reward + cfg.ppo.gamma * final_value * truncated.view(S, E)
             obs_buf[:, t], actions[:, t] = obs, action
             log_probs[:, t] = torch.log_softmax(logits, -1).gather(-1, action[..., None]).squeeze(-1)
             values[:, t], rewards[:, t], starts[:, t] = value, reward, self.starts.view(S, E)
             done = (terminated | truncated).float()
-            self.episode_return += env_reward  # episode statistics count the env's own reward
+            self.episode_return += train_reward
+            self.true_episode_return += env_reward
             self.episode_length += 1
             finished_return += (self.episode_return * done).view(S, E).sum(1)
+            finished_true_return += (self.true_episode_return * done).view(S, E).sum(1)
             finished_length += (self.episode_length * done).view(S, E).sum(1)
             finished += done.view(S, E).sum(1)
             self.episode_return *= 1 - done
+            self.true_episode_return *= 1 - done
             self.episode_length *= 1 - done
             self.obs, self.starts = next_obs, done
         _, last_values = self.policy(self.obs.view(S, E, *self.obs.shape[1:]))
         rollout = Rollout(obs_buf, actions, log_probs, values, rewards, starts)
-        episodes = (finished_return, finished_length, finished)
+        episodes = (finished_return, finished_true_return, finished_length, finished)
         return rollout, (last_values, self.starts.view(S, E)), episodes
 
     def _update(self, rollout: Rollout, last: tuple[torch.Tensor, torch.Tensor], progress_remaining: float):
@@ -530,11 +544,14 @@ class BatchedTrainer:
         self.failed |= ~finite
 
     def _log(self, writers, episodes, stats) -> None:
-        finished_return, finished_length, finished = (x.cpu() for x in episodes)
+        finished_return, finished_true_return, finished_length, finished = (x.cpu() for x in episodes)
         stats = {k: v.cpu() for k, v in stats.items()}
         for s, writer in enumerate(writers):
             if finished[s] > 0:
                 writer.add_scalar("rollout/ep_rew_mean", float(finished_return[s] / finished[s]), self.num_timesteps)
+                if self.learned is not None:  # ep_rew_mean is then the learned return
+                    writer.add_scalar("rollout/true_ep_rew_mean", float(finished_true_return[s] / finished[s]),
+                                      self.num_timesteps)
                 writer.add_scalar("rollout/ep_len_mean", float(finished_length[s] / finished[s]), self.num_timesteps)
             for name, values in stats.items():
                 value = float(values[s])

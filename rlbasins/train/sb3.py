@@ -10,7 +10,10 @@ randomness from:
 - ``env``: the vector env's reset seeds (``seed + i`` for sub-env ``i``).
 
 Checkpoints are taken between PPO iterations; a resumed seed restores weights, Adam state,
-RNGs and every sub-env's state, and continues bit-identically.
+RNGs and every sub-env's state, and continues bit-identically. With ``reward_model`` the vector
+env is wrapped in :class:`~rlbasins.train.learned_reward.LearnedRewardVecEnv`: PPO trains on the
+model's reward, ``rollout/ep_rew_mean`` is the learned return and ``rollout/true_ep_rew_mean``
+the env's.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from rlbasins.devices import resolve_device
 from rlbasins.policy import ACTIVATIONS, sb3_to_exchange
 from rlbasins.store import RunDir, SeedStore
 from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata
+from rlbasins.train.learned_reward import LearnedRewardVecEnv, learned_reward
 from rlbasins.train.resume import (
     decode,
     encode,
@@ -62,6 +66,8 @@ def build_model(cfg: ExperimentConfig, task: SeedTask) -> PPO:
     env_kwargs = cfg.env_kwargs_for(task.index)  # its planted variant, if any
     venv = DummyVecEnv([lambda: Monitor(gym.make(cfg.env.id, **env_kwargs)) for _ in range(cfg.env.num_envs)])
     venv.seed(seeds.env)
+    if cfg.reward_model is not None:
+        venv = LearnedRewardVecEnv(venv, learned_reward(cfg.reward_model))
     ppo = cfg.ppo
     torch.manual_seed(seeds.init)
     model = PPO(
@@ -91,8 +97,11 @@ def _training_state(model: PPO) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         "episode_num": model._episode_num,
         "last_obs": encode(model._last_obs), "last_episode_starts": encode(model._last_episode_starts),
         # wall-clock "t" is dropped so that checkpoints of identical runs are identical bytes
-        "ep_info_buffer": [{"r": float(e["r"]), "l": int(e["l"])} for e in (model.ep_info_buffer or [])],
+        "ep_info_buffer": [{"l": int(e["l"]), **{k: float(e[k]) for k in ("r", "true_r") if k in e}}
+                           for e in (model.ep_info_buffer or [])],
     }
+    if isinstance(model.env, LearnedRewardVecEnv):
+        meta["learned_running"] = encode(model.env.running)
     return {**tensors, **optim_tensors, **rng_tensors}, meta
 
 
@@ -108,6 +117,8 @@ def _restore_training_state(model: PPO, tensors: dict[str, torch.Tensor], meta: 
     model.ep_info_buffer = deque(meta["ep_info_buffer"], maxlen=model._stats_window_size)
     model.ep_success_buffer = deque(maxlen=model._stats_window_size)
     restore_rngs(tensors, meta["rng"])
+    if isinstance(model.env, LearnedRewardVecEnv):
+        model.env.running, model.env.last_obs = decode(meta["learned_running"]), model._last_obs.copy()
 
 
 class _Checkpointer(BaseCallback):
@@ -137,6 +148,11 @@ class _Checkpointer(BaseCallback):
         self.maybe_save()
         if self.queue is not None:
             self.queue.put((self.task.index, self.model.num_timesteps))
+
+    def _on_rollout_end(self) -> None:
+        true_returns = [e["true_r"] for e in self.model.ep_info_buffer if "true_r" in e]
+        if true_returns:  # training on a reward model: SB3's ep_rew_mean is the learned return
+            self.logger.record("rollout/true_ep_rew_mean", float(np.mean(true_returns)))
 
     def _on_step(self) -> bool:
         return True
