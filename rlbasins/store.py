@@ -51,6 +51,10 @@ class CorruptFileError(StoreError):
 # --------------------------------------------------------------------------- atomic files
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: the only portable way to learn the process umask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and rename (readers never see half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,6 +64,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any written file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

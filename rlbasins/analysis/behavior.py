@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +258,10 @@ class BehaviorResult:
     @classmethod
     def load(cls, path: Path) -> BehaviorResult:
         data = json.loads(path.read_text())
+        missing = {f.name for f in fields(cls) if f.default is MISSING} - set(data)
+        if missing:
+            raise FileNotFoundError(f"{path} was written by an older rlbasins (no {', '.join(sorted(missing))}); "
+                                    f"run `rlbasins analyze {path.parent.parent}` again")
         for key in ("preference_greedy", "preference_sampled"):
             if data.get(key) is not None:
                 data[key] = PreferenceTest(**data[key])
