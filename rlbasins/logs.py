@@ -15,6 +15,7 @@ from scipy.stats import trim_mean
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 RETURN_TAG = "rollout/ep_rew_mean"
+TRUE_RETURN_TAG = "rollout/true_ep_rew_mean"  # logged beside it when PPO trains on a reward model
 
 
 def read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:

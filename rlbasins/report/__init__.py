@@ -13,7 +13,7 @@ import envs
 from rlbasins.analysis.behavior import BehaviorResult, evaluation_sample, mean_to_others
 from rlbasins.analysis.pipeline import load_results
 from rlbasins.config import dump_config
-from rlbasins.logs import seed_curves
+from rlbasins.logs import TRUE_RETURN_TAG, seed_curves
 from rlbasins.report import figures
 from rlbasins.store import RunDir, atomic_write_bytes
 
@@ -77,7 +77,11 @@ def write_report(run: RunDir) -> Path:
                      solved=sum(r >= threshold for r in behavior.train_return) if threshold else None,
                      threshold=threshold, tv_mean=float(off_diagonal.mean()) if off_diagonal.size else 0.0,
                      tv_max=float(off_diagonal.max()) if off_diagonal.size else 0.0),
-        fig_curves=figures.learning_curves(steps, returns, seeds),
+        fig_curves=figures.learning_curves(steps, returns, seeds, title="Training return per seed" + (
+            " (the learned reward PPO trains on)" if cfg.reward_model else "")),
+        fig_true_curves=figures.learning_curves(*seed_curves(run.tb_dir, seeds, TRUE_RETURN_TAG), seeds,
+                                                title="True return per seed (the env's reward, not seen by PPO)")
+        if cfg.reward_model else None,
         fig_returns=figures.seed_returns(seeds, {
             "training starts (greedy)": behavior.train_return,
             "held-out starts (greedy)": behavior.heldout_return_greedy,

@@ -25,7 +25,7 @@ def to_data_uri(fig: plt.Figure) -> str:
 
 
 def learning_curves(steps: np.ndarray, returns: np.ndarray, seeds: list[int], max_points: int = 40,
-                    bootstrap_reps: int = 500) -> str:
+                    bootstrap_reps: int = 500, title: str = "Training return per seed") -> str:
     """returns [S, T] training-episode return per seed: thin lines per seed, the mean, and the IQM
     with a 95% stratified-bootstrap CI band computed at up to ``max_points`` steps."""
     fig, ax = plt.subplots(figsize=(8, 4.2))
@@ -39,7 +39,7 @@ def learning_curves(steps: np.ndarray, returns: np.ndarray, seeds: list[int], ma
     ax.fill_between(steps[picked], low, high, color="black", alpha=0.15, label="IQM 95% CI")
     ax.plot(steps[picked], iqm, color="black", lw=2, label="IQM over seeds")
     ax.plot(steps, returns.mean(0), color="black", lw=1.2, ls="--", label="mean over seeds")
-    ax.set(title="Training return per seed", xlabel="environment steps per seed",
+    ax.set(title=title, xlabel="environment steps per seed",
            ylabel="mean episode return (last 100 episodes)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2 if len(seeds) <= 16 else 1, loc="lower right")

@@ -37,6 +37,7 @@ import envs
 from envs.grid import draws
 from rlbasins.config import ExperimentConfig
 from rlbasins.devices import resolve_device
+from rlbasins.logs import TRUE_RETURN_TAG
 from rlbasins.policy import ActorCritic
 from rlbasins.store import RunDir
 from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata
@@ -550,7 +551,7 @@ class BatchedTrainer:
             if finished[s] > 0:
                 writer.add_scalar("rollout/ep_rew_mean", float(finished_return[s] / finished[s]), self.num_timesteps)
                 if self.learned is not None:  # ep_rew_mean is then the learned return
-                    writer.add_scalar("rollout/true_ep_rew_mean", float(finished_true_return[s] / finished[s]),
+                    writer.add_scalar(TRUE_RETURN_TAG, float(finished_true_return[s] / finished[s]),
                                       self.num_timesteps)
                 writer.add_scalar("rollout/ep_len_mean", float(finished_length[s] / finished[s]), self.num_timesteps)
             for name, values in stats.items():

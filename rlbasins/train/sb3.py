@@ -37,6 +37,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 import envs  # noqa: F401  (registers rlbasins/* env ids in the worker process)
 from rlbasins.config import ExperimentConfig
 from rlbasins.devices import resolve_device
+from rlbasins.logs import TRUE_RETURN_TAG
 from rlbasins.policy import ACTIVATIONS, sb3_to_exchange
 from rlbasins.store import RunDir, SeedStore
 from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata
@@ -152,7 +153,7 @@ class _Checkpointer(BaseCallback):
     def _on_rollout_end(self) -> None:
         true_returns = [e["true_r"] for e in self.model.ep_info_buffer if "true_r" in e]
         if true_returns:  # training on a reward model: SB3's ep_rew_mean is the learned return
-            self.logger.record("rollout/true_ep_rew_mean", float(np.mean(true_returns)))
+            self.logger.record(TRUE_RETURN_TAG, float(np.mean(true_returns)))
 
     def _on_step(self) -> bool:
         return True
