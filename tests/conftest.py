@@ -32,6 +32,19 @@ def tiny_config(**overrides) -> dict:
     return copy.deepcopy(cfg)
 
 
+def tiny_cueconflict_config() -> dict:
+    """5 CueConflict seeds that reach success 1.0 on training states in about 7 s (batched engine),
+    with analysis settings small enough for tests."""
+    return tiny_config(name="cue", env={"id": "rlbasins/CueConflict-v0", "num_envs": 8}, engine="batched",
+                       policy={"hidden_sizes": [32, 32]},
+                       ppo={"total_timesteps": 30720, "n_steps": 64, "batch_size": 256, "n_epochs": 4,
+                            "learning_rate": 1e-3, "gamma": 0.95, "gae_lambda": 0.9, "ent_coef": 0.01},
+                       seeds={"count": 5}, checkpoints={"every": 15360},
+                       analysis={"heldout": {"n_states": 48, "n_episodes": 24}, "train_episodes": 16,
+                                 "connectivity": {"points": 5, "episodes": 8, "n_states": 64},
+                                 "basins": {"resamples": 10}})
+
+
 def write_yaml(path: Path, data) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -21,7 +21,7 @@ from rlbasins.cli import app
 from rlbasins.config import parse_config
 from rlbasins.store import RunDir
 from rlbasins.train import train_experiment
-from tests.conftest import tiny_config
+from tests.conftest import tiny_cueconflict_config
 
 pytestmark = pytest.mark.browser
 
@@ -63,14 +63,7 @@ def browser() -> None:
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory) -> RunDir:
     """5 CueConflict seeds (as the `trained` fixture of test_connectivity_and_basins), analysed."""
-    cfg = tiny_config(name="cue", env={"id": "rlbasins/CueConflict-v0", "num_envs": 8}, engine="batched",
-                      policy={"hidden_sizes": [32, 32]},
-                      ppo={"total_timesteps": 30720, "n_steps": 64, "batch_size": 256, "n_epochs": 4,
-                           "learning_rate": 1e-3, "gamma": 0.95, "gae_lambda": 0.9, "ent_coef": 0.01},
-                      seeds={"count": 5}, checkpoints={"every": 15360},
-                      analysis={"heldout": {"n_states": 48, "n_episodes": 24}, "train_episodes": 16,
-                                "connectivity": {"points": 5, "episodes": 8, "n_states": 64},
-                                "basins": {"resamples": 10}})
+    cfg = tiny_cueconflict_config()
     run = train_experiment(parse_config(cfg), tmp_path_factory.mktemp("runs"), show_progress=False)
     result = CliRunner().invoke(app, ["analyze", str(run.root), "--no-progress"])
     assert result.exit_code == 0, result.output

@@ -26,7 +26,7 @@ from rlbasins.policy import ActorCritic
 from rlbasins.store import RunDir
 from rlbasins.train import train_experiment
 from rlbasins.train.batched import StackedPolicy
-from tests.conftest import tiny_config
+from tests.conftest import tiny_cueconflict_config
 
 CUE = "rlbasins/CueConflict-v0"
 OBS_DIM = 5 * 5 * 5
@@ -193,14 +193,7 @@ def test_preference_test_tells_basins_from_one_shared_strategy() -> None:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> RunDir:
     """5 CueConflict seeds trained to success 1.0 on training states (about 7 s)."""
-    cfg = tiny_config(name="cue", env={"id": CUE, "num_envs": 8}, engine="batched",
-                      policy={"hidden_sizes": [32, 32]},
-                      ppo={"total_timesteps": 30720, "n_steps": 64, "batch_size": 256, "n_epochs": 4,
-                           "learning_rate": 1e-3, "gamma": 0.95, "gae_lambda": 0.9, "ent_coef": 0.01},
-                      seeds={"count": 5}, checkpoints={"every": 15360},
-                      analysis={"heldout": {"n_states": 48, "n_episodes": 24}, "train_episodes": 16,
-                                "connectivity": {"points": 5, "episodes": 8, "n_states": 64},
-                                "basins": {"resamples": 10}})
+    cfg = tiny_cueconflict_config()
     return train_experiment(parse_config(cfg), tmp_path_factory.mktemp("runs"), show_progress=False)
 
 
