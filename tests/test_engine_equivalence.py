@@ -15,7 +15,7 @@ from rlbasins.train import train_experiment
 
 
 def final_returns(engine: str, runs: Path, total_timesteps: int, seeds: int) -> np.ndarray:
-    data = load_config("configs/quickstart.yaml").model_dump(mode="json")
+    data = load_config("configs/cartpole.yaml").model_dump(mode="json")
     data.update(name=f"equivalence-{engine}", engine=engine)
     data["ppo"]["total_timesteps"] = total_timesteps
     data["seeds"]["count"] = seeds
