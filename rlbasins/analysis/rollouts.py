@@ -54,12 +54,6 @@ def stack_state_dicts(state_dicts: Sequence[dict[str, torch.Tensor]]) -> dict[st
     return {name: torch.stack([sd[name] for sd in state_dicts]) for name in state_dicts[0]}
 
 
-def unstack_state_dicts(params: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-    """{name: [P, ...]} → [P] state dicts (the inverse of :func:`stack_state_dicts`)."""
-    count = len(next(iter(params.values())))
-    return [{name: value[p] for name, value in params.items()} for p in range(count)]
-
-
 @torch.no_grad()
 def action_probs(template: ActorCritic, params: dict[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
     """Action probabilities of P stacked policies on the same observations: obs [N, ...] → [P, N, A]."""
