@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rlbasins import __version__
 from rlbasins.config import ConfigError, ConfigIssue, ExperimentConfig, json_schema, load_config
@@ -46,10 +47,10 @@ def _handles_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except (ConfigError, CorruptFileError, FileNotFoundError) as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
         except StoreError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(3) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]: checkpoints so far are kept; continue with "

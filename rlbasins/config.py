@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib.util
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -153,9 +155,30 @@ class AnalysisConfig(_Strict):
     basins: BasinsConfig = BasinsConfig()
 
 
+_RAY_FIELDS: tuple[str, ...] = ("address", "group_size", "cpus_per_group", "gpus_per_group", "max_retries")
+"""The ``executor`` fields that only ``kind: ray`` reads."""
+
+
 class ExecutorConfig(_Strict):
-    kind: Literal["local"] = "local"
-    max_workers: int | None = Field(None, gt=0, description="Processes; default: the number of cores.")
+    """Where the seeds train; never what they compute (``executor`` is outside the config hash).
+
+    ``local``: on this machine (the sb3 engine in up to ``max_workers`` processes, the batched engine
+    in this process). ``ray``: seed groups as Ray tasks, each with its resource request and retries,
+    writing to the same run directory (see docs/ray.md).
+    """
+
+    kind: Literal["local", "ray"] = Field("local", description="local: this machine; ray: seed groups as Ray "
+                                          "tasks (needs `pip install -e '.[ray]'`).")
+    max_workers: int | None = Field(None, gt=0, description="local: processes of the sb3 engine; ray without "
+                                    "address: CPUs of the local Ray instance. Default: the number of cores.")
+    address: str | None = Field(None, min_length=1, description="ray: the cluster to join ('auto', "
+                                "'ray://head:10001'); null: start a local Ray instance.")
+    group_size: int | None = Field(None, gt=0, description="ray: seeds per Ray task, never mixing env.planted "
+                                   "variants; null: 1 for the sb3 engine, every seed of a variant for batched.")
+    cpus_per_group: float = Field(1.0, gt=0, description="ray: CPUs each Ray task reserves (and torch threads).")
+    gpus_per_group: float = Field(0.0, ge=0, description="ray: GPUs each Ray task reserves (fractions share one).")
+    max_retries: int = Field(3, ge=0, description="ray: re-runs of a group whose worker or node died; a re-run "
+                             "resumes from its seeds' last checkpoints.")
 
 
 class ExperimentConfig(_Strict):
@@ -322,6 +345,46 @@ def _semantic_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]
         issues.extend(_planted_issues(cfg))
     if cfg.reward_model is not None:
         issues.extend(_reward_model_issues(cfg, base_dir / cfg.reward_model))
+    issues.extend(_executor_issues(cfg))
+    return issues
+
+
+def _ray_installed() -> bool:
+    """Whether ``import ray`` would find Ray (without importing it: that takes seconds)."""
+    return importlib.util.find_spec("ray") is not None
+
+
+def _executor_issues(cfg: ExperimentConfig) -> list[ConfigIssue]:
+    """The executor can run here: Ray settings only with ``kind: ray``, Ray installed, and resource
+    requests a local Ray instance can grant (an unsatisfiable request would wait forever)."""
+    import torch
+
+    ex = cfg.executor
+    if ex.kind == "local":  # a resolved config lists every field, so only values other than the default count
+        return [ConfigIssue(path=f"executor.{name}", value=getattr(ex, name),
+                            expected="only read with executor.kind: ray; remove it or set kind: ray")
+                for name in _RAY_FIELDS if getattr(ex, name) != ExecutorConfig.model_fields[name].default]
+    issues = []
+    if not _ray_installed():
+        issues.append(ConfigIssue(path="executor.kind", value="ray", expected="local, or install Ray first: "
+                                  "pip install -e '.[ray]' (Ray is an optional extra)"))
+    if ex.address is not None and ex.max_workers is not None:
+        issues.append(ConfigIssue(path="executor.max_workers", value=ex.max_workers,
+                                  expected="null with executor.address (the cluster has its own CPUs)"))
+    if ex.gpus_per_group > 0 and cfg.device == "cpu":
+        issues.append(ConfigIssue(path="executor.gpus_per_group", value=ex.gpus_per_group,
+                                  expected="0 with device: cpu (reserved GPUs would sit idle), or device: auto"))
+    if ex.address is None:  # a local Ray instance: its resources are this machine's
+        cpus = ex.max_workers or os.cpu_count() or 1
+        if ex.cpus_per_group > cpus:
+            issues.append(ConfigIssue(path="executor.cpus_per_group", value=ex.cpus_per_group,
+                                      expected=f"at most the {cpus} CPUs of the local Ray instance "
+                                      "(executor.max_workers), or no group could ever start"))
+        gpus = torch.cuda.device_count()
+        if ex.gpus_per_group > gpus:
+            issues.append(ConfigIssue(path="executor.gpus_per_group", value=ex.gpus_per_group,
+                                      expected=f"at most the {gpus} GPUs of this machine (local Ray instance), "
+                                      "or executor.address of a cluster with GPUs"))
     return issues
 
 

@@ -1,21 +1,56 @@
-"""TensorBoard logs of a run: reading per-seed curves and writing the aggregate run.
+"""TensorBoard logs of a run: the tags, reading per-seed curves, and the end-of-training summaries.
 
-Each seed logs to ``tb/seed_<k>/`` while it trains (SB3's TensorBoard logger). After training,
-:func:`write_aggregate` adds ``tb/aggregate/`` with the mean, IQM, min and max across seeds of
-every per-seed scalar, so that TensorBoard shows the population next to the individuals.
+Each seed logs to ``tb/seed_<k>/`` while it trains: ``rollout/*`` and ``train/*`` every PPO
+iteration, and at every checkpoint its held-out behaviour (``heldout/*`` scalars and an image,
+see :mod:`rlbasins.monitor`). After training, :func:`write_summaries` adds ``tb/aggregate/`` with
+the mean, IQM, min and max across seeds of every per-seed scalar and the custom-scalars layout,
+and each seed's hparams (its seeds and the key config values, with its final metrics).
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import trim_mean
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import envs
+from rlbasins.config import ExperimentConfig
+
 RETURN_TAG = "rollout/ep_rew_mean"
 TRUE_RETURN_TAG = "rollout/true_ep_rew_mean"  # logged beside it when PPO trains on a reward model
+EPISODE_LENGTH_TAG = "rollout/ep_len_mean"
+BEHAVIOUR_IMAGE_TAG = "heldout/behaviour"
+AGGREGATE_SUFFIXES = ("_iqm", "_min", "_max")  # besides the mean, which keeps the seeds' tag
+HPARAMS_SUFFIX = ".hparams"  # the event file holding a seed's hparams summaries (one per seed run)
+
+
+def strategy_labels(env_id: str) -> tuple[str, ...]:
+    """The strategies an env names on held-out states: (A, B) for the gridworlds of :mod:`envs`, else ()."""
+    core_class = envs.GRID_ENVS.get(env_id)
+    return tuple(core_class.labels) if core_class is not None else ()
+
+
+def share_labels(env_id: str) -> list[str]:
+    """Labels with a ``heldout/share_<label>`` tag: the strategies and ``"neither"`` (none for other envs)."""
+    strategies = strategy_labels(env_id)
+    return [*strategies, "neither"] if strategies else []
+
+
+def share_tag(label: str) -> str:
+    """Share of the held-out states where a seed's greedy action moves toward ``label``'s target."""
+    return f"heldout/share_{label}"
+
+
+def divergence_tag(label: str) -> str:
+    """Mean total-variation distance from a seed's action distribution to strategy ``label``'s moves."""
+    return f"heldout/divergence_to_{label}"
 
 
 def read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -62,9 +97,91 @@ def write_aggregate(tb_dir: Path, seeds: list[int]) -> None:
     for tag in sorted(tags):
         steps, values = _on_common_steps([curves[tag] for curves in per_seed])
         # IQM as rliable defines it: the mean of the middle 50% (25% trimmed from each end)
-        stats = {"": values.mean(0), "_iqm": trim_mean(values, 0.25, axis=0),
-                 "_min": values.min(0), "_max": values.max(0)}
+        statistics = (values.mean(0), trim_mean(values, 0.25, axis=0), values.min(0), values.max(0))
+        stats = dict(zip(("", *AGGREGATE_SUFFIXES), statistics, strict=True))
         for suffix, series in stats.items():
             for step, value in zip(steps.tolist(), series.tolist(), strict=True):
                 writer.add_scalar(tag + suffix, value, step)
     writer.close()
+
+
+def _chart(*tags: str) -> list:
+    """A custom-scalars multiline chart of ``tags`` in every run, the aggregate's statistics included."""
+    suffixes = "|".join(AGGREGATE_SUFFIXES)
+    return ["Multiline", [rf"^{re.escape(tag)}({suffixes})?$" for tag in tags]]
+
+
+def custom_scalars_layout(cfg: ExperimentConfig) -> dict[str, dict[str, list]]:
+    """The custom-scalars layout of a run: {category: {chart title: ["Multiline", [tag regexes]]}}."""
+    training = {"Return (the reward PPO trains on)": _chart(RETURN_TAG)}
+    if cfg.reward_model is not None:
+        training["True return (the env's own reward)"] = _chart(TRUE_RETURN_TAG)
+        training["Learned vs true return"] = ["Multiline", [rf"^{re.escape(RETURN_TAG)}$",
+                                                            rf"^{re.escape(TRUE_RETURN_TAG)}$"]]
+    training["Episode length"] = _chart(EPISODE_LENGTH_TAG)
+    layout = {"Training": training}
+    if share_labels(cfg.env.id):
+        layout["Held-out behaviour"] = {f"Share of held-out states: greedy move toward {label}":
+                                        _chart(share_tag(label)) for label in share_labels(cfg.env.id)}
+        layout["Divergence to strategies"] = {f"Total variation to {label}": _chart(divergence_tag(label))
+                                              for label in strategy_labels(cfg.env.id)}
+    return layout
+
+
+def seed_hparams(cfg: ExperimentConfig, manifest: dict[str, Any], k: int) -> dict[str, int | float | str]:
+    """Seed ``k``'s hparams: its index, factor seeds, planted label (planted experiments only) and the
+    config values that tell runs apart."""
+    entry = manifest["seeds"][str(k)]
+    values: dict[str, int | float | str] = {"seed": k, **{f"seed_{factor}": value
+                                                         for factor, value in entry["factor_seeds"].items()}}
+    if cfg.env.planted:
+        values["planted"] = entry["planted"]
+    sha256 = manifest["reward_model_sha256"]
+    values.update(env_id=cfg.env.id, engine=cfg.engine, learning_rate=cfg.ppo.learning_rate,
+                  hidden_sizes="x".join(str(width) for width in cfg.policy.hidden_sizes),
+                  n_epochs=cfg.ppo.n_epochs, total_timesteps=cfg.ppo.total_timesteps,
+                  reward_model=sha256[:12] if sha256 else "true reward")
+    return values
+
+
+def hparam_metrics(cfg: ExperimentConfig) -> list[str]:
+    """The tags shown as hparams metrics: a seed's last value of each (all logged by every seed)."""
+    returns = [RETURN_TAG, TRUE_RETURN_TAG] if cfg.reward_model is not None else [RETURN_TAG]
+    return returns + [share_tag(label) for label in share_labels(cfg.env.id)]
+
+
+def write_hparams(run_dir: Path, hparams: dict[str, int | float | str], metrics: list[str]) -> None:
+    """Write one run's hparams summaries (experiment, session start and end) into its own directory.
+
+    The metrics are tags the run already logs as scalars (the hparams plugin shows their last
+    values). The summaries go to one event file named ``*.hparams`` that replaces any earlier one,
+    so writing them again (a resumed run) leaves one hparams entry per run.
+    """
+    from torch.utils.tensorboard.summary import hparams as hparams_summaries
+    from torch.utils.tensorboard.writer import FileWriter
+
+    earlier = list(run_dir.glob(f"*{HPARAMS_SUFFIX}"))
+    # written beside the run directory's tb/ (never seen by TensorBoard), then renamed into place
+    with tempfile.TemporaryDirectory(dir=run_dir.parent.parent, prefix=".hparams-") as scratch:
+        writer = FileWriter(scratch, filename_suffix=HPARAMS_SUFFIX)
+        for summary in hparams_summaries(hparams, dict.fromkeys(metrics)):
+            writer.add_summary(summary)
+        writer.close()
+        (written,) = Path(scratch).iterdir()
+        os.replace(written, run_dir / written.name)
+    for path in earlier:
+        if path.name != written.name:
+            path.unlink()
+
+
+def write_summaries(tb_dir: Path, cfg: ExperimentConfig, manifest: dict[str, Any], seeds: list[int]) -> None:
+    """End of training: ``tb/aggregate`` (statistics across ``seeds`` and the custom-scalars layout) and
+    the hparams of every seed in ``seeds``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    write_aggregate(tb_dir, seeds)
+    writer = SummaryWriter(str(tb_dir / "aggregate"))
+    writer.add_custom_scalars(custom_scalars_layout(cfg))
+    writer.close()
+    for k in seeds:
+        write_hparams(tb_dir / f"seed_{k}", seed_hparams(cfg, manifest, k), hparam_metrics(cfg))

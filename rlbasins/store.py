@@ -3,7 +3,7 @@
 Layout (``runs/<experiment>/``)::
 
     config.yaml                       resolved config (every default filled in)
-    manifest.json                     versions, git commit, config hash, per-seed status
+    manifest.json                     versions, git commit, config hash, per-seed status, own sha256
     .lock                             held (flock) by the one process writing this run
     seeds/<k>/ckpt/<step>.safetensors        policy in the exchange format
     seeds/<k>/ckpt/<step>.state.safetensors  optimizer, RNG and env state for exact resume
@@ -40,12 +40,27 @@ class StoreError(Exception):
     """A run directory cannot be used as asked (exists, finished, locked, config changed)."""
 
 
+class StoreWriteError(StoreError):
+    """A file could not be written (disk full, permissions); the previous version of it is intact."""
+
+    def __init__(self, path: Path | str, error: OSError):
+        self.path, self.error = Path(path), error
+        super().__init__(f"could not write {self.path}: {error.strerror or error} — its previous version is "
+                         "intact; free space (or fix permissions) and run again (training: --resume)")
+
+    def __reduce__(self):  # rebuilt from its arguments when it crosses a process boundary
+        return type(self), (self.path, self.error)
+
+
 class CorruptFileError(StoreError):
     """A stored file is truncated, altered or unreadable; ``path`` names it."""
 
     def __init__(self, path: Path | str, reason: str):
-        self.path = Path(path)
+        self.path, self.reason = Path(path), reason
         super().__init__(f"corrupt file {self.path}: {reason}")
+
+    def __reduce__(self):  # rebuilt from its arguments when it crosses a process boundary
+        return type(self), (self.path, self.reason)
 
 
 # --------------------------------------------------------------------------- atomic files
@@ -56,9 +71,16 @@ os.umask(_UMASK)  # read once: the only portable way to learn the process umask
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``data`` to ``path`` via a temporary file and rename (readers never see half a file).
+
+    A failed write (e.g. the disk is full) raises :class:`StoreWriteError` naming ``path`` and leaves
+    the previous file, if any, untouched.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise StoreWriteError(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -66,19 +88,31 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any written file
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise StoreWriteError(path, exc) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def _json_bytes(obj: Any) -> bytes:
+    """The bytes :func:`atomic_write_json` writes for ``obj`` (one layout for a given content)."""
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(path, _json_bytes(obj))
 
 
 def read_json(path: Path) -> Any:
     """Parse a JSON file written by this module; a damaged one raises :class:`CorruptFileError`."""
+    return _parse_json(path, path.read_bytes())
+
+
+def _parse_json(path: Path, data: bytes) -> Any:
     try:
-        return json.loads(path.read_bytes())
+        return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CorruptFileError(path, f"not valid JSON ({exc})") from None
 
@@ -221,6 +255,15 @@ class SeedStore:
 # --------------------------------------------------------------------------- the run directory
 
 
+MANIFEST_HASH_KEY = "content_sha256"
+"""The manifest's own field holding the sha256 of the rest of it (see :func:`_content_sha256`)."""
+
+
+def _content_sha256(obj: dict[str, Any]) -> str:
+    """sha256 of ``obj`` as canonical JSON (sorted keys, no whitespace): independent of the file's layout."""
+    return sha256_bytes(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode())
+
+
 class RunDir:
     """Paths and records of one experiment's run directory."""
 
@@ -239,10 +282,20 @@ class RunDir:
         return self.manifest_path.exists()
 
     def manifest(self) -> dict[str, Any]:
+        """The manifest, checked against the sha256 it was written with (:meth:`write_manifest`)."""
         if not self.manifest_path.exists():
             raise FileNotFoundError(f"{self.root} is not a run directory (no manifest.json); "
                                     "create one with `rlbasins train CONFIG`")
-        return read_json(self.manifest_path)
+        data = self.manifest_path.read_bytes()
+        stored = _parse_json(self.manifest_path, data)
+        manifest = {k: v for k, v in stored.items() if k != MANIFEST_HASH_KEY} if isinstance(stored, dict) else {}
+        # the hash catches a changed content, the byte comparison a changed layout (e.g. a lost final newline)
+        if (not isinstance(stored, dict) or stored.get(MANIFEST_HASH_KEY) != _content_sha256(manifest)
+                or data != _json_bytes(stored)):
+            raise CorruptFileError(self.manifest_path, f"not as rlbasins wrote it: its {MANIFEST_HASH_KEY} does "
+                                   "not match its content (truncated or modified); the checkpoints are checked "
+                                   "separately — restore the file, or train again with --overwrite")
+        return manifest
 
     @staticmethod
     def seeds_with_status(manifest: dict[str, Any], *statuses: str) -> list[int]:
@@ -251,7 +304,8 @@ class RunDir:
         return sorted(int(k) for k, seed in manifest["seeds"].items() if seed["status"] in statuses)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        atomic_write_json(self.manifest_path, manifest)
+        """Write the manifest with the sha256 of its content, so that any change to the file is detected."""
+        atomic_write_json(self.manifest_path, {**manifest, MANIFEST_HASH_KEY: _content_sha256(manifest)})
 
     def load_config(self):
         """The resolved config this run was started with."""

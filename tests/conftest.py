@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,3 +69,25 @@ def lock_held_by_another_process(root: Path) -> Iterator[subprocess.Popen]:
     finally:
         holder.kill()
         holder.wait()
+
+
+# --------------------------------------------------------------------------- fault-injection counts
+
+FAULT_COUNTS: Counter[str] = Counter()
+"""What the fault-injection suite (tests/test_faults.py) survived, caught and checked; printed at the end."""
+
+_FAULT_COUNT_ORDER = ("kills survived", "corruptions caught", "configs rejected", "seeds checked", "seeds lost",
+                      "seeds duplicated")
+
+
+@pytest.fixture(scope="session")
+def fault_counts() -> Counter[str]:
+    """The session's fault-injection counters; tests add what they injected and verified."""
+    return FAULT_COUNTS
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print the fault-injection counts when the suite ran."""
+    if FAULT_COUNTS:
+        terminalreporter.section("fault injection")
+        terminalreporter.write_line(", ".join(f"{FAULT_COUNTS[name]} {name}" for name in _FAULT_COUNT_ORDER))

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlbasins.store import CorruptFileError, RunDir, StoreError, atomic_write_bytes, run_lock
+from rlbasins.store import CorruptFileError, RunDir, StoreError, run_lock
 from tests.conftest import lock_held_by_another_process
 
 
@@ -60,20 +60,6 @@ def test_corrupt_index_is_named(tmp_path: Path) -> None:
     store.index_path.write_text('[{"step": 0, "fil')
     with pytest.raises(CorruptFileError, match="index.json"):
         store.last()
-
-
-def test_atomic_write_leaves_old_file_when_interrupted(tmp_path: Path, monkeypatch) -> None:
-    target = tmp_path / "manifest.json"
-    atomic_write_bytes(target, b"old")
-
-    def disk_full(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr("os.replace", disk_full)
-    with pytest.raises(OSError):
-        atomic_write_bytes(target, b"new and longer")
-    assert target.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]  # no temp file left behind
 
 
 def test_lock_refuses_a_second_process(tmp_path: Path) -> None:

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -74,32 +69,6 @@ def test_init_factor_alone_decides_the_initial_weights(tmp_path: Path) -> None:
     seeds = {k: s["factor_seeds"] for k, s in init_only.manifest()["seeds"].items()}
     assert seeds["0"]["init"] != seeds["1"]["init"]
     assert all(seeds["0"][f] == seeds["1"][f] for f in ("env", "action", "minibatch"))
-
-
-def test_killed_run_resumes_to_the_same_final_checkpoint(reference_run: RunDir, tmp_path: Path) -> None:
-    config = write_yaml(tmp_path / "tiny.yaml", tiny_config(name="tiny"))
-    runs = tmp_path / "runs"
-    process = subprocess.Popen([sys.executable, "-m", "rlbasins", "train", str(config), "--runs-dir", str(runs),
-                                "--no-progress"], start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    run = RunDir(runs / "tiny")
-    deadline = time.time() + 120
-    while not all(run.seed(k).index_path.exists() and len(run.seed(k).entries()) >= 2 for k in (0, 1)):
-        assert process.poll() is None and time.time() < deadline, "training ended before it could be killed"
-        time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert run.manifest()["status"] == "running"
-    assert any(run.seed(k).last().step < 2048 for k in (0, 1)), "killed too late to test resuming"
-
-    refused = runner.invoke(app, ["train", str(config), "--runs-dir", str(runs), "--no-progress"])
-    assert refused.exit_code == 3 and "--resume" in refused.output
-    resumed = runner.invoke(app, ["train", str(config), "--runs-dir", str(runs), "--resume", "--no-progress"])
-    assert resumed.exit_code == 0, resumed.output
-    for k in (0, 1):
-        final = "2048.safetensors"
-        assert sha256_file(run.seed(k).ckpt_dir / final) == sha256_file(reference_run.seed(k).ckpt_dir / final)
-        assert _checkpoint_hashes(run, k) == _checkpoint_hashes(reference_run, k)
 
 
 def test_finished_run_is_not_overwritten_without_flag(reference_run: RunDir, tmp_path: Path) -> None:

@@ -220,11 +220,14 @@ def seed_embedding(matrix: np.ndarray, seeds: list[int], behaviour: list[int], w
     return to_data_uri(fig)
 
 
-def basin_disagreement(images: list[np.ndarray], basin_probs: np.ndarray, names: list[str],
-                       actions: list[str]) -> str:
-    """Held-out states (drawn) where basins act most differently, each with every basin's mean action
-    distribution: basin_probs [states, basins, actions]."""
-    fig, axes = plt.subplots(len(images), 2, figsize=(7.5, 2.4 * len(images)), squeeze=False)
+def states_with_actions(images: list[np.ndarray], probs: np.ndarray, names: list[str], actions: list[str],
+                        title: str, size: tuple[float, float] = (7.5, 2.4), dpi: float = 100) -> plt.Figure:
+    """States drawn on the left, each beside action distributions as grouped bars on the right.
+
+    images: [states] RGB arrays; probs [states, groups, actions], one bar colour per group (``names``);
+    ``size``: (width, height per state) in inches. The caller renders and closes the figure.
+    """
+    fig, axes = plt.subplots(len(images), 2, figsize=(size[0], size[1] * len(images)), squeeze=False, dpi=dpi)
     x = np.arange(len(actions))
     width = 0.8 / len(names)
     for row, image in enumerate(images):
@@ -232,15 +235,23 @@ def basin_disagreement(images: list[np.ndarray], basin_probs: np.ndarray, names:
         axes[row, 0].set_axis_off()
         bars = axes[row, 1]
         for b, name in enumerate(names):
-            bars.bar(x + (b - (len(names) - 1) / 2) * width, basin_probs[row, b], width, label=name,
+            bars.bar(x + (b - (len(names) - 1) / 2) * width, probs[row, b], width, label=name,
                      color=OKABE_ITO[b % len(OKABE_ITO)])
         bars.set_xticks(x, actions, fontsize=8)
-        bars.set(ylim=(0, 1), ylabel="mean action probability")
+        bars.set(ylim=(0, 1), ylabel="action probability")
         if row == 0:
             bars.legend(fontsize=7)
-    fig.suptitle("Held-out states where the basins disagree most", fontsize=11)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    return to_data_uri(fig)
+    return fig
+
+
+def basin_disagreement(images: list[np.ndarray], basin_probs: np.ndarray, names: list[str],
+                       actions: list[str]) -> str:
+    """Held-out states (drawn) where basins act most differently, each with every basin's mean action
+    distribution: basin_probs [states, basins, actions]."""
+    return to_data_uri(states_with_actions(images, basin_probs, names, actions,
+                                           "Held-out states where the basins disagree most"))
 
 
 def env_frames(frames: dict[str, np.ndarray]) -> str:

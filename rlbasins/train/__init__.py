@@ -1,12 +1,12 @@
 """Training N seeds of an experiment into its run directory.
 
 :func:`train_experiment` owns the run directory (lock, manifest, overwrite/resume rules) and
-hands the seeds still to do to an engine (:mod:`rlbasins.train.sb3` so far).
+hands the seeds still to do to the configured executor (:mod:`rlbasins.train.executors`), which runs
+an engine (:mod:`rlbasins.train.sb3`, :mod:`rlbasins.train.batched`) here or on a Ray cluster.
 """
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import subprocess
@@ -17,10 +17,11 @@ from typing import Any
 from rlbasins import __version__
 from rlbasins.config import ExperimentConfig, dump_config
 from rlbasins.devices import resolve_device
-from rlbasins.logs import write_aggregate
+from rlbasins.logs import write_summaries
 from rlbasins.seeding import experiment_seeds
 from rlbasins.store import RunDir, StoreError, atomic_write_bytes, run_lock
 from rlbasins.train.base import Engine, SeedOutcome, SeedTask
+from rlbasins.train.executors import get_executor
 
 
 def get_engine(name: str) -> Engine:
@@ -129,12 +130,11 @@ def train_experiment(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, re
                 for k, s in manifest["seeds"].items():
                     if s["status"] in ("finished", "failed"):
                         progress.advance_seed(int(k), s["last_step"])
-                get_engine(cfg.engine).train(cfg, tasks, cfg.executor.max_workers or os.cpu_count() or 1,
-                                             progress.advance_seed, on_done)
+                get_executor(cfg.executor).run(cfg, tasks, progress.advance_seed, on_done)
         statuses = {s["status"] for s in manifest["seeds"].values()}
         manifest["status"] = "finished" if statuses <= {"finished", "failed"} else "interrupted"
         if manifest["status"] == "finished":
-            write_aggregate(run.tb_dir, RunDir.seeds_with_status(manifest, "finished"))
+            write_summaries(run.tb_dir, cfg, manifest, RunDir.seeds_with_status(manifest, "finished"))
         manifest["updated"] = _now()
         run.write_manifest(manifest)
     return run

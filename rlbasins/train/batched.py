@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -37,12 +37,17 @@ import envs
 from envs.grid import draws
 from rlbasins.config import ExperimentConfig
 from rlbasins.devices import resolve_device
-from rlbasins.logs import TRUE_RETURN_TAG
+from rlbasins.logs import EPISODE_LENGTH_TAG, RETURN_TAG, TRUE_RETURN_TAG
 from rlbasins.policy import ActorCritic
 from rlbasins.store import RunDir
 from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata
 from rlbasins.train.learned_reward import learned_reward
 from rlbasins.train.resume import decode, encode, restore_env, snapshot_env
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from rlbasins.monitor import HeldoutMonitor
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-5  # SB3's PPO optimizer (torch Adam with eps 1e-5)
 
@@ -369,6 +374,15 @@ class BatchedTrainer:
             store.save(self.num_timesteps, self.policy.seed_weights(s),
                        policy_metadata(self.cfg, task, self.num_timesteps), tensors, meta)
 
+    def _checkpoint(self, writers: list[SummaryWriter], monitor: HeldoutMonitor | None) -> None:
+        """Save every live seed and log its held-out behaviour (``monitor`` is None when the env names
+        no strategies)."""
+        self._save()
+        live = [s for s in range(len(self.tasks)) if not self.failed[s]]
+        if monitor is not None and live:
+            monitor.log([writers[s] for s in live], {name: p.detach()[live] for name, p in self.policy.params.items()},
+                        self.num_timesteps)
+
     def _resume(self) -> None:
         """Continue from the latest step that every seed has checkpointed (all seeds move together)."""
         common = set.intersection(*({e.step for e in store.entries()} for store in self.stores))
@@ -400,12 +414,15 @@ class BatchedTrainer:
         """Train to the end of the checkpoint schedule; yields one outcome per seed at the end."""
         from torch.utils.tensorboard import SummaryWriter
 
+        from rlbasins.monitor import HeldoutMonitor  # imported here: it reaches this module through analysis
+
         cfg = self.cfg
         schedule = cfg.checkpoint_steps()
         end = schedule[-1]
         writers = [SummaryWriter(str(self.run_dir.tb_dir / f"seed_{task.index}")) for task in self.tasks]
+        monitor = HeldoutMonitor.for_config(cfg)
         if self.num_timesteps == 0:  # the initialisation (rewritten identically after an early kill)
-            self._save()
+            self._checkpoint(writers, monitor)
         pending = [step for step in schedule if step > self.num_timesteps]
         while self.num_timesteps < end:
             episodes, stats = self.train_iteration(progress_remaining=1.0 - self.num_timesteps / end)
@@ -413,7 +430,7 @@ class BatchedTrainer:
             for task in self.tasks:
                 on_progress(task.index, self.num_timesteps)
             if pending and self.num_timesteps >= pending[0]:
-                self._save()
+                self._checkpoint(writers, monitor)
                 pending = [step for step in pending if step > self.num_timesteps]
         for writer in writers:
             writer.close()
@@ -549,11 +566,11 @@ class BatchedTrainer:
         stats = {k: v.cpu() for k, v in stats.items()}
         for s, writer in enumerate(writers):
             if finished[s] > 0:
-                writer.add_scalar("rollout/ep_rew_mean", float(finished_return[s] / finished[s]), self.num_timesteps)
+                writer.add_scalar(RETURN_TAG, float(finished_return[s] / finished[s]), self.num_timesteps)
                 if self.learned is not None:  # ep_rew_mean is then the learned return
                     writer.add_scalar(TRUE_RETURN_TAG, float(finished_true_return[s] / finished[s]),
                                       self.num_timesteps)
-                writer.add_scalar("rollout/ep_len_mean", float(finished_length[s] / finished[s]), self.num_timesteps)
+                writer.add_scalar(EPISODE_LENGTH_TAG, float(finished_length[s] / finished[s]), self.num_timesteps)
             for name, values in stats.items():
                 value = float(values[s])
                 if math.isfinite(value):

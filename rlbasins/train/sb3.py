@@ -9,7 +9,8 @@ randomness from:
 - ``minibatch``: numpy's global generator (``RolloutBuffer.get`` permutes with it);
 - ``env``: the vector env's reset seeds (``seed + i`` for sub-env ``i``).
 
-Checkpoints are taken between PPO iterations; a resumed seed restores weights, Adam state,
+Checkpoints are taken between PPO iterations, each with the seed's held-out behaviour logged to its
+TensorBoard run (:mod:`rlbasins.monitor`); a resumed seed restores weights, Adam state,
 RNGs and every sub-env's state, and continues bit-identically. With ``reward_model`` the vector
 env is wrapped in :class:`~rlbasins.train.learned_reward.LearnedRewardVecEnv`: PPO trains on the
 model's reward, ``rollout/ep_rew_mean`` is the learned return and ``rollout/true_ep_rew_mean``
@@ -30,16 +31,20 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.logger import configure as configure_logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
+from torch.utils.tensorboard import SummaryWriter
 
 import envs  # noqa: F401  (registers rlbasins/* env ids in the worker process)
+from rlbasins.analysis.rollouts import stack_state_dicts
 from rlbasins.config import ExperimentConfig
 from rlbasins.devices import resolve_device
 from rlbasins.logs import TRUE_RETURN_TAG
+from rlbasins.monitor import HeldoutMonitor
 from rlbasins.policy import ACTIVATIONS, sb3_to_exchange
-from rlbasins.store import RunDir, SeedStore
+from rlbasins.store import RunDir, SeedStore, StoreWriteError
 from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata
 from rlbasins.train.learned_reward import LearnedRewardVecEnv, learned_reward
 from rlbasins.train.resume import (
@@ -122,12 +127,19 @@ def _restore_training_state(model: PPO, tensors: dict[str, torch.Tensor], meta: 
         model.env.running, model.env.last_obs = decode(meta["learned_running"]), model._last_obs.copy()
 
 
-class _Checkpointer(BaseCallback):
-    """Saves at scheduled steps (between iterations) and reports progress."""
+def _tensorboard_writer(logger: Logger) -> SummaryWriter:
+    """The ``SummaryWriter`` of an SB3 logger configured with the "tensorboard" format."""
+    return next(f.writer for f in logger.output_formats if isinstance(f, TensorBoardOutputFormat))
 
-    def __init__(self, cfg: ExperimentConfig, task: SeedTask, store: SeedStore, progress_queue):
+
+class _Checkpointer(BaseCallback):
+    """Saves at scheduled steps (between iterations), logs the held-out behaviour of each checkpoint
+    (``monitor``; None when the env names no strategies) and reports progress."""
+
+    def __init__(self, cfg: ExperimentConfig, task: SeedTask, store: SeedStore, progress_queue,
+                 monitor: HeldoutMonitor | None):
         super().__init__()
-        self.cfg, self.task, self.store, self.queue = cfg, task, store, progress_queue
+        self.cfg, self.task, self.store, self.queue, self.monitor = cfg, task, store, progress_queue, monitor
         last = store.last()
         self.pending = [s for s in cfg.checkpoint_steps() if s > (last.step if last else -1)]
 
@@ -139,6 +151,8 @@ class _Checkpointer(BaseCallback):
             raise FloatingPointError(f"non-finite weights at step {step}")
         state_tensors, state_meta = _training_state(self.model)
         self.store.save(step, weights, policy_metadata(self.cfg, self.task, step), state_tensors, state_meta)
+        if self.monitor is not None:
+            self.monitor.log([_tensorboard_writer(self.logger)], stack_state_dicts([weights]), step)
         self.pending = [s for s in self.pending if s > step]
 
     def maybe_save(self) -> None:
@@ -166,12 +180,13 @@ def train_seed(task: SeedTask, progress_queue=None) -> SeedOutcome:
     run = RunDir(task.run_root)
     store = run.seed(task.index)
     try:
+        monitor = HeldoutMonitor.for_config(cfg)  # before build_model seeds the generators
         model = build_model(cfg, task)
         model.set_logger(configure_logger(str(run.tb_dir / f"seed_{task.index}"), ["tensorboard"]))
         last = store.last()
         if last is not None:
             _restore_training_state(model, *store.load_state(last.step))
-        checkpointer = _Checkpointer(cfg, task, store, progress_queue)
+        checkpointer = _Checkpointer(cfg, task, store, progress_queue, monitor)
         checkpointer.init_callback(model)
         checkpointer.maybe_save()  # step 0 (the initialisation) on a fresh run
         end = cfg.checkpoint_steps()[-1]
@@ -183,6 +198,9 @@ def train_seed(task: SeedTask, progress_queue=None) -> SeedOutcome:
     except (FloatingPointError, ValueError, RuntimeError) as exc:  # NaN weights/logits end in these
         last = store.last()
         return SeedOutcome(task.index, "failed", last.step if last else 0, f"{type(exc).__name__}: {exc}")
+    except StoreWriteError as exc:  # e.g. disk full: nothing wrong with the seed, --resume continues it
+        last = store.last()
+        return SeedOutcome(task.index, "interrupted", last.step if last else 0, str(exc))
 
 
 class SB3Engine:
