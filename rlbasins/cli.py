@@ -87,6 +87,14 @@ def _analyze(run: RunDir, progress: bool, step: int | None = None) -> None:
     verdict = f"; held-out preferences: {summary.verdict}" if summary.verdict else ""
     out.print(f"analysed {summary.n_seeds} seeds: {basins}, {weights}{agreement}{planted}{verdict} "
               f"→ {run.analysis_dir}", highlight=False)
+    early = summary.early
+    if early is not None and early.skipped:
+        out.print(f"early detection skipped: {early.skipped}", highlight=False)
+    elif early is not None:
+        first = ", ".join(f"{d.name} " + (f"{d.first_reaching:.0%}" if d.first_reaching is not None else "never")
+                          for d in early.detectors)
+        out.print(f"early detection — first training fraction with balanced accuracy ≥ {early.threshold:.0%}: "
+                  f"{first}", highlight=False)
 
 
 def _report(run: RunDir) -> Path:

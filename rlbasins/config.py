@@ -146,6 +146,16 @@ class BasinsConfig(_Strict):
     resamples: int = Field(50, ge=10, description="Bootstrap resamples of held-out states for cluster stability.")
 
 
+class EarlyDetectionConfig(_Strict):
+    detectors: list[Literal["behaviour", "weights", "noise"]] = Field(
+        ["behaviour", "weights", "noise"],
+        description="Predictors of each seed's final basin from its earlier checkpoints; [] skips the study.")
+    folds: int = Field(5, ge=2, le=20, description="Cross-validation folds (fewer when a basin has fewer seeds).")
+    threshold: float = Field(0.9, gt=0, le=1,
+                             description="Balanced accuracy whose first training fraction is reported.")
+    resamples: int = Field(1000, ge=100, description="Bootstrap resamples of seeds for the confidence intervals.")
+
+
 class AnalysisConfig(_Strict):
     enabled: bool = True
     heldout: HeldOutConfig = HeldOutConfig()
@@ -153,6 +163,7 @@ class AnalysisConfig(_Strict):
     align: AlignConfig = AlignConfig()
     connectivity: ConnectivityConfig = ConnectivityConfig()
     basins: BasinsConfig = BasinsConfig()
+    early: EarlyDetectionConfig = EarlyDetectionConfig()
 
 
 _RAY_FIELDS: tuple[str, ...] = ("address", "group_size", "cpus_per_group", "gpus_per_group", "max_retries")

@@ -26,7 +26,7 @@ from tests.conftest import tiny_cueconflict_config
 pytestmark = pytest.mark.browser
 
 INSTALL_TIMEOUT_S = 300
-REPORT_SECTIONS = {"summary", "training", "heldout", "basins", "connectivity", "seeds", "provenance"}
+REPORT_SECTIONS = {"summary", "training", "heldout", "basins", "connectivity", "early", "seeds", "provenance"}
 COMPARE_SECTIONS = {"summary", "by-type", "disagreement", "interpolation"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -225,6 +225,11 @@ def test_analyze_writes_basins_connectivity_and_tables(trained: RunDir) -> None:
     assert conn["paths"] and all(len(p["curves"]["aligned"]["alphas"]) == 5 for p in conn["paths"])
     rows = (trained.analysis_dir / "basins.csv").read_text().splitlines()
     assert rows[0].startswith("seed,behaviour_basin,weight_basin") and len(rows) == 6
+    early = json.loads((trained.analysis_dir / "early.json").read_text())
+    if found["behaviour"]["clustering"]["k"] == 1:
+        assert early["skipped"].startswith("one basin") and "early detection skipped" in result.output
+    else:
+        assert all(len(d["balanced_accuracy"]) == len(early["steps"]) for d in early["detectors"])
 
 
 def test_analyze_an_earlier_checkpoint_or_refuse_a_missing_one(trained: RunDir, tmp_path: Path) -> None:
@@ -232,6 +237,7 @@ def test_analyze_an_earlier_checkpoint_or_refuse_a_missing_one(trained: RunDir, 
     assert ok.exit_code == 0, ok.output
     behaviour = json.loads((trained.analysis_dir / "behavior.json").read_text())
     assert behaviour["steps"] == [15360] * 5
+    assert max(json.loads((trained.analysis_dir / "early.json").read_text())["steps"] or [0]) <= 15360
     missing = CliRunner().invoke(app, ["analyze", str(trained.root), "--no-progress", "--checkpoint", "123"])
     assert missing.exit_code == 2 and "no checkpoint at step 123" in missing.output
 

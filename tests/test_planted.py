@@ -23,12 +23,13 @@ def colour_share(labels: dict[str, float]) -> float:
 def test_planted_basins_are_followed_and_recovered(tmp_path: Path) -> None:
     """configs/planted_basins.yaml reduced to 8 seeds × 40,960 steps, where every measured seed
     (64 of them, master seeds 0 and 1) had committed to its cue; the config has the full figures.
-    Then the whole analysis: both clusterings must find the planted groups (ARI ≥ 0.9)."""
+    Then the whole analysis: both clusterings must find the planted groups (ARI ≥ 0.9), and early detection
+    scores its detectors on every checkpoint."""
     data = load_config("configs/planted_basins.yaml").model_dump(mode="json")
     data.update(name="planted-reduced")
     data["ppo"]["total_timesteps"] = 40_960
     data["seeds"]["count"] = 8
-    data["checkpoints"] = {"every": 40_960}
+    data["checkpoints"] = {"every": 10_240}
     run = train_experiment(parse_config(data), tmp_path, show_progress=False)
     summary = analyze_run(run, show_progress=False)
     behavior = BehaviorResult.load(run.analysis_dir / "behavior.json")
@@ -44,3 +45,12 @@ def test_planted_basins_are_followed_and_recovered(tmp_path: Path) -> None:
     found = read_json(run.analysis_dir / "basins.json")
     assert found["behaviour"]["clustering"]["k"] == found["weights"]["clustering"]["k"] == 2
     assert {b["label"] for b in found["behaviour"]["basins"]} == {"colour", "shape"}
+    # Early detection: the planted group is not in the initial weights, so step 0 cannot tell it;
+    # the final fingerprints define the basins, so held-out behaviour there tells it perfectly.
+    early = read_json(run.analysis_dir / "early.json")
+    assert early["skipped"] is None and early["steps"] == [0, 10_240, 20_480, 30_720, 40_960]
+    curves = {d["name"]: d for d in early["detectors"]}
+    assert set(curves) == {"behaviour", "weights", "noise"}
+    behaviour = curves["behaviour"]["balanced_accuracy"]
+    assert behaviour[-1] == 1.0 and behaviour[0] < 1.0, behaviour
+    assert curves["behaviour"]["first_reaching"] is not None

@@ -31,7 +31,7 @@ def test_quickstart_trains_16_cueconflict_seeds_on_the_learned_reward_and_report
     assert sum(b["size"] for b in found["behaviour"]["basins"]) == 16
     html = run.report_path.read_text()
     for section in ('id="summary"', 'id="training"', 'id="heldout"', 'id="basins"', 'id="connectivity"',
-                    'id="seeds"', 'id="provenance"'):
+                    'id="early"', 'id="seeds"', 'id="provenance"'):
         assert section in html
     assert "True return per seed" in html or "True environment return" in html
 

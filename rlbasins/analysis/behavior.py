@@ -311,6 +311,14 @@ def evaluation_sample(cfg: ExperimentConfig) -> EvaluationSample:
                             rng.integers(2**31, size=cfg.analysis.train_episodes).tolist(), space, eval_seed)
 
 
+def fingerprint_inputs(cfg: ExperimentConfig, sample: EvaluationSample) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs whose action distributions fingerprint a policy: observations of the sample's held-out
+    states [N, ...] and as many out-of-distribution noise inputs [N, ...]."""
+    heldout_obs = heldout_observations(cfg, get_suite(cfg.env.id), sample.states)
+    noise = noise_observations(sample.space, heldout_obs, len(heldout_obs), factor_seed(cfg.seed, "noise", 0))
+    return heldout_obs, noise
+
+
 def analyze_behavior(run: RunDir, step: int | None = None, show_progress: bool = True,
                      settings: AnalysisConfig | None = None) -> BehaviorResult:
     """Evaluate every finished seed of ``run`` (at checkpoint ``step``, default each seed's last) with
@@ -326,7 +334,7 @@ def analyze_behavior(run: RunDir, step: int | None = None, show_progress: bool =
     suite = get_suite(cfg.env.id)
     held = cfg.analysis.heldout
     sample = evaluation_sample(cfg)
-    states, starts, space, eval_seed = sample.states, sample.starts, sample.space, sample.seed
+    starts, eval_seed = sample.starts, sample.seed
     reset_seeds_heldout, reset_seeds_train = sample.reset_seeds_heldout, sample.reset_seeds_train
     device = resolve_device(cfg.device)
 
@@ -340,9 +348,8 @@ def analyze_behavior(run: RunDir, step: int | None = None, show_progress: bool =
                       **common)
         sampled = play(reset_seeds=reset_seeds_heldout, starts=starts, suite=suite, greedy=False, on_chunk=advance,
                        **common)
-    heldout_obs = heldout_observations(cfg, suite, states)
+    heldout_obs, noise = fingerprint_inputs(cfg, sample)
     probs = action_probs(template, params, heldout_obs)                               # [S, N, A]
-    noise = noise_observations(space, heldout_obs, held.n_states, factor_seed(cfg.seed, "noise", 0))
     noise_probs = action_probs(template, params, noise)                              # [S, N, A]
 
     labelled = suite.labels is not None

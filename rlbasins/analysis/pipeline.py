@@ -9,10 +9,12 @@
    (:mod:`~rlbasins.analysis.connectivity`), plus full interpolation curves for representative
    pairs within and across basins;
 5. weight-space basins from the aligned barrier matrix, their agreement with the behavioural
-   basins (ARI with a bootstrap CI), and — for planted experiments — with the planted truth.
+   basins (ARI with a bootstrap CI), and — for planted experiments — with the planted truth;
+6. early detection: how well each seed's final behavioural basin is predicted from its earlier
+   checkpoints (:mod:`~rlbasins.analysis.early`).
 
-Writes ``analysis/behavior.json``, ``seeds.csv``, ``connectivity.json``, ``basins.json`` and
-``basins.csv`` in the run directory.
+Writes ``analysis/behavior.json``, ``seeds.csv``, ``connectivity.json``, ``basins.json``,
+``basins.csv`` and ``early.json`` in the run directory.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ from rlbasins.analysis import align, basins, connectivity
 from rlbasins.analysis.behavior import (
     BehaviorResult,
     analyze_behavior,
-    heldout_observations,
+    evaluation_sample,
+    fingerprint_inputs,
     load_policies,
     total_variation_matrix,
 )
+from rlbasins.analysis.early import EarlyDetection, early_detection
 from rlbasins.config import AnalysisConfig, ExperimentConfig
 from rlbasins.devices import resolve_device
 from rlbasins.progress import task_progress
@@ -52,6 +56,7 @@ class AnalysisSummary:
     agreement_ari: float | None
     planted_ari: dict[str, float] | None
     verdict: str | None
+    early: EarlyDetection | None
     seconds: dict[str, float]
     """Wall-clock seconds per stage."""
 
@@ -75,6 +80,7 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     seconds: dict[str, float] = {}
     with _timed(seconds, "behaviour"):
         behavior = analyze_behavior(run, step=step, show_progress=show_progress, settings=settings)
+        heldout_obs, noise_obs = fingerprint_inputs(cfg, evaluation_sample(cfg))
     seeds = behavior.seeds
 
     # ---- behavioural basins
@@ -87,6 +93,16 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     seed_labels = behavior.dominant_labels()
     behaviour_basins = basins.describe_basins(behaviour_clusters, seeds, tv, seed_labels)
 
+    # ---- early detection of the behavioural basins
+    early = None
+    if settings.early.detectors:
+        with _timed(seconds, "early detection"):
+            early = early_detection(run, seeds, min(behavior.steps), behaviour_clusters.labels, tv, heldout_obs,
+                                    noise_obs, settings.early, seed=cfg.seed, show_progress=show_progress)
+        atomic_write_json(run.analysis_dir / "early.json", asdict(early))
+    else:  # a report must not show an earlier analysis's study
+        (run.analysis_dir / "early.json").unlink(missing_ok=True)
+
     # ---- alignment and barriers
     template, state_dicts, _ = load_policies(run, seeds, step)
     device = resolve_device(cfg.device)
@@ -95,7 +111,7 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     probe = connectivity.make_probe(template, cfg.env.id, cfg.env.kwargs, conn.episodes, conn.n_states,
                                     seed=factor_seed(cfg.seed, "connectivity", 0), device=device, suite=suite)
     with _timed(seconds, "alignment"):
-        aligned = _align(cfg, template, state_dicts, probe, show_progress)
+        aligned = _align(cfg, template, state_dicts, heldout_obs, show_progress)
     pairwise = len(seeds) <= conn.max_pairwise
     if pairwise:
         pairs = list(itertools.combinations(range(len(seeds)), 2))
@@ -166,17 +182,18 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     _write_basin_table(run, seeds, behaviour_clusters, weight_clusters, planted, behavior)
     return AnalysisSummary(len(seeds), behaviour_clusters.k, weight_clusters.k, agreement["ari"],
                            {k: v["ari"] for k, v in planted_ari.items()} if planted_ari else None,
-                           basins_out["preference_verdict"], seconds)
+                           basins_out["preference_verdict"], early, seconds)
 
 
-def _align(cfg: ExperimentConfig, template, state_dicts, probe, show_progress: bool):
-    """All seeds in one unit order (Git Re-Basin), by weight or by activation matching."""
+def _align(cfg: ExperimentConfig, template, state_dicts, heldout_obs: torch.Tensor, show_progress: bool):
+    """All seeds in one unit order (Git Re-Basin), by weight or by activation matching (on the
+    held-out observations [N, ...])."""
     settings = cfg.analysis.align
     reference = "mean" if settings.reference == "mean" else 0
     rounds = settings.rounds if reference == "mean" else 1
     match = None
     if settings.method == "activation":
-        obs = heldout_observations(cfg, get_suite(cfg.env.id), _heldout_states(cfg)).float()
+        obs = heldout_obs.float()
         spec = align.infer_spec(state_dicts[0])
         target_module, other_module = template.fresh_copy(), template.fresh_copy()
 
@@ -188,16 +205,6 @@ def _align(cfg: ExperimentConfig, template, state_dicts, probe, show_progress: b
     with task_progress("Git Re-Basin alignment", len(state_dicts) * rounds, enabled=show_progress) as advance:
         return align.align_many(state_dicts, reference=reference, rounds=rounds, seed=cfg.seed,
                                 on_progress=advance, match=match)
-
-
-def _heldout_states(cfg: ExperimentConfig):
-    import gymnasium as gym
-
-    env = gym.make(cfg.env.id, **cfg.env.kwargs)
-    states = get_suite(cfg.env.id).sample_states(env, np.random.default_rng(factor_seed(cfg.seed, "align", 0)),
-                                                 cfg.analysis.heldout.n_states)
-    env.close()
-    return states
 
 
 def _to_matrix(values: np.ndarray, pairs, n: int, pairwise: bool) -> np.ndarray:
@@ -253,6 +260,6 @@ def _write_basin_table(run: RunDir, seeds, behaviour, weights, planted, behavior
 
 
 def load_results(run: RunDir) -> dict[str, Any]:
-    """``basins.json`` and ``connectivity.json`` of an analysed run (empty dict for a missing file)."""
+    """``basins.json``, ``connectivity.json`` and ``early.json`` of an analysed run (empty dict for a missing file)."""
     return {name: read_json(run.analysis_dir / f"{name}.json") if (run.analysis_dir / f"{name}.json").exists()
-            else {} for name in ("basins", "connectivity")}
+            else {} for name in ("basins", "connectivity", "early")}

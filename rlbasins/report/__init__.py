@@ -58,7 +58,7 @@ def write_report(run: RunDir) -> Path:
                  mean_tv=mean_tv[i]) for i, k in enumerate(seeds)]
     not_finished = {k: s for k, s in manifest["seeds"].items() if s["status"] != "finished"}
     results = load_results(run)
-    found, conn = results["basins"], results["connectivity"]
+    found, conn, early = results["basins"], results["connectivity"], results["early"]
     order = list(range(len(seeds)))
     if found:  # seeds grouped by behavioural basin in every seed-by-seed figure
         order = sorted(order, key=lambda i: (found["behaviour"]["clustering"]["labels"][i], i))
@@ -97,6 +97,7 @@ def write_report(run: RunDir) -> Path:
         fig_agreement=figures.seed_matrix(agreement[np.ix_(order, order)], ordered,
                                           "Greedy-action agreement on held-out states",
                                           "fraction of held-out states with the same greedy action"),
+        early=early, fig_early=figures.early_detection(early) if early and not early["skipped"] else None,
         found=found, conn=conn, metric_unit=METRIC_UNITS.get(conn.get("barrier_metric"), ""),
         metric_names=METRIC_NAMES,
         fig_barriers=figures.barrier_matrices(_barrier_panels(conn), seeds, order) if conn else None,

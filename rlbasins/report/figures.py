@@ -263,3 +263,27 @@ def env_frames(frames: dict[str, np.ndarray]) -> str:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return to_data_uri(fig)
+
+
+def early_detection(early: dict) -> str:
+    """Balanced accuracy of each detector (out-of-fold, 95% bootstrap band) against the training fraction
+    of the checkpoint it saw, with chance (1 / basins) and the threshold as reference lines."""
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fractions = np.array(early["fractions"])
+    for detector, colour, marker in zip(early["detectors"], OKABE_ITO, "osD^v", strict=False):
+        low, high = np.array(detector["ci"]).T
+        ax.fill_between(fractions, low, high, color=colour, alpha=0.15)
+        first = detector["first_reaching"]
+        ax.plot(fractions, detector["balanced_accuracy"], color=colour, marker=marker, ms=4,
+                label=f"{detector['name']}: {detector['description']} "
+                      f"(≥ {early['threshold']:.0%} from {first:.0%})" if first is not None else
+                      f"{detector['name']}: {detector['description']} (never ≥ {early['threshold']:.0%})")
+    ax.axhline(early["chance"], color="#888888", ls="--", lw=1, label=f"chance (1/{early['n_basins']} basins)")
+    ax.axhline(early["threshold"], color="black", ls=":", lw=1, label=f"threshold {early['threshold']:.0%}")
+    ax.set(title=f"Predicting each seed's final basin from an earlier checkpoint ({len(early['seeds'])} seeds, "
+                 f"{early['folds']}-fold cross-validation)",
+           xlabel="training fraction of the checkpoint (step / last step)", ylabel="balanced accuracy",
+           ylim=(0, 1.03), xlim=(-0.02, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return to_data_uri(fig)

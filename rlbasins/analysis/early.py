@@ -1,0 +1,200 @@
+"""Early basin detection: can a seed's final basin be told from an early checkpoint?
+
+At every checkpoint step t that all seeds have, each detector turns a seed's policy at t into a
+feature vector; a classifier trained on *other* seeds' features at the same t predicts the seed's
+final behavioural basin (the clusters of :mod:`rlbasins.analysis.basins` at the last checkpoint).
+Stratified K-fold cross-validation makes every prediction out-of-fold. Detectors:
+
+- ``behaviour``: the held-out behaviour fingerprint — action distributions on the run's held-out
+  states ([N · A] features, the same states the final basins are defined on);
+- ``weights``: the nearest final basin medoid (medoids taken among the training fold's seeds) by
+  the L2 distance of the checkpoint's weights, Git Re-Basin weight-matched to each medoid, to that
+  medoid's final weights — no classifier, so nothing is fit on features dominated by the medoid's
+  own checkpoints;
+- ``noise``: action distributions on out-of-distribution noise inputs ([M · A] features) — the
+  function beyond the data, which the basin definition never sees.
+
+The classifier of ``behaviour`` and ``noise`` is a class-balanced logistic regression on
+standardised features (scikit-learn).
+The score is balanced accuracy (chance = 1/B) with a 95% percentile bootstrap CI over seeds,
+resampled within each basin. :func:`early_detection` also names, per detector, the first training
+fraction at which the balanced accuracy reaches the threshold (default 0.9) — and the first at
+which even the CI's lower end does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from rlbasins.analysis import align, basins
+from rlbasins.analysis.align import StateDict
+from rlbasins.analysis.behavior import load_policies
+from rlbasins.analysis.rollouts import action_probs, stack_state_dicts
+from rlbasins.config import EarlyDetectionConfig
+from rlbasins.progress import task_progress
+from rlbasins.store import RunDir
+
+DETECTORS = {
+    "behaviour": "classifier on held-out action distributions",
+    "weights": "nearest final basin medoid by aligned weight distance",
+    "noise": "classifier on action distributions on out-of-distribution noise inputs",
+}
+
+
+@dataclass
+class DetectorCurve:
+    """One detector's out-of-fold score at every checkpoint (lists are [T], aligned with the steps)."""
+
+    name: str
+    description: str
+    balanced_accuracy: list[float]
+    ci: list[list[float]]
+    """95% bootstrap interval [low, high] per step."""
+    predictions: list[list[int]]
+    """[T][S] out-of-fold predicted final basin of each seed."""
+    first_reaching: float | None
+    """First training fraction whose balanced accuracy is ≥ the threshold (None: never)."""
+    first_confident: float | None
+    """First training fraction whose CI lower end is ≥ the threshold (None: never)."""
+
+
+@dataclass
+class EarlyDetection:
+    seeds: list[int]
+    final_basins: list[int]
+    """[S] the behavioural basin of each seed at its last checkpoint (the target)."""
+    steps: list[int]
+    fractions: list[float]
+    """[T] steps / last step."""
+    n_basins: int
+    chance: float
+    folds: int
+    threshold: float
+    detectors: list[DetectorCurve]
+    skipped: str | None = None
+    """Why nothing was measured (one basin, too few checkpoints or seeds); then the lists are empty."""
+
+
+def _stratified_bootstrap(y: np.ndarray, predicted: np.ndarray, resamples: int, seed: int) -> list[float]:
+    """95% percentile interval of the balanced accuracy, seeds resampled with replacement within each basin.
+
+    Balanced accuracy is the mean over basins of the recall, so each basin's resampled recall is
+    drawn on its own ([resamples] per basin) and the draws are averaged across basins."""
+    rng = np.random.default_rng(seed)
+    correct = predicted == y
+    recalls = [correct[rng.choice(np.flatnonzero(y == c), size=(resamples, int((y == c).sum())))].mean(1)
+               for c in np.unique(y)]
+    return np.percentile(np.mean(recalls, axis=0), [2.5, 97.5]).tolist()
+
+
+def _first_fraction(values: list[float], fractions: list[float], threshold: float) -> float | None:
+    return next((f for v, f in zip(values, fractions, strict=True) if v >= threshold), None)
+
+
+FoldPredictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(train indices, test indices) → predicted basins of the test seeds."""
+
+
+def cross_validated_predictions(predict_fold: FoldPredictor, y: np.ndarray,
+                                splits: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Out-of-fold predictions [S]: every seed predicted by ``predict_fold`` from a split it is a test seed of."""
+    predicted = np.empty_like(y)
+    for train, test in splits:
+        predicted[test] = predict_fold(train, test)
+    return predicted
+
+
+def classifier_predictor(features: np.ndarray, y: np.ndarray) -> FoldPredictor:
+    """A class-balanced logistic regression on standardised ``features`` [S, F], fit on the training seeds."""
+    def predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        if np.unique(y[train]).size == 1:
+            return np.full(len(test), y[train][0])
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
+        return model.fit(features[train], y[train]).predict(features[test])
+    return predict
+
+
+def medoid_predictor(checkpoints: list[StateDict], finals: list[StateDict], distances: np.ndarray, y: np.ndarray,
+                     spec: align.PermutationSpec, seed: int = 0) -> FoldPredictor:
+    """The nearest final basin medoid: each basin's medoid among the training seeds (by the final
+    behavioural ``distances`` [S, S]), each test seed's checkpoint weight-matched to every medoid's
+    final weights, the basin of the smallest L2 distance. Matchings are cached across folds."""
+    cache: dict[tuple[int, int], float] = {}
+
+    def distance(m: int, i: int) -> float:
+        if (m, i) not in cache:
+            aligned = align.weight_matching(finals[m], checkpoints[i], spec, seed=seed)
+            cache[m, i] = float(sum(((aligned[k].double() - finals[m][k].double()) ** 2).sum() for k in aligned))
+        return cache[m, i]
+
+    def predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        medoids = [int(train[m]) for m in basins.medoids(distances[np.ix_(train, train)], y[train])]
+        return np.array([np.argmin([distance(m, i) for m in medoids]) for i in test])  # medoids in basin order
+    return predict
+
+
+def early_detection(run: RunDir, seeds: list[int], final_step: int, final_basins: list[int], distances: np.ndarray,
+                    heldout_obs: torch.Tensor, noise_obs: torch.Tensor, settings: EarlyDetectionConfig,
+                    seed: int = 0, show_progress: bool = True) -> EarlyDetection:
+    """Score every detector of ``settings`` at every checkpoint step up to ``final_step`` all ``seeds`` have.
+
+    final_basins: [S] behavioural basin of each seed at ``final_step``; distances: [S, S] the
+    behavioural distance the basins were clustered on (for the medoids); heldout_obs [N, ...] and
+    noise_obs [M, ...]: the inputs of the fingerprints.
+    """
+    y = np.asarray(final_basins)
+    counts = np.bincount(y)
+    keep = np.flatnonzero(counts[y] >= 2)  # a basin of one seed cannot be both trained on and predicted
+    steps = sorted(step for step in set.intersection(*({e.step for e in run.seed(k).entries()} for k in seeds))
+                   if step <= final_step)
+    n_basins = int(np.unique(y[keep]).size)
+    empty = dict(seeds=seeds, final_basins=y.tolist(), n_basins=n_basins, chance=1 / max(n_basins, 1),
+                 threshold=settings.threshold, detectors=[])
+    if n_basins < 2:
+        return EarlyDetection(steps=[], fractions=[], folds=0, **empty,
+                              skipped="one basin (of two seeds or more): there is nothing to predict")
+    if len(steps) < 2:
+        return EarlyDetection(steps=[], fractions=[], folds=0, **empty, skipped="a single checkpoint")
+    kept_seeds = [seeds[i] for i in keep]
+    y, distances = y[keep], np.asarray(distances)[np.ix_(keep, keep)]
+    y = np.unique(y, return_inverse=True)[1]  # basins renumbered 0..B-1 after dropping singletons
+    folds = int(min(settings.folds, np.bincount(y).min()))
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    fractions = [s / steps[-1] for s in steps]
+
+    _, finals, _ = load_policies(run, kept_seeds, steps[-1])
+    spec = align.infer_spec(finals[0])
+    scores: dict[str, list[tuple[float, list[float], np.ndarray]]] = {name: [] for name in settings.detectors}
+    with task_progress("early detection", len(steps), enabled=show_progress) as advance:
+        for step in steps:
+            template, state_dicts, _ = load_policies(run, kept_seeds, step)
+            params = stack_state_dicts(state_dicts)
+            for name in settings.detectors:
+                if name == "weights":
+                    predictor = medoid_predictor(state_dicts, finals, distances, y, spec, seed)
+                else:
+                    obs = heldout_obs if name == "behaviour" else noise_obs
+                    predictor = classifier_predictor(action_probs(template, params, obs).flatten(1).numpy(), y)
+                predicted = cross_validated_predictions(predictor, y, splits)
+                scores[name].append((float(balanced_accuracy_score(y, predicted)),
+                                     _stratified_bootstrap(y, predicted, settings.resamples, seed), predicted))
+            advance()
+
+    curves = []
+    for name, per_step in scores.items():
+        accuracy = [a for a, _, _ in per_step]
+        ci = [c for _, c, _ in per_step]
+        curves.append(DetectorCurve(name, DETECTORS[name], accuracy, ci, [p.tolist() for _, _, p in per_step],
+                                    _first_fraction(accuracy, fractions, settings.threshold),
+                                    _first_fraction([low for low, _ in ci], fractions, settings.threshold)))
+    return EarlyDetection(kept_seeds, y.tolist(), steps, fractions, n_basins, 1 / n_basins, folds,
+                          settings.threshold, curves)
