@@ -116,8 +116,6 @@ def cross_validated_predictions(predict_fold: FoldPredictor, y: np.ndarray,
 def classifier_predictor(features: np.ndarray, y: np.ndarray) -> FoldPredictor:
     """A class-balanced logistic regression on standardised ``features`` [S, F], fit on the training seeds."""
     def predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        if np.unique(y[train]).size == 1:
-            return np.full(len(test), y[train][0])
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
         return model.fit(features[train], y[train]).predict(features[test])
     return predict
@@ -127,7 +125,7 @@ def medoid_predictor(checkpoints: list[StateDict], finals: list[StateDict], dist
                      spec: align.PermutationSpec, seed: int = 0) -> FoldPredictor:
     """The nearest final basin medoid: each basin's medoid among the training seeds (by the final
     behavioural ``distances`` [S, S]), each test seed's checkpoint weight-matched to every medoid's
-    final weights, the basin of the smallest L2 distance. Matchings are cached across folds."""
+    final weights, the basin of the smallest (squared) L2 distance. Matchings are cached across folds."""
     cache: dict[tuple[int, int], float] = {}
 
     def distance(m: int, i: int) -> float:
