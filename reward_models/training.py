@@ -72,7 +72,16 @@ def train_reward_model(cfg: RewardModelConfig, data: PreferenceData) -> Training
 
 @torch.no_grad()
 def normalize_(model: RewardModel, data: PreferenceData) -> None:
-    """Set the model's offset and scale so its reward has mean 0, std 1 on the training transitions."""
+    """Set the model's offset and scale so its reward has mean 0, std 1 on the training transitions.
+
+    Bradley–Terry fixes the offset of the reward only by convention, and in episodic tasks the offset is
+    an incentive: with a sparse task reward R paid on a share p of the training transitions, mean 0
+    puts every other step at about −p·R (a living penalty — CueConflict's mix: p ≈ 0.17), which makes
+    ending an episode early, e.g. on a distractor, cheaper than under the true reward. It is kept
+    deliberately: anchoring ordinary steps at 0 instead turns any small positive error of the model
+    into a loop worth more than the task (r / (1 − γ)): for the shipped CueConflict model the
+    learned-optimal policy (γ = 0.95) then times out from 42% of training start states (0% as is).
+    """
     t = data.transitions[data.split == TRAIN]
     raw = model.raw(t.obs, t.actions, t.next_obs).mean(0)
     model.reward_mean.copy_(raw.mean())
