@@ -95,6 +95,30 @@ def _analyze(run: RunDir, progress: bool, step: int | None = None) -> None:
                           for d in early.detectors)
         out.print(f"early detection — first training fraction with balanced accuracy ≥ {early.threshold:.0%}: "
                   f"{first}", highlight=False)
+    trajectory = summary.trajectory
+    if trajectory is not None and trajectory.skipped:
+        out.print(f"training length skipped: {trajectory.skipped}", highlight=False)
+    elif trajectory is not None:
+        low, high = trajectory.late_share_ci
+        out.print(f"training length — {len(trajectory.late_switchers)}/{len(trajectory.seeds)} seeds last switch "
+                  f"basin after {trajectory.late_fraction:.0%} of training ({trajectory.late_share:.0%}, 95% CI "
+                  f"{low:.0%}–{high:.0%}) over {len(trajectory.steps)} checkpoints", highlight=False)
+    counted = summary.basin_count
+    if counted is not None and counted.skipped:
+        out.print(f"basin count skipped: {counted.skipped}", highlight=False)
+    elif counted is not None:
+        rare, chao = counted.rarefaction, counted.unseen[0]
+        out.print(f"basin count — {counted.observed} found; {_rarefied(rare, len(counted.seeds))}; "
+                  f"Chao1 {chao.chao1:.1f} [{chao.chao1_ci[0]:.1f}, {chao.chao1_ci[1]:.1f}]; most persistent "
+                  f"average-linkage count {counted.resolution.persistent_k or 'none (no plateau stands out)'}",
+                  highlight=False)
+
+
+def _rarefied(rare, n_seeds: int) -> str:
+    """The rarefaction point nearest half the seeds: 'in random subsets of n of N seeds: mean [low, high]'."""
+    i = min(range(len(rare.sizes)), key=lambda j: abs(rare.sizes[j] - n_seeds / 2))
+    return (f"in random subsets of {rare.sizes[i]} of {n_seeds} seeds {rare.found_mean[i]:.1f} "
+            f"[{rare.found_ci[i][0]:.0f}, {rare.found_ci[i][1]:.0f}]")
 
 
 def _report(run: RunDir) -> Path:
@@ -195,6 +219,47 @@ def compare(
     out.print(f"diff → [bold]{path}[/]", highlight=False)
     if screenshots is not None:
         _screenshots(path, screenshots)
+
+
+@app.command()
+@_handles_errors
+def steer(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), resume: ResumeOpt = False,
+          overwrite: OverwriteOpt = False, progress: ProgressOpt = True,
+          calibration: Annotated[Path | None, typer.Option(
+              "--calibration", help="Calibration run directory (default: the config's steering.calibration).",
+              show_default=False)] = None) -> None:
+    """Steering by abort: train seeds until steering.k finish in the target basin, aborting at the check
+    those predicted elsewhere; writes analysis/steering.json and the report (see docs/steering.md)."""
+    from rlbasins.studies.steering import SteeringError
+    from rlbasins.studies.steering import steer as run_steering
+
+    cfg = load_config(config)
+    if cfg.steering is None:
+        raise ConfigError(str(config), [ConfigIssue(path="steering", value=None,
+                                                     expected="a steering section (see configs/steering.yaml)")])
+    st = cfg.steering
+    out.print(f"steering [bold]{cfg.name}[/]: {st.k} seeds ending in '{st.target}', check at step "
+              f"{cfg.steering_check_step():,} of {cfg.checkpoint_steps()[-1]:,}, waves of {st.wave}", highlight=False)
+    try:
+        result = run_steering(cfg, runs_dir, resume=resume, overwrite=overwrite, show_progress=progress,
+                              calibration=calibration)
+    except SteeringError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    c, base = result.compute, result.baseline
+    measured = base.get("measured")
+    versus = (f"; without steering on the same seeds {measured['steps']:,}{'+' if measured['lower_bound'] else ''} "
+              f"(ratio {measured['ratio']:.2f})") if measured else ""
+    wrong = result.wrong_aborts
+    out.print(f"{'reached' if result.reached else 'NOT reached'}: {result.purity['target_finished']} target seeds; "
+              f"{c['steering_steps']:,} env steps ({c['seeds_started']} started, {c['seeds_continued']} continued, "
+              f"{c['seeds_aborted']} aborted){versus}; purity {result.purity['value'] or 0:.2f}; "
+              + (f"wrong aborts {wrong['count']}/{wrong['aborted']}" if wrong else "wrong aborts not audited"),
+              highlight=False)
+    run_dir = RunDir(Path(runs_dir) / cfg.name)
+    _report(run_dir)
+    if not result.reached:
+        raise typer.Exit(1)
 
 
 @app.command()

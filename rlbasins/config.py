@@ -156,6 +156,23 @@ class EarlyDetectionConfig(_Strict):
     resamples: int = Field(1000, ge=100, description="Bootstrap resamples of seeds for the confidence intervals.")
 
 
+class TrajectoryConfig(_Strict):
+    enabled: bool = Field(True, description="Track every seed's basin through its checkpoints (training length).")
+    late_fraction: float = Field(0.5, gt=0, lt=1, description="A seed whose last basin switch comes after this "
+                                 "training fraction is a late switcher; transitions from here on are summed.")
+    resamples: int = Field(1000, ge=100, description="Bootstrap resamples of seeds for the mean-distance CIs.")
+
+
+class BasinCountConfig(_Strict):
+    enabled: bool = Field(True, description="Basins found vs seeds (rarefaction), unseen basins (Chao1) and the "
+                          "count across clustering resolutions.")
+    resamples: int = Field(50, ge=10, description="Random seed subsets per rarefaction size; also resamples of "
+                           "held-out states for the resolution curve's band.")
+    sizes: list[PositiveInt] | None = Field(None, description="Seed-subset sizes of the rarefaction curve; null: "
+                                            "4, 8, 16, … below the number of seeds, and all of them.")
+    bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples of seeds for the Chao1 CI.")
+
+
 class AnalysisConfig(_Strict):
     enabled: bool = True
     heldout: HeldOutConfig = HeldOutConfig()
@@ -164,6 +181,28 @@ class AnalysisConfig(_Strict):
     connectivity: ConnectivityConfig = ConnectivityConfig()
     basins: BasinsConfig = BasinsConfig()
     early: EarlyDetectionConfig = EarlyDetectionConfig()
+    trajectory: TrajectoryConfig = TrajectoryConfig()
+    basin_count: BasinCountConfig = BasinCountConfig()
+
+
+class SteeringConfig(_Strict):
+    """Steering by abort (``rlbasins steer``, :mod:`rlbasins.studies.steering`): train seeds in waves to
+    the check step, abort those a detector (fit on a finished calibration run) predicts outside the
+    ``target`` basin, continue the rest, until ``k`` seeds end in the target. Outside the config hash:
+    it decides which seeds train and how far, never what a seed computes."""
+
+    target: str = Field(min_length=1, description="The wanted strategy: a label of the env's held-out suite "
+                        "(e.g. colour or shape on CueConflict).")
+    k: int = Field(16, gt=0, description="Seeds that must finish in the target basin.")
+    check_at: float = Field(0.1, gt=0, lt=1, description="Training fraction of the check; the check step is the "
+                            "first scheduled checkpoint at or after it (it must be before the end).")
+    calibration: str = Field(min_length=1, description="A finished, analysed run (`rlbasins run`) of the same env, "
+                             "reward model, policy and PPO settings with a checkpoint at the check step and a "
+                             "different master seed; relative to this file.")
+    wave: int = Field(16, gt=0, description="New seed indices trained to the check step per wave (in lockstep).")
+    max_seeds: int = Field(256, gt=0, description="Give up after this many seeds were started.")
+    audit: bool = Field(True, description="Afterwards train the aborted seeds to the end too (not counted as "
+                        "steering compute): measures wrong aborts and the no-steering baseline exactly.")
 
 
 _RAY_FIELDS: tuple[str, ...] = ("address", "group_size", "cpus_per_group", "gpus_per_group", "max_retries")
@@ -211,6 +250,7 @@ class ExperimentConfig(_Strict):
     checkpoints: CheckpointConfig = CheckpointConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     executor: ExecutorConfig = ExecutorConfig()
+    steering: SteeringConfig | None = Field(None, description="Steering by abort (`rlbasins steer`); null: none.")
 
     def env_kwargs_for(self, index: int) -> dict[str, Any]:
         """The env kwargs seed ``index`` trains with: ``env.kwargs``, updated by its planted group if any."""
@@ -238,6 +278,11 @@ class ExperimentConfig(_Strict):
         wanted = {0, end, *range(0, end, self.checkpoints.every), *self.checkpoints.also_at}
         return sorted({min(-(-step // size) * size, end) for step in wanted})
 
+    def steering_check_step(self) -> int:
+        """The step of ``steering.check_at``: the first scheduled checkpoint at or after that fraction."""
+        schedule = self.checkpoint_steps()
+        return next(step for step in schedule if step >= self.steering.check_at * schedule[-1])
+
     def reward_model_sha256(self) -> str | None:
         """sha256 of the reward model's weights file (None without one); reads the file."""
         if self.reward_model is None:
@@ -253,7 +298,7 @@ class ExperimentConfig(_Strict):
         A reward model counts by the sha256 of its weights, not its path: moving it keeps the hash,
         retraining it changes the hash.
         """
-        science = self.model_dump(mode="json", exclude={"executor"})
+        science = self.model_dump(mode="json", exclude={"executor", "steering"})
         if self.reward_model is not None:
             science["reward_model"] = {"sha256": self.reward_model_sha256()}
         return hashlib.sha256(json.dumps(science, sort_keys=True).encode()).hexdigest()
@@ -357,6 +402,33 @@ def _semantic_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]
     if cfg.reward_model is not None:
         issues.extend(_reward_model_issues(cfg, base_dir / cfg.reward_model))
     issues.extend(_executor_issues(cfg))
+    if cfg.steering is not None:
+        issues.extend(_steering_issues(cfg))
+    return issues
+
+
+def _steering_issues(cfg: ExperimentConfig) -> list[ConfigIssue]:
+    """The target is a label of the env's suite; the check is a checkpoint before the end; sizes fit."""
+    from envs.suites import get_suite
+
+    st, issues = cfg.steering, []
+    try:
+        labels = get_suite(cfg.env.id).labels
+    except KeyError:
+        labels = None
+    if labels is None:
+        issues.append(ConfigIssue(path="steering.target", value=st.target,
+                                  expected=f"an env whose held-out suite names strategies ({cfg.env.id} names none)"))
+    elif st.target not in labels:
+        issues.append(ConfigIssue(path="steering.target", value=st.target, expected=f"one of {', '.join(labels)}"))
+    schedule = cfg.checkpoint_steps()
+    if cfg.steering_check_step() >= schedule[-1]:
+        issues.append(ConfigIssue(path="steering.check_at", value=st.check_at,
+                                  expected=f"a fraction with a scheduled checkpoint after it and before the end "
+                                  f"(checkpoints at {', '.join(f'{s / schedule[-1]:.3g}' for s in schedule)})"))
+    if st.max_seeds < st.k:
+        issues.append(ConfigIssue(path="steering.max_seeds", value=st.max_seeds,
+                                  expected=f"at least steering.k ({st.k})"))
     return issues
 
 
@@ -486,6 +558,9 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = No
         raise ConfigError(source, issues)
     if cfg.reward_model is not None:  # absolute, so that the run's stored config and workers find it too
         cfg = cfg.model_copy(update={"reward_model": str((base_dir / cfg.reward_model).resolve())})
+    if cfg.steering is not None:  # absolute, like the reward model
+        steering = cfg.steering.model_copy(update={"calibration": str((base_dir / cfg.steering.calibration).resolve())})
+        cfg = cfg.model_copy(update={"steering": steering})
     return cfg
 
 

@@ -113,11 +113,17 @@ def cross_validated_predictions(predict_fold: FoldPredictor, y: np.ndarray,
     return predicted
 
 
+def fit_classifier(features: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The detectors' classifier — a class-balanced logistic regression on standardised ``features``
+    [S, F] — fit on (features, y); returns features [S', F] → predicted labels [S']."""
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
+    return model.fit(features, y).predict
+
+
 def classifier_predictor(features: np.ndarray, y: np.ndarray) -> FoldPredictor:
-    """A class-balanced logistic regression on standardised ``features`` [S, F], fit on the training seeds."""
+    """:func:`fit_classifier` on the training seeds' ``features`` [S, F], applied to the test seeds."""
     def predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
-        return model.fit(features[train], y[train]).predict(features[test])
+        return fit_classifier(features[train], y[train])(features[test])
     return predict
 
 

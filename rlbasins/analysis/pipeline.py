@@ -11,10 +11,14 @@
 5. weight-space basins from the aligned barrier matrix, their agreement with the behavioural
    basins (ARI with a bootstrap CI), and — for planted experiments — with the planted truth;
 6. early detection: how well each seed's final behavioural basin is predicted from its earlier
-   checkpoints (:mod:`~rlbasins.analysis.early`).
+   checkpoints (:mod:`~rlbasins.analysis.early`);
+7. training length: every seed's nearest final basin at every checkpoint, basin shares, transitions
+   and last switches (:mod:`~rlbasins.analysis.trajectory`);
+8. basin count: rarefaction over seed subsets, unseen basins (Chao1) and the count across clustering
+   resolutions (:mod:`~rlbasins.analysis.basin_count`).
 
 Writes ``analysis/behavior.json``, ``seeds.csv``, ``connectivity.json``, ``basins.json``,
-``basins.csv`` and ``early.json`` in the run directory.
+``basins.csv``, ``early.json``, ``trajectory.json`` and ``basin_count.json`` in the run directory.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import torch
 
 from envs.suites import get_suite
 from rlbasins.analysis import align, basins, connectivity
+from rlbasins.analysis.basin_count import BasinCount, basin_count
 from rlbasins.analysis.behavior import (
     BehaviorResult,
     analyze_behavior,
@@ -39,6 +44,7 @@ from rlbasins.analysis.behavior import (
     total_variation_matrix,
 )
 from rlbasins.analysis.early import EarlyDetection, early_detection
+from rlbasins.analysis.trajectory import BasinTrajectory, basin_trajectory
 from rlbasins.config import AnalysisConfig, ExperimentConfig
 from rlbasins.devices import resolve_device
 from rlbasins.progress import task_progress
@@ -59,6 +65,8 @@ class AnalysisSummary:
     early: EarlyDetection | None
     seconds: dict[str, float]
     """Wall-clock seconds per stage."""
+    trajectory: BasinTrajectory | None = None
+    basin_count: BasinCount | None = None
 
 
 @contextmanager
@@ -102,6 +110,28 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
         atomic_write_json(run.analysis_dir / "early.json", asdict(early))
     else:  # a report must not show an earlier analysis's study
         (run.analysis_dir / "early.json").unlink(missing_ok=True)
+
+    # ---- training length: the final basins tracked back through every checkpoint
+    trajectory = None
+    if settings.trajectory.enabled:
+        with _timed(seconds, "trajectory"):
+            trajectory = basin_trajectory(run, seeds, min(behavior.steps), behaviour_clusters.labels, heldout_obs,
+                                          settings.trajectory, settings.basins.method, settings.basins.max_k,
+                                          seed=cfg.seed, show_progress=show_progress)
+        atomic_write_json(run.analysis_dir / "trajectory.json", asdict(trajectory))
+    else:
+        (run.analysis_dir / "trajectory.json").unlink(missing_ok=True)
+
+    # ---- basin count: rarefaction, unseen basins, resolution
+    counted = None
+    if settings.basin_count.enabled:
+        with _timed(seconds, "basin count"):
+            counted = basin_count(seeds, tv, behaviour_clusters, settings.basin_count, settings.basins.max_k,
+                                  lambda idx: total_variation_matrix(probs[:, idx]).numpy(), probs.shape[1],
+                                  seed=cfg.seed)
+        atomic_write_json(run.analysis_dir / "basin_count.json", asdict(counted))
+    else:
+        (run.analysis_dir / "basin_count.json").unlink(missing_ok=True)
 
     # ---- alignment and barriers
     template, state_dicts, _ = load_policies(run, seeds, step)
@@ -182,7 +212,7 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     _write_basin_table(run, seeds, behaviour_clusters, weight_clusters, planted, behavior)
     return AnalysisSummary(len(seeds), behaviour_clusters.k, weight_clusters.k, agreement["ari"],
                            {k: v["ari"] for k, v in planted_ari.items()} if planted_ari else None,
-                           basins_out["preference_verdict"], early, seconds)
+                           basins_out["preference_verdict"], early, seconds, trajectory, counted)
 
 
 def _align(cfg: ExperimentConfig, template, state_dicts, heldout_obs: torch.Tensor, show_progress: bool):
@@ -260,6 +290,7 @@ def _write_basin_table(run: RunDir, seeds, behaviour, weights, planted, behavior
 
 
 def load_results(run: RunDir) -> dict[str, Any]:
-    """``basins.json``, ``connectivity.json`` and ``early.json`` of an analysed run (empty dict for a missing file)."""
+    """``basins.json``, ``connectivity.json``, ``early.json``, ``trajectory.json`` and ``basin_count.json`` of an
+    analysed run (empty dict for a missing file)."""
     return {name: read_json(run.analysis_dir / f"{name}.json") if (run.analysis_dir / f"{name}.json").exists()
-            else {} for name in ("basins", "connectivity", "early")}
+            else {} for name in ("basins", "connectivity", "early", "trajectory", "basin_count")}

@@ -59,6 +59,7 @@ def write_report(run: RunDir) -> Path:
     not_finished = {k: s for k, s in manifest["seeds"].items() if s["status"] != "finished"}
     results = load_results(run)
     found, conn, early = results["basins"], results["connectivity"], results["early"]
+    trajectory, counted = results["trajectory"], results["basin_count"]
     order = list(range(len(seeds)))
     if found:  # seeds grouped by behavioural basin in every seed-by-seed figure
         order = sorted(order, key=lambda i: (found["behaviour"]["clustering"]["labels"][i], i))
@@ -98,6 +99,9 @@ def write_report(run: RunDir) -> Path:
                                           "Greedy-action agreement on held-out states",
                                           "fraction of held-out states with the same greedy action"),
         early=early, fig_early=figures.early_detection(early) if early and not early["skipped"] else None,
+        **_steering_context(run),
+        trajectory=trajectory, **_trajectory_figures(trajectory, basin_names),
+        counted=counted, **_basin_count_figures(counted),
         found=found, conn=conn, metric_unit=METRIC_UNITS.get(conn.get("barrier_metric"), ""),
         metric_names=METRIC_NAMES,
         fig_barriers=figures.barrier_matrices(_barrier_panels(conn), seeds, order) if conn else None,
@@ -107,6 +111,45 @@ def write_report(run: RunDir) -> Path:
     )
     atomic_write_bytes(run.report_path, html.encode())
     return run.report_path
+
+
+def _steering_context(run: RunDir) -> dict:
+    """The steering study (``analysis/steering.json``, written by ``rlbasins steer``) and its figure."""
+    from rlbasins.studies.steering import load as load_steering
+
+    steering = load_steering(run)
+    return dict(steering=steering, fig_steering=figures.steering(steering) if steering else None)
+
+
+def _trajectory_figures(trajectory: dict, names: list[str]) -> dict[str, str | None]:
+    """The training-length study's figures (None each when it was not measured)."""
+    if not trajectory or not trajectory["steps"]:
+        return dict(fig_drift=None, fig_shares=None, fig_transitions=None, fig_switches=None)
+    if trajectory["skipped"]:
+        return dict(fig_drift=figures.behaviour_drift(trajectory), fig_shares=None, fig_transitions=None,
+                    fig_switches=None)
+    names = names if len(names) == trajectory["n_basins"] else [f"basin {b}" for b in range(trajectory["n_basins"])]
+    return dict(fig_drift=figures.behaviour_drift(trajectory), fig_shares=figures.basin_shares(trajectory, names),
+                fig_transitions=figures.transition_matrices(trajectory, names),
+                fig_switches=figures.last_switches(trajectory, names))
+
+
+def _basin_count_figures(counted: dict) -> dict[str, str | None]:
+    """The basin-count study's figures (None each when it was not measured)."""
+    if not counted or counted["skipped"]:
+        return dict(fig_rarefaction=None, fig_resolution=None)
+    return dict(fig_rarefaction=figures.rarefaction_curve(counted), fig_resolution=figures.resolution_curve(counted))
+
+
+def study_figures(run: RunDir) -> dict[str, str]:
+    """The training-length and basin-count figures of an analysed run as PNG data URIs, by name (e.g. to
+    save them for the docs); the studies that were not measured are left out."""
+    results = load_results(run)
+    found = results["basins"]
+    names = [f"basin {b['index']}" + (f" ({b['label']})" if b["label"] else "")
+             for b in found["behaviour"]["basins"]] if found else []
+    made = {**_trajectory_figures(results["trajectory"], names), **_basin_count_figures(results["basin_count"])}
+    return {name: uri for name, uri in made.items() if uri is not None}
 
 
 def _frames_figure(cfg) -> str | None:

@@ -287,3 +287,205 @@ def early_detection(early: dict) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     return to_data_uri(fig)
+
+
+def basin_shares(trajectory: dict, names: list[str]) -> str:
+    """Stacked share of the seeds nearest to each final basin against the training fraction (top; the error
+    bars on each boundary between layers: 95% Wilson interval of the share below it), and the mean total
+    variation of the seeds to their assigned basin's final mean with its bootstrap band (bottom)."""
+    from rlbasins.analysis.behavior import wilson_interval
+
+    fractions = np.array(trajectory["fractions"])
+    shares = np.array(trajectory["shares"])                                   # [T, B]
+    n = len(trajectory["seeds"])
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True, height_ratios=[2, 1])
+    colours = [OKABE_ITO[b % len(OKABE_ITO)] for b in range(shares.shape[1])]
+    top.stackplot(fractions, shares.T, colors=colours, alpha=0.55, labels=names)
+    cumulative = np.cumsum(shares, axis=1)
+    for b in range(shares.shape[1] - 1):
+        ci = wilson_interval(np.rint(cumulative[:, b] * n), n)                # [T, 2]
+        top.errorbar(fractions, cumulative[:, b], yerr=np.abs(ci.T - cumulative[:, b]), color="black", lw=0.8,
+                     capsize=2, fmt="none", label="95% Wilson CI of the share below" if b == 0 else None)
+    top.axvline(trajectory["late_fraction"], color="black", ls=":", lw=1)
+    top.set(ylabel="share of seeds", ylim=(0, 1.0),
+            title=f"Nearest final basin of {n} seeds at every checkpoint")
+    top.legend(fontsize=7, loc="lower right", framealpha=0.9)
+    low, high = np.array(trajectory["mean_distance_ci"]).T
+    bottom.fill_between(fractions, low, high, color="black", alpha=0.15, label="95% bootstrap CI over seeds")
+    bottom.plot(fractions, trajectory["mean_distance"], color="black", marker="o", ms=3,
+                label="mean TV to the assigned basin's final mean")
+    bottom.axvline(trajectory["late_fraction"], color="black", ls=":", lw=1)
+    bottom.set(xlabel="training fraction of the checkpoint (step / last step)", ylabel="total variation",
+               xlim=(0, 1.0), ylim=(0, None))
+    bottom.grid(alpha=0.3)
+    bottom.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
+def transition_matrices(trajectory: dict, names: list[str]) -> str:
+    """Basin transition counts between consecutive checkpoints: summed over all of training, and over the
+    transitions that start in the late part (from ``late_fraction`` on)."""
+    total = np.sum(trajectory["transitions"], axis=0)
+    panels = [("all consecutive checkpoints", total),
+              (f"from {trajectory['late_fraction']:.0%} of training on", np.array(trajectory["late_transitions"]))]
+    size = 2.2 + 0.7 * len(names)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1.5, size))
+    for ax, (title, counts) in zip(axes, panels, strict=True):
+        image = ax.imshow(counts, cmap="viridis")
+        for i in range(counts.shape[0]):
+            for j in range(counts.shape[1]):
+                shade = counts[i, j] / (counts.max() or 1)
+                ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=9,
+                        color="black" if shade > 0.6 else "white")
+        ticks = list(range(len(names)))
+        ax.set_xticks(ticks, names, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(ticks, names, fontsize=8)
+        ax.set(title=f"{title}\n({int(counts.sum())} seed-transitions, {int(np.trace(counts))} stay)",
+               xlabel="basin at the next checkpoint", ylabel="basin at a checkpoint")
+        fig.colorbar(image, ax=ax, fraction=0.046, label="seeds")
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
+def last_switches(trajectory: dict, names: list[str]) -> str:
+    """Each seed's training fraction of its last basin switch (a strip, coloured by final basin, seeds that
+    never switch at 0), over a histogram of the same."""
+    last = [f if f is not None else 0.0 for f in trajectory["last_switch"]]
+    final = trajectory["assignments"][-1]
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    bins = np.linspace(0, 1, 21)
+    ax.hist(last, bins=bins, color="#BBBBBB", label="seeds per bin")
+    jitter = np.random.default_rng(0).uniform(-0.25, 0.25, len(last))
+    for b, name in enumerate(names):
+        idx = [i for i, f in enumerate(final) if f == b]
+        ax.scatter(np.array(last)[idx], -0.6 + jitter[idx], s=18, color=OKABE_ITO[b % len(OKABE_ITO)],
+                   label=f"a seed now in {name}", zorder=3)
+    ax.axvline(trajectory["late_fraction"], color="black", ls=":", lw=1,
+               label=f"{trajectory['late_share']:.0%} of seeds switch last after {trajectory['late_fraction']:.0%} "
+                     f"(95% CI {trajectory['late_share_ci'][0]:.0%}–{trajectory['late_share_ci'][1]:.0%})")
+    ax.set(title="When each seed last switched basin (0: never after the first checkpoint)",
+           xlabel="training fraction of the checkpoint at the seed's last switch", ylabel="seeds",
+           xlim=(-0.03, 1.03), ylim=(-1.1, None))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    return to_data_uri(fig)
+
+
+def rarefaction_curve(counted: dict) -> str:
+    """Basins found by the run's clusterer in random seed subsets (mean, 95% interval) and the final basins
+    such a subset contains (Hurlbert rarefaction), against the subset size."""
+    rare = counted["rarefaction"]
+    sizes = np.array(rare["sizes"])
+    low, high = np.array(rare["found_ci"]).T
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.fill_between(sizes, low, high, color=OKABE_ITO[0], alpha=0.2, label="95% interval over subsets")
+    ax.plot(sizes, rare["found_mean"], color=OKABE_ITO[0], marker="o",
+            label=f"basins found ({counted['method']}, reclustered; {rare['resamples']} subsets per size)")
+    ax.plot(sizes, rare["represented"], color=OKABE_ITO[1], marker="s", ls="--",
+            label="final basins the subset contains (expected)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.set(title="Rarefaction: basins vs number of seeds", xlabel="seeds in the subset", ylabel="basins",
+           ylim=(0, max(float(high.max()), max(rare["represented"])) + 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return to_data_uri(fig)
+
+
+def resolution_curve(counted: dict) -> str:
+    """Average-linkage cluster count against the cut height (with its band over resampled held-out states),
+    and the normalised-Laplacian spectrum the spectral clusterer reads its eigengap from."""
+    res = counted["resolution"]
+    heights = np.array(res["heights"])
+    low, high = np.array(res["band"]).T
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), width_ratios=[3, 2])
+    left.fill_between(heights, low, high, step="post", color=OKABE_ITO[2], alpha=0.2,
+                      label="95% band, resampled held-out states")
+    left.step(heights, res["clusters"], where="post", color=OKABE_ITO[2], label="average linkage on TV")
+    if res["persistent_range"]:
+        left.axvspan(*res["persistent_range"], color="#999999", alpha=0.25,
+                     label=f"widest plateau ≥ 2: {res['persistent_k']} clusters")
+    left.set_yscale("log")
+    left.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    left.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    left.set_yticks([t for t in (1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256) if t <= max(res["clusters"])])
+    left.set(title="Clusters vs resolution", xlabel="cut height (total variation)", ylabel="clusters")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=7, loc="lower left")
+    values = np.array(res["laplacian_eigenvalues"])
+    right.plot(np.arange(1, len(values) + 1), values, color=OKABE_ITO[0], marker="o")
+    k = res["eigengap_k"]
+    right.axvline(k + 0.5, color="black", ls=":", lw=1, label=f"largest gap: after eigenvalue {k} (k = {k})")
+    right.legend(fontsize=7, loc="lower right")
+    right.set(title="Normalised Laplacian spectrum", xlabel="eigenvalue index", ylabel="eigenvalue")
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
+def steering(result: dict) -> str:
+    """Steering by abort: compute of steering vs no steering (left) and each started seed's fate (right)."""
+    fig, (bars, strip) = plt.subplots(1, 2, figsize=(11, 3.2), gridspec_kw={"width_ratios": [1, 2]})
+    base = result["baseline"]
+    names, values, errors = ["steering"], [result["compute"]["steering_steps"]], [[0, 0]]
+    measured = base.get("measured")
+    if measured:
+        names.append("no steering\n(same seeds" + (", ≥)" if measured["lower_bound"] else ")"))
+        values.append(measured["steps"])
+        errors.append([0, 0])
+    for key, name in (("expected_from_run", "no steering\nexpected (run p̂)"),
+                      ("expected_from_calibration", "no steering\nexpected (calib. p̂)")):
+        e = base.get(key)
+        if e and e["steps"]:
+            high = e["steps_ci"][1] if e["steps_ci"][1] is not None else e["steps"]
+            names.append(name)
+            values.append(e["steps"])
+            errors.append([e["steps"] - e["steps_ci"][0], high - e["steps"]])
+    colours = ["tab:green"] + ["tab:grey"] * (len(names) - 1)
+    bars.bar(range(len(names)), values, yerr=np.array(errors).T, color=colours, capsize=4)
+    bars.set_xticks(range(len(names)), names, fontsize=7)
+    bars.set_ylabel("env steps (all seeds)")
+    bars.set_title(f"Compute to {result['k']} '{result['target']}' seeds", fontsize=9)
+    fate_colour = {"continued": "tab:green", "aborted": "tab:red", "surplus": "tab:orange"}
+    for i, seed in enumerate(result["seeds"]):
+        colour = fate_colour.get(seed["decision"], "lightgrey")
+        strip.barh(i, seed["steps"], color=colour, height=0.8)
+        if seed["decision"] == "continued" and seed["final_label"] != result["target"]:
+            strip.plot(seed["steps"], i, "kx")
+        if seed.get("wrong_abort"):
+            strip.plot(seed["steps"], i, marker="*", color="black")
+    strip.axvline(result["check_step"], color="black", lw=0.8, ls="--")
+    strip.set_xlim(0, result["total_steps"])
+    strip.set_ylabel("seed (start order)")
+    strip.set_xlabel("env steps trained (dashed: the check)")
+    strip.set_title("green continued · red aborted · orange surplus · ★ wrong abort · × continued, missed target",
+                    fontsize=8)
+    strip.invert_yaxis()
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
+def behaviour_drift(trajectory: dict) -> str:
+    """Against the training fraction: how far each seed's held-out behaviour still is from its own final
+    behaviour (drift) and how different the seeds are from each other (spread), with bootstrap bands (top);
+    the number of basins the run's clusterer finds at each checkpoint alone (bottom)."""
+    fractions = np.array(trajectory["fractions"])
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.8), sharex=True, height_ratios=[2, 1])
+    for key, colour, label in (("drift", OKABE_ITO[3], "drift: mean TV of a seed to its own final behaviour"),
+                               ("spread", OKABE_ITO[0], "spread: mean pairwise TV between seeds")):
+        low, high = np.array(trajectory[f"{key}_ci"]).T
+        top.fill_between(fractions, low, high, color=colour, alpha=0.2)
+        top.plot(fractions, trajectory[key], color=colour, marker="o", ms=3, label=f"{label} (95% bootstrap CI)")
+    top.axvline(trajectory["late_fraction"], color="black", ls=":", lw=1)
+    top.set(ylabel="total variation", ylim=(0, None),
+            title=f"Held-out behaviour of {len(trajectory['seeds'])} seeds through training")
+    top.grid(alpha=0.3)
+    top.legend(fontsize=7, loc="best")
+    bottom.step(fractions, trajectory["clusters"], where="mid", color="black", marker="o", ms=3)
+    bottom.set(xlabel="training fraction of the checkpoint (step / last step)", ylabel="basins found",
+               xlim=(0, 1.0), ylim=(0, max(trajectory["clusters"]) + 1))
+    bottom.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    return to_data_uri(fig)

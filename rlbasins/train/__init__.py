@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from rlbasins import __version__
-from rlbasins.config import ExperimentConfig, dump_config
+from rlbasins.config import SEED_FACTORS, ExperimentConfig, dump_config
 from rlbasins.devices import resolve_device
 from rlbasins.logs import write_summaries
-from rlbasins.seeding import experiment_seeds
+from rlbasins.seeding import SeedFactors, run_seeds
 from rlbasins.store import RunDir, StoreError, atomic_write_bytes, run_lock
-from rlbasins.train.base import Engine, SeedOutcome, SeedTask
+from rlbasins.train.base import Engine, SeedOutcome, SeedTask, stop_step
 from rlbasins.train.executors import get_executor
 
 
@@ -64,19 +64,29 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _new_manifest(cfg: ExperimentConfig) -> dict[str, Any]:
-    seeds = experiment_seeds(cfg.seed, cfg.seeds.count, cfg.seeds.vary)
+def seed_factors(cfg: ExperimentConfig, index: int) -> SeedFactors:
+    """Seed ``index``'s factor seeds (from the master seed and ``index`` alone; any index ≥ 0)."""
+    return run_seeds(cfg.seed, {f: (index if f in cfg.seeds.vary else 0) for f in SEED_FACTORS})
+
+
+def _seed_entry(cfg: ExperimentConfig, index: int) -> dict[str, Any]:
+    return {"status": "pending", "last_step": 0, "error": None, "factor_seeds": seed_factors(cfg, index).as_dict(),
+            "planted": cfg.planted_label(index)}
+
+
+def _new_manifest(cfg: ExperimentConfig, indices: list[int] | None = None) -> dict[str, Any]:
+    """A fresh manifest listing seeds ``0..seeds.count-1``, or only ``indices``."""
+    indices = range(cfg.seeds.count) if indices is None else sorted(indices)
     return {
         "experiment": cfg.name, "status": "running", "created": _now(), "updated": _now(),
         "config_hash": cfg.hash(), "reward_model_sha256": cfg.reward_model_sha256(), "engine": cfg.engine,
         "device": str(resolve_device(cfg.device)), "versions": _versions(), "git_commit": _git_commit(),
-        "seeds": {str(k): {"status": "pending", "last_step": 0, "error": None, "factor_seeds": s.as_dict(),
-                           "planted": cfg.planted_label(k)}
-                  for k, s in enumerate(seeds)},
+        "seeds": {str(k): _seed_entry(cfg, k) for k in indices},
     }
 
 
-def _prepare(run: RunDir, cfg: ExperimentConfig, resume: bool, overwrite: bool) -> dict[str, Any]:
+def _prepare(run: RunDir, cfg: ExperimentConfig, resume: bool, overwrite: bool,
+             indices: list[int] | None = None) -> dict[str, Any]:
     """Apply the overwrite/resume rules; return the manifest to continue with. Caller holds the lock."""
     if run.exists() and overwrite:
         for child in run.root.iterdir():
@@ -94,14 +104,28 @@ def _prepare(run: RunDir, cfg: ExperimentConfig, resume: bool, overwrite: bool) 
                              "last checkpoints or --overwrite to start over")
         return manifest
     atomic_write_bytes(run.config_path, dump_config(cfg).encode())
-    manifest = _new_manifest(cfg)
+    manifest = _new_manifest(cfg, indices)
     run.write_manifest(manifest)
     return manifest
 
 
+def _checkpointed_step(run: RunDir, index: int) -> int:
+    """The step of seed ``index``'s last checkpoint on disk (the truth a resume starts from), 0 without one."""
+    last = run.seed(index).last()
+    return last.step if last else 0
+
+
 def train_experiment(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, resume: bool = False,
-                     overwrite: bool = False, show_progress: bool = True) -> RunDir:
+                     overwrite: bool = False, show_progress: bool = True, seeds: list[int] | None = None,
+                     until_step: int | None = None) -> RunDir:
     """Train every seed of ``cfg`` into ``runs_dir/<name>``, resuming unfinished seeds if asked.
+
+    ``seeds``: train only these seed indices (any index ≥ 0; seed k is the same run whatever the
+    others); a new run's manifest then lists only them, and an existing one gains those it lacks.
+    ``until_step``: stop every trained seed at this scheduled checkpoint step, leaving it
+    ``interrupted`` there (resumable exactly, by a later call or ``--resume``); seeds already
+    there are left alone. Seeds whose status is ``aborted`` (see :mod:`rlbasins.studies.steering`)
+    are never trained.
 
     Raises :class:`~rlbasins.store.StoreError` when the directory is locked by another process,
     holds a finished run (without ``overwrite``), or an unfinished one (without ``resume``).
@@ -109,11 +133,15 @@ def train_experiment(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, re
     from rlbasins.progress import training_progress
 
     run = RunDir(Path(runs_dir) / cfg.name)
+    stop = stop_step(cfg, until_step)
     with run_lock(run.root):
-        manifest = _prepare(run, cfg, resume, overwrite)
-        todo = RunDir.seeds_with_status(manifest, "pending", "running", "interrupted")
-        seeds = experiment_seeds(cfg.seed, cfg.seeds.count, cfg.seeds.vary)
-        tasks = [SeedTask(k, seeds[k], cfg.model_dump(mode="json"), str(run.root)) for k in todo]
+        manifest = _prepare(run, cfg, resume, overwrite, seeds)
+        for k in seeds or []:
+            manifest["seeds"].setdefault(str(k), _seed_entry(cfg, k))
+        todo = [k for k in RunDir.seeds_with_status(manifest, "pending", "running", "interrupted")
+                if (seeds is None or k in seeds) and _checkpointed_step(run, k) < stop]
+        tasks = [SeedTask(k, seed_factors(cfg, k), cfg.model_dump(mode="json"), str(run.root), until_step)
+                 for k in todo]
         end = cfg.checkpoint_steps()[-1]
 
         def on_done(outcome: SeedOutcome) -> None:
@@ -126,13 +154,17 @@ def train_experiment(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, re
             manifest["seeds"][str(task.index)]["status"] = "running"
         run.write_manifest(manifest)
         if tasks:
-            with training_progress(cfg.seeds.count, end, enabled=show_progress) as progress:
+            position = {int(k): i for i, k in enumerate(manifest["seeds"])}  # seed indices need not be 0..n-1
+            with training_progress(len(position), end, enabled=show_progress) as progress:
+                def advance(index: int, steps: int) -> None:
+                    progress.advance_seed(position[index], steps)
+
                 for k, s in manifest["seeds"].items():
-                    if s["status"] in ("finished", "failed"):
-                        progress.advance_seed(int(k), s["last_step"])
-                get_executor(cfg.executor).run(cfg, tasks, progress.advance_seed, on_done)
+                    if s["status"] in ("finished", "failed", "aborted") or s["last_step"] >= stop:
+                        advance(int(k), s["last_step"])
+                get_executor(cfg.executor).run(cfg, tasks, advance, on_done)
         statuses = {s["status"] for s in manifest["seeds"].values()}
-        manifest["status"] = "finished" if statuses <= {"finished", "failed"} else "interrupted"
+        manifest["status"] = "finished" if statuses <= {"finished", "failed", "aborted"} else "interrupted"
         if manifest["status"] == "finished":
             write_summaries(run.tb_dir, cfg, manifest, RunDir.seeds_with_status(manifest, "finished"))
         manifest["updated"] = _now()

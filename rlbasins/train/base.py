@@ -21,6 +21,8 @@ class SeedTask:
     seeds: SeedFactors
     config: dict[str, Any]  # the resolved config, ``ExperimentConfig.model_dump(mode="json")``
     run_root: str
+    until_step: int | None = None
+    """Stop at this scheduled checkpoint step (outcome ``interrupted``, resumable); None: the end."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,9 @@ class Engine(Protocol):
     """Trains a set of seeds of one experiment, writing checkpoints to the run directory.
 
     Engines call ``on_progress(index, steps)`` as seeds advance and ``on_done(outcome)`` once per
-    task; they must resume a seed from its last checkpoint when it has one.
+    task; they must resume a seed from its last checkpoint when it has one, and stop a task with an
+    ``until_step`` at that checkpoint (saved; outcome ``interrupted`` with ``last_step`` = that step)
+    without changing anything it computes (learning-rate schedules still run to the end).
     """
 
     name: str
@@ -49,3 +53,13 @@ def policy_metadata(cfg: ExperimentConfig, task: SeedTask, step: int) -> dict[st
     return {"format": "rlbasins.ActorCritic/1", "env_id": cfg.env.id, "hidden_sizes": list(cfg.policy.hidden_sizes),
             "activation": cfg.policy.activation, "step": step, "seed_index": task.index,
             "seeds": task.seeds.as_dict(), "config_hash": cfg.hash()}
+
+
+def stop_step(cfg: ExperimentConfig, until_step: int | None) -> int:
+    """Where a task with ``until_step`` stops: that step, which must be a scheduled checkpoint; None: the end."""
+    schedule = cfg.checkpoint_steps()
+    if until_step is None:
+        return schedule[-1]
+    if until_step not in schedule:
+        raise ValueError(f"until_step {until_step} is not a scheduled checkpoint step ({schedule})")
+    return until_step

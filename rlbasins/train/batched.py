@@ -40,7 +40,7 @@ from rlbasins.devices import resolve_device
 from rlbasins.logs import EPISODE_LENGTH_TAG, RETURN_TAG, TRUE_RETURN_TAG
 from rlbasins.policy import ActorCritic
 from rlbasins.store import RunDir
-from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata
+from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata, stop_step
 from rlbasins.train.learned_reward import learned_reward
 from rlbasins.train.resume import decode, encode, restore_env, snapshot_env
 
@@ -411,7 +411,8 @@ class BatchedTrainer:
     # ---- the loop
 
     def run(self, on_progress: ProgressCallback):
-        """Train to the end of the checkpoint schedule; yields one outcome per seed at the end."""
+        """Train to the end of the checkpoint schedule, or to the tasks' common ``until_step`` (then the
+        outcomes are ``interrupted`` there, resumable); yields one outcome per seed at the end."""
         from torch.utils.tensorboard import SummaryWriter
 
         from rlbasins.monitor import HeldoutMonitor  # imported here: it reaches this module through analysis
@@ -419,12 +420,16 @@ class BatchedTrainer:
         cfg = self.cfg
         schedule = cfg.checkpoint_steps()
         end = schedule[-1]
+        stops = {task.until_step for task in self.tasks}
+        if len(stops) != 1:
+            raise ValueError(f"seeds trained in lockstep must share until_step (got {sorted(map(str, stops))})")
+        stop = stop_step(cfg, stops.pop())  # progress_remaining (schedules) still runs to `end`
         writers = [SummaryWriter(str(self.run_dir.tb_dir / f"seed_{task.index}")) for task in self.tasks]
         monitor = HeldoutMonitor.for_config(cfg)
         if self.num_timesteps == 0:  # the initialisation (rewritten identically after an early kill)
             self._checkpoint(writers, monitor)
         pending = [step for step in schedule if step > self.num_timesteps]
-        while self.num_timesteps < end:
+        while self.num_timesteps < stop:
             episodes, stats = self.train_iteration(progress_remaining=1.0 - self.num_timesteps / end)
             self._log(writers, episodes, stats)
             for task in self.tasks:
@@ -439,7 +444,8 @@ class BatchedTrainer:
             if self.failed[s]:
                 yield SeedOutcome(task.index, "failed", last.step if last else 0, self.errors[s])
             else:
-                yield SeedOutcome(task.index, "finished", self.num_timesteps, None)
+                yield SeedOutcome(task.index, "finished" if self.num_timesteps >= end else "interrupted",
+                                  self.num_timesteps, None)
 
     def train_iteration(self, progress_remaining: float):
         """One PPO iteration of every seed: rollout, update, NaN check. Returns (episode sums, update stats)."""

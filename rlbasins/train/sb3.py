@@ -45,7 +45,7 @@ from rlbasins.logs import TRUE_RETURN_TAG
 from rlbasins.monitor import HeldoutMonitor
 from rlbasins.policy import ACTIVATIONS, sb3_to_exchange
 from rlbasins.store import RunDir, SeedStore, StoreWriteError
-from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata
+from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata, stop_step
 from rlbasins.train.learned_reward import LearnedRewardVecEnv, learned_reward
 from rlbasins.train.resume import (
     decode,
@@ -170,7 +170,8 @@ class _Checkpointer(BaseCallback):
             self.logger.record(TRUE_RETURN_TAG, float(np.mean(true_returns)))
 
     def _on_step(self) -> bool:
-        return True
+        # stop at ``until_step``: its checkpoint was saved at this rollout's start, before this step
+        return self.task.until_step is None or self.model.num_timesteps <= self.task.until_step
 
 
 def train_seed(task: SeedTask, progress_queue=None) -> SeedOutcome:
@@ -190,8 +191,13 @@ def train_seed(task: SeedTask, progress_queue=None) -> SeedOutcome:
         checkpointer.init_callback(model)
         checkpointer.maybe_save()  # step 0 (the initialisation) on a fresh run
         end = cfg.checkpoint_steps()[-1]
-        if model.num_timesteps < end:
+        stop = stop_step(cfg, task.until_step)
+        if model.num_timesteps < stop:  # learn() to the end keeps the schedules; _on_step stops at `stop`
             model.learn(end - model.num_timesteps, callback=checkpointer, reset_num_timesteps=False)
+        if stop < end:
+            model.logger.close()
+            last = store.last()
+            return SeedOutcome(task.index, "interrupted", last.step if last else 0, None)
         checkpointer.maybe_save()
         model.logger.close()
         return SeedOutcome(task.index, "finished", model.num_timesteps, None)

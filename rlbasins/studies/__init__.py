@@ -1,0 +1,1 @@
+"""Studies that drive training themselves (rather than analysing a finished run): :mod:`.steering`."""
