@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -87,30 +87,24 @@ def _analyze(run: RunDir, progress: bool, step: int | None = None) -> None:
     verdict = f"; held-out preferences: {summary.verdict}" if summary.verdict else ""
     out.print(f"analysed {summary.n_seeds} seeds: {basins}, {weights}{agreement}{planted}{verdict} "
               f"→ {run.analysis_dir}", highlight=False)
-    early = summary.early
-    if early is not None and early.skipped:
-        out.print(f"early detection skipped: {early.skipped}", highlight=False)
-    elif early is not None:
-        first = ", ".join(f"{d.name} " + (f"{d.first_reaching:.0%}" if d.first_reaching is not None else "never")
-                          for d in early.detectors)
-        out.print(f"early detection — first training fraction with balanced accuracy ≥ {early.threshold:.0%}: "
-                  f"{first}", highlight=False)
-    trajectory = summary.trajectory
-    if trajectory is not None and trajectory.skipped:
-        out.print(f"training length skipped: {trajectory.skipped}", highlight=False)
-    elif trajectory is not None:
-        low, high = trajectory.late_share_ci
-        out.print(f"training length — {len(trajectory.late_switchers)}/{len(trajectory.seeds)} seeds last switch "
-                  f"basin after {trajectory.late_fraction:.0%} of training ({trajectory.late_share:.0%}, 95% CI "
-                  f"{low:.0%}–{high:.0%}) over {len(trajectory.steps)} checkpoints", highlight=False)
-    counted = summary.basin_count
-    if counted is not None and counted.skipped:
-        out.print(f"basin count skipped: {counted.skipped}", highlight=False)
-    elif counted is not None:
-        rare, chao = counted.rarefaction, counted.unseen[0]
-        out.print(f"basin count — {counted.observed} found; {_rarefied(rare, len(counted.seeds))}; "
-                  f"Chao1 {chao.chao1:.1f} [{chao.chao1_ci[0]:.1f}, {chao.chao1_ci[1]:.1f}]; most persistent "
-                  f"average-linkage count {counted.resolution.persistent_k or 'none (no plateau stands out)'}",
+    _print_study("early detection", summary.early, lambda early: (
+        f"first training fraction with balanced accuracy ≥ {early.threshold:.0%}: " + ", ".join(
+            f"{d.name} " + (f"{d.first_reaching:.0%}" if d.first_reaching is not None else "never")
+            for d in early.detectors)))
+    _print_study("training length", summary.trajectory, lambda t: (
+        f"{len(t.late_switchers)}/{len(t.seeds)} seeds last switch basin after {t.late_fraction:.0%} of training "
+        f"({t.late_share:.0%}, 95% CI {t.late_share_ci[0]:.0%}–{t.late_share_ci[1]:.0%}) over {len(t.steps)} "
+        "checkpoints"))
+    _print_study("basin count", summary.basin_count, lambda c: (
+        f"{c.observed} found; {_rarefied(c.rarefaction, len(c.seeds))}; Chao1 {c.unseen[0].chao1:.1f} "
+        f"[{c.unseen[0].chao1_ci[0]:.1f}, {c.unseen[0].chao1_ci[1]:.1f}]; most persistent average-linkage count "
+        f"{c.resolution.persistent_k or 'none (no plateau stands out)'}"))
+
+
+def _print_study(name: str, result: Any, describe: Callable[[Any], str]) -> None:
+    """One line per analysis study: its answer, or why it was skipped (nothing when it did not run)."""
+    if result is not None:
+        out.print(f"{name} skipped: {result.skipped}" if result.skipped else f"{name} — {describe(result)}",
                   highlight=False)
 
 
