@@ -111,8 +111,8 @@ def test_cli_run_writes_analysis_and_a_self_contained_report(tmp_path: Path) -> 
     for section in ('id="summary"', 'id="training"', 'id="heldout"', 'id="basins"', 'id="connectivity"',
                     'id="seeds"', 'id="provenance"'):
         assert section in html
-    # curves, returns, TV with dendrogram, MDS embedding, agreement, barriers, paths
-    assert html.count("data:image/png;base64,") == 7
+    # curves, returns, TV with dendrogram, MDS embedding, agreement, barriers, paths, drift through training
+    assert html.count("data:image/png;base64,") == 8
     assert "http://" not in html and "https://" not in html  # opens offline
     rows = (run.analysis_dir / "seeds.csv").read_text().splitlines()
     assert rows[0].startswith("seed,step,train_return") and len(rows) == 3
@@ -163,7 +163,7 @@ def test_gridworld_run_reports_strategy_labels(tmp_path: Path) -> None:
         assert set(fractions) == set(behavior.labels) and abs(sum(fractions.values()) - 1) < 1e-9
     html = run.report_path.read_text()
     assert "colour (held-out)" in html
-    assert html.count("data:image/png;base64,") == 9  # + env frames and strategy shares
+    assert html.count("data:image/png;base64,") == 10  # + env frames and strategy shares
 
 
 def test_sb3_engine_builds_each_seed_on_its_planted_env() -> None:
