@@ -88,7 +88,8 @@ def _analyze(run: RunDir, progress: bool, step: int | None = None) -> None:
     out.print(f"analysed {summary.n_seeds} seeds: {basins}, {weights}{agreement}{planted}{verdict} "
               f"→ {run.analysis_dir}", highlight=False)
     _print_study("early detection", summary.early, lambda early: (
-        f"first training fraction with balanced accuracy ≥ {early.threshold:.0%}: " + ", ".join(
+        f"predicting the final {early.target} ({' / '.join(early.class_names)}), first training fraction with "
+        f"balanced accuracy ≥ {early.threshold:.0%}: " + ", ".join(
             f"{d.name} " + (f"{d.first_reaching:.0%}" if d.first_reaching is not None else "never")
             for d in early.detectors)))
     _print_study("training length", summary.trajectory, lambda t: (

@@ -150,7 +150,11 @@ class EarlyDetectionConfig(_Strict):
     detectors: list[Literal["behaviour", "weights", "noise"]] = Field(
         ["behaviour", "weights", "noise"],
         description="Predictors of each seed's final basin from its earlier checkpoints; [] skips the study.")
-    folds: int = Field(5, ge=2, le=20, description="Cross-validation folds (fewer when a basin has fewer seeds).")
+    target: Literal["auto", "basin", "strategy"] = Field(
+        "auto", description="What is predicted. basin: the seed's final behavioural basin; strategy: its final "
+        "dominant held-out strategy label (e.g. colour or shape; the labels steering aims at); auto: basin when "
+        "there are two basins of two seeds or more, else strategy.")
+    folds: int = Field(5, ge=2, le=20, description="Cross-validation folds (fewer when a class has fewer seeds).")
     threshold: float = Field(0.9, gt=0, le=1,
                              description="Balanced accuracy whose first training fraction is reported.")
     resamples: int = Field(1000, ge=100, description="Bootstrap resamples of seeds for the confidence intervals.")

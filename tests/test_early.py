@@ -12,6 +12,7 @@ from sklearn.model_selection import StratifiedKFold
 from rlbasins.analysis import align
 from rlbasins.analysis.early import (
     _stratified_bootstrap,
+    choose_target,
     classifier_predictor,
     cross_validated_predictions,
     medoid_predictor,
@@ -51,6 +52,18 @@ def test_a_feature_that_encodes_the_basin_scores_one_and_noise_scores_near_chanc
     assert balanced_accuracy(y, perfect) == 1.0
     assert 0.3 <= balanced_accuracy(y, chance) <= 0.7
     assert _stratified_bootstrap(y, perfect, 200, 0) == [1.0, 1.0]
+
+
+def test_the_target_is_the_basin_when_there_are_two_and_else_the_dominant_strategy() -> None:
+    two_basins, one_basin = [0, 0, 1, 1, 0], [0, 0, 0, 0, 0]
+    labels = ["shape", "colour", "shape", "shape", "colour"]
+    assert choose_target("auto", two_basins, labels) == ("basin", ["basin 0", "basin 1"], two_basins)
+    assert choose_target("auto", one_basin, labels) == ("strategy", ["colour", "shape"], [1, 0, 1, 1, 0])
+    assert choose_target("basin", one_basin, labels)[0] == "basin"
+    assert choose_target("strategy", two_basins, labels)[0] == "strategy"
+    assert choose_target("auto", one_basin, None)[0] == "basin"  # no strategies named by the env
+    # a basin of a single seed is not a second basin to predict
+    assert choose_target("auto", [0, 0, 0, 0, 1], labels)[0] == "strategy"
 
 
 @settings(max_examples=30, deadline=None)

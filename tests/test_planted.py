@@ -49,6 +49,7 @@ def test_planted_basins_are_followed_and_recovered(tmp_path: Path) -> None:
     # the final fingerprints define the basins, so held-out behaviour there tells it perfectly.
     early = read_json(run.analysis_dir / "early.json")
     assert early["skipped"] is None and early["steps"] == [0, 10_240, 20_480, 30_720, 40_960]
+    assert early["target"] == "basin" and early["n_classes"] == 2  # two basins: they are what is predicted
     curves = {d["name"]: d for d in early["detectors"]}
     assert set(curves) == {"behaviour", "weights", "noise"}
     behaviour = curves["behaviour"]["balanced_accuracy"]

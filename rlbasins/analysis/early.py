@@ -2,12 +2,15 @@
 
 At every checkpoint step t that all seeds have, each detector turns a seed's policy at t into a
 feature vector; a classifier trained on *other* seeds' features at the same t predicts the seed's
-final behavioural basin (the clusters of :mod:`rlbasins.analysis.basins` at the last checkpoint).
-Stratified K-fold cross-validation makes every prediction out-of-fold. Detectors:
+final *class*: its behavioural basin (the clusters of :mod:`rlbasins.analysis.basins` at the last
+checkpoint) or, when the seeds share one basin, its dominant held-out strategy label (which
+strategy it follows on most held-out states — what steering by abort aims at; see
+:func:`choose_target`). Stratified K-fold cross-validation makes every prediction out-of-fold.
+Detectors:
 
 - ``behaviour``: the held-out behaviour fingerprint — action distributions on the run's held-out
   states ([N · A] features, the same states the final basins are defined on);
-- ``weights``: the nearest final basin medoid (medoids taken among the training fold's seeds) by
+- ``weights``: the nearest final class medoid (medoids taken among the training fold's seeds) by
   the L2 distance of the checkpoint's weights, Git Re-Basin weight-matched to each medoid, to that
   medoid's final weights — no classifier, so nothing is fit on features dominated by the medoid's
   own checkpoints;
@@ -17,7 +20,7 @@ Stratified K-fold cross-validation makes every prediction out-of-fold. Detectors
 The classifier of ``behaviour`` and ``noise`` is a class-balanced logistic regression on
 standardised features (scikit-learn).
 The score is balanced accuracy (chance = 1/B) with a 95% percentile bootstrap CI over seeds,
-resampled within each basin. :func:`early_detection` also names, per detector, the first training
+resampled within each class. :func:`early_detection` also names, per detector, the first training
 fraction at which the balanced accuracy reaches the threshold (default 0.9) — and the first at
 which even the CI's lower end does.
 """
@@ -60,7 +63,7 @@ class DetectorCurve:
     ci: list[list[float]]
     """95% bootstrap interval [low, high] per step."""
     predictions: list[list[int]]
-    """[T][S] out-of-fold predicted final basin of each seed."""
+    """[T][S] out-of-fold predicted final class of each seed."""
     first_reaching: float | None
     """First training fraction whose balanced accuracy is ≥ the threshold (None: never)."""
     first_confident: float | None
@@ -70,12 +73,16 @@ class DetectorCurve:
 @dataclass
 class EarlyDetection:
     seeds: list[int]
-    final_basins: list[int]
-    """[S] the behavioural basin of each seed at its last checkpoint (the target)."""
+    target: str
+    """What is predicted: ``basin`` (final behavioural basin) or ``strategy`` (final dominant held-out label)."""
+    class_names: list[str]
+    """[C] the names of the classes, e.g. ["basin 0", "basin 1"] or ["colour", "shape"]."""
+    final_classes: list[int]
+    """[S] each seed's class at its last checkpoint (an index into ``class_names``)."""
     steps: list[int]
     fractions: list[float]
     """[T] steps / last step."""
-    n_basins: int
+    n_classes: int
     chance: float
     folds: int
     threshold: float
@@ -146,31 +153,49 @@ def medoid_predictor(checkpoints: list[StateDict], finals: list[StateDict], dist
     return predict
 
 
-def early_detection(run: RunDir, seeds: list[int], final_step: int, final_basins: list[int], distances: np.ndarray,
-                    heldout_obs: torch.Tensor, noise_obs: torch.Tensor, settings: EarlyDetectionConfig,
-                    seed: int = 0, show_progress: bool = True) -> EarlyDetection:
+def choose_target(kind: str, basin_labels: list[int], strategy_labels: list[str] | None
+                  ) -> tuple[str, list[str], list[int]]:
+    """What early detection predicts: (``basin`` or ``strategy``, class names [C], each seed's class [S]).
+
+    ``kind`` ``auto`` picks the basins when at least two of them hold two seeds or more, else the
+    dominant held-out strategy labels ``strategy_labels`` [S] (None when the env names no strategies:
+    then the basins, which early detection will report as one)."""
+    n_basins = int((np.bincount(basin_labels) >= 2).sum())
+    if kind == "basin" or strategy_labels is None or (kind == "auto" and n_basins >= 2):
+        return "basin", [f"basin {b}" for b in range(max(basin_labels) + 1)], list(basin_labels)
+    names = sorted(set(strategy_labels))
+    return "strategy", names, [names.index(label) for label in strategy_labels]
+
+
+def early_detection(run: RunDir, seeds: list[int], final_step: int, target: str, class_names: list[str],
+                    final_classes: list[int], distances: np.ndarray, heldout_obs: torch.Tensor,
+                    noise_obs: torch.Tensor, settings: EarlyDetectionConfig, seed: int = 0,
+                    show_progress: bool = True) -> EarlyDetection:
     """Score every detector of ``settings`` at every checkpoint step up to ``final_step`` all ``seeds`` have.
 
-    final_basins: [S] behavioural basin of each seed at ``final_step``; distances: [S, S] the
-    behavioural distance the basins were clustered on (for the medoids); heldout_obs [N, ...] and
+    target, class_names, final_classes: what is predicted (:func:`choose_target`); distances: [S, S]
+    the behavioural distance the basins were clustered on (for the medoids); heldout_obs [N, ...] and
     noise_obs [M, ...]: the inputs of the fingerprints.
     """
-    y = np.asarray(final_basins)
-    counts = np.bincount(y)
-    keep = np.flatnonzero(counts[y] >= 2)  # a basin of one seed cannot be both trained on and predicted
+    y = np.asarray(final_classes)
+    counts = np.bincount(y, minlength=len(class_names))
+    keep = np.flatnonzero(counts[y] >= 2)  # a class of one seed cannot be both trained on and predicted
     steps = sorted(step for step in set.intersection(*({e.step for e in run.seed(k).entries()} for k in seeds))
                    if step <= final_step)
-    n_basins = int(np.unique(y[keep]).size)
-    empty = dict(seeds=seeds, final_basins=y.tolist(), n_basins=n_basins, chance=1 / max(n_basins, 1),
-                 threshold=settings.threshold, detectors=[])
-    if n_basins < 2:
+    present = np.unique(y[keep])
+    n_classes = int(present.size)
+    empty = dict(seeds=seeds, target=target, class_names=class_names, final_classes=y.tolist(),
+                 n_classes=n_classes, chance=1 / max(n_classes, 1), threshold=settings.threshold, detectors=[])
+    if n_classes < 2:
+        what = "basin" if target == "basin" else "dominant held-out strategy"
         return EarlyDetection(steps=[], fractions=[], folds=0, **empty,
-                              skipped="one basin (of two seeds or more): there is nothing to predict")
+                              skipped=f"one {what} (of two seeds or more): there is nothing to predict")
     if len(steps) < 2:
         return EarlyDetection(steps=[], fractions=[], folds=0, **empty, skipped="a single checkpoint")
     kept_seeds = [seeds[i] for i in keep]
+    class_names = [class_names[c] for c in present]
     y, distances = y[keep], np.asarray(distances)[np.ix_(keep, keep)]
-    y = np.unique(y, return_inverse=True)[1]  # basins renumbered 0..B-1 after dropping singletons
+    y = np.unique(y, return_inverse=True)[1]  # classes renumbered 0..C-1 after dropping singletons
     folds = int(min(settings.folds, np.bincount(y).min()))
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
     fractions = [s / steps[-1] for s in steps]
@@ -200,5 +225,5 @@ def early_detection(run: RunDir, seeds: list[int], final_step: int, final_basins
         curves.append(DetectorCurve(name, DETECTORS[name], accuracy, ci, [p.tolist() for _, _, p in per_step],
                                     _first_fraction(accuracy, fractions, settings.threshold),
                                     _first_fraction([low for low, _ in ci], fractions, settings.threshold)))
-    return EarlyDetection(kept_seeds, y.tolist(), steps, fractions, n_basins, 1 / n_basins, folds,
-                          settings.threshold, curves)
+    return EarlyDetection(kept_seeds, target, class_names, y.tolist(), steps, fractions, n_classes, 1 / n_classes,
+                          folds, settings.threshold, curves)

@@ -10,8 +10,8 @@
    pairs within and across basins;
 5. weight-space basins from the aligned barrier matrix, their agreement with the behavioural
    basins (ARI with a bootstrap CI), and — for planted experiments — with the planted truth;
-6. early detection: how well each seed's final behavioural basin is predicted from its earlier
-   checkpoints (:mod:`~rlbasins.analysis.early`);
+6. early detection: how well each seed's final behavioural basin (or, with one basin, its dominant
+   held-out strategy) is predicted from its earlier checkpoints (:mod:`~rlbasins.analysis.early`);
 7. training length: every seed's nearest final basin at every checkpoint, basin shares, transitions
    and last switches (:mod:`~rlbasins.analysis.trajectory`);
 8. basin count: rarefaction over seed subsets, unseen basins (Chao1) and the count across clustering
@@ -43,7 +43,7 @@ from rlbasins.analysis.behavior import (
     load_policies,
     total_variation_matrix,
 )
-from rlbasins.analysis.early import EarlyDetection, early_detection
+from rlbasins.analysis.early import EarlyDetection, choose_target, early_detection
 from rlbasins.analysis.trajectory import BasinTrajectory, basin_trajectory
 from rlbasins.config import AnalysisConfig, ExperimentConfig
 from rlbasins.devices import resolve_device
@@ -105,8 +105,9 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     early = None
     if settings.early.detectors:
         with _timed(seconds, "early detection"):
-            early = early_detection(run, seeds, min(behavior.steps), behaviour_clusters.labels, tv, heldout_obs,
-                                    noise_obs, settings.early, seed=cfg.seed, show_progress=show_progress)
+            target = choose_target(settings.early.target, behaviour_clusters.labels, seed_labels)
+            early = early_detection(run, seeds, min(behavior.steps), *target, tv, heldout_obs, noise_obs,
+                                    settings.early, seed=cfg.seed, show_progress=show_progress)
         atomic_write_json(run.analysis_dir / "early.json", asdict(early))
     else:  # a report must not show an earlier analysis's study
         (run.analysis_dir / "early.json").unlink(missing_ok=True)

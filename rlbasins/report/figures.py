@@ -267,7 +267,7 @@ def env_frames(frames: dict[str, np.ndarray]) -> str:
 
 def early_detection(early: dict) -> str:
     """Balanced accuracy of each detector (out-of-fold, 95% bootstrap band) against the training fraction
-    of the checkpoint it saw, with chance (1 / basins) and the threshold as reference lines."""
+    of the checkpoint it saw, with chance (1 / classes) and the threshold as reference lines."""
     fig, ax = plt.subplots(figsize=(8, 4.2))
     fractions = np.array(early["fractions"])
     for detector, colour, marker in zip(early["detectors"], OKABE_ITO, "osD^v", strict=False):
@@ -278,9 +278,11 @@ def early_detection(early: dict) -> str:
                 label=f"{detector['name']}: {detector['description']} "
                       f"(≥ {early['threshold']:.0%} from {first:.0%})" if first is not None else
                       f"{detector['name']}: {detector['description']} (never ≥ {early['threshold']:.0%})")
-    ax.axhline(early["chance"], color="#888888", ls="--", lw=1, label=f"chance (1/{early['n_basins']} basins)")
+    ax.axhline(early["chance"], color="#888888", ls="--", lw=1, label=f"chance (1/{early['n_classes']} classes)")
     ax.axhline(early["threshold"], color="black", ls=":", lw=1, label=f"threshold {early['threshold']:.0%}")
-    ax.set(title=f"Predicting each seed's final basin from an earlier checkpoint ({len(early['seeds'])} seeds, "
+    what = "basin" if early["target"] == "basin" else "dominant held-out strategy"
+    ax.set(title=f"Predicting each seed's final {what} ({' / '.join(early['class_names'])}) from an earlier "
+                 f"checkpoint ({len(early['seeds'])} seeds, "
                  f"{early['folds']}-fold cross-validation)",
            xlabel="training fraction of the checkpoint (step / last step)", ylabel="balanced accuracy",
            ylim=(0, 1.03), xlim=(-0.02, 1.02))
