@@ -300,9 +300,10 @@ class ExperimentConfig(_Strict):
         """sha256 of everything that determines results (``executor`` only decides where they run).
 
         A reward model counts by the sha256 of its weights, not its path: moving it keeps the hash,
-        retraining it changes the hash.
+        retraining it changes the hash. Unset optional fields (None) are left out, so that a new
+        optional feature leaves the hashes of existing runs alone.
         """
-        science = self.model_dump(mode="json", exclude={"executor", "steering"})
+        science = self.model_dump(mode="json", exclude={"executor", "steering"}, exclude_none=True)
         if self.reward_model is not None:
             science["reward_model"] = {"sha256": self.reward_model_sha256()}
         return hashlib.sha256(json.dumps(science, sort_keys=True).encode()).hexdigest()

@@ -154,6 +154,16 @@ def test_hash_ignores_executor_but_not_science() -> None:
     assert parse_config(tiny_config(ppo__gamma=0.95)).hash() != base.hash()
 
 
+def test_a_new_optional_field_leaves_existing_hashes_alone() -> None:
+    """Runs trained before a feature was added keep their hash (resume and comparison still work)."""
+    class WithNewFeature(ExperimentConfig):
+        new_feature: dict | None = None
+
+    base = parse_config(tiny_config())
+    assert WithNewFeature.model_validate(base.model_dump()).hash() == base.hash()
+    assert WithNewFeature.model_validate({**base.model_dump(), "new_feature": {}}).hash() != base.hash()
+
+
 def test_checkpoint_steps_snap_to_rollout_boundaries() -> None:
     cfg = parse_config(tiny_config(ppo__total_timesteps=2000, checkpoints={"every": 500, "also_at": [100]}))
     # rollout = 64 steps × 2 envs = 128; training ends at the first boundary ≥ 2000
