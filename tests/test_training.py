@@ -49,6 +49,19 @@ def test_same_config_gives_bit_identical_checkpoints(reference_run: RunDir, tmp_
     assert _checkpoint_hashes(reference_run, 0) != _checkpoint_hashes(reference_run, 1)
 
 
+@pytest.mark.parametrize("engine", ["sb3", "batched"])
+def test_until_step_pauses_every_seed_there_and_resuming_finishes_bit_identically(
+        engine: str, reference_run: RunDir, tmp_path: Path) -> None:
+    cfg = parse_config(tiny_config(engine=engine))
+    paused = train_experiment(cfg, tmp_path / "runs", show_progress=False, until_step=1024)
+    assert {(s["status"], s["last_step"]) for s in paused.manifest()["seeds"].values()} == {("interrupted", 1024)}
+    assert [e.step for e in paused.seed(0).entries()] == [0, 512, 1024]
+    train_experiment(cfg, tmp_path / "runs", resume=True, show_progress=False)
+    whole = reference_run if engine == "sb3" else _train(tmp_path / "whole", "tiny", engine="batched")
+    for k in (0, 1):
+        assert _checkpoint_hashes(paused, k) == _checkpoint_hashes(whole, k)
+
+
 def test_seeds_learn_something(reference_run: RunDir) -> None:
     first, _ = reference_run.seed(0).load_policy(0)
     last, _ = reference_run.seed(0).load_policy(2048)
