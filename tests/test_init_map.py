@@ -216,13 +216,16 @@ def test_init_map_through_the_cli(tmp_path) -> None:
     cfg = run.load_config()
     mapped = read_json(run.analysis_dir / "init_map.json")
     assert mapped["resolution"] == 3 and sorted(mapped["seeds"]) == list(range(9))
-    assert [m["name"] for m in mapped["maps"]] == ["behavioural basin", "dominant strategy"]
+    assert [m["name"] for m in mapped["maps"]] == ["behavioural basin", "preferred strategy"]
     behaviour = read_json(run.analysis_dir / "behavior.json")
     basin_labels = read_json(run.analysis_dir / "basins.json")["behaviour"]["clustering"]["labels"]
     for position, k in enumerate(behaviour["seeds"]):
         i, j = divmod(k, 3)
         assert mapped["maps"][0]["image"][i][j] == basin_labels[position]
-        assert mapped["outcome"][i][j] == behaviour["heldout_labels_greedy"][position][mapped["outcome_label"]]
+        fractions = behaviour["heldout_labels_greedy"][position]
+        assert mapped["outcome"][i][j] == fractions[mapped["outcome_label"]]
+        first, second = (fractions[label] for label in behaviour["labels"][:2])
+        assert mapped["maps"][1]["image"][i][j] == (0 if first > second else 1 if second > first else 2)
 
     first, _ = load_policy(run, 0, step=0)
     origin, u, v = plane_basis(cfg, first.obs_dim, first.n_actions)

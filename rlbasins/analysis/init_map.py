@@ -9,8 +9,12 @@ Maps ([R, R] images, row i ↔ a_i, column j ↔ b_j; seed k = i·R + j):
 
 - **behavioural basin**: each seed's final basin from the run's clustering of the held-out
   total-variation matrix (the ``basins`` stage), named by its majority held-out strategy;
-- **dominant strategy**: each seed's most frequent greedy held-out label (envs that name strategies);
-  it can draw a boundary when the clustering finds one basin of mixed seeds;
+- **preferred strategy** (envs that name two strategies): the one of the two a seed's greedy held-out
+  episodes reach more often ("tie" when equally often). Episodes that reach neither are ignored: on
+  CueConflict most seeds reach neither object in most held-out episodes, so the most frequent label
+  would be "neither" everywhere, while the preference between the two can still change over the plane.
+  It can draw a boundary when the clustering finds one basin of mixed seeds — and a noisy one, since a
+  seed near 50/50 flips with a few episodes (the outcome map's intervals show how close each seed is);
 - **outcome** (continuous): each seed's greedy held-out share of the env's first strategy label (e.g.
   colour on CueConflict), with its 95% Wilson interval over held-out episodes.
 
@@ -71,7 +75,7 @@ class BoxCounting:
 @dataclass
 class LabelMap:
     name: str
-    """What the labels are: "behavioural basin" or "dominant strategy"."""
+    """What the labels are: "behavioural basin" or "preferred strategy"."""
     names: list[str]
     """Name of each label code (e.g. "basin 0 (colour)")."""
     image: list[list[int]]
@@ -207,10 +211,11 @@ def init_map(plane: InitPlaneConfig, seeds: list[int], clustering_labels: list[i
     maps = [label_map("behavioural basin", names, image_of(clustering_labels, -1))]
     outcome_label = outcome = outcome_ci = None
     if behavior.labels is not None:
-        dominant = behavior.dominant_labels()
-        maps.append(label_map("dominant strategy", list(behavior.labels),
-                              image_of([behavior.labels.index(label) for label in dominant], -1)))
-        outcome_label = behavior.labels[0]
+        first, second = behavior.labels[:2]
+        preferred = [0 if f[first] > f[second] else 1 if f[second] > f[first] else 2
+                     for f in behavior.heldout_labels_greedy]
+        maps.append(label_map("preferred strategy", [first, second, "tie"], image_of(preferred, -1)))
+        outcome_label = first
         outcome = image_of([f[outcome_label] for f in behavior.heldout_labels_greedy], None).tolist()
         outcome_ci = image_of([ci[outcome_label] for ci in behavior.heldout_labels_greedy_ci], None).tolist()
     skipped = None

@@ -517,8 +517,7 @@ def init_maps(mapped: dict) -> str:
         image = np.array(label_map["image"])
         extent = _plane_axes(ax, mapped, f"{label_map['name']} per initialisation")
         colours = [OKABE_ITO[c % len(OKABE_ITO)] for c in range(len(label_map["names"]))]
-        cmap = matplotlib.colors.ListedColormap(colours)
-        cmap.set_bad("#bbbbbb")
+        cmap = matplotlib.colors.ListedColormap(colours).with_extremes(bad="#bbbbbb")
         ax.imshow(np.ma.masked_less(image, 0), cmap=cmap, vmin=-0.5, vmax=len(colours) - 0.5, origin="lower",
                   extent=extent, interpolation="nearest")
         rows, cols = np.nonzero(np.array(label_map["boundary"]))
@@ -531,8 +530,7 @@ def init_maps(mapped: dict) -> str:
         ax = axes[0][-1]
         extent = _plane_axes(ax, mapped, f"held-out share of {mapped['outcome_label']}")
         outcome = np.array([[np.nan if v is None else v for v in row] for row in mapped["outcome"]])
-        cmap = plt.get_cmap("viridis").copy()
-        cmap.set_bad("#bbbbbb")
+        cmap = plt.get_cmap("viridis").with_extremes(bad="#bbbbbb")
         image = ax.imshow(np.ma.masked_invalid(outcome), cmap=cmap, vmin=0, vmax=1, origin="lower", extent=extent,
                           interpolation="nearest")
         fig.colorbar(image, ax=ax, shrink=0.8, label=f"greedy held-out episodes reaching {mapped['outcome_label']}")
