@@ -120,8 +120,15 @@ def _mapped(result) -> str:
     def labels(label_map) -> int:
         return len({code for row in label_map.image for code in row if code >= 0})
 
+    def shuffled(label_map) -> str:
+        if label_map.shuffled_dimension is None:
+            return ""
+        low, high = label_map.shuffled_dimension_ci
+        return f" (labels shuffled over the grid: {label_map.shuffled_dimension:.2f} [{low:.2f}, {high:.2f}])"
+
     return f"{result.resolution}×{result.resolution} grid; boundary box-counting dimension " + "; ".join(
-        f"{m.name} ({labels(m)} labels) " + ", ".join(map(dimension, m.box_counting)) for m in result.maps)
+        f"{m.name} ({labels(m)} labels) " + ", ".join(map(dimension, m.box_counting)) + shuffled(m)
+        for m in result.maps)
 
 
 def _rarefied(rare, n_seeds: int) -> str:

@@ -161,6 +161,16 @@ def test_sub_grids_take_every_second_and_fourth_point() -> None:
     assert mapped.box_counting[-1].dimension_ci is not None  # sizes 1, 2, 4
 
 
+def test_a_smooth_boundary_sits_below_shuffled_labels_and_noise_inside_them() -> None:
+    i, j = np.indices((16, 16))
+    smooth = label_map("planted", ["a", "b"], (i + 2 * j > 20).astype(int))
+    assert smooth.box_counting[0].dimension < smooth.shuffled_dimension_ci[0]
+    noise = label_map("noise", ["a", "b"], np.random.default_rng(1).integers(0, 2, (16, 16)))
+    low, high = noise.shuffled_dimension_ci
+    assert low <= noise.box_counting[0].dimension <= high
+    assert label_map("one", ["a"], np.zeros((8, 8), int)).shuffled_dimension is None
+
+
 label_images = st.integers(2, 5).flatmap(lambda log_side: arrays(
     np.int64, (2 ** log_side, 2 ** log_side), elements=st.integers(-1, 3)) if log_side < 5 else st.builds(
     lambda seed: np.random.default_rng(seed).integers(-1, 4, (32, 32)), st.integers(0, 2**32 - 1)))

@@ -28,6 +28,11 @@ slope's standard error (t with n − 2 degrees of freedom; none with two sizes).
 resolution": the same on the sub-grids of every 2nd and 4th point (R/2, R/4; down to 4 points a side),
 i.e. as if the plane had been sampled more coarsely.
 
+No-structure reference: the same labels shuffled over the grid (``SHUFFLES`` permutations, missing
+cells kept in place) and box-counted again. A map whose dimension sits well below the shuffled ones has
+spatial structure even when its boundary is rough; one inside the shuffled interval is indistinguishable
+from labels scattered at random (e.g. label noise of seeds near 50/50).
+
 What a 16 × 16 (or 32 × 32) grid can and cannot say. The fit has log2(R) + 1 points (5 at R = 16), all
 within 1.2 decades, and the smallest boxes see the grid's own pixels: a smooth boundary gives ≈ 1
 (exactly 1 for a straight one), a label
@@ -53,6 +58,8 @@ from rlbasins.train.initial import grid_point, plane_coordinates
 
 MIN_SIDE = 4
 """Coarsest sub-grid whose dimension is estimated (3 box sizes: 1, 2, 4)."""
+SHUFFLES = 200
+"""Permutations of a map's labels over the grid for the no-structure reference."""
 
 
 @dataclass
@@ -62,6 +69,7 @@ class BoxCounting:
     stride: int
     """It takes every ``stride``-th point of the full grid (1: the full grid)."""
     boundary_cells: int
+    """Cells of this grid with a 4-neighbour of another label."""
     box_sizes: list[int]
     """[n] box sides in cells of this grid: 1, 2, 4, … ≤ side."""
     box_counts: list[int]
@@ -84,6 +92,11 @@ class LabelMap:
     """[R, R] cells with a 4-neighbour of another label."""
     box_counting: list[BoxCounting]
     """The full grid first, then every 2nd, 4th, … point (down to 4 a side)."""
+    shuffled_dimension: float | None
+    """Full grid, the same labels shuffled over the labelled cells: the mean dimension of ``SHUFFLES``
+    permutations — where a map with these label counts but no spatial structure sits (None without boundary)."""
+    shuffled_dimension_ci: list[float] | None
+    """Its 95% percentile interval over the permutations."""
 
 
 @dataclass
@@ -181,23 +194,42 @@ def box_counting(image: np.ndarray, stride: int = 1) -> BoxCounting:
     return BoxCounting(sub.shape[0], stride, int(boundary_cells(sub).sum()), sizes, counts, dimension, ci)
 
 
-def label_map(name: str, names: list[str], image: np.ndarray) -> LabelMap:
-    """A :class:`LabelMap` with box counting at full resolution and every 2nd, 4th, … point."""
+def shuffled_dimensions(image: np.ndarray, shuffles: int = SHUFFLES, seed: int = 0) -> np.ndarray:
+    """[shuffles] box-counting dimensions of ``image`` with its labels permuted over the labelled cells
+    (missing cells stay missing); NaN where a permutation has no boundary."""
+    image = np.asarray(image)
+    labelled = image >= 0
+    rng = np.random.default_rng(seed)
+    dimensions = []
+    for _ in range(shuffles):
+        shuffled = image.copy()
+        shuffled[labelled] = rng.permutation(image[labelled])
+        dimensions.append(box_counting(shuffled).dimension)
+    return np.array([np.nan if d is None else d for d in dimensions])
+
+
+def label_map(name: str, names: list[str], image: np.ndarray, seed: int = 0) -> LabelMap:
+    """A :class:`LabelMap` with box counting at full resolution and every 2nd, 4th, … point, and the
+    no-structure reference from shuffled labels."""
     image = np.asarray(image)
     strides = [1]
     while image.shape[0] // (strides[-1] * 2) >= MIN_SIDE:
         strides.append(strides[-1] * 2)
-    return LabelMap(name, names, image.tolist(), boundary_cells(image).tolist(),
-                    [box_counting(image, stride) for stride in strides])
+    counted = [box_counting(image, stride) for stride in strides]
+    mean = ci = None
+    if counted[0].dimension is not None:
+        shuffled = shuffled_dimensions(image, seed=seed)
+        mean, ci = float(np.nanmean(shuffled)), np.nanpercentile(shuffled, [2.5, 97.5]).tolist()
+    return LabelMap(name, names, image.tolist(), boundary_cells(image).tolist(), counted, mean, ci)
 
 
 # --------------------------------------------------------------------------- the study
 
 
 def init_map(plane: InitPlaneConfig, seeds: list[int], clustering_labels: list[int], behaviour_basins: list[Basin],
-             behavior: BehaviorResult) -> InitMap:
+             behavior: BehaviorResult, seed: int = 0) -> InitMap:
     """The maps of a run trained on ``plane``: ``seeds`` [S] with a result, their basin labels [S] (codes of
-    ``behaviour_basins``) and held-out behaviour."""
+    ``behaviour_basins``) and held-out behaviour; ``seed`` draws the label permutations."""
     side = plane.resolution
     cells = [grid_point(plane, k) for k in seeds]
 
@@ -208,13 +240,13 @@ def init_map(plane: InitPlaneConfig, seeds: list[int], clustering_labels: list[i
         return image
 
     names = [f"basin {b.index}" + (f" ({b.label})" if b.label else "") for b in behaviour_basins]
-    maps = [label_map("behavioural basin", names, image_of(clustering_labels, -1))]
+    maps = [label_map("behavioural basin", names, image_of(clustering_labels, -1), seed)]
     outcome_label = outcome = outcome_ci = None
     if behavior.labels is not None:
         first, second = behavior.labels[:2]
         preferred = [0 if f[first] > f[second] else 1 if f[second] > f[first] else 2
                      for f in behavior.heldout_labels_greedy]
-        maps.append(label_map("preferred strategy", [first, second, "tie"], image_of(preferred, -1)))
+        maps.append(label_map("preferred strategy", [first, second, "tie"], image_of(preferred, -1), seed))
         outcome_label = first
         outcome = image_of([f[outcome_label] for f in behavior.heldout_labels_greedy], None).tolist()
         outcome_ci = image_of([ci[outcome_label] for ci in behavior.heldout_labels_greedy_ci], None).tolist()

@@ -142,7 +142,8 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     mapped = None
     if cfg.seeds.init_plane is not None:
         with _timed(seconds, "init map"):
-            mapped = init_map(cfg.seeds.init_plane, seeds, behaviour_clusters.labels, behaviour_basins, behavior)
+            mapped = init_map(cfg.seeds.init_plane, seeds, behaviour_clusters.labels, behaviour_basins, behavior,
+                              seed=cfg.seed)
         atomic_write_json(run.analysis_dir / "init_map.json", asdict(mapped))
     else:
         (run.analysis_dir / "init_map.json").unlink(missing_ok=True)
