@@ -100,6 +100,7 @@ def _analyze(run: RunDir, progress: bool, step: int | None = None) -> None:
         f"{c.observed} found; {_rarefied(c.rarefaction, len(c.seeds))}; Chao1 {c.unseen[0].chao1:.1f} "
         f"[{c.unseen[0].chao1_ci[0]:.1f}, {c.unseen[0].chao1_ci[1]:.1f}]; most persistent average-linkage count "
         f"{c.resolution.persistent_k or 'none (no plateau stands out)'}"))
+    _print_study("init map", summary.init_map, _mapped)
 
 
 def _print_study(name: str, result: Any, describe: Callable[[Any], str]) -> None:
@@ -107,6 +108,28 @@ def _print_study(name: str, result: Any, describe: Callable[[Any], str]) -> None
     if result is not None:
         out.print(f"{name} skipped: {result.skipped}" if result.skipped else f"{name} — {describe(result)}",
                   highlight=False)
+
+
+def _mapped(result) -> str:
+    """Each map's boundary dimension at the full resolution and on the coarser sub-grids, with 95% intervals."""
+    def dimension(box) -> str:
+        if box.dimension is None:
+            return f"{box.side}²: no boundary"
+        ci = f" [{box.dimension_ci[0]:.2f}, {box.dimension_ci[1]:.2f}]" if box.dimension_ci else " (no CI: 2 sizes)"
+        return f"{box.side}²: {box.dimension:.2f}{ci}"
+
+    def labels(label_map) -> int:
+        return len({code for row in label_map.image for code in row if code >= 0})
+
+    def shuffled(label_map) -> str:
+        if label_map.shuffled_dimension is None:
+            return ""
+        low, high = label_map.shuffled_dimension_ci
+        return f" (labels shuffled over the grid: {label_map.shuffled_dimension:.2f} [{low:.2f}, {high:.2f}])"
+
+    return f"{result.resolution}×{result.resolution} grid; boundary box-counting dimension " + "; ".join(
+        f"{m.name} ({labels(m)} labels) " + ", ".join(map(dimension, m.box_counting)) + shuffled(m)
+        for m in result.maps)
 
 
 def _rarefied(rare, n_seeds: int) -> str:

@@ -99,12 +99,29 @@ class PPOConfig(_Strict):
     target_kl: float | None = Field(None, gt=0)
 
 
+class InitPlaneConfig(_Strict):
+    """A 2-D grid of initialisations θ0 + a·u + b·v (see :mod:`rlbasins.train.initial`): seed k = i·R + j starts
+    at a = a_i, b = b_j, both evenly spaced in [−span, span]."""
+
+    resolution: int = Field(ge=2, le=256, description="Grid points per side R; seeds.count must be R × R.")
+    span: float = Field(gt=0, description="Half-width of the grid in units of the directions: with directions: "
+                        "inits, span 1 reaches the ordinary initialisations θ1 (a = 1) and θ2 (b = 1); with "
+                        "filter_normalized, a = 1 moves every neuron's weights by their own norm.")
+    directions: Literal["inits", "filter_normalized"] = Field(
+        "inits", description="inits: u = θ1 − θ0, v = θ2 − θ0, the ordinary initialisations of init-factor "
+        "indices 0, 1, 2 (the plane through three inits); filter_normalized: Gaussian directions with each "
+        "neuron's incoming weights rescaled to θ0's norm and biases 0 (Li et al. 2018).")
+
+
 class SeedsConfig(_Strict):
     count: int = Field(8, gt=0, le=100_000, description="Number of PPO runs (seeds).")
     vary: list[Literal["init", "env", "action", "minibatch"]] = Field(
         list(SEED_FACTORS),
         description="Factors that differ between seeds; the others are shared by all seeds.",
     )
+    init_plane: InitPlaneConfig | None = Field(
+        None, description="Init-space map: seeds start on a 2-D grid of initialisations instead of their own "
+        "draws (batched engine; seeds.count = resolution², seeds.vary: [init]); null: ordinary initialisations.")
 
 
 class CheckpointConfig(_Strict):
@@ -407,6 +424,8 @@ def _semantic_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]
     if cfg.reward_model is not None:
         issues.extend(_reward_model_issues(cfg, base_dir / cfg.reward_model))
     issues.extend(_executor_issues(cfg))
+    if cfg.seeds.init_plane is not None:
+        issues.extend(_init_plane_issues(cfg))
     if cfg.steering is not None:
         issues.extend(_steering_issues(cfg))
     return issues
@@ -434,6 +453,29 @@ def _steering_issues(cfg: ExperimentConfig) -> list[ConfigIssue]:
     if st.max_seeds < st.k:
         issues.append(ConfigIssue(path="steering.max_seeds", value=st.max_seeds,
                                   expected=f"at least steering.k ({st.k})"))
+    return issues
+
+
+def _init_plane_issues(cfg: ExperimentConfig) -> list[ConfigIssue]:
+    """One seed per grid point, differing from the others in its initialisation alone, on the batched engine."""
+    plane, issues = cfg.seeds.init_plane, []
+    cells = plane.resolution ** 2
+    if cfg.seeds.count != cells:
+        issues.append(ConfigIssue(path="seeds.count", value=cfg.seeds.count,
+                                  expected=f"{cells} = seeds.init_plane.resolution² (one seed per grid point); "
+                                  f"set count: {cells} or change the resolution"))
+    if cfg.seeds.vary != ["init"]:
+        issues.append(ConfigIssue(path="seeds.vary", value=cfg.seeds.vary,
+                                  expected="[init] with seeds.init_plane: only the initialisation may differ "
+                                  "between grid points (env, action and minibatch streams are shared)"))
+    if cfg.engine != "batched":
+        issues.append(ConfigIssue(path="engine", value=cfg.engine,
+                                  expected="batched with seeds.init_plane (the sb3 engine draws its own "
+                                  "initialisation), or remove seeds.init_plane"))
+    if cfg.env.planted is not None:
+        issues.append(ConfigIssue(path="env.planted", value=[g.model_dump() for g in cfg.env.planted],
+                                  expected="null with seeds.init_plane (planted groups would make grid points "
+                                  "differ in their training env, not only their initialisation)"))
     return issues
 
 

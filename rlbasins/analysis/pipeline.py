@@ -15,10 +15,13 @@
 7. training length: every seed's nearest final basin at every checkpoint, basin shares, transitions
    and last switches (:mod:`~rlbasins.analysis.trajectory`);
 8. basin count: rarefaction over seed subsets, unseen basins (Chao1) and the count across clustering
-   resolutions (:mod:`~rlbasins.analysis.basin_count`).
+   resolutions (:mod:`~rlbasins.analysis.basin_count`);
+9. init-space map (runs with ``seeds.init_plane``): each grid point's basin and held-out outcome as
+   images, and the box-counting dimension of the basin boundary (:mod:`~rlbasins.analysis.init_map`).
 
 Writes ``analysis/behavior.json``, ``seeds.csv``, ``connectivity.json``, ``basins.json``,
-``basins.csv``, ``early.json``, ``trajectory.json`` and ``basin_count.json`` in the run directory.
+``basins.csv``, ``early.json``, ``trajectory.json``, ``basin_count.json`` and ``init_map.json`` in the run
+directory.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from rlbasins.analysis.behavior import (
     total_variation_matrix,
 )
 from rlbasins.analysis.early import EarlyDetection, choose_target, early_detection
+from rlbasins.analysis.init_map import InitMap, init_map
 from rlbasins.analysis.trajectory import BasinTrajectory, basin_trajectory
 from rlbasins.config import AnalysisConfig, ExperimentConfig
 from rlbasins.devices import resolve_device
@@ -67,6 +71,7 @@ class AnalysisSummary:
     """Wall-clock seconds per stage."""
     trajectory: BasinTrajectory | None = None
     basin_count: BasinCount | None = None
+    init_map: InitMap | None = None
 
 
 @contextmanager
@@ -133,6 +138,16 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
         atomic_write_json(run.analysis_dir / "basin_count.json", asdict(counted))
     else:
         (run.analysis_dir / "basin_count.json").unlink(missing_ok=True)
+
+    # ---- init-space map: the basins over the grid of initialisations
+    mapped = None
+    if cfg.seeds.init_plane is not None:
+        with _timed(seconds, "init map"):
+            mapped = init_map(cfg.seeds.init_plane, seeds, behaviour_clusters.labels, behaviour_basins, behavior,
+                              seed=cfg.seed)
+        atomic_write_json(run.analysis_dir / "init_map.json", asdict(mapped))
+    else:
+        (run.analysis_dir / "init_map.json").unlink(missing_ok=True)
 
     # ---- alignment and barriers
     template, state_dicts, _ = load_policies(run, seeds, step)
@@ -213,7 +228,7 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     _write_basin_table(run, seeds, behaviour_clusters, weight_clusters, planted, behavior)
     return AnalysisSummary(len(seeds), behaviour_clusters.k, weight_clusters.k, agreement["ari"],
                            {k: v["ari"] for k, v in planted_ari.items()} if planted_ari else None,
-                           basins_out["preference_verdict"], early, seconds, trajectory, counted)
+                           basins_out["preference_verdict"], early, seconds, trajectory, counted, mapped)
 
 
 def _align(cfg: ExperimentConfig, template, state_dicts, heldout_obs: torch.Tensor, show_progress: bool):
@@ -291,7 +306,7 @@ def _write_basin_table(run: RunDir, seeds, behaviour, weights, planted, behavior
 
 
 def load_results(run: RunDir) -> dict[str, Any]:
-    """``basins.json``, ``connectivity.json``, ``early.json``, ``trajectory.json`` and ``basin_count.json`` of an
-    analysed run (empty dict for a missing file)."""
+    """``basins.json``, ``connectivity.json``, ``early.json``, ``trajectory.json``, ``basin_count.json`` and
+    ``init_map.json`` of an analysed run (empty dict for a missing file)."""
     return {name: read_json(run.analysis_dir / f"{name}.json") if (run.analysis_dir / f"{name}.json").exists()
-            else {} for name in ("basins", "connectivity", "early", "trajectory", "basin_count")}
+            else {} for name in ("basins", "connectivity", "early", "trajectory", "basin_count", "init_map")}

@@ -102,6 +102,7 @@ def write_report(run: RunDir) -> Path:
         **_steering_context(run),
         trajectory=trajectory, **_trajectory_figures(trajectory, basin_names),
         counted=counted, **_basin_count_figures(counted),
+        mapped=results["init_map"], **_init_map_figures(results["init_map"]),
         found=found, conn=conn, metric_unit=METRIC_UNITS.get(conn.get("barrier_metric"), ""),
         metric_names=METRIC_NAMES,
         fig_barriers=figures.barrier_matrices(_barrier_panels(conn), seeds, order) if conn else None,
@@ -141,14 +142,22 @@ def _basin_count_figures(counted: dict) -> dict[str, str | None]:
     return dict(fig_rarefaction=figures.rarefaction_curve(counted), fig_resolution=figures.resolution_curve(counted))
 
 
+def _init_map_figures(mapped: dict) -> dict[str, str | None]:
+    """The init-space map's figures (None each when the run has no init plane)."""
+    if not mapped:
+        return dict(fig_init_maps=None, fig_box_counting=None)
+    return dict(fig_init_maps=figures.init_maps(mapped), fig_box_counting=figures.box_counting(mapped))
+
+
 def study_figures(run: RunDir) -> dict[str, str]:
-    """The training-length and basin-count figures of an analysed run as PNG data URIs, by name (e.g. to
-    save them for the docs); the studies that were not measured are left out."""
+    """The training-length, basin-count and init-map figures of an analysed run as PNG data URIs, by name (e.g.
+    to save them for the docs); the studies that were not measured are left out."""
     results = load_results(run)
     found = results["basins"]
     names = [f"basin {b['index']}" + (f" ({b['label']})" if b["label"] else "")
              for b in found["behaviour"]["basins"]] if found else []
-    made = {**_trajectory_figures(results["trajectory"], names), **_basin_count_figures(results["basin_count"])}
+    made = {**_trajectory_figures(results["trajectory"], names), **_basin_count_figures(results["basin_count"]),
+            **_init_map_figures(results["init_map"])}
     return {name: uri for name, uri in made.items() if uri is not None}
 
 

@@ -491,3 +491,80 @@ def behaviour_drift(trajectory: dict) -> str:
     bottom.grid(alpha=0.3)
     fig.tight_layout()
     return to_data_uri(fig)
+
+
+def _plane_axes(ax: plt.Axes, mapped: dict, title: str) -> list[float]:
+    """Label a panel of the init plane (columns b, rows a) and mark θ0 — and θ1, θ2 for ``inits`` directions when
+    they are on the grid; returns the image extent."""
+    coordinates = np.array(mapped["coordinates"])
+    half = (coordinates[1] - coordinates[0]) / 2
+    extent = [coordinates[0] - half, coordinates[-1] + half, coordinates[0] - half, coordinates[-1] + half]
+    marks = {"θ0": (0.0, 0.0)}
+    if mapped["directions"] == "inits" and mapped["span"] >= 1:
+        marks.update({"θ1": (0.0, 1.0), "θ2": (1.0, 0.0)})  # (b, a): θ1 at a = 1, θ2 at b = 1
+    for name, (b, a) in marks.items():
+        ax.plot(b, a, marker="+", color="white", ms=10, mew=2.5)
+        ax.plot(b, a, marker="+", color="black", ms=9, mew=1.2)
+        ax.annotate(name, (b, a), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    ax.set(title=title, xlabel="b (along v)", ylabel="a (along u)")
+    return extent
+
+
+def init_maps(mapped: dict) -> str:
+    """The init plane coloured by each label map (boundary cells dotted, legend naming every label) and by the
+    continuous held-out outcome (colour bar); grey: seeds without a result."""
+    panels = len(mapped["maps"]) + (mapped["outcome"] is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 4.6), squeeze=False)
+    for ax, label_map in zip(axes[0], mapped["maps"], strict=False):
+        image = np.array(label_map["image"])
+        extent = _plane_axes(ax, mapped, f"{label_map['name']} per initialisation")
+        colours = [OKABE_ITO[c % len(OKABE_ITO)] for c in range(len(label_map["names"]))]
+        cmap = matplotlib.colors.ListedColormap(colours).with_extremes(bad="#bbbbbb")
+        ax.imshow(np.ma.masked_less(image, 0), cmap=cmap, vmin=-0.5, vmax=len(colours) - 0.5, origin="lower",
+                  extent=extent, interpolation="nearest")
+        rows, cols = np.nonzero(np.array(label_map["boundary"]))
+        coordinates = np.array(mapped["coordinates"])
+        ax.scatter(coordinates[cols], coordinates[rows], s=4, color="black", alpha=0.5)
+        present = sorted(set(image[image >= 0].tolist()))
+        handles = [matplotlib.patches.Patch(color=colours[c], label=label_map["names"][c]) for c in present]
+        ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    if mapped["outcome"] is not None:
+        ax = axes[0][-1]
+        extent = _plane_axes(ax, mapped, f"held-out share of {mapped['outcome_label']}")
+        outcome = np.array([[np.nan if v is None else v for v in row] for row in mapped["outcome"]])
+        cmap = plt.get_cmap("viridis").with_extremes(bad="#bbbbbb")
+        image = ax.imshow(np.ma.masked_invalid(outcome), cmap=cmap, vmin=0, vmax=1, origin="lower", extent=extent,
+                          interpolation="nearest")
+        fig.colorbar(image, ax=ax, shrink=0.8, label=f"greedy held-out episodes reaching {mapped['outcome_label']}")
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
+def box_counting(mapped: dict) -> str:
+    """log2 of the boxes holding boundary against log2(1 / box side), the side in cells of the full grid, for
+    every map with a boundary and every (sub-)grid resolution, with the fitted slope (the dimension)."""
+    shown = [m for m in mapped["maps"] if m["box_counting"][0]["dimension"] is not None]
+    fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(5.2 * max(len(shown), 1), 4), squeeze=False)
+    for ax, label_map in zip(axes[0], shown, strict=False):
+        for r, box in enumerate(label_map["box_counting"]):
+            if box["dimension"] is None:
+                continue
+            counts = np.array(box["box_counts"], float)
+            keep = counts > 0
+            x = -np.log2(np.array(box["box_sizes"], float) * box["stride"])
+            ci = box["dimension_ci"]
+            label = f"{box['side']}² grid: D = {box['dimension']:.2f}" + (
+                f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (2 sizes, no CI)")
+            colour = OKABE_ITO[r % len(OKABE_ITO)]
+            ax.plot(x[keep], np.log2(counts[keep]), marker="o", ls="none", color=colour, label=label)
+            intercept = np.mean(np.log2(counts[keep]) - box["dimension"] * x[keep])
+            ax.plot(x, intercept + box["dimension"] * x, color=colour, lw=1)
+        ax.set(title=f"Box counting: {label_map['name']} boundary", xlabel="log2(1 / box side in full-grid cells)",
+               ylabel="log2(boxes holding boundary)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    if not shown:
+        axes[0][0].text(0.5, 0.5, "no boundary in any map", ha="center", va="center")
+        axes[0][0].set_axis_off()
+    fig.tight_layout()
+    return to_data_uri(fig)

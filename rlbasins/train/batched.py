@@ -41,6 +41,7 @@ from rlbasins.logs import EPISODE_LENGTH_TAG, RETURN_TAG, TRUE_RETURN_TAG
 from rlbasins.policy import ActorCritic
 from rlbasins.store import RunDir
 from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata, stop_step
+from rlbasins.train.initial import initial_state_dict
 from rlbasins.train.learned_reward import learned_reward
 from rlbasins.train.resume import decode, encode, restore_env, snapshot_env
 
@@ -352,10 +353,10 @@ class BatchedTrainer:
         self._resume()
 
     def _initial_policy(self, task: SeedTask, obs_dim: int, n_actions: int) -> ActorCritic:
-        """Seed ``task``'s initial network, drawn from its ``init`` factor seed alone."""
-        torch.manual_seed(task.seeds.init)
+        """Seed ``task``'s initial network: from its ``init`` factor seed alone, or its point of the init plane."""
         policy = ActorCritic.from_config(self.cfg.policy, obs_dim, n_actions)
-        return policy.ortho_init_() if self.cfg.policy.ortho_init else policy
+        policy.load_state_dict(initial_state_dict(self.cfg, task, obs_dim, n_actions))
+        return policy
 
     # ---- checkpoints
 
