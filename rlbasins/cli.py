@@ -99,6 +99,7 @@ def _analyze(run: RunDir, progress: bool, step: int | None = None) -> None:
         f"{c.observed} found; {_rarefied(c.rarefaction, len(c.seeds))}; Chao1 {c.unseen[0].chao1:.1f} "
         f"[{c.unseen[0].chao1_ci[0]:.1f}, {c.unseen[0].chao1_ci[1]:.1f}]; most persistent average-linkage count "
         f"{c.resolution.persistent_k or 'none (no plateau stands out)'}"))
+    _print_study("seed factors", summary.seed_factors, _seed_factor_line)
 
 
 def _print_study(name: str, result: Any, describe: Callable[[Any], str]) -> None:
@@ -106,6 +107,25 @@ def _print_study(name: str, result: Any, describe: Callable[[Any], str]) -> None
     if result is not None:
         out.print(f"{name} skipped: {result.skipped}" if result.skipped else f"{name} — {describe(result)}",
                   highlight=False)
+
+
+def _seed_factor_line(study) -> str:
+    """The headline outcome's init / data / residual variance shares and the basins' information about each."""
+    head = study.outcomes[0]
+    if head.shares["init"] is None:
+        shares = "the same for every seed (nothing to split)"
+    else:
+        shares = ", ".join(f"{f} {head.shares[f]:.2f} [{head.shares_ci[f][0]:.2f}, {head.shares_ci[f][1]:.2f}]"
+                           + (f" (p {head.p_values[f]:.3f})" if f in head.p_values else "")
+                           for f in ("init", "data", "residual"))
+    line = f"{study.init} × {study.data} grid; variance of {head.outcome}: {shares}"
+    basins = study.basins
+    if basins is not None and basins.factors is None:
+        line += "; one behavioural basin (no basin variance to explain)"
+    elif basins is not None:
+        line += "; basin information / H(basin): " + ", ".join(
+            f"{i.factor} {i.normalised:.2f} (null {i.null_mean:.2f}, p {i.p_value:.3f})" for i in basins.factors)
+    return line
 
 
 def _rarefied(rare, n_seeds: int) -> str:

@@ -15,10 +15,13 @@
 7. training length: every seed's nearest final basin at every checkpoint, basin shares, transitions
    and last switches (:mod:`~rlbasins.analysis.trajectory`);
 8. basin count: rarefaction over seed subsets, unseen basins (Chao1) and the count across clustering
-   resolutions (:mod:`~rlbasins.analysis.basin_count`).
+   resolutions (:mod:`~rlbasins.analysis.basin_count`);
+9. seed factors (runs with ``seeds.grid``): the shares of the held-out outcomes and of the basins due to
+   the init and to the data stream (:mod:`~rlbasins.analysis.seed_factors`).
 
 Writes ``analysis/behavior.json``, ``seeds.csv``, ``connectivity.json``, ``basins.json``,
-``basins.csv``, ``early.json``, ``trajectory.json`` and ``basin_count.json`` in the run directory.
+``basins.csv``, ``early.json``, ``trajectory.json``, ``basin_count.json`` and ``seed_factors.json`` in the run
+directory.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from rlbasins.analysis.behavior import (
     total_variation_matrix,
 )
 from rlbasins.analysis.early import EarlyDetection, early_detection
+from rlbasins.analysis.seed_factors import SeedFactorStudy, seed_factor_study
 from rlbasins.analysis.trajectory import BasinTrajectory, basin_trajectory
 from rlbasins.config import AnalysisConfig, ExperimentConfig
 from rlbasins.devices import resolve_device
@@ -67,6 +71,7 @@ class AnalysisSummary:
     """Wall-clock seconds per stage."""
     trajectory: BasinTrajectory | None = None
     basin_count: BasinCount | None = None
+    seed_factors: SeedFactorStudy | None = None
 
 
 @contextmanager
@@ -132,6 +137,15 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
         atomic_write_json(run.analysis_dir / "basin_count.json", asdict(counted))
     else:
         (run.analysis_dir / "basin_count.json").unlink(missing_ok=True)
+
+    # ---- seed factors: init vs data stream on the seed grid
+    factors = None
+    if cfg.seeds.grid is not None:
+        with _timed(seconds, "seed factors"):
+            factors = _seed_factors(cfg, manifest, behavior, behaviour_clusters.labels)
+        atomic_write_json(run.analysis_dir / "seed_factors.json", asdict(factors))
+    else:
+        (run.analysis_dir / "seed_factors.json").unlink(missing_ok=True)
 
     # ---- alignment and barriers
     template, state_dicts, _ = load_policies(run, seeds, step)
@@ -212,7 +226,18 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     _write_basin_table(run, seeds, behaviour_clusters, weight_clusters, planted, behavior)
     return AnalysisSummary(len(seeds), behaviour_clusters.k, weight_clusters.k, agreement["ari"],
                            {k: v["ari"] for k, v in planted_ari.items()} if planted_ari else None,
-                           basins_out["preference_verdict"], early, seconds, trajectory, counted)
+                           basins_out["preference_verdict"], early, seconds, trajectory, counted, factors)
+
+
+def _seed_factors(cfg: ExperimentConfig, manifest: dict[str, Any], behavior: BehaviorResult,
+                  basin_labels: list[int]) -> SeedFactorStudy:
+    """The seed-factor study of a grid run: each strategy's share of the greedy held-out episodes (when the env
+    names strategies) and the greedy held-out return, and the behavioural basins."""
+    outcomes = {f"share {name}": [f[name] for f in behavior.heldout_labels_greedy] for name in behavior.labels or []}
+    outcomes["held-out return"] = behavior.heldout_return_greedy
+    statuses = {int(k): entry["status"] for k, entry in manifest["seeds"].items()}
+    return seed_factor_study(cfg.seeds.grid.init, cfg.seeds.grid.data, behavior.seeds, outcomes, basin_labels,
+                             statuses, seed=cfg.seed)
 
 
 def _align(cfg: ExperimentConfig, template, state_dicts, heldout_obs: torch.Tensor, show_progress: bool):
@@ -290,7 +315,7 @@ def _write_basin_table(run: RunDir, seeds, behaviour, weights, planted, behavior
 
 
 def load_results(run: RunDir) -> dict[str, Any]:
-    """``basins.json``, ``connectivity.json``, ``early.json``, ``trajectory.json`` and ``basin_count.json`` of an
-    analysed run (empty dict for a missing file)."""
+    """``basins.json``, ``connectivity.json``, ``early.json``, ``trajectory.json``, ``basin_count.json`` and
+    ``seed_factors.json`` of an analysed run (empty dict for a missing file)."""
     return {name: read_json(run.analysis_dir / f"{name}.json") if (run.analysis_dir / f"{name}.json").exists()
-            else {} for name in ("basins", "connectivity", "early", "trajectory", "basin_count")}
+            else {} for name in ("basins", "connectivity", "early", "trajectory", "basin_count", "seed_factors")}

@@ -102,6 +102,7 @@ def write_report(run: RunDir) -> Path:
         **_steering_context(run),
         trajectory=trajectory, **_trajectory_figures(trajectory, basin_names),
         counted=counted, **_basin_count_figures(counted),
+        seed_factors=results["seed_factors"], **_seed_factor_figures(results["seed_factors"]),
         found=found, conn=conn, metric_unit=METRIC_UNITS.get(conn.get("barrier_metric"), ""),
         metric_names=METRIC_NAMES,
         fig_barriers=figures.barrier_matrices(_barrier_panels(conn), seeds, order) if conn else None,
@@ -141,14 +142,20 @@ def _basin_count_figures(counted: dict) -> dict[str, str | None]:
     return dict(fig_rarefaction=figures.rarefaction_curve(counted), fig_resolution=figures.resolution_curve(counted))
 
 
+def _seed_factor_figures(study: dict) -> dict[str, str | None]:
+    """The seed-factor study's figure (None when it was not measured)."""
+    return dict(fig_seed_factors=figures.seed_factor_grid(study) if study and not study["skipped"] else None)
+
+
 def study_figures(run: RunDir) -> dict[str, str]:
-    """The training-length and basin-count figures of an analysed run as PNG data URIs, by name (e.g. to
-    save them for the docs); the studies that were not measured are left out."""
+    """The training-length, basin-count and seed-factor figures of an analysed run as PNG data URIs, by name
+    (e.g. to save them for the docs); the studies that were not measured are left out."""
     results = load_results(run)
     found = results["basins"]
     names = [f"basin {b['index']}" + (f" ({b['label']})" if b["label"] else "")
              for b in found["behaviour"]["basins"]] if found else []
-    made = {**_trajectory_figures(results["trajectory"], names), **_basin_count_figures(results["basin_count"])}
+    made = {**_trajectory_figures(results["trajectory"], names), **_basin_count_figures(results["basin_count"]),
+            **_seed_factor_figures(results["seed_factors"])}
     return {name: uri for name, uri in made.items() if uri is not None}
 
 
