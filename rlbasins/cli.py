@@ -125,6 +125,13 @@ def _seed_factor_line(study) -> str:
     elif basins is not None:
         line += "; basin information / H(basin): " + ", ".join(
             f"{i.factor} {i.normalised:.2f} (null {i.null_mean:.2f}, p {i.p_value:.3f})" for i in basins.factors)
+    if study.distances is not None:
+        pairs = study.distances
+        line += "; held-out TV between seeds sharing " + ", ".join(
+            f"{what} {getattr(pairs, key):.3f} [{pairs.ci[key][0]:.3f}, {pairs.ci[key][1]:.3f}]"
+            + (f" (p {pairs.p_values[test]:.3f})" if test else "")
+            for what, key, test in (("the init", "same_init", "init"), ("the data", "same_data", "data"),
+                                    ("neither", "neither", None)))
     return line
 
 

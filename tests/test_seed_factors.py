@@ -13,6 +13,7 @@ from rlbasins.analysis.seed_factors import (
     basin_information,
     decompose,
     information_with_rows,
+    pair_distances,
     seed_factor_study,
     two_way_anova,
     variance_shares,
@@ -120,8 +121,8 @@ def test_pure_noise_gives_small_factor_shares_whose_intervals_cover_zero(seed: i
 
 def test_a_constant_outcome_has_nothing_to_split() -> None:
     result = decompose(np.full((3, 4), 0.25), "constant")
-    assert result.shares == {"init": None, "data": None, "residual": None}
-    assert result.p_values == {"init": None, "data": None}
+    assert result.shares == result.shares_ci == {"init": None, "data": None, "residual": None}
+    assert result.p_values == {"init": None, "data": None}  # no NaN: the json stays standard
 
 
 grids = arrays(np.float64, st.tuples(st.integers(2, 6), st.integers(2, 6)),
@@ -171,6 +172,18 @@ def test_one_basin_leaves_no_basin_variance() -> None:
     assert basin_information(np.zeros((3, 3), dtype=int)).factors is None
 
 
+def test_seeds_that_act_by_their_init_are_closest_to_their_row() -> None:
+    """Planted: a seed's behaviour is a point set by its row plus a little per-seed noise."""
+    rng = np.random.default_rng(3)
+    init, data = 6, 5
+    points = rng.uniform(0, 1, init)[:, None] + 0.01 * rng.standard_normal((init, data))
+    flat = points.ravel()
+    result = pair_distances(np.abs(flat[:, None] - flat[None]), init, data, resamples=200, permutations=200)
+    assert result.same_init < 0.05 < result.neither and result.same_data == pytest.approx(result.neither, rel=0.3)
+    assert result.ci["same_init"][1] < result.ci["neither"][0]
+    assert result.p_values["init"] < 0.01
+
+
 def test_a_grid_with_an_unfinished_seed_is_skipped_naming_it() -> None:
     study = seed_factor_study(2, 2, seeds=[0, 1, 3], outcomes={"x": [0.1, 0.2, 0.3]}, basin_labels=[0, 0, 1],
                               statuses={0: "finished", 1: "finished", 2: "failed", 3: "finished"})
@@ -181,11 +194,13 @@ def test_a_grid_with_an_unfinished_seed_is_skipped_naming_it() -> None:
 def test_the_study_puts_each_seed_in_its_cell_whatever_the_order_of_seeds() -> None:
     seeds = [3, 0, 2, 1]                                         # analysed seeds in any order
     values = [float(k // 2) for k in seeds]                      # the outcome is the seed's row
+    distances = np.abs(np.subtract.outer(values, values))  # [4, 4] in the order of ``seeds``
     study = seed_factor_study(2, 2, seeds, {"row": values}, basin_labels=[k // 2 for k in seeds],
-                              resamples=50, permutations=50)
+                              distances=distances, resamples=50, permutations=50)
     assert study.seeds == [[0, 1], [2, 3]] and study.outcomes[0].grid == [[0.0, 0.0], [1.0, 1.0]]
     assert study.outcomes[0].shares["init"] == pytest.approx(1.0)
     assert study.basins.labels == [[0, 0], [1, 1]]
+    assert study.distances.same_init == 0.0 and study.distances.same_data == study.distances.neither == 1.0
 
 
 # --------------------------------------------------------------------------- end to end
@@ -212,10 +227,12 @@ def test_seed_factor_study_through_the_cli(tmp_path) -> None:
     result = CliRunner().invoke(app, ["run", str(config), "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "seed factors — 3 × 3 grid; variance of share colour: init" in result.output
+    assert "held-out TV between seeds sharing the init" in result.output
 
     run = RunDir(tmp_path / "runs" / "grid")
     study = read_json(run.analysis_dir / "seed_factors.json")
     assert study["skipped"] is None and study["seeds"] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    assert set(study["distances"]["ci"]) == {"same_init", "same_data", "neither"}
     assert [o["outcome"] for o in study["outcomes"]] == ["share colour", "share shape", "share neither",
                                                          "held-out return"]
     section = run.report_path.read_text().split('<section id="seed-factors">')[1].split("</section>")[0]

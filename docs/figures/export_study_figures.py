@@ -1,10 +1,10 @@
-"""Save the training-length and basin-count figures of an analysed run as PNG files (for the docs pages).
+"""Save the training-length, basin-count and seed-factor figures of an analysed run as PNG files (for the docs).
 
     .venv/bin/python docs/figures/export_study_figures.py RUN_DIR PREFIX [OUT_DIR]
 
-writes OUT_DIR/PREFIX_<figure>.png (OUT_DIR defaults to docs/figures) for every figure of the two studies
-that the run's analysis measured — the same images as the report's "Training length" and "Basin count"
-sections (rlbasins.report.study_figures).
+writes OUT_DIR/PREFIX_<figure>.png (OUT_DIR defaults to docs/figures) for every figure of these studies
+that the run's analysis measured — the same images as the report's "Training length", "Basin count" and
+"Seed factors" sections (rlbasins.report.study_figures).
 """
 
 from __future__ import annotations

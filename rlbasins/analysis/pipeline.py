@@ -232,12 +232,13 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
 def _seed_factors(cfg: ExperimentConfig, manifest: dict[str, Any], behavior: BehaviorResult,
                   basin_labels: list[int]) -> SeedFactorStudy:
     """The seed-factor study of a grid run: each strategy's share of the greedy held-out episodes (when the env
-    names strategies) and the greedy held-out return, and the behavioural basins."""
+    names strategies) and the greedy held-out return, the behavioural basins, and the total variation between
+    the seeds' held-out action distributions."""
     outcomes = {f"share {name}": [f[name] for f in behavior.heldout_labels_greedy] for name in behavior.labels or []}
     outcomes["held-out return"] = behavior.heldout_return_greedy
     statuses = {int(k): entry["status"] for k, entry in manifest["seeds"].items()}
     return seed_factor_study(cfg.seeds.grid.init, cfg.seeds.grid.data, behavior.seeds, outcomes, basin_labels,
-                             statuses, seed=cfg.seed)
+                             np.array(behavior.total_variation), statuses, seed=cfg.seed)
 
 
 def _align(cfg: ExperimentConfig, template, state_dicts, heldout_obs: torch.Tensor, show_progress: bool):

@@ -29,6 +29,13 @@ cell of an I × D table, and the table is split two ways:
   mean, its 95th percentile, the p-value, and the value minus the null mean. The bootstrap interval
   inherits the plug-in bias; read it against the null, not against 0.
 
+- **Whole behaviour**: the mean total variation between the held-out action distributions of two seeds
+  that share the init (same row), share the data stream (same column) or share neither — does a
+  shared init or a shared data stream make two policies act more alike everywhere, not only in the
+  strategy shares? 95% two-way bootstrap intervals (pairs of a seed with itself, which resampling
+  creates, left out); p-values from the same within-column (init) and within-row (data) permutations,
+  one-sided: sharing makes seeds closer.
+
 A seed grid whose seeds did not all finish is not analysed (the balanced decomposition needs every
 cell): the result says which seeds are missing.
 """
@@ -57,11 +64,11 @@ class VarianceShares:
     mean: float
     shares: dict[str, float | None]
     """Variance-component shares of init, data and residual (sum 1; None when the outcome is constant)."""
-    shares_ci: dict[str, list[float]]
-    """95% two-way bootstrap interval [low, high] of each share."""
+    shares_ci: dict[str, list[float] | None]
+    """95% two-way bootstrap interval [low, high] of each share (None when the outcome is constant)."""
     ss_shares: dict[str, float | None]
     """Sums of squares over the total (descriptive; sum 1; None when the outcome is constant)."""
-    ss_shares_ci: dict[str, list[float]]
+    ss_shares_ci: dict[str, list[float] | None]
     p_values: dict[str, float | None]
     """Permutation p-values of the init and data effects (None when the outcome is constant)."""
 
@@ -73,8 +80,8 @@ class FactorInformation:
     factor: str
     normalised: float
     """Plug-in mutual information over the basin entropy (biased upwards, see the module)."""
-    ci: list[float]
-    """95% two-way bootstrap interval (resamples whose basins are all one are left out)."""
+    ci: list[float] | None
+    """95% two-way bootstrap interval (resamples whose seeds are all in one basin are left out; None if all are)."""
     null_mean: float
     """Mean over permutations that keep the other factor's relation (labels shuffled within it)."""
     null_high: float
@@ -96,6 +103,22 @@ class BasinInformation:
 
 
 @dataclass
+class PairDistances:
+    """Mean behavioural distance (total variation on the held-out states) between two different seeds by what
+    they share."""
+
+    same_init: float
+    """Mean over pairs in the same row (same initialisation, different data stream)."""
+    same_data: float
+    """Mean over pairs in the same column (same data stream, different initialisation)."""
+    neither: float
+    ci: dict[str, list[float]]
+    """95% two-way bootstrap interval of each mean, keyed same_init, same_data, neither."""
+    p_values: dict[str, float]
+    """Permutation p-values that sharing the init (key init) or the data stream (key data) brings seeds closer."""
+
+
+@dataclass
 class SeedFactorStudy:
     init: int
     """Rows of the grid (initialisations)."""
@@ -105,6 +128,8 @@ class SeedFactorStudy:
     """[I][D] the seed index in each cell."""
     outcomes: list[VarianceShares]
     basins: BasinInformation | None
+    distances: PairDistances | None
+    """None when no distance matrix was given."""
     resamples: int
     permutations: int
     skipped: str | None = None
@@ -162,10 +187,11 @@ def permuted_within(values: np.ndarray, axis: int, permutations: int, rng: np.ra
     return np.take_along_axis(np.broadcast_to(values, order.shape), order, axis=axis + 1)
 
 
-def _interval(draws: np.ndarray) -> list[float]:
-    """95% percentile interval of ``draws`` (NaN draws left out; [NaN, NaN] without any)."""
+def _interval(draws: np.ndarray) -> list[float] | None:
+    """95% percentile interval of ``draws`` (NaN draws — resamples with nothing to split — left out; None
+    without any)."""
     draws = draws[np.isfinite(draws)]
-    return np.percentile(draws, [2.5, 97.5]).tolist() if draws.size else [float("nan")] * 2
+    return np.percentile(draws, [2.5, 97.5]).tolist() if draws.size else None
 
 
 def _p_value(observed: float, null: np.ndarray) -> float:
@@ -241,22 +267,57 @@ def basin_information(labels: np.ndarray, resamples: int = RESAMPLES, permutatio
     return BasinInformation(labels.tolist(), n_basins, entropy_bits(labels), factors)
 
 
+# --------------------------------------------------------------------------- whole behaviour
+
+
+def _pair_means(distances: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Mean distance [3] (same init, same data, neither) over pairs of different seeds, for the seeds whose
+    original rows and columns are ``rows`` [N] and ``columns`` [N] (their order in ``distances`` [N, N])."""
+    same_row, same_column = rows[:, None] == rows[None], columns[:, None] == columns[None]
+    return np.array([distances[mask].mean() if mask.any() else np.nan
+                     for mask in (same_row & ~same_column, same_column & ~same_row, ~same_row & ~same_column)])
+
+
+def pair_distances(distances: np.ndarray, init: int, data: int, resamples: int = RESAMPLES,
+                   permutations: int = PERMUTATIONS, seed: int = 0) -> PairDistances:
+    """The mean distance between seeds sharing the init, the data stream or neither, for ``distances``
+    [I·D, I·D] between the seeds of an ``init`` × ``data`` grid in grid order (row i, column j at i·D + j)."""
+    d = np.asarray(distances, float)
+    cells = np.arange(init * data).reshape(init, data)
+    rows, columns = np.divmod(cells.ravel(), data)
+    observed = _pair_means(d, rows, columns)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for row_pick, column_pick in zip(*two_way_resamples(init, data, resamples, rng), strict=True):
+        picked = cells[np.ix_(row_pick, column_pick)].ravel()
+        boot.append(_pair_means(d[np.ix_(picked, picked)], rows[picked], columns[picked]))
+    boot = np.array(boot)
+    p_values = {}
+    for axis, name in enumerate(("init", "data")):  # seeds shuffled within columns (init) or rows (data)
+        null = np.array([_pair_means(d[np.ix_(p.ravel(), p.ravel())], rows, columns)[axis]
+                         for p in permuted_within(cells, axis, permutations, rng)])
+        p_values[name] = _p_value(-observed[axis], -null)  # closer is more extreme
+    keys = ("same_init", "same_data", "neither")
+    return PairDistances(*map(float, observed), {k: _interval(boot[:, i]) for i, k in enumerate(keys)}, p_values)
+
+
 # --------------------------------------------------------------------------- the study
 
 
 def seed_factor_study(init: int, data: int, seeds: list[int], outcomes: dict[str, list[float]],
-                      basin_labels: list[int] | None, statuses: dict[int, str] | None = None,
-                      resamples: int = RESAMPLES, permutations: int = PERMUTATIONS, seed: int = 0
-                      ) -> SeedFactorStudy:
+                      basin_labels: list[int] | None, distances: np.ndarray | None = None,
+                      statuses: dict[int, str] | None = None, resamples: int = RESAMPLES,
+                      permutations: int = PERMUTATIONS, seed: int = 0) -> SeedFactorStudy:
     """The study of a grid of ``init`` rows × ``data`` columns, where seed k sits in row k // data, column
     k % data. ``seeds`` [S] are the analysed seeds; ``outcomes`` maps a name to the values [S] in that order,
-    ``basin_labels`` [S] are their behavioural basins (None: not clustered). A grid seed missing from
-    ``seeds`` skips the study, naming it with its ``statuses`` entry (e.g. the manifest's "failed")."""
+    ``basin_labels`` [S] are their behavioural basins (None: not clustered), ``distances`` [S, S] their
+    behavioural distances (None: left out). A grid seed missing from ``seeds`` skips the study, naming it
+    with its ``statuses`` entry (e.g. the manifest's "failed")."""
     cells = np.arange(init * data).reshape(init, data)
     missing = sorted(set(cells.ravel().tolist()) - set(seeds))
     if missing:
         listed = ", ".join(f"{k} ({(statuses or {}).get(k, 'not analysed')})" for k in missing)
-        return SeedFactorStudy(init, data, cells.tolist(), [], None, resamples, permutations,
+        return SeedFactorStudy(init, data, cells.tolist(), [], None, None, resamples, permutations,
                                skipped=f"seed{'s' if len(missing) > 1 else ''} {listed} of the {init} × {data} "
                                "grid did not finish, and the balanced decomposition needs every cell (resume with "
                                "`rlbasins train --resume`, then analyse again)")
@@ -268,4 +329,6 @@ def seed_factor_study(init: int, data: int, seeds: list[int], outcomes: dict[str
     shares = [decompose(on_grid(values), name, resamples, permutations, seed) for name, values in outcomes.items()]
     information = basin_information(on_grid(basin_labels), resamples, permutations, seed) \
         if basin_labels is not None else None
-    return SeedFactorStudy(init, data, cells.tolist(), shares, information, resamples, permutations)
+    between = pair_distances(np.asarray(distances)[np.ix_(position, position)], init, data, resamples,
+                             permutations, seed) if distances is not None else None
+    return SeedFactorStudy(init, data, cells.tolist(), shares, information, between, resamples, permutations)

@@ -492,14 +492,13 @@ def behaviour_drift(trajectory: dict) -> str:
 
 
 def seed_factor_grid(study: dict) -> str:
-    """Left: the I × D grid of the first outcome, one cell per seed (rows: init, columns: data stream), each
-    cell marked with its behavioural basin. Right: each outcome's variance shares (init, data, residual)
-    with 95% two-way bootstrap whiskers."""
+    """Left: the I × D grid of the first outcome, one cell per seed (rows: init, columns: data stream; colours
+    span the seeds' range), each cell marked with its behavioural basin when there are several. Right: each
+    outcome's variance shares (init, data, residual) with 95% two-way bootstrap whiskers."""
     head = study["outcomes"][0]
     grid = np.array(head["grid"])
-    share_like = head["outcome"].startswith("share ")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), width_ratios=[1, 1.3])
-    image = left.imshow(grid, cmap="viridis", vmin=0.0 if share_like else None, vmax=1.0 if share_like else None)
+    image = left.imshow(grid, cmap="viridis")  # the seeds' own range: row or column stripes stay visible
     fig.colorbar(image, ax=left, fraction=0.046, label=head["outcome"])
     basins = study["basins"]
     if basins is not None and basins["n_basins"] > 1 and grid.size <= 256:
