@@ -136,7 +136,7 @@ def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: i
     from rlbasins.train.batched import BatchedTrainer
 
     cfg = bench_config(env_id, n_epochs, seeds, device, 10**9, n_steps, batch_size)
-    factor_seeds = experiment_seeds(cfg.seed, seeds, cfg.seeds.vary)
+    factor_seeds = experiment_seeds(cfg.seed, seeds, cfg.seeds.vary, cfg.seeds.grid)
     with tempfile.TemporaryDirectory() as root:
         tasks = [SeedTask(k, factor_seeds[k], cfg.model_dump(mode="json"), root) for k in range(seeds)]
         trainer = BatchedTrainer(cfg, tasks, cfg.env.kwargs)

@@ -101,6 +101,7 @@ def _analyze(run: RunDir, progress: bool, step: int | None = None) -> None:
         f"[{c.unseen[0].chao1_ci[0]:.1f}, {c.unseen[0].chao1_ci[1]:.1f}]; most persistent average-linkage count "
         f"{c.resolution.persistent_k or 'none (no plateau stands out)'}"))
     _print_study("init map", summary.init_map, _mapped)
+    _print_study("seed factors", summary.seed_factors, _seed_factor_line)
 
 
 def _print_study(name: str, result: Any, describe: Callable[[Any], str]) -> None:
@@ -130,6 +131,32 @@ def _mapped(result) -> str:
     return f"{result.resolution}×{result.resolution} grid; boundary box-counting dimension " + "; ".join(
         f"{m.name} ({labels(m)} labels) " + ", ".join(map(dimension, m.box_counting)) + shuffled(m)
         for m in result.maps)
+
+
+def _seed_factor_line(study) -> str:
+    """The headline outcome's init / data / residual variance shares and the basins' information about each."""
+    head = study.outcomes[0]
+    if head.shares["init"] is None:
+        shares = "the same for every seed (nothing to split)"
+    else:
+        shares = ", ".join(f"{f} {head.shares[f]:.2f} [{head.shares_ci[f][0]:.2f}, {head.shares_ci[f][1]:.2f}]"
+                           + (f" (p {head.p_values[f]:.3f})" if f in head.p_values else "")
+                           for f in ("init", "data", "residual"))
+    line = f"{study.init} × {study.data} grid; variance of {head.outcome}: {shares}"
+    basins = study.basins
+    if basins is not None and basins.factors is None:
+        line += "; one behavioural basin (no basin variance to explain)"
+    elif basins is not None:
+        line += "; basin information / H(basin): " + ", ".join(
+            f"{i.factor} {i.normalised:.2f} (null {i.null_mean:.2f}, p {i.p_value:.3f})" for i in basins.factors)
+    if study.distances is not None:
+        pairs = study.distances
+        line += "; held-out TV between seeds sharing " + ", ".join(
+            f"{what} {getattr(pairs, key):.3f} [{pairs.ci[key][0]:.3f}, {pairs.ci[key][1]:.3f}]"
+            + (f" (p {pairs.p_values[test]:.3f})" if test else "")
+            for what, key, test in (("the init", "same_init", "init"), ("the data", "same_data", "data"),
+                                    ("neither", "neither", None)))
+    return line
 
 
 def _rarefied(rare, n_seeds: int) -> str:

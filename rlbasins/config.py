@@ -113,15 +113,29 @@ class InitPlaneConfig(_Strict):
         "neuron's incoming weights rescaled to θ0's norm and biases 0 (Li et al. 2018).")
 
 
+class SeedGrid(_Strict):
+    """Seeds on an init × data grid: seed k has init index k // data and env = action = minibatch index
+    k % data, so a row shares one initialisation and a column one data stream (the seed-factor study)."""
+
+    init: int = Field(gt=1, le=10_000, description="Rows: distinct initialisations (init factor indices 0 … init-1).")
+    data: int = Field(gt=1, le=10_000, description="Columns: distinct data streams (env, action and minibatch "
+                      "factor indices 0 … data-1).")
+
+
 class SeedsConfig(_Strict):
     count: int = Field(8, gt=0, le=100_000, description="Number of PPO runs (seeds).")
     vary: list[Literal["init", "env", "action", "minibatch"]] = Field(
         list(SEED_FACTORS),
-        description="Factors that differ between seeds; the others are shared by all seeds.",
+        description="Factors that differ between seeds; the others are shared by all seeds. With a grid: init and "
+        "the data factors that differ between columns (those left out are shared by every seed).",
     )
     init_plane: InitPlaneConfig | None = Field(
         None, description="Init-space map: seeds start on a 2-D grid of initialisations instead of their own "
         "draws (batched engine; seeds.count = resolution², seeds.vary: [init]); null: ordinary initialisations.")
+    grid: SeedGrid | None = Field(
+        None, description="Seed-factor grid {init: I, data: D} (count must be I × D): seed k gets init index "
+        "k // D and data-stream index k % D; the analysis splits the seeds' outcomes into init, data and residual "
+        "shares (analysis/seed_factors.json). null: every factor in vary uses the seed's own index.")
 
 
 class CheckpointConfig(_Strict):
@@ -428,6 +442,27 @@ def _semantic_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]
         issues.extend(_init_plane_issues(cfg))
     if cfg.steering is not None:
         issues.extend(_steering_issues(cfg))
+    if cfg.seeds.grid is not None:
+        issues.extend(_grid_issues(cfg))
+    return issues
+
+
+def _grid_issues(cfg: ExperimentConfig) -> list[ConfigIssue]:
+    """A seed grid fills every cell once, varies init across rows and some data factor across columns."""
+    grid, seeds, issues = cfg.seeds.grid, cfg.seeds, []
+    if seeds.count != grid.init * grid.data:
+        issues.append(ConfigIssue(path="seeds.count", value=seeds.count,
+                                  expected=f"seeds.grid.init × seeds.grid.data = {grid.init} × {grid.data} = "
+                                  f"{grid.init * grid.data} (one seed per cell), or change seeds.grid"))
+    data_factors = [f for f in seeds.vary if f != "init"]
+    if "init" not in seeds.vary or not data_factors:
+        issues.append(ConfigIssue(path="seeds.vary", value=list(seeds.vary),
+                                  expected="init and at least one of env, action, minibatch with seeds.grid "
+                                  "(rows differ in init, columns in the data factors); e.g. the default, all four"))
+    if cfg.env.planted is not None:
+        issues.append(ConfigIssue(path="seeds.grid", value=grid.model_dump(),
+                                  expected="null with env.planted (planted groups would confound the grid's "
+                                  "columns)"))
     return issues
 
 

@@ -10,17 +10,18 @@ A PPO run draws randomness from four independent sources (*factors*):
 Each factor's seed comes from ``numpy.random.SeedSequence(master, spawn_key=(factor_key, index))``,
 so it depends only on the master seed, the factor's name and that factor's own index. Varying
 one factor's index leaves the other factors' seeds bit-identical — the basis of the
-"same data, different init" experiments.
+"same data, different init" experiments, and of the init × data grid (``seeds.grid``).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from rlbasins.config import SEED_FACTORS
+from rlbasins.config import SEED_FACTORS, SeedGrid
 
 
 def _factor_key(factor: str) -> int:
@@ -56,6 +57,21 @@ def run_seeds(master: int, indices: dict[str, int]) -> SeedFactors:
     return SeedFactors(**{f: factor_seed(master, f, indices[f]) for f in SEED_FACTORS})
 
 
-def experiment_seeds(master: int, count: int, vary: list[str] | tuple[str, ...]) -> list[SeedFactors]:
-    """Seeds for runs ``0..count-1``: factors in ``vary`` use the run's index, the others index 0."""
-    return [run_seeds(master, {f: (k if f in vary else 0) for f in SEED_FACTORS}) for k in range(count)]
+def factor_indices(index: int, vary: Sequence[str], grid: SeedGrid | None = None) -> dict[str, int]:
+    """Each factor's index for seed ``index`` — the one place a seed index becomes factor indices.
+
+    Without a grid, factors in ``vary`` use ``index`` itself. On a ``grid`` of D data columns, seed k sits
+    in row k // D and column k % D: ``init`` uses the row, env, action and minibatch the column (so a row
+    shares one initialisation and a column one data stream). Factors not in ``vary`` use index 0 either way.
+    """
+    if grid is None:
+        row = column = index
+    else:
+        row, column = divmod(index, grid.data)
+    return {f: 0 if f not in vary else row if f == "init" else column for f in SEED_FACTORS}
+
+
+def experiment_seeds(master: int, count: int, vary: Sequence[str], grid: SeedGrid | None = None
+                     ) -> list[SeedFactors]:
+    """Seeds for runs ``0..count-1`` (see :func:`factor_indices`)."""
+    return [run_seeds(master, factor_indices(k, vary, grid)) for k in range(count)]

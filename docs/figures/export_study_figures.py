@@ -1,10 +1,11 @@
-"""Save the training-length, basin-count and init-map figures of an analysed run as PNG files (for the docs pages).
+"""Save the training-length, basin-count, init-map and seed-factor figures of an analysed run as PNG files
+(for the docs pages).
 
     .venv/bin/python docs/figures/export_study_figures.py RUN_DIR PREFIX [OUT_DIR]
 
 writes OUT_DIR/PREFIX_<figure>.png (OUT_DIR defaults to docs/figures) for every figure of these studies
 that the run's analysis measured — the same images as the report's "Training length", "Basin count" and
-"Init-space map" sections (rlbasins.report.study_figures).
+"Init-space map" and "Seed factors" sections (rlbasins.report.study_figures).
 """
 
 from __future__ import annotations

@@ -17,11 +17,13 @@
 8. basin count: rarefaction over seed subsets, unseen basins (Chao1) and the count across clustering
    resolutions (:mod:`~rlbasins.analysis.basin_count`);
 9. init-space map (runs with ``seeds.init_plane``): each grid point's basin and held-out outcome as
-   images, and the box-counting dimension of the basin boundary (:mod:`~rlbasins.analysis.init_map`).
+   images, and the box-counting dimension of the basin boundary (:mod:`~rlbasins.analysis.init_map`);
+10. seed factors (runs with ``seeds.grid``): the shares of the held-out outcomes and of the basins due to
+    the init and to the data stream (:mod:`~rlbasins.analysis.seed_factors`).
 
 Writes ``analysis/behavior.json``, ``seeds.csv``, ``connectivity.json``, ``basins.json``,
-``basins.csv``, ``early.json``, ``trajectory.json``, ``basin_count.json`` and ``init_map.json`` in the run
-directory.
+``basins.csv``, ``early.json``, ``trajectory.json``, ``basin_count.json``, ``init_map.json`` and
+``seed_factors.json`` in the run directory.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from rlbasins.analysis.behavior import (
 )
 from rlbasins.analysis.early import EarlyDetection, choose_target, early_detection
 from rlbasins.analysis.init_map import InitMap, init_map
+from rlbasins.analysis.seed_factors import SeedFactorStudy, seed_factor_study
 from rlbasins.analysis.trajectory import BasinTrajectory, basin_trajectory
 from rlbasins.config import AnalysisConfig, ExperimentConfig
 from rlbasins.devices import resolve_device
@@ -72,6 +75,7 @@ class AnalysisSummary:
     trajectory: BasinTrajectory | None = None
     basin_count: BasinCount | None = None
     init_map: InitMap | None = None
+    seed_factors: SeedFactorStudy | None = None
 
 
 @contextmanager
@@ -148,6 +152,15 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
         atomic_write_json(run.analysis_dir / "init_map.json", asdict(mapped))
     else:
         (run.analysis_dir / "init_map.json").unlink(missing_ok=True)
+
+    # ---- seed factors: init vs data stream on the seed grid
+    factors = None
+    if cfg.seeds.grid is not None:
+        with _timed(seconds, "seed factors"):
+            factors = _seed_factors(cfg, manifest, behavior, behaviour_clusters.labels)
+        atomic_write_json(run.analysis_dir / "seed_factors.json", asdict(factors))
+    else:
+        (run.analysis_dir / "seed_factors.json").unlink(missing_ok=True)
 
     # ---- alignment and barriers
     template, state_dicts, _ = load_policies(run, seeds, step)
@@ -228,7 +241,19 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     _write_basin_table(run, seeds, behaviour_clusters, weight_clusters, planted, behavior)
     return AnalysisSummary(len(seeds), behaviour_clusters.k, weight_clusters.k, agreement["ari"],
                            {k: v["ari"] for k, v in planted_ari.items()} if planted_ari else None,
-                           basins_out["preference_verdict"], early, seconds, trajectory, counted, mapped)
+                           basins_out["preference_verdict"], early, seconds, trajectory, counted, mapped, factors)
+
+
+def _seed_factors(cfg: ExperimentConfig, manifest: dict[str, Any], behavior: BehaviorResult,
+                  basin_labels: list[int]) -> SeedFactorStudy:
+    """The seed-factor study of a grid run: each strategy's share of the greedy held-out episodes (when the env
+    names strategies) and the greedy held-out return, the behavioural basins, and the total variation between
+    the seeds' held-out action distributions."""
+    outcomes = {f"share {name}": [f[name] for f in behavior.heldout_labels_greedy] for name in behavior.labels or []}
+    outcomes["held-out return"] = behavior.heldout_return_greedy
+    statuses = {int(k): entry["status"] for k, entry in manifest["seeds"].items()}
+    return seed_factor_study(cfg.seeds.grid.init, cfg.seeds.grid.data, behavior.seeds, outcomes, basin_labels,
+                             np.array(behavior.total_variation), statuses, seed=cfg.seed)
 
 
 def _align(cfg: ExperimentConfig, template, state_dicts, heldout_obs: torch.Tensor, show_progress: bool):
@@ -306,7 +331,8 @@ def _write_basin_table(run: RunDir, seeds, behaviour, weights, planted, behavior
 
 
 def load_results(run: RunDir) -> dict[str, Any]:
-    """``basins.json``, ``connectivity.json``, ``early.json``, ``trajectory.json``, ``basin_count.json`` and
-    ``init_map.json`` of an analysed run (empty dict for a missing file)."""
+    """``basins.json``, ``connectivity.json``, ``early.json``, ``trajectory.json``, ``basin_count.json``,
+    ``init_map.json`` and ``seed_factors.json`` of an analysed run (empty dict for a missing file)."""
+    names = ("basins", "connectivity", "early", "trajectory", "basin_count", "init_map", "seed_factors")
     return {name: read_json(run.analysis_dir / f"{name}.json") if (run.analysis_dir / f"{name}.json").exists()
-            else {} for name in ("basins", "connectivity", "early", "trajectory", "basin_count", "init_map")}
+            else {} for name in names}

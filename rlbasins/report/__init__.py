@@ -103,6 +103,7 @@ def write_report(run: RunDir) -> Path:
         trajectory=trajectory, **_trajectory_figures(trajectory, basin_names),
         counted=counted, **_basin_count_figures(counted),
         mapped=results["init_map"], **_init_map_figures(results["init_map"]),
+        seed_factors=results["seed_factors"], **_seed_factor_figures(results["seed_factors"]),
         found=found, conn=conn, metric_unit=METRIC_UNITS.get(conn.get("barrier_metric"), ""),
         metric_names=METRIC_NAMES,
         fig_barriers=figures.barrier_matrices(_barrier_panels(conn), seeds, order) if conn else None,
@@ -149,15 +150,21 @@ def _init_map_figures(mapped: dict) -> dict[str, str | None]:
     return dict(fig_init_maps=figures.init_maps(mapped), fig_box_counting=figures.box_counting(mapped))
 
 
+def _seed_factor_figures(study: dict) -> dict[str, str | None]:
+    """The seed-factor study's figure (None when it was not measured)."""
+    return dict(fig_seed_factors=figures.seed_factor_grid(study) if study and not study["skipped"] else None)
+
+
 def study_figures(run: RunDir) -> dict[str, str]:
-    """The training-length, basin-count and init-map figures of an analysed run as PNG data URIs, by name (e.g.
-    to save them for the docs); the studies that were not measured are left out."""
+    """The training-length, basin-count, init-map and seed-factor figures of an analysed run as PNG data
+    URIs, by name (e.g. to save them for the docs); the studies that were not measured are left out."""
     results = load_results(run)
     found = results["basins"]
     names = [f"basin {b['index']}" + (f" ({b['label']})" if b["label"] else "")
              for b in found["behaviour"]["basins"]] if found else []
     made = {**_trajectory_figures(results["trajectory"], names), **_basin_count_figures(results["basin_count"]),
-            **_init_map_figures(results["init_map"])}
+            **_init_map_figures(results["init_map"]),
+            **_seed_factor_figures(results["seed_factors"])}
     return {name: uri for name, uri in made.items() if uri is not None}
 
 

@@ -568,3 +568,39 @@ def box_counting(mapped: dict) -> str:
         axes[0][0].set_axis_off()
     fig.tight_layout()
     return to_data_uri(fig)
+
+
+def seed_factor_grid(study: dict) -> str:
+    """Left: the I × D grid of the first outcome, one cell per seed (rows: init, columns: data stream; colours
+    span the seeds' range), each cell marked with its behavioural basin when there are several. Right: each
+    outcome's variance shares (init, data, residual) with 95% two-way bootstrap whiskers."""
+    head = study["outcomes"][0]
+    grid = np.array(head["grid"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), width_ratios=[1, 1.3])
+    image = left.imshow(grid, cmap="viridis")  # the seeds' own range: row or column stripes stay visible
+    fig.colorbar(image, ax=left, fraction=0.046, label=head["outcome"])
+    basins = study["basins"]
+    if basins is not None and basins["n_basins"] > 1 and grid.size <= 256:
+        for (i, j), basin in np.ndenumerate(np.array(basins["labels"])):
+            left.text(j, i, str(basin), ha="center", va="center", fontsize=7,
+                      color="white" if grid[i, j] < np.nanmean(grid) else "black")
+    left.set(title=f"{head['outcome']} per seed" + (" (numbers: basin)" if basins and basins["n_basins"] > 1
+                                                    else ""), xlabel="data stream (column)", ylabel="init (row)")
+    left.set_xticks(range(study["data"]))
+    left.set_yticks(range(study["init"]))
+    measured = [o for o in study["outcomes"] if o["shares"]["init"] is not None]
+    width = 0.8 / 3
+    for f, factor in enumerate(("init", "data", "residual")):
+        x = np.arange(len(measured)) + (f - 1) * width
+        values = np.array([o["shares"][factor] for o in measured])
+        low, high = np.array([o["shares_ci"][factor] for o in measured]).reshape(-1, 2).T
+        right.bar(x, values, width, color=OKABE_ITO[f], label=factor)
+        right.errorbar(x, values, yerr=[values - low, high - values], fmt="none", color="black", lw=0.8, capsize=2)
+    right.axhline(0, color="black", lw=0.6)
+    right.set_xticks(range(len(measured)), [o["outcome"] for o in measured], fontsize=8)
+    right.set(title="Share of the seeds' variance (95% two-way bootstrap CI)", ylabel="variance-component share",
+              ylim=(min(-0.1, right.get_ylim()[0]), max(1.25, right.get_ylim()[1] + 0.15)))
+    right.grid(alpha=0.3, axis="y")
+    right.legend(fontsize=8, loc="upper center", ncol=3)
+    fig.tight_layout()
+    return to_data_uri(fig)

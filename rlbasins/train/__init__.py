@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from rlbasins import __version__
-from rlbasins.config import SEED_FACTORS, ExperimentConfig, dump_config
+from rlbasins.config import ExperimentConfig, dump_config
 from rlbasins.devices import resolve_device
 from rlbasins.logs import write_summaries
-from rlbasins.seeding import SeedFactors, run_seeds
+from rlbasins.seeding import SeedFactors, factor_indices, run_seeds
 from rlbasins.store import RunDir, StoreError, atomic_write_bytes, run_lock
 from rlbasins.train.base import Engine, SeedOutcome, SeedTask, stop_step
 from rlbasins.train.executors import get_executor
@@ -66,7 +66,7 @@ def _now() -> str:
 
 def seed_factors(cfg: ExperimentConfig, index: int) -> SeedFactors:
     """Seed ``index``'s factor seeds (from the master seed and ``index`` alone; any index ≥ 0)."""
-    return run_seeds(cfg.seed, {f: (index if f in cfg.seeds.vary else 0) for f in SEED_FACTORS})
+    return run_seeds(cfg.seed, factor_indices(index, cfg.seeds.vary, cfg.seeds.grid))
 
 
 def _seed_entry(cfg: ExperimentConfig, index: int) -> dict[str, Any]:
