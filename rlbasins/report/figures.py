@@ -489,3 +489,45 @@ def behaviour_drift(trajectory: dict) -> str:
     bottom.grid(alpha=0.3)
     fig.tight_layout()
     return to_data_uri(fig)
+
+
+def _setting_ticks(sweep: dict) -> list[str]:
+    return [f"{s['name']}\n{'×'.join(map(str, s['hidden_sizes']))} {s['activation']}\n{s['parameters']:,} params"
+            for s in sweep["settings"]]
+
+
+def sweep_shares(sweep: dict) -> str:
+    """Share of seeds per dominant held-out label against the setting (in config order), with Wilson 95% bands."""
+    x = np.arange(len(sweep["settings"]))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.4 * len(x) + 2), 3.8))
+    for i, label in enumerate(sweep["labels"]):
+        shares = [s["label_shares"][label] for s in sweep["settings"]]
+        low, high = np.array([s["label_share_ci"][label] for s in sweep["settings"]]).T
+        colour = OKABE_ITO[i % len(OKABE_ITO)]
+        ax.fill_between(x, low, high, color=colour, alpha=0.15)
+        ax.plot(x, shares, color=colour, marker="o", label=f"{label} (band: 95% Wilson CI)")
+    ax.set_xticks(x, _setting_ticks(sweep), fontsize=7)
+    ax.set(title="Held-out strategy of the seeds per setting", ylabel="share of seeds (dominant label)",
+           ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return to_data_uri(fig)
+
+
+def sweep_stacked(sweep: dict) -> str:
+    """Stacked shares of the dominant held-out labels per setting; the seed counts printed in each layer."""
+    x = np.arange(len(sweep["settings"]))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.4 * len(x) + 2), 3.8))
+    bottom = np.zeros(len(x))
+    for i, label in enumerate(sweep["labels"]):
+        shares = np.array([s["label_shares"][label] for s in sweep["settings"]])
+        counts = [s["label_counts"][label] for s in sweep["settings"]]
+        ax.bar(x, shares, bottom=bottom, color=OKABE_ITO[i % len(OKABE_ITO)], label=label, width=0.6)
+        for xi, share, base, count in zip(x, shares, bottom, counts, strict=True):
+            if share >= 0.06:
+                ax.text(xi, base + share / 2, str(count), ha="center", va="center", fontsize=8)
+        bottom += shares
+    ax.set_xticks(x, _setting_ticks(sweep), fontsize=7)
+    ax.set(title="Seeds per held-out strategy (numbers: seeds)", ylabel="share of seeds", ylim=(0, 1))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return to_data_uri(fig)
