@@ -301,7 +301,8 @@ def _print_sweep(result) -> None:
                       *(f"{s.label_shares[label]:.2f} {interval(s.label_share_ci[label])}" for label in result.labels),
                       barriers, "–" if s.trained_share is None
                       else f"{s.trained_share:.2f} {interval(s.trained_share_ci)}")
-    out.print(table)
+    # one line per setting: a terminal's own width, else (logs, pipes) wider than rich's 80 columns
+    (out if out.is_terminal else Console(soft_wrap=True, width=160)).print(table)
     h = result.homogeneity
     tested = (f"χ² = {h.statistic:.2f}, df {h.dof}, p = {h.p:.3g} ({h.method})" if h.statistic is not None
               else h.note)

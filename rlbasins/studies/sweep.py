@@ -156,7 +156,7 @@ def homogeneity_test(table: np.ndarray, labels: list[str], permutations: int, se
     if rows.shape[0] < 2 or rows.shape[1] < 2:
         why = "every seed has the same label" if rows.shape[1] < 2 else "fewer than 2 settings with seeds"
         return Homogeneity(kept, table.tolist(), None, None, None, None, False, None, None, permutations, 1.0,
-                           "none", f"{why}: no difference to test")
+                           "not tested", f"{why}: no difference to test")
     statistic, dof, p_asymptotic, expected = chi_square(rows)
     small = bool(expected.min() < 1 or (expected < 5).mean() > 0.2)
     # permute seeds between settings: row sizes and label totals, hence the expected counts, stay fixed
