@@ -292,7 +292,8 @@ def _print_sweep(result) -> None:
 
     table = Table(title=f"sweep {result.name}: dominant held-out label of each seed")
     for column in ("setting", "network", "params", "seeds", "basins (majority labels)",
-                   *(f"{label} share" for label in result.labels), "barrier within / across", "trained ≥ 90%"):
+                   *(f"{label} share" for label in result.labels), "barrier within / across",
+                   f"trained ≥ {result.success_fraction:.0%}"):
         table.add_column(column, justify="left" if column in ("setting", "network") else "right")
     for s in result.settings:
         barriers = " / ".join("–" if v is None else f"{v:.3f}" for v in (s.barrier_within, s.barrier_across))
