@@ -159,6 +159,7 @@ def test_sweep_trains_each_setting_once_and_compares_them(tmp_path: Path) -> Non
     for s in summary["settings"]:
         assert s["n_seeds"] == 4 and sum(s["label_counts"].values()) == 4
         assert sum(s["label_shares"].values()) == pytest.approx(1.0)
+        assert sum(s["episode_shares"].values()) == pytest.approx(1.0)
         assert all(lo - 1e-9 <= s["label_shares"][k] <= hi + 1e-9 for k, (lo, hi) in s["label_share_ci"].items())
         assert s["behaviour_k"] == len(s["basin_labels"]) and sum(s["basin_sizes"]) == 4
     html = (runs / "sw" / "sweep.html").read_text()

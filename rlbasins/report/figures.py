@@ -497,20 +497,26 @@ def _setting_ticks(sweep: dict) -> list[str]:
 
 
 def sweep_shares(sweep: dict) -> str:
-    """Share of seeds per dominant held-out label against the setting (in config order), with Wilson 95% bands."""
+    """Against the setting (in config order): the share of seeds per dominant held-out label with Wilson 95%
+    bands (left), and each label's mean share of the seeds' held-out episodes with bootstrap bands (right)."""
     x = np.arange(len(sweep["settings"]))
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.4 * len(x) + 2), 3.8))
-    for i, label in enumerate(sweep["labels"]):
-        shares = [s["label_shares"][label] for s in sweep["settings"]]
-        low, high = np.array([s["label_share_ci"][label] for s in sweep["settings"]]).T
-        colour = OKABE_ITO[i % len(OKABE_ITO)]
-        ax.fill_between(x, low, high, color=colour, alpha=0.15)
-        ax.plot(x, shares, color=colour, marker="o", label=f"{label} (band: 95% Wilson CI)")
-    ax.set_xticks(x, _setting_ticks(sweep), fontsize=7)
-    ax.set(title="Held-out strategy of the seeds per setting", ylabel="share of seeds (dominant label)",
-           ylim=(0, 1))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    fig, axes = plt.subplots(1, 2, figsize=(max(10, 2.4 * len(x) + 3), 3.8), sharey=True)
+    panels = (("label_shares", "label_share_ci", "share of seeds (dominant label)", "95% Wilson CI"),
+              ("episode_shares", "episode_share_ci", "mean share of held-out episodes", "95% bootstrap CI"))
+    for ax, (key, ci_key, ylabel, band) in zip(axes, panels, strict=True):
+        for i, label in enumerate(sweep["labels"]):
+            shares = [s[key][label] for s in sweep["settings"]]
+            low, high = np.array([s[ci_key][label] for s in sweep["settings"]]).T
+            colour = OKABE_ITO[i % len(OKABE_ITO)]
+            ax.fill_between(x, low, high, color=colour, alpha=0.15)
+            ax.plot(x, shares, color=colour, marker="o", label=f"{label} (band: {band})")
+        ax.set_xticks(x, _setting_ticks(sweep), fontsize=7)
+        ax.set(ylabel=ylabel, ylim=(0, 1))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    axes[0].set_title("Seeds by their dominant held-out strategy")
+    axes[1].set_title("Held-out episodes per strategy, mean over seeds")
+    fig.tight_layout()
     return to_data_uri(fig)
 
 

@@ -9,9 +9,11 @@ The study (``rlbasins sweep CONFIG``, the config's ``sweep`` section):
    and reported (:func:`~rlbasins.report.write_report`) as any run. A finished member is reused (never
    retrained), an analysed one is not analysed again; an unfinished one continues with ``resume``.
 2. **Per setting.** The number of behavioural basins; each held-out strategy label's share of the seeds
-   (a seed counts for its *dominant* greedy label, ``behavior.json``) with Wilson 95% intervals; the majority
-   label of each behavioural basin; the mean aligned barrier (the run's basin-defining metric) between
-   seeds of the same basin and of different basins, with bootstrap CIs over seeds; and training success:
+   (a seed counts for its *dominant* greedy label, ``behavior.json``) with Wilson 95% intervals, and —
+   graded rather than by seed — its mean share of the seeds' held-out episodes with a bootstrap CI; the
+   run's preference verdict; the majority label of each behavioural basin; the mean aligned barrier (the
+   run's basin-defining metric) between seeds of the same basin and of different basins, with bootstrap
+   CIs over seeds; and training success:
    the mean greedy return on training starts and the share of seeds that learned the training task (at
    least 80% of the optimum; the quickstart's seeds reach 82–86%).
 3. **Across settings.** A chi-square test of homogeneity of the label shares (settings × labels). When
@@ -72,6 +74,12 @@ class SettingResult:
     label_shares: dict[str, float]
     label_share_ci: dict[str, list[float]]
     """Wilson 95% interval of each share."""
+    episode_shares: dict[str, float]
+    """Mean over seeds of each label's share of the seed's greedy held-out episodes (graded, not by seed)."""
+    episode_share_ci: dict[str, list[float]]
+    """Bootstrap 95% CI over seeds."""
+    preference_verdict: str | None
+    """The run's preference verdict: basins, one shared strategy or graded (``behavior.PreferenceTest``)."""
     barrier_metric: str
     barrier_within: float | None
     """Mean aligned barrier between two seeds of the same behavioural basin (None: no such pair)."""
@@ -267,6 +275,7 @@ def summarize_setting(name: str, overrides: dict[str, Any], run: RunDir, status:
     barrier = np.array(conn["matrices"]["aligned"][conn["barrier_metric"]], dtype=float)
     means = barrier_means(barrier, basin_of, resamples, seed)
     train = np.array(behavior.train_return)
+    episodes = {label: np.array([f[label] for f in behavior.heldout_labels_greedy]) for label in behavior.labels}
     optimum = _optimum(cfg)
     trained = int((train >= SUCCESS_FRACTION * optimum).sum()) if optimum is not None else None
     return SettingResult(
@@ -278,6 +287,9 @@ def summarize_setting(name: str, overrides: dict[str, Any], run: RunDir, status:
         basin_sizes=[b["size"] for b in found["behaviour"]["basins"]],
         label_counts=counts, label_shares={k: c / n for k, c in counts.items()},
         label_share_ci={k: wilson_interval(c, n).tolist() for k, c in counts.items()},
+        episode_shares={k: float(v.mean()) for k, v in episodes.items()},
+        episode_share_ci={k: _bootstrap_mean(v, resamples, seed) for k, v in episodes.items()},
+        preference_verdict=behavior.preference_greedy.verdict if behavior.preference_greedy else None,
         barrier_metric=conn["barrier_metric"],
         barrier_within=means["within"][0], barrier_within_ci=means["within"][1],
         barrier_across=means["across"][0], barrier_across_ci=means["across"][1],
