@@ -308,8 +308,10 @@ def _print_sweep(result) -> None:
     tested = (f"χ² = {h.statistic:.2f}, df {h.dof}, p = {h.p:.3g} ({h.method})" if h.statistic is not None
               else h.note)
     trends = "; ".join(f"{t.label} ρ = {t.rho:.2f} {interval(t.rho_ci)}" for t in result.trends if t.rho is not None)
+    graded = "; ".join(f"{g.label} p = {g.p:.3g}" for g in result.graded if g.statistic is not None)
     out.print(f"homogeneity of label shares across settings: {tested}"
               + (f"; trend with log₂ parameters: {trends}" if trends else "")
+              + (f"; episode shares across settings (Kruskal–Wallis): {graded}" if graded else "")
               + f"; basin labels in every setting: {', '.join(result.persistent_labels) or 'none'}", highlight=False)
 
 

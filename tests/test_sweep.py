@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from rlbasins.cli import app
 from rlbasins.config import ConfigError, parse_config
-from rlbasins.studies.sweep import barrier_means, homogeneity_test, spearman_trend
+from rlbasins.studies.sweep import barrier_means, graded_test, homogeneity_test, spearman_trend
 from tests.conftest import tiny_cueconflict_config, write_yaml
 
 LABELS = ["colour", "shape", "neither"]
@@ -128,6 +128,15 @@ def test_a_share_rising_with_scale_has_a_positive_trend() -> None:
     assert trend.rho > 0.5 and trend.rho_ci[0] > 0 and trend.p < 1e-3
     flat = spearman_trend(scale, np.zeros(48, bool), setting_of, "neither", resamples=100)
     assert flat.rho is None and "no seed" in flat.note
+
+
+def test_graded_shares_that_shift_between_settings_differ() -> None:
+    rng = np.random.default_rng(0)
+    same = [rng.uniform(0.6, 0.8, 12).tolist() for _ in range(3)]
+    shifted = [*same[:2], (np.array(same[2]) - 0.3).tolist()]
+    assert graded_test(same, "neither").p > 0.01
+    assert graded_test(shifted, "neither").p < 1e-3
+    assert graded_test([[0.0] * 4, [0.0] * 5], "shape").statistic is None
 
 
 def test_barrier_means_split_pairs_by_basin() -> None:

@@ -20,6 +20,7 @@ The study (``rlbasins sweep CONFIG``, the config's ``sweep`` section):
    expected counts are small (any below 1, or more than a fifth below 5: Cochran's rule) the asymptotic
    p-value is not trusted and the p-value comes from permuting seeds between settings (the exact
    Fisher–Freeman–Halton test is not in scipy); its Monte-Carlo error is given as a Wilson interval.
+   The graded view: a Kruskal–Wallis test across settings of each label's share of the seeds' episodes.
    A trend with scale: for every label, Spearman's ρ between a seed's log₂ parameter count (its setting's
    network, actor and critic together; width and depth both count) and whether the seed has that label —
    a Cochran–Armitage-style test on seeds — with a bootstrap CI that resamples seeds within settings.
@@ -78,6 +79,8 @@ class SettingResult:
     """Mean over seeds of each label's share of the seed's greedy held-out episodes (graded, not by seed)."""
     episode_share_ci: dict[str, list[float]]
     """Bootstrap 95% CI over seeds."""
+    seed_episode_shares: dict[str, list[float]]
+    """Each label's share of every seed's greedy held-out episodes [seeds]."""
     preference_verdict: str | None
     """The run's preference verdict: basins, one shared strategy or graded (``behavior.PreferenceTest``)."""
     barrier_metric: str
@@ -134,6 +137,17 @@ class Trend:
 
 
 @dataclass
+class GradedTest:
+    """Kruskal–Wallis test that a label's share of each seed's held-out episodes has one distribution in every
+    setting (the graded view: it sees shifts that leave every seed's dominant label as it was)."""
+
+    label: str
+    statistic: float | None
+    p: float | None
+    note: str | None = None
+
+
+@dataclass
 class SweepResult:
     name: str
     env_id: str
@@ -141,6 +155,7 @@ class SweepResult:
     settings: list[SettingResult]
     homogeneity: Homogeneity
     trends: list[Trend]
+    graded: list[GradedTest]
     persistent_labels: list[str]
     """Labels that are the majority label of a basin in every setting."""
     intermittent_labels: list[str]
@@ -206,6 +221,15 @@ def spearman_trend(scale: np.ndarray, has_label: np.ndarray, setting_of: np.ndar
             continue
         values.append(stats.spearmanr(scale[idx], has_label[idx])[0])
     return Trend(label, float(rho), np.percentile(values, [2.5, 97.5]).tolist(), float(p))
+
+
+def graded_test(shares: list[list[float]], label: str) -> GradedTest:
+    """Kruskal–Wallis H test across settings of per-seed episode shares (``shares``: one list per setting)."""
+    values = np.concatenate(shares)
+    if np.ptp(values) == 0:
+        return GradedTest(label, None, 1.0, f"every seed has the same {label} share: no difference to test")
+    statistic, p = stats.kruskal(*shares)
+    return GradedTest(label, float(statistic), float(p))
 
 
 def barrier_means(barrier: np.ndarray, basin_of: np.ndarray, resamples: int, seed: int = 0
@@ -288,6 +312,7 @@ def summarize_setting(name: str, overrides: dict[str, Any], run: RunDir, status:
         label_counts=counts, label_shares={k: c / n for k, c in counts.items()},
         label_share_ci={k: wilson_interval(c, n).tolist() for k, c in counts.items()},
         episode_shares={k: float(v.mean()) for k, v in episodes.items()},
+        seed_episode_shares={k: v.tolist() for k, v in episodes.items()},
         episode_share_ci={k: _bootstrap_mean(v, resamples, seed) for k, v in episodes.items()},
         preference_verdict=behavior.preference_greedy.verdict if behavior.preference_greedy else None,
         barrier_metric=conn["barrier_metric"],
@@ -350,10 +375,12 @@ def summarize_sweep(cfg: ExperimentConfig, members: list[tuple[RunDir, str]]) ->
     label_of = np.concatenate([np.repeat(labels, row) for row in table])
     trends = [spearman_trend(scale, label_of == label, setting_of, label, sweep.bootstrap, cfg.seed)
               for label in labels]
+    graded = [graded_test([s.seed_episode_shares[label] for s in settings], label) for label in labels]
     basin_labels = [set(s.basin_labels) - {None} for s in settings]
     persistent = [label for label in labels if all(label in found for found in basin_labels)]
     intermittent = [label for label in labels if label not in persistent and any(label in f for f in basin_labels)]
-    return SweepResult(cfg.name, cfg.env.id, labels, settings, homogeneity, trends, persistent, intermittent)
+    return SweepResult(cfg.name, cfg.env.id, labels, settings, homogeneity, trends, graded, persistent,
+                       intermittent)
 
 
 def run_sweep(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, resume: bool = False,
