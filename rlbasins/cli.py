@@ -309,6 +309,65 @@ def steer(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), resume: Resume
 
 @app.command()
 @_handles_errors
+def sweep(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), resume: ResumeOpt = False,
+          progress: ProgressOpt = True) -> None:
+    """Scale and architecture sweep: train, analyse and report one run per sweep setting (finished ones are
+    reused), then compare their basins; writes RUNS_DIR/<name>/sweep.json and sweep.html (docs/sweep.md)."""
+    from dataclasses import asdict
+
+    from rlbasins.report.sweep import write_sweep_report
+    from rlbasins.studies.sweep import run_sweep, sweep_dir
+
+    cfg = load_config(config)
+    if cfg.sweep is None:
+        raise ConfigError(str(config), [ConfigIssue(path="sweep", value=None,
+                                                     expected="a sweep section (see configs/sweep_width.yaml)")])
+
+    def announce(setting: str, member: ExperimentConfig) -> None:
+        out.print(f"setting [bold]{setting}[/] → {runs_dir / member.name}: policy {member.policy.hidden_sizes} "
+                  f"{member.policy.activation}, {member.seeds.count} seeds × {member.checkpoint_steps()[-1]:,} steps",
+                  highlight=False)
+
+    result = run_sweep(cfg, runs_dir, resume=resume, show_progress=progress, on_member=announce)
+    _print_sweep(result)
+    page = write_sweep_report(asdict(result), sweep_dir(cfg, runs_dir))
+    out.print(f"sweep → [bold]{page}[/]  (open file://{page.resolve()})", highlight=False)
+
+
+def _print_sweep(result) -> None:
+    """The sweep's table (label shares with Wilson CIs per setting) and its tests, on the console."""
+    from rich.table import Table
+
+    def interval(pair: list[float]) -> str:
+        return f"[{pair[0]:.2f}, {pair[1]:.2f}]"
+
+    table = Table(title=f"sweep {result.name}: dominant held-out label of each seed")
+    for column in ("setting", "network", "params", "seeds", "basins (majority labels)",
+                   *(f"{label} share" for label in result.labels), "barrier within / across",
+                   f"trained ≥ {result.success_fraction:.0%}"):
+        table.add_column(column, justify="left" if column in ("setting", "network") else "right")
+    for s in result.settings:
+        barriers = " / ".join("–" if v is None else f"{v:.3f}" for v in (s.barrier_within, s.barrier_across))
+        table.add_row(s.name, f"{'×'.join(map(str, s.hidden_sizes))} {s.activation}", f"{s.parameters:,}",
+                      str(s.n_seeds), f"{s.behaviour_k} ({', '.join(str(label) for label in s.basin_labels)})",
+                      *(f"{s.label_shares[label]:.2f} {interval(s.label_share_ci[label])}" for label in result.labels),
+                      barriers, "–" if s.trained_share is None
+                      else f"{s.trained_share:.2f} {interval(s.trained_share_ci)}")
+    # one line per setting: a terminal's own width, else (logs, pipes) wider than rich's 80 columns
+    (out if out.is_terminal else Console(soft_wrap=True, width=160)).print(table)
+    h = result.homogeneity
+    tested = (f"χ² = {h.statistic:.2f}, df {h.dof}, p = {h.p:.3g} ({h.method})" if h.statistic is not None
+              else h.note)
+    trends = "; ".join(f"{t.label} ρ = {t.rho:.2f} {interval(t.rho_ci)}" for t in result.trends if t.rho is not None)
+    graded = "; ".join(f"{g.label} p = {g.p:.3g}" for g in result.graded if g.statistic is not None)
+    out.print(f"homogeneity of label shares across settings: {tested}"
+              + (f"; trend with log₂ parameters: {trends}" if trends else "")
+              + (f"; episode shares across settings (Kruskal–Wallis): {graded}" if graded else "")
+              + f"; basin labels in every setting: {', '.join(result.persistent_labels) or 'none'}", highlight=False)
+
+
+@app.command()
+@_handles_errors
 def validate(config: ConfigArg) -> None:
     """Check a config without running it; name every bad field."""
     cfg = load_config(config)

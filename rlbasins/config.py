@@ -266,6 +266,39 @@ class ExecutorConfig(_Strict):
                              "resumes from its seeds' last checkpoints.")
 
 
+SWEEP_FIXED_FIELDS: tuple[str, ...] = ("name", "sweep")
+"""Top-level fields a sweep setting may not override (a member's name is ``<name>-<setting>``)."""
+
+
+class SweepSetting(BaseModel):
+    """One setting of a sweep: its ``name`` and, as every other key, a dotted override of this config,
+    e.g. ``{name: wide, policy.hidden_sizes: [256, 256], ppo.total_timesteps: 600000}``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                      description="Setting name; its member run is <name>-<setting> in the runs directory.")
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """Dotted field path → value, in the order written."""
+        return dict(self.model_extra or {})
+
+
+class SweepConfig(_Strict):
+    """Scale and architecture sweep (``rlbasins sweep``, :mod:`rlbasins.studies.sweep`): the same experiment
+    once per setting, then basin shares compared across settings. Outside the config hash: each member
+    run has its own config (with the setting's overrides), and that is what its hash covers."""
+
+    settings: list[SweepSetting] = Field(
+        min_length=2, description="At least 2 settings with unique names, each overriding fields of this config "
+        "by dotted path (policy.hidden_sizes, policy.activation, ppo.total_timesteps, …).")
+    permutations: int = Field(10_000, ge=100, description="Permutations of the chi-square homogeneity test "
+                              "(used when expected counts are small).")
+    bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples of seeds for the CIs of the trend and "
+                           "of the barrier means.")
+
+
 class ExperimentConfig(_Strict):
     """The complete description of one experiment."""
 
@@ -286,6 +319,8 @@ class ExperimentConfig(_Strict):
     analysis: AnalysisConfig = AnalysisConfig()
     executor: ExecutorConfig = ExecutorConfig()
     steering: SteeringConfig | None = Field(None, description="Steering by abort (`rlbasins steer`); null: none.")
+    sweep: SweepConfig | None = Field(None, description="Scale and architecture sweep (`rlbasins sweep`); "
+                                      "null: none.")
 
     def env_kwargs_for(self, index: int) -> dict[str, Any]:
         """The env kwargs seed ``index`` trains with: ``env.kwargs``, updated by its planted group if any."""
@@ -327,6 +362,17 @@ class ExperimentConfig(_Strict):
 
         return sha256_file(read_card(self.reward_model)[1])
 
+    def sweep_members(self) -> list[ExperimentConfig]:
+        """One validated config per ``sweep`` setting: this config with the setting's overrides, named
+        ``<name>-<setting>``, without ``sweep`` (raises :class:`ConfigError` like :func:`parse_config`)."""
+        members = []
+        for i, setting in enumerate(self.sweep.settings):
+            issues, member = _sweep_member(self, i, setting)
+            if issues:
+                raise ConfigError(f"sweep.settings[{i}]", issues)
+            members.append(member)
+        return members
+
     def hash(self) -> str:
         """sha256 of everything that determines results (``executor`` only decides where they run).
 
@@ -334,7 +380,7 @@ class ExperimentConfig(_Strict):
         retraining it changes the hash. Unset optional fields (None) are left out, so that a new
         optional feature leaves the hashes of existing runs alone.
         """
-        science = self.model_dump(mode="json", exclude={"executor", "steering"}, exclude_none=True)
+        science = self.model_dump(mode="json", exclude={"executor", "steering", "sweep"}, exclude_none=True)
         if self.reward_model is not None:
             science["reward_model"] = {"sha256": self.reward_model_sha256()}
         return hashlib.sha256(json.dumps(science, sort_keys=True).encode()).hexdigest()
@@ -444,6 +490,8 @@ def _semantic_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]
         issues.extend(_steering_issues(cfg))
     if cfg.seeds.grid is not None:
         issues.extend(_grid_issues(cfg))
+    if cfg.sweep is not None and not issues:  # members are checked once the base config itself is fine
+        issues.extend(_sweep_issues(cfg, base_dir))
     return issues
 
 
@@ -463,6 +511,56 @@ def _grid_issues(cfg: ExperimentConfig) -> list[ConfigIssue]:
         issues.append(ConfigIssue(path="seeds.grid", value=grid.model_dump(),
                                   expected="null with env.planted (planted groups would confound the grid's "
                                   "columns)"))
+    return issues
+
+
+def _sweep_member(cfg: ExperimentConfig, index: int, setting: SweepSetting, base_dir: Path | None = None
+                  ) -> tuple[list[ConfigIssue], ExperimentConfig | None]:
+    """The config of setting ``index``, or the issues of its overrides named ``sweep.settings[index].<field>``
+    (relative paths in ``cfg`` are relative to ``base_dir``)."""
+    where = f"sweep.settings[{index}]"
+    data = cfg.model_dump(mode="json", exclude={"sweep"})
+    data["name"] = f"{cfg.name}-{setting.name}"
+    issues = []
+    for dotted, value in setting.overrides.items():
+        parts = dotted.split(".")
+        if parts[0] in SWEEP_FIXED_FIELDS:
+            issues.append(ConfigIssue(path=f"{where}.{dotted}", value=value,
+                                      expected=f"a field other than {' or '.join(SWEEP_FIXED_FIELDS)} (fixed by "
+                                      "the sweep)"))
+            continue
+        node = data
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):  # an unknown section: pydantic names it below
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    if issues:
+        return issues, None
+    try:
+        return [], parse_config(data, source=where, base_dir=base_dir)
+    except ConfigError as exc:  # the member's own field paths, under the setting's
+        return [issue.model_copy(update={"path": f"{where}.{issue.path}"}) for issue in exc.issues], None
+
+
+def _sweep_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]:
+    """Unique setting names; labelled held-out strategies to share out; every setting a valid config."""
+    from envs.suites import HELDOUT_SUITES
+
+    issues: list[ConfigIssue] = []
+    seen: set[str] = set()
+    for i, setting in enumerate(cfg.sweep.settings):
+        if setting.name in seen:
+            issues.append(ConfigIssue(path=f"sweep.settings[{i}].name", value=setting.name,
+                                      expected="a name no other setting has"))
+        seen.add(setting.name)
+    suite = HELDOUT_SUITES.get(cfg.env.id)
+    if not cfg.analysis.enabled or suite is None or suite.labels is None:
+        issues.append(ConfigIssue(path="sweep", value="<settings>", expected="an env whose held-out suite names "
+                                  "strategies (e.g. rlbasins/CueConflict-v0) and analysis.enabled: true; the sweep "
+                                  "compares the strategies' shares"))
+    for i, setting in enumerate(cfg.sweep.settings):
+        issues.extend(_sweep_member(cfg, i, setting, base_dir)[0])
     return issues
 
 

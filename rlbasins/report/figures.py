@@ -570,6 +570,35 @@ def box_counting(mapped: dict) -> str:
     return to_data_uri(fig)
 
 
+def _setting_ticks(sweep: dict) -> list[str]:
+    return [f"{s['name']}\n{'×'.join(map(str, s['hidden_sizes']))} {s['activation']}\n{s['parameters']:,} params"
+            for s in sweep["settings"]]
+
+
+def sweep_shares(sweep: dict) -> str:
+    """Against the setting (in config order): the share of seeds per dominant held-out label with Wilson 95%
+    bands (left), and each label's mean share of the seeds' held-out episodes with bootstrap bands (right)."""
+    x = np.arange(len(sweep["settings"]))
+    fig, axes = plt.subplots(1, 2, figsize=(max(10, 2.4 * len(x) + 3), 3.8), sharey=True)
+    panels = (("label_shares", "label_share_ci", "share of seeds (dominant label)", "95% Wilson CI"),
+              ("episode_shares", "episode_share_ci", "mean share of held-out episodes", "95% bootstrap CI"))
+    for ax, (key, ci_key, ylabel, band) in zip(axes, panels, strict=True):
+        for i, label in enumerate(sweep["labels"]):
+            shares = [s[key][label] for s in sweep["settings"]]
+            low, high = np.array([s[ci_key][label] for s in sweep["settings"]]).T
+            colour = OKABE_ITO[i % len(OKABE_ITO)]
+            ax.fill_between(x, low, high, color=colour, alpha=0.15)
+            ax.plot(x, shares, color=colour, marker="o", label=f"{label} (band: {band})")
+        ax.set_xticks(x, _setting_ticks(sweep), fontsize=7)
+        ax.set(ylabel=ylabel, ylim=(0, 1))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    axes[0].set_title("Seeds by their dominant held-out strategy")
+    axes[1].set_title("Held-out episodes per strategy, mean over seeds")
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
 def seed_factor_grid(study: dict) -> str:
     """Left: the I × D grid of the first outcome, one cell per seed (rows: init, columns: data stream; colours
     span the seeds' range), each cell marked with its behavioural basin when there are several. Right: each
@@ -603,4 +632,23 @@ def seed_factor_grid(study: dict) -> str:
     right.grid(alpha=0.3, axis="y")
     right.legend(fontsize=8, loc="upper center", ncol=3)
     fig.tight_layout()
+    return to_data_uri(fig)
+
+
+def sweep_stacked(sweep: dict) -> str:
+    """Stacked shares of the dominant held-out labels per setting; the seed counts printed in each layer."""
+    x = np.arange(len(sweep["settings"]))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.4 * len(x) + 2), 3.8))
+    bottom = np.zeros(len(x))
+    for i, label in enumerate(sweep["labels"]):
+        shares = np.array([s["label_shares"][label] for s in sweep["settings"]])
+        counts = [s["label_counts"][label] for s in sweep["settings"]]
+        ax.bar(x, shares, bottom=bottom, color=OKABE_ITO[i % len(OKABE_ITO)], label=label, width=0.6)
+        for xi, share, base, count in zip(x, shares, bottom, counts, strict=True):
+            if share >= 0.06:
+                ax.text(xi, base + share / 2, str(count), ha="center", va="center", fontsize=8)
+        bottom += shares
+    ax.set_xticks(x, _setting_ticks(sweep), fontsize=7)
+    ax.set(title="Seeds per held-out strategy (numbers: seeds)", ylabel="share of seeds", ylim=(0, 1))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return to_data_uri(fig)

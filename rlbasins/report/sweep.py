@@ -1,0 +1,31 @@
+"""``sweep.html``: the scale and architecture sweep (:mod:`rlbasins.studies.sweep`) on one page, with links to
+every member run's report."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from rlbasins.report import METRIC_NAMES, METRIC_UNITS, figures
+from rlbasins.store import atomic_write_bytes
+
+
+def sweep_figures(sweep: dict) -> dict[str, str]:
+    """The sweep's figures as PNG data URIs, by name (shares with CI bands, stacked shares)."""
+    return {"fig_shares": figures.sweep_shares(sweep), "fig_stacked": figures.sweep_stacked(sweep)}
+
+
+def write_sweep_report(sweep: dict, folder: Path) -> Path:
+    """Render ``folder/sweep.html`` from a sweep result (the contents of ``sweep.json``)."""
+    path = Path(folder) / "sweep.html"
+    reports = {s["name"]: Path(os.path.relpath(Path(s["run_dir"]) / "report.html", path.parent)).as_posix()
+               for s in sweep["settings"]}
+    environment = Environment(loader=PackageLoader("rlbasins.report", "templates"), autoescape=select_autoescape())
+    html = environment.get_template("sweep.html.j2").render(
+        sweep=sweep, reports=reports, metric_names=METRIC_NAMES, metric_units=METRIC_UNITS,
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **sweep_figures(sweep))
+    atomic_write_bytes(path, html.encode())
+    return path
