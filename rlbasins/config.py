@@ -183,7 +183,8 @@ class EarlyDetectionConfig(_Strict):
         description="Predictors of each seed's final basin from its earlier checkpoints; [] skips the study.")
     target: Literal["auto", "basin", "strategy"] = Field(
         "auto", description="What is predicted. basin: the seed's final behavioural basin; strategy: its final "
-        "dominant held-out strategy label (e.g. colour or shape; the labels steering aims at); auto: basin when "
+        "preferred strategy (the one of the env's two, e.g. colour or shape, its greedy held-out episodes reach "
+        "more often; what steering aims at); auto: basin when "
         "there are two basins of two seeds or more, else strategy.")
     folds: int = Field(5, ge=2, le=20, description="Cross-validation folds (fewer when a class has fewer seeds).")
     threshold: float = Field(0.9, gt=0, le=1,

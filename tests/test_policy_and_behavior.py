@@ -7,7 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stable_baselines3 import PPO
 
-from rlbasins.analysis.behavior import argmax_agreement_matrix, stacked_action_probs, total_variation_matrix
+from rlbasins.analysis.behavior import (
+    BehaviorResult,
+    argmax_agreement_matrix,
+    stacked_action_probs,
+    total_variation_matrix,
+)
 from rlbasins.policy import ActorCritic, sb3_to_exchange
 
 
@@ -56,3 +61,17 @@ def test_divergence_of_opposite_deterministic_policies_is_one() -> None:
     probs = torch.tensor([[[1.0, 0.0]] * 5, [[0.0, 1.0]] * 5])
     assert torch.allclose(total_variation_matrix(probs), torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
     assert torch.equal(argmax_agreement_matrix(probs), torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 64), st.integers(0, 64)), min_size=1, max_size=12))
+def test_a_seed_prefers_the_strategy_it_reaches_more_often_whatever_reaches_neither(counts) -> None:
+    episodes = 64 * 2
+    fractions = [{"colour": c / episodes, "shape": s / episodes, "neither": 1 - (c + s) / episodes} for c, s in counts]
+    result = BehaviorResult(
+        env_id="rlbasins/CueConflict-v0", suite="cue_conflict", seeds=list(range(len(counts))), steps=[0] * len(counts),
+        train_return=[], heldout_return_greedy=[], heldout_return_sampled=[], heldout_return_greedy_std=[],
+        total_variation=[], jensen_shannon=[], argmax_agreement=[], noise_total_variation=[], n_states=1,
+        n_episodes=episodes, labels=["colour", "shape", "neither"], heldout_labels_greedy=fractions)
+    expected = ["colour" if c > s else "shape" if s > c else "tie" for c, s in counts]
+    assert result.preferred_strategies() == expected

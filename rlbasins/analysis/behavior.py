@@ -273,6 +273,17 @@ class BehaviorResult:
             return None
         return [max(self.labels, key=lambda name: fractions[name]) for fractions in self.heldout_labels_greedy]
 
+    def preferred_strategies(self) -> list[str] | None:
+        """Each seed's preferred strategy: the one of the env's two that its greedy held-out episodes reach
+        more often ("tie" when equally often; None when the env names no strategies). Episodes reaching
+        neither are ignored: where most held-out episodes reach neither object, the dominant label says
+        only that, while the seed may still lean to one cue."""
+        if self.labels is None:
+            return None
+        first, second = self.labels[:2]
+        return [first if f[first] > f[second] else second if f[second] > f[first] else "tie"
+                for f in self.heldout_labels_greedy]
+
 
 def _label_summary(outcomes: np.ndarray, labels: tuple[str, str]):
     """outcomes [S, E] → (per-seed fractions, per-seed Wilson intervals, counts of A [S], counts of B [S])."""

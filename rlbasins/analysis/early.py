@@ -3,9 +3,10 @@
 At every checkpoint step t that all seeds have, each detector turns a seed's policy at t into a
 feature vector; a classifier trained on *other* seeds' features at the same t predicts the seed's
 final *class*: its behavioural basin (the clusters of :mod:`rlbasins.analysis.basins` at the last
-checkpoint) or, when the seeds share one basin, its dominant held-out strategy label (which
-strategy it follows on most held-out states — what steering by abort aims at; see
-:func:`choose_target`). Stratified K-fold cross-validation makes every prediction out-of-fold.
+checkpoint) or, when the seeds share one basin, its preferred strategy (the one of the env's two
+its greedy held-out episodes reach more often — what steering by abort aims at; see
+:func:`choose_target` and :meth:`~rlbasins.analysis.behavior.BehaviorResult.preferred_strategies`).
+Stratified K-fold cross-validation makes every prediction out-of-fold.
 Detectors:
 
 - ``behaviour``: the held-out behaviour fingerprint — action distributions on the run's held-out
@@ -74,7 +75,7 @@ class DetectorCurve:
 class EarlyDetection:
     seeds: list[int]
     target: str
-    """What is predicted: ``basin`` (final behavioural basin) or ``strategy`` (final dominant held-out label)."""
+    """What is predicted: ``basin`` (final behavioural basin) or ``strategy`` (final preferred strategy)."""
     class_names: list[str]
     """[C] the names of the classes, e.g. ["basin 0", "basin 1"] or ["colour", "shape"]."""
     final_classes: list[int]
@@ -158,7 +159,7 @@ def choose_target(kind: str, basin_labels: list[int], strategy_labels: list[str]
     """What early detection predicts: (``basin`` or ``strategy``, class names [C], each seed's class [S]).
 
     ``kind`` ``auto`` picks the basins when at least two of them hold two seeds or more, else the
-    dominant held-out strategy labels ``strategy_labels`` [S] (None when the env names no strategies:
+    preferred strategies ``strategy_labels`` [S] (None when the env names no strategies:
     then the basins, which early detection will report as one)."""
     n_basins = int((np.bincount(basin_labels) >= 2).sum())
     if kind == "basin" or strategy_labels is None or (kind == "auto" and n_basins >= 2):
@@ -187,7 +188,7 @@ def early_detection(run: RunDir, seeds: list[int], final_step: int, target: str,
     empty = dict(seeds=seeds, target=target, class_names=class_names, final_classes=y.tolist(),
                  n_classes=n_classes, chance=1 / max(n_classes, 1), threshold=settings.threshold, detectors=[])
     if n_classes < 2:
-        what = "basin" if target == "basin" else "dominant held-out strategy"
+        what = "basin" if target == "basin" else "preferred strategy"
         return EarlyDetection(steps=[], fractions=[], folds=0, **empty,
                               skipped=f"one {what} (of two seeds or more): there is nothing to predict")
     if len(steps) < 2:

@@ -244,9 +244,9 @@ def init_map(plane: InitPlaneConfig, seeds: list[int], clustering_labels: list[i
     outcome_label = outcome = outcome_ci = None
     if behavior.labels is not None:
         first, second = behavior.labels[:2]
-        preferred = [0 if f[first] > f[second] else 1 if f[second] > f[first] else 2
-                     for f in behavior.heldout_labels_greedy]
-        maps.append(label_map("preferred strategy", [first, second, "tie"], image_of(preferred, -1), seed))
+        names = [first, second, "tie"]
+        preferred = [names.index(label) for label in behavior.preferred_strategies()]
+        maps.append(label_map("preferred strategy", names, image_of(preferred, -1), seed))
         outcome_label = first
         outcome = image_of([f[outcome_label] for f in behavior.heldout_labels_greedy], None).tolist()
         outcome_ci = image_of([ci[outcome_label] for ci in behavior.heldout_labels_greedy_ci], None).tolist()

@@ -114,7 +114,7 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     early = None
     if settings.early.detectors:
         with _timed(seconds, "early detection"):
-            target = choose_target(settings.early.target, behaviour_clusters.labels, seed_labels)
+            target = choose_target(settings.early.target, behaviour_clusters.labels, behavior.preferred_strategies())
             early = early_detection(run, seeds, min(behavior.steps), *target, tv, heldout_obs, noise_obs,
                                     settings.early, seed=cfg.seed, show_progress=show_progress)
         atomic_write_json(run.analysis_dir / "early.json", asdict(early))

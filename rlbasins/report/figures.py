@@ -280,7 +280,7 @@ def early_detection(early: dict) -> str:
                       f"{detector['name']}: {detector['description']} (never ≥ {early['threshold']:.0%})")
     ax.axhline(early["chance"], color="#888888", ls="--", lw=1, label=f"chance (1/{early['n_classes']} classes)")
     ax.axhline(early["threshold"], color="black", ls=":", lw=1, label=f"threshold {early['threshold']:.0%}")
-    what = "basin" if early["target"] == "basin" else "dominant held-out strategy"
+    what = "basin" if early["target"] == "basin" else "preferred strategy"
     ax.set(title=f"Predicting each seed's final {what} ({' / '.join(early['class_names'])}) from an earlier "
                  f"checkpoint ({len(early['seeds'])} seeds, "
                  f"{early['folds']}-fold cross-validation)",

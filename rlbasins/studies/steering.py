@@ -6,7 +6,8 @@ The study (``rlbasins steer CONFIG``, the config's ``steering`` section):
 1. **Detector.** A finished, analysed *calibration* run of the same env / reward model / policy / PPO
    settings (another master seed) gives, per seed, its held-out fingerprint at the check step
    (action distributions on the held-out states, the ``behaviour`` detector of
-   :mod:`rlbasins.analysis.early`) and its final dominant held-out label; a class-balanced logistic
+   :mod:`rlbasins.analysis.early`) and its final preferred strategy (the one of the env's two its greedy
+   held-out episodes reach more often, ``BehaviorResult.preferred_strategies``); a class-balanced logistic
    regression (:func:`~rlbasins.analysis.early.fit_classifier`) learns fingerprint → "ends in target".
    Its out-of-fold recall and precision on the calibration seeds are reported too.
 2. **Waves.** New seed indices, continuing the sequence (seed k is always the same run, whatever
@@ -66,7 +67,7 @@ class Calibration:
     run_dir: str
     seeds: list[int]
     target_share: float
-    """Share of the calibration seeds whose final dominant label is the target."""
+    """Share of the calibration seeds whose final preferred strategy is the target."""
     target_share_ci: list[float]
     cv_recall: float | None
     """Out-of-fold share of target seeds predicted target (None: too few seeds of a class for 2 folds)."""
@@ -87,7 +88,7 @@ class Detector:
         self.check = cfg.steering_check_step()
         cal_cfg = _check_calibration(cfg, calibration, self.check)
         behavior = BehaviorResult.load(calibration.analysis_dir / "behavior.json")
-        labels = behavior.dominant_labels()
+        labels = behavior.preferred_strategies()
         y = np.array([label == st.target for label in labels])
         if not y.any():
             raise SteeringError(f"no seed of the calibration run {calibration.root} ends in {st.target!r} "
@@ -168,11 +169,11 @@ class SteeringResult:
 
 
 def _labels(run: RunDir, show_progress: bool) -> dict[int, str | None]:
-    """Final dominant held-out label of every finished seed of ``run`` (``analyze_behavior``)."""
+    """Final preferred strategy of every finished seed of ``run`` (``analyze_behavior``)."""
     from rlbasins.analysis.behavior import analyze_behavior
 
     result = analyze_behavior(run, show_progress=show_progress)
-    return dict(zip(result.seeds, result.dominant_labels(), strict=True))
+    return dict(zip(result.seeds, result.preferred_strategies(), strict=True))
 
 
 def _mark(run: RunDir, decisions: dict[int, dict[str, Any]], abort: set[int], finish: bool = False) -> None:
