@@ -49,7 +49,7 @@ from rlbasins.store import RunDir
 
 DETECTORS = {
     "behaviour": "classifier on held-out action distributions",
-    "weights": "nearest final basin medoid by aligned weight distance",
+    "weights": "nearest final class medoid by aligned weight distance",
     "noise": "classifier on action distributions on out-of-distribution noise inputs",
 }
 
