@@ -433,11 +433,11 @@ def steering(result: dict) -> str:
     names, values, errors = ["steering"], [result["compute"]["steering_steps"]], [[0, 0]]
     measured = base.get("measured")
     if measured:
-        names.append("no steering\n(same seeds" + (", ≥)" if measured["lower_bound"] else ")"))
+        names.append("none,\nsame\nseeds" + (" (≥)" if measured["lower_bound"] else ""))
         values.append(measured["steps"])
         errors.append([0, 0])
-    for key, name in (("expected_from_run", "no steering\nexpected (run p̂)"),
-                      ("expected_from_calibration", "no steering\nexpected (calib. p̂)")):
+    for key, name in (("expected_from_run", "none,\nexpected\n(run p̂)"),
+                      ("expected_from_calibration", "none,\nexpected\n(calib. p̂)")):
         e = base.get(key)
         if e and e["steps"]:
             high = e["steps_ci"][1] if e["steps_ci"][1] is not None else e["steps"]
