@@ -226,8 +226,9 @@ def test_analyze_writes_basins_connectivity_and_tables(trained: RunDir) -> None:
     rows = (trained.analysis_dir / "basins.csv").read_text().splitlines()
     assert rows[0].startswith("seed,behaviour_basin,weight_basin") and len(rows) == 6
     early = json.loads((trained.analysis_dir / "early.json").read_text())
-    if found["behaviour"]["clustering"]["k"] == 1:
-        assert early["skipped"].startswith("one basin") and "early detection skipped" in result.output
+    if early["n_classes"] < 2:  # one basin, and (target auto) one preferred strategy: nothing to predict
+        what = "basin" if early["target"] == "basin" else "preferred strategy"
+        assert early["skipped"].startswith(f"one {what}") and "early detection skipped" in result.output
     else:
         assert all(len(d["balanced_accuracy"]) == len(early["steps"]) for d in early["detectors"])
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -110,57 +111,26 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     seed_labels = behavior.dominant_labels()
     behaviour_basins = basins.describe_basins(behaviour_clusters, seeds, tv, seed_labels)
 
-    # ---- early detection of the behavioural basins
-    early = None
-    if settings.early.detectors:
-        with _timed(seconds, "early detection"):
-            target = choose_target(settings.early.target, behaviour_clusters.labels, behavior.preferred_strategies())
-            early = early_detection(run, seeds, min(behavior.steps), *target, tv, heldout_obs, noise_obs,
-                                    settings.early, seed=cfg.seed, show_progress=show_progress)
-        atomic_write_json(run.analysis_dir / "early.json", asdict(early))
-    else:  # a report must not show an earlier analysis's study
-        (run.analysis_dir / "early.json").unlink(missing_ok=True)
+    # ---- the studies that need only the behaviour, each optional: early detection, training length
+    # (basins tracked back through every checkpoint), basin count, init-space map, seed factors
+    def study(name: str, stage: str, enabled: bool, compute: Callable[[], Any]) -> Any:
+        return _study_stage(run, seconds, name, stage, compute if enabled else None)
 
-    # ---- training length: the final basins tracked back through every checkpoint
-    trajectory = None
-    if settings.trajectory.enabled:
-        with _timed(seconds, "trajectory"):
-            trajectory = basin_trajectory(run, seeds, min(behavior.steps), behaviour_clusters.labels, heldout_obs,
-                                          settings.trajectory, settings.basins.method, settings.basins.max_k,
-                                          seed=cfg.seed, show_progress=show_progress)
-        atomic_write_json(run.analysis_dir / "trajectory.json", asdict(trajectory))
-    else:
-        (run.analysis_dir / "trajectory.json").unlink(missing_ok=True)
-
-    # ---- basin count: rarefaction, unseen basins, resolution
-    counted = None
-    if settings.basin_count.enabled:
-        with _timed(seconds, "basin count"):
-            counted = basin_count(seeds, tv, behaviour_clusters, settings.basin_count, settings.basins.max_k,
-                                  lambda idx: total_variation_matrix(probs[:, idx]).numpy(), probs.shape[1],
-                                  seed=cfg.seed)
-        atomic_write_json(run.analysis_dir / "basin_count.json", asdict(counted))
-    else:
-        (run.analysis_dir / "basin_count.json").unlink(missing_ok=True)
-
-    # ---- init-space map: the basins over the grid of initialisations
-    mapped = None
-    if cfg.seeds.init_plane is not None:
-        with _timed(seconds, "init map"):
-            mapped = init_map(cfg.seeds.init_plane, seeds, behaviour_clusters.labels, behaviour_basins, behavior,
-                              seed=cfg.seed)
-        atomic_write_json(run.analysis_dir / "init_map.json", asdict(mapped))
-    else:
-        (run.analysis_dir / "init_map.json").unlink(missing_ok=True)
-
-    # ---- seed factors: init vs data stream on the seed grid
-    factors = None
-    if cfg.seeds.grid is not None:
-        with _timed(seconds, "seed factors"):
-            factors = _seed_factors(cfg, manifest, behavior, behaviour_clusters.labels)
-        atomic_write_json(run.analysis_dir / "seed_factors.json", asdict(factors))
-    else:
-        (run.analysis_dir / "seed_factors.json").unlink(missing_ok=True)
+    final_step = min(behavior.steps)
+    target = choose_target(settings.early.target, behaviour_clusters.labels, behavior.preferred_strategies())
+    early = study("early", "early detection", bool(settings.early.detectors), lambda: early_detection(
+        run, seeds, final_step, *target, tv, heldout_obs, noise_obs, settings.early, seed=cfg.seed,
+        show_progress=show_progress))
+    trajectory = study("trajectory", "trajectory", settings.trajectory.enabled, lambda: basin_trajectory(
+        run, seeds, final_step, behaviour_clusters.labels, heldout_obs, settings.trajectory, settings.basins.method,
+        settings.basins.max_k, seed=cfg.seed, show_progress=show_progress))
+    counted = study("basin_count", "basin count", settings.basin_count.enabled, lambda: basin_count(
+        seeds, tv, behaviour_clusters, settings.basin_count, settings.basins.max_k,
+        lambda idx: total_variation_matrix(probs[:, idx]).numpy(), probs.shape[1], seed=cfg.seed))
+    mapped = study("init_map", "init map", cfg.seeds.init_plane is not None, lambda: init_map(
+        cfg.seeds.init_plane, seeds, behaviour_clusters.labels, behaviour_basins, behavior, seed=cfg.seed))
+    factors = study("seed_factors", "seed factors", cfg.seeds.grid is not None, lambda: _seed_factors(
+        cfg, manifest, behavior, behaviour_clusters.labels))
 
     # ---- alignment and barriers
     template, state_dicts, _ = load_policies(run, seeds, step)
@@ -254,6 +224,20 @@ def _seed_factors(cfg: ExperimentConfig, manifest: dict[str, Any], behavior: Beh
     statuses = {int(k): entry["status"] for k, entry in manifest["seeds"].items()}
     return seed_factor_study(cfg.seeds.grid.init, cfg.seeds.grid.data, behavior.seeds, outcomes, basin_labels,
                              np.array(behavior.total_variation), statuses, seed=cfg.seed)
+
+
+def _study_stage(run: RunDir, seconds: dict[str, float], name: str, stage: str,
+                 compute: Callable[[], Any] | None) -> Any:
+    """An optional study: ``compute()`` timed as ``stage`` and written to ``analysis/<name>.json``; None
+    (the study is off for this run) removes that file, so a report never shows an earlier analysis's study."""
+    path = run.analysis_dir / f"{name}.json"
+    if compute is None:
+        path.unlink(missing_ok=True)
+        return None
+    with _timed(seconds, stage):
+        result = compute()
+    atomic_write_json(path, asdict(result))
+    return result
 
 
 def _align(cfg: ExperimentConfig, template, state_dicts, heldout_obs: torch.Tensor, show_progress: bool):
