@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from rliable.library import get_interval_estimates  # noqa: E402
 from rliable.metrics import aggregate_iqm  # noqa: E402
 
@@ -225,9 +226,11 @@ def states_with_actions(images: list[np.ndarray], probs: np.ndarray, names: list
     """States drawn on the left, each beside action distributions as grouped bars on the right.
 
     images: [states] RGB arrays; probs [states, groups, actions], one bar colour per group (``names``);
-    ``size``: (width, height per state) in inches. The caller renders and closes the figure.
+    ``size``: (width, height per state) in inches. The figure is not registered with pyplot, so one kept
+    for redrawing (the TensorBoard monitor's) is freed with its owner rather than piling up in pyplot.
     """
-    fig, axes = plt.subplots(len(images), 2, figsize=(size[0], size[1] * len(images)), squeeze=False, dpi=dpi)
+    fig = Figure(figsize=(size[0], size[1] * len(images)), dpi=dpi)
+    axes = fig.subplots(len(images), 2, squeeze=False)
     x = np.arange(len(actions))
     width = 0.8 / len(names)
     for row, image in enumerate(images):
