@@ -34,7 +34,7 @@ def _one_thread():
 
 
 architectures = st.fixed_dictionaries({
-    "obs_dim": st.integers(1, 8),
+    "obs_shape": st.integers(1, 8),
     "n_actions": st.integers(2, 5),
     "hidden_sizes": st.lists(st.integers(2, 32), min_size=1, max_size=3),
     "activation": st.sampled_from(["tanh", "relu"]),
@@ -105,7 +105,7 @@ def _units_distinguishable(policy: ActorCritic, obs: torch.Tensor) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 def test_actor_critic_spec_permutes_each_hidden_layer_of_each_trunk_independently() -> None:
-    spec = infer_spec(ActorCritic(obs_dim=3, n_actions=2, hidden_sizes=[4, 5]).state_dict())
+    spec = infer_spec(ActorCritic(obs_shape=3, n_actions=2, hidden_sizes=[4, 5]).state_dict())
     expected = {}
     for trunk in ("actor", "critic"):
         expected |= {f"{trunk}.0.weight": (f"{trunk}.0", None), f"{trunk}.0.bias": (f"{trunk}.0",),
@@ -160,7 +160,7 @@ def test_bare_sequential_spec() -> None:
     ("encoder.weight", torch.zeros(4, 3)),         # a chain infer_spec does not know
 ])
 def test_unknown_parameters_are_named_in_the_error(name, tensor) -> None:
-    state_dict = ActorCritic(obs_dim=3, n_actions=2, hidden_sizes=[4]).state_dict() | {name: tensor}
+    state_dict = ActorCritic(obs_shape=3, n_actions=2, hidden_sizes=[4]).state_dict() | {name: tensor}
     with pytest.raises(ValueError, match=rf"{name}.*pass a PermutationSpec explicitly"):
         infer_spec(state_dict)
 
@@ -196,7 +196,7 @@ def test_weight_matching_recovers_a_permuted_copy_exactly(arch, seed) -> None:
 def test_activation_matching_recovers_a_permuted_copy_exactly(arch, seed) -> None:
     torch.manual_seed(seed)
     policy = ActorCritic(**arch)
-    obs = 2 * torch.randn(256, arch["obs_dim"])
+    obs = 2 * torch.randn(256, arch["obs_shape"])
     assume(_units_distinguishable(policy, obs))
     permuted, _ = _permuted_copy(policy.state_dict(), infer_spec(policy.state_dict()), seed)
     other = _loaded(ActorCritic(**arch), permuted)
@@ -211,7 +211,7 @@ def test_weight_matching_keeps_the_function_and_raises_the_objective(init, arch,
     reference, other = ActorCritic(**arch), ActorCritic(**arch)
     spec = infer_spec(reference.state_dict())
     aligned = weight_matching(reference.state_dict(), other.state_dict(), init=init)
-    obs = torch.randn(64, arch["obs_dim"])
+    obs = torch.randn(64, arch["obs_shape"])
     assert _same_function(_loaded(ActorCritic(**arch), aligned), other, obs)
     before = matching_objective(reference.state_dict(), other.state_dict(), spec)
     assert matching_objective(reference.state_dict(), aligned, spec) >= before - 1e-9 * abs(before)
