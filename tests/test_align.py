@@ -155,7 +155,7 @@ def test_bare_sequential_spec() -> None:
 
 
 @pytest.mark.parametrize("name, tensor", [
-    ("actor.0.weight", torch.zeros(4, 3, 3, 3)),   # a convolution kernel
+    ("actor.0.weight", torch.zeros(4, 3, 3)),      # a 1-D convolution kernel
     ("actor.1.weight", torch.zeros(4)),            # a norm layer's scale
     ("encoder.weight", torch.zeros(4, 3)),         # a chain infer_spec does not know
 ])
@@ -165,12 +165,13 @@ def test_unknown_parameters_are_named_in_the_error(name, tensor) -> None:
         infer_spec(state_dict)
 
 
-def test_bare_sequential_with_a_convolution_is_refused() -> None:
-    conv_net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(16, 2))
-    with pytest.raises(ValueError, match=r"'0\.weight'"):
-        infer_spec(conv_net.state_dict())
+def test_layers_whose_permutations_are_not_understood_are_refused() -> None:
+    grouped = nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.Flatten(), nn.Linear(16, 2))
     with pytest.raises(ValueError, match="Conv2d"):
-        spec_for_module(conv_net)
+        spec_for_module(grouped)
+    conv_after_linear = {"0.weight": torch.zeros(4, 3), "2.weight": torch.zeros(4, 4, 3, 3)}
+    with pytest.raises(ValueError, match=r"2\.weight must be a Conv2d weight .* \(before any Linear\)"):
+        infer_spec(conv_after_linear)
     with pytest.raises(ValueError, match="LayerNorm"):
         spec_for_module(nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2)))
 
