@@ -225,6 +225,16 @@ def test_cnn_checkpoint_loads_back_for_the_analysis(cnn_run: RunDir) -> None:
     assert torch.allclose(probs[0], policy.action_probs(obs), atol=1e-6)
 
 
+def test_compare_refuses_an_mlp_against_a_cnn_naming_both_architectures(cnn_run: RunDir, tmp_path: Path) -> None:
+    data = _cnn_config(2)
+    data["policy"] = {"hidden_sizes": [16]}
+    mlp_run = train_experiment(parse_config(data), tmp_path / "runs", show_progress=False)
+    result = runner.invoke(app, ["compare", f"{cnn_run.root}:0", f"{mlp_run.root}:0", "-o", str(tmp_path / "d.html")])
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert "conv channels none, hidden sizes [16]" in output and "conv channels [4, 4], hidden sizes [16]" in output
+
+
 def test_pre_cnn_mlp_checkpoint_metadata_still_loads(tmp_path: Path) -> None:
     """Checkpoints written before CNNs carry no obs_shape / conv_channels: they rebuild as MLPs."""
     from rlbasins.analysis.behavior import policy_template
