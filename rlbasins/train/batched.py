@@ -157,7 +157,9 @@ class StackedPolicy:
     MLP actor-critics (``nn.Sequential`` trunks of Linear and Tanh/ReLU) run as hand-written
     ``baddbmm`` chains, which measured ~20% faster than ``vmap(functional_call)`` for
     forward+backward (64 seeds × 256 samples, 2×64 trunks, CPU) with bit-identical outputs; any
-    other architecture falls back to ``vmap(functional_call)``.
+    other architecture falls back to ``vmap(functional_call)`` — CNN actor-critics among them, whose
+    ``forward`` gives its convolutions each seed's observations as images [B, C, H, W] (flattened
+    observations are reshaped back). Observations may come as [S, B, *obs_shape] or [S, B, D].
     """
 
     def __init__(self, modules: list[ActorCritic], device: torch.device):
