@@ -316,7 +316,7 @@ def sweep(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), resume: Resume
     from dataclasses import asdict
 
     from rlbasins.report.sweep import write_sweep_report
-    from rlbasins.studies.sweep import run_sweep, sweep_dir
+    from rlbasins.studies.sweep import network_name, run_sweep, sweep_dir
 
     cfg = load_config(config)
     if cfg.sweep is None:
@@ -324,8 +324,8 @@ def sweep(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), resume: Resume
                                                      expected="a sweep section (see configs/sweep_width.yaml)")])
 
     def announce(setting: str, member: ExperimentConfig) -> None:
-        out.print(f"setting [bold]{setting}[/] → {runs_dir / member.name}: policy {member.policy.hidden_sizes} "
-                  f"{member.policy.activation}, {member.seeds.count} seeds × {member.checkpoint_steps()[-1]:,} steps",
+        out.print(f"setting [bold]{setting}[/] → {runs_dir / member.name}: policy {network_name(member.policy)}, "
+                  f"{member.seeds.count} seeds × {member.checkpoint_steps()[-1]:,} steps",
                   highlight=False)
 
     result = run_sweep(cfg, runs_dir, resume=resume, show_progress=progress, on_member=announce)
@@ -348,7 +348,7 @@ def _print_sweep(result) -> None:
         table.add_column(column, justify="left" if column in ("setting", "network") else "right")
     for s in result.settings:
         barriers = " / ".join("–" if v is None else f"{v:.3f}" for v in (s.barrier_within, s.barrier_across))
-        table.add_row(s.name, f"{'×'.join(map(str, s.hidden_sizes))} {s.activation}", f"{s.parameters:,}",
+        table.add_row(s.name, s.network, f"{s.parameters:,}",
                       str(s.n_seeds), f"{s.behaviour_k} ({', '.join(str(label) for label in s.basin_labels)})",
                       *(f"{s.label_shares[label]:.2f} {interval(s.label_share_ci[label])}" for label in result.labels),
                       barriers, "–" if s.trained_share is None

@@ -74,6 +74,10 @@ class EnvConfig(_Strict):
 
 class PolicyConfig(_Strict):
     hidden_sizes: list[PositiveInt] = Field([64, 64], min_length=1, description="Hidden widths of actor and critic.")
+    conv_channels: list[PositiveInt] | None = Field(
+        None, min_length=1, description="Output channels of 3×3 conv layers (padding 1, stride 1), each followed by "
+        "the activation, before hidden_sizes; image observations [C, H, W] and the batched engine only. "
+        "null: an MLP on the flattened observation.")
     activation: Literal["tanh", "relu"] = "tanh"
     ortho_init: bool = Field(True, description="Orthogonal init as in SB3 (gain √2, 0.01 policy head).")
 
@@ -480,6 +484,8 @@ def _semantic_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]
                 path="env.id", value=cfg.env.id,
                 expected=f"an env with a held-out suite ({', '.join(sorted(HELDOUT_SUITES))}), "
                 "or analysis.enabled: false"))
+        if cfg.policy.conv_channels is not None and not env_issues:
+            issues.extend(_conv_issues(cfg))
     if cfg.env.planted is not None:
         issues.extend(_planted_issues(cfg))
     if cfg.reward_model is not None:
@@ -493,6 +499,25 @@ def _semantic_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]
         issues.extend(_grid_issues(cfg))
     if cfg.sweep is not None and not issues:  # members are checked once the base config itself is fine
         issues.extend(_sweep_issues(cfg, base_dir))
+    return issues
+
+
+def _conv_issues(cfg: ExperimentConfig) -> list[ConfigIssue]:
+    """Convolutions need image observations [C, H, W] and the batched engine (SB3's MlpPolicy has none)."""
+    import gymnasium as gym
+
+    env = gym.make(cfg.env.id, **cfg.env.kwargs)
+    shape = tuple(env.observation_space.shape)
+    env.close()
+    issues = []
+    if len(shape) != 3:
+        issues.append(ConfigIssue(path="policy.conv_channels", value=cfg.policy.conv_channels,
+                                  expected=f"null for {cfg.env.id}: its observations have shape {list(shape)}, "
+                                  "convolutions need images [C, H, W] (e.g. rlbasins/CueConflict-v0)"))
+    if cfg.engine != "batched":
+        issues.append(ConfigIssue(path="policy.conv_channels", value=cfg.policy.conv_channels,
+                                  expected=f"null with engine: {cfg.engine} (it trains SB3's MlpPolicy), or set "
+                                  "engine: batched"))
     return issues
 
 

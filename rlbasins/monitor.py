@@ -23,7 +23,6 @@ gymnasium envs) have no reference behaviour and no renderer here: nothing is log
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
@@ -55,7 +54,7 @@ class HeldoutMonitor:
         self.images = [core.render(i, states) for i in range(IMAGE_STATES)]
         self._figure: Figure | None = None
         with torch.random.fork_rng(devices=[]):  # its random initial weights are never used: keep the generator
-            self.template = ActorCritic.from_config(cfg.policy, int(np.prod(self.obs.shape[1:])),
+            self.template = ActorCritic.from_config(cfg.policy, self.obs.shape[1:],
                                                     self.moves.shape[-1])
 
     @classmethod

@@ -1,19 +1,32 @@
 """The policy exchange format: one seed's actor-critic as a plain ``nn.Module``.
 
-Every engine saves, and every analysis reads, the state dict of :class:`ActorCritic`::
+Every engine saves, and every analysis reads, the state dict of :class:`ActorCritic`. An MLP
+(``conv_channels`` None) reads the flattened observation [D]::
 
-    actor.0.weight  [h1, obs_dim]   actor.0.bias [h1]      (Linear, then activation)
+    actor.0.weight  [h1, D]         actor.0.bias [h1]      (Linear, then activation)
     actor.2.weight  [h2, h1]        ...
     actor.{2L}.weight [n_actions, hL]                      (logits head)
     critic.*        the same with a [1, hL] value head
 
-Both trunks are ``nn.Sequential`` of ``Linear`` and elementwise activations, which is all the
-permutation-alignment code needs to know. Observations are flattened.
+A CNN (``conv_channels`` [c1 … cK]) reads the observation [C, H, W] through K 3×3 convolutions
+(padding 1, stride 1, so H and W are kept), then a ``Flatten`` (channel-major: channel ``c``
+owns columns ``c·H·W … (c+1)·H·W − 1`` of the next weight), then the MLP part::
+
+    actor.0.weight  [c1, C, 3, 3]   actor.0.bias [c1]      (Conv2d, then activation)
+    actor.{2k}.weight [c{k+1}, ck, 3, 3] ...
+    actor.{2K}      Flatten (no parameters)
+    actor.{2K+1}.weight [h1, cK·H·W] ...                   (Linear, then activation)
+    actor.{2K+1+2L}.weight [n_actions, hL]                 (logits head)
+
+Both trunks are one ``nn.Sequential`` of Conv2d, Flatten, Linear and elementwise activations,
+which is all the permutation-alignment code needs to know; the checkpoint metadata records
+``obs_shape`` and ``conv_channels`` to rebuild the module.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -23,51 +36,83 @@ from rlbasins.config import PolicyConfig
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
-def _mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str) -> nn.Sequential:
+def _trunk(obs_shape: tuple[int, ...], conv_channels: list[int], hidden: list[int], out_dim: int,
+           activation: str) -> nn.Sequential:
+    """[Conv2d 3×3, activation]*, Flatten (only after convolutions), [Linear, activation]*, Linear head."""
     layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(in_dim, width), ACTIVATIONS[activation]()]
-        in_dim = width
+    if conv_channels:
+        in_channels, height, width = obs_shape
+        for channels in conv_channels:
+            layers += [nn.Conv2d(in_channels, channels, 3, padding=1), ACTIVATIONS[activation]()]
+            in_channels = channels
+        layers.append(nn.Flatten())
+        in_dim = in_channels * height * width
+    else:
+        in_dim = math.prod(obs_shape)
+    for size in hidden:
+        layers += [nn.Linear(in_dim, size), ACTIVATIONS[activation]()]
+        in_dim = size
     layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
 
 
 class ActorCritic(nn.Module):
-    """Separate actor and critic MLPs (SB3 ``MlpPolicy`` layout) for a discrete action space."""
+    """Separate actor and critic networks (SB3 ``MlpPolicy`` layout, optionally with a convolutional
+    front) for a discrete action space.
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: list[int], activation: str = "tanh"):
+    obs_shape: the observation's shape; an int is a flat observation of that size. With
+        ``conv_channels`` it must be [C, H, W].
+    conv_channels: output channels of the 3×3 convolutions before ``hidden_sizes``; None or []: an MLP.
+    """
+
+    def __init__(self, obs_shape: int | Sequence[int], n_actions: int, hidden_sizes: list[int],
+                 activation: str = "tanh", conv_channels: list[int] | None = None):
         super().__init__()
-        self.obs_dim, self.n_actions = obs_dim, n_actions
-        self.hidden_sizes, self.activation = list(hidden_sizes), activation
-        self.actor = _mlp(obs_dim, hidden_sizes, n_actions, activation)
-        self.critic = _mlp(obs_dim, hidden_sizes, 1, activation)
+        self.obs_shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(int(d) for d in obs_shape)
+        self.conv_channels = list(conv_channels or [])
+        if self.conv_channels and len(self.obs_shape) != 3:
+            raise ValueError(f"conv_channels need image observations [C, H, W], got shape {self.obs_shape}")
+        self.n_actions, self.hidden_sizes, self.activation = n_actions, list(hidden_sizes), activation
+        # the shape a batch is reshaped to: convolutions need the image, an MLP the flat vector
+        self._input_shape = self.obs_shape if self.conv_channels else (math.prod(self.obs_shape),)
+        self.actor = _trunk(self.obs_shape, self.conv_channels, self.hidden_sizes, n_actions, activation)
+        self.critic = _trunk(self.obs_shape, self.conv_channels, self.hidden_sizes, 1, activation)
+
+    @property
+    def obs_dim(self) -> int:
+        """The flattened observation size D."""
+        return math.prod(self.obs_shape)
 
     def fresh_copy(self) -> ActorCritic:
         """A new module of the same architecture (parameters freshly initialised)."""
-        return ActorCritic(self.obs_dim, self.n_actions, self.hidden_sizes, self.activation)
+        return ActorCritic(self.obs_shape, self.n_actions, self.hidden_sizes, self.activation, self.conv_channels)
 
     @classmethod
-    def from_config(cls, cfg: PolicyConfig, obs_dim: int, n_actions: int) -> ActorCritic:
-        return cls(obs_dim, n_actions, list(cfg.hidden_sizes), cfg.activation)
+    def from_config(cls, cfg: PolicyConfig, obs_shape: Sequence[int], n_actions: int) -> ActorCritic:
+        return cls(obs_shape, n_actions, list(cfg.hidden_sizes), cfg.activation, cfg.conv_channels)
 
     def ortho_init_(self) -> ActorCritic:
-        """SB3's initialisation: orthogonal weights with gain √2 in the trunks, 0.01 on the logits
-        head and 1 on the value head; zero biases."""
+        """SB3's initialisation: orthogonal weights with gain √2 in the trunks (convolutions too), 0.01 on
+        the logits head and 1 on the value head; zero biases."""
         for trunk, head_gain in ((self.actor, 0.01), (self.critic, 1.0)):
-            linears = [m for m in trunk if isinstance(m, nn.Linear)]
-            for i, layer in enumerate(linears):
-                nn.init.orthogonal_(layer.weight, gain=head_gain if i == len(linears) - 1 else math.sqrt(2))
+            layers = [m for m in trunk if isinstance(m, (nn.Linear, nn.Conv2d))]
+            for i, layer in enumerate(layers):
+                nn.init.orthogonal_(layer.weight, gain=head_gain if i == len(layers) - 1 else math.sqrt(2))
                 nn.init.zeros_(layer.bias)
         return self
 
+    def _inputs(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs [B, *obs_shape] or [B, D] → [B, C, H, W] for a CNN, [B, D] for an MLP (float)."""
+        return obs.reshape(obs.shape[0], *self._input_shape).float()
+
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """obs [B, *obs_shape] → (logits [B, n_actions], value [B])."""
-        flat = obs.reshape(obs.shape[0], -1).float()
-        return self.actor(flat), self.critic(flat).squeeze(-1)
+        """obs [B, *obs_shape] (or flattened [B, D]) → (logits [B, n_actions], value [B])."""
+        x = self._inputs(obs)
+        return self.actor(x), self.critic(x).squeeze(-1)
 
     def action_probs(self, obs: torch.Tensor) -> torch.Tensor:
-        """obs [B, *obs_shape] → action probabilities [B, n_actions]."""
-        return torch.softmax(self.actor(obs.reshape(obs.shape[0], -1).float()), dim=-1)
+        """obs [B, *obs_shape] (or flattened [B, D]) → action probabilities [B, n_actions]."""
+        return torch.softmax(self.actor(self._inputs(obs)), dim=-1)
 
 
 def sb3_to_exchange(sb3_state: dict[str, torch.Tensor], n_hidden: int) -> dict[str, torch.Tensor]:

@@ -166,7 +166,7 @@ def test_a_planted_seed_trains_as_it_would_without_the_other_groups(planted, tmp
 
 def _modules(n: int, seed: int) -> list[ActorCritic]:
     torch.manual_seed(seed)
-    return [ActorCritic(obs_dim=5, n_actions=3, hidden_sizes=[8, 6]).ortho_init_() for _ in range(n)]
+    return [ActorCritic(obs_shape=5, n_actions=3, hidden_sizes=[8, 6]).ortho_init_() for _ in range(n)]
 
 
 @settings(max_examples=15, deadline=None)

@@ -81,7 +81,7 @@ def test_nearest_medoid_sees_through_permuted_hidden_units(seed: int) -> None:
     """Two basins of networks (a centre plus small noise); each seed's checkpoint is its final weights with
     the hidden units randomly permuted, so only weight matching can bring it next to its basin's medoid."""
     torch.manual_seed(seed)
-    centres = [ActorCritic(obs_dim=6, n_actions=3, hidden_sizes=[16, 16]).state_dict() for _ in range(2)]
+    centres = [ActorCritic(obs_shape=6, n_actions=3, hidden_sizes=[16, 16]).state_dict() for _ in range(2)]
     y = np.repeat([0, 1], 6)
     finals = [{k: v + 0.05 * torch.randn_like(v) for k, v in centres[c].items()} for c in y]
     spec = align.infer_spec(finals[0])

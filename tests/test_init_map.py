@@ -233,7 +233,7 @@ def test_init_map_through_the_cli(tmp_path) -> None:
         assert mapped["maps"][1]["image"][i][j] == (0 if first > second else 1 if second > first else 2)
 
     first, _ = load_policy(run, 0, step=0)
-    origin, u, v = plane_basis(cfg, first.obs_dim, first.n_actions)
+    origin, u, v = plane_basis(cfg, first.obs_shape, first.n_actions)
     for k in range(9):
         a, b = mapped["coordinates"][k // 3], mapped["coordinates"][k % 3]
         policy, _ = load_policy(run, k, step=0)

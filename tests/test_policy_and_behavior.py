@@ -20,7 +20,7 @@ def test_sb3_policy_converts_to_an_equivalent_exchange_module() -> None:
     torch.manual_seed(0)
     model = PPO("MlpPolicy", "CartPole-v1", device="cpu",
                 policy_kwargs=dict(net_arch=dict(pi=[32, 16], vf=[32, 16])))
-    ours = ActorCritic(obs_dim=4, n_actions=2, hidden_sizes=[32, 16])
+    ours = ActorCritic(obs_shape=4, n_actions=2, hidden_sizes=[32, 16])
     ours.load_state_dict(sb3_to_exchange(model.policy.state_dict(), n_hidden=2))
     obs = torch.randn(50, 4)
     with torch.no_grad():
@@ -32,7 +32,7 @@ def test_sb3_policy_converts_to_an_equivalent_exchange_module() -> None:
 
 def _policies(n: int, seed: int) -> list[ActorCritic]:
     torch.manual_seed(seed)
-    return [ActorCritic(obs_dim=4, n_actions=3, hidden_sizes=[8, 8]) for _ in range(n)]
+    return [ActorCritic(obs_shape=4, n_actions=3, hidden_sizes=[8, 8]) for _ in range(n)]
 
 
 @settings(max_examples=20, deadline=None)

@@ -3,8 +3,11 @@
 Ainsworth, Hayase & Srinivasa 2023, "Git Re-Basin: Merging Models modulo Permutation
 Symmetries" (arXiv 2209.04836; JAX code ``samuela/git-re-basin``). Permuting the hidden units
 of an MLP — the rows of one layer's weight and bias and the columns of the next layer's
-weight — leaves its function unchanged. Before two seeds' weights are compared or
-interpolated, one is permuted to look as much as possible like the other:
+weight — leaves its function unchanged; so does permuting the channels of a convolution (axis
+0 of its weight [out, in, kh, kw] and its bias, axis 1 of the next convolution's weight, and
+the blocks of H·W columns each channel owns in the Linear after a ``Flatten``). Before two
+seeds' weights are compared or interpolated, one is permuted to look as much as possible like
+the other:
 
 - :func:`weight_matching` (data-free): maximise Σ_params ⟨W_ref, π(W_other)⟩ over the
   permutations π by coordinate descent, one linear assignment per permutation;
@@ -15,11 +18,12 @@ interpolated, one is permuted to look as much as possible like the other:
 
 A :class:`PermutationSpec` says which permutation acts on which axis of which parameter.
 :func:`infer_spec` builds it from the parameter names of the exchange format
-(:class:`rlbasins.policy.ActorCritic`), of a shared-trunk actor-critic and of a bare
+(:class:`rlbasins.policy.ActorCritic`, MLP or CNN), of a shared-trunk actor-critic and of a bare
 ``nn.Sequential``; for anything else pass a spec explicitly.
 
 A permutation ``p`` (a LongTensor [n]) means: new unit ``i`` is old unit ``p[i]``, i.e.
-``tensor.index_select(axis, p)`` on every axis it acts on.
+``tensor.index_select(axis, p)`` on every axis it acts on — or, on an axis where each unit owns
+a block of ``b`` consecutive entries, ``index_select`` of the entries of blocks ``p``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -51,92 +55,124 @@ class PermutationSpec:
     perm_to_axes: permutation name → the (parameter name, axis) pairs it acts on.
     axes_to_perm: parameter name → one entry per axis of the parameter: the name of the
         permutation acting on that axis, or None.
+    block_sizes: (parameter name, axis) → how many consecutive entries of that axis each unit
+        owns (absent: 1). The Linear after a ``Flatten`` of [C, H, W] has C·H·W inputs, channel
+        c owning the block c·H·W … (c+1)·H·W − 1: block size H·W on axis 1.
     """
 
     perm_to_axes: dict[str, list[tuple[str, int]]]
     axes_to_perm: dict[str, tuple[str | None, ...]]
+    block_sizes: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @classmethod
-    def from_axes_to_perm(cls, axes_to_perm: dict[str, tuple[str | None, ...]]) -> PermutationSpec:
+    def from_axes_to_perm(cls, axes_to_perm: dict[str, tuple[str | None, ...]],
+                          block_sizes: dict[tuple[str, int], int] | None = None) -> PermutationSpec:
         perm_to_axes: dict[str, list[tuple[str, int]]] = defaultdict(list)
         for name, axis_perms in axes_to_perm.items():
             for axis, perm in enumerate(axis_perms):
                 if perm is not None:
                     perm_to_axes[perm].append((name, axis))
-        return cls(dict(perm_to_axes), dict(axes_to_perm))
+        return cls(dict(perm_to_axes), dict(axes_to_perm), dict(block_sizes or {}))
 
     def perm_sizes(self, state_dict: StateDict) -> dict[str, int]:
         """Permutation name → number of units it permutes, read off ``state_dict``'s shapes."""
-        return {p: state_dict[axes[0][0]].shape[axes[0][1]] for p, axes in self.perm_to_axes.items()}
+        return {p: state_dict[name].shape[axis] // self.block_sizes.get((name, axis), 1)
+                for p, [(name, axis), *_] in self.perm_to_axes.items()}
+
+    def entries(self, name: str, axis: int, perm: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        """The indices along ``axis`` of parameter ``name`` that unit permutation ``perm`` [n] selects:
+        ``perm`` itself, or with blocks of b entries per unit [n·b] the entries of blocks ``perm``."""
+        block = self.block_sizes.get((name, axis), 1)
+        if block == 1:
+            return perm
+        offsets = np.arange(block) if isinstance(perm, np.ndarray) else torch.arange(block, device=perm.device)
+        return (perm[:, None] * block + offsets).reshape(-1)
 
 
 # ---------------------------------------------------------------------------------------------
 # Spec inference
 # ---------------------------------------------------------------------------------------------
 
-def _linear_indices(state_dict: StateDict, prefix: str) -> list[int]:
+def _layer_indices(state_dict: StateDict, prefix: str) -> list[int]:
     """Sorted indices ``i`` of the layers ``{prefix}.{i}`` (or ``{i}`` for prefix "")."""
     pattern = re.compile(rf"{re.escape(prefix + '.') if prefix else ''}(\d+)\.(weight|bias)")
     return sorted({int(m.group(1)) for key in state_dict if (m := pattern.fullmatch(key))})
 
 
-def sequential_spec(state_dict: StateDict, prefix: str, input_perm: str | None = None,
-                    permute_output: bool = False) -> dict[str, tuple[str | None, ...]]:
-    """The axes_to_perm entries of a chain of Linear layers ``{prefix}.0``, ``{prefix}.2``, ...
+Axes = dict[str, tuple[str | None, ...]]
+Blocks = dict[tuple[str, int], int]
 
-    Layer ``{prefix}.{i}`` has weight [out, in] and optional bias [out]. Every layer's output
-    but the last gets its own permutation ``"{prefix}.{i}"`` (the last's too when
-    ``permute_output``, for a trunk that feeds other chains); biases follow their output
+
+def sequential_spec(state_dict: StateDict, prefix: str, input_perm: str | None = None,
+                    permute_output: bool = False) -> tuple[Axes, Blocks]:
+    """The axes_to_perm and block_sizes entries of a chain ``{prefix}.0``, ``{prefix}.2``, ...: Conv2d
+    layers (weight [out, in, kh, kw]), then Linear layers (weight [out, in]), with parameter-free
+    layers (activations, a ``Flatten`` between the two) at the indices in between.
+
+    Every layer's output but the last gets its own permutation ``"{prefix}.{i}"`` (the last's too
+    when ``permute_output``, for a trunk that feeds other chains); biases follow their output
     units; the first layer's input axis gets ``input_perm`` (None: the observation, not
-    permuted). prefix "" is a bare ``nn.Sequential`` (keys ``0.weight``, ...).
+    permuted). The first Linear after a convolution reads the flattened channels: its input
+    axis has C·k entries for the C channels, each channel a block of k = H·W. prefix "" is a
+    bare ``nn.Sequential`` (keys ``0.weight``, ...).
     """
-    indices = _linear_indices(state_dict, prefix)
+    indices = _layer_indices(state_dict, prefix)
     if not indices:
-        raise ValueError(f"no Linear layers named {prefix or '<index>'}.<i>.weight in the state dict")
-    axes: dict[str, tuple[str | None, ...]] = {}
-    perm, width = input_perm, None
+        raise ValueError(f"no layers named {prefix or '<index>'}.<i>.weight in the state dict")
+    axes: Axes = {}
+    blocks: Blocks = {}
+    perm, width, after_conv = input_perm, None, False
     for k, i in enumerate(indices):
         name = f"{prefix}.{i}" if prefix else str(i)
         weight = state_dict.get(f"{name}.weight")
-        if weight is None or weight.ndim != 2:
-            raise ValueError(f"{name}.weight must be a 2-D Linear weight [out, in]; a spec must be passed explicitly")
-        if width is not None and weight.shape[1] != width:
+        if weight is None or weight.ndim not in (2, 4) or (weight.ndim == 4 and width is not None and not after_conv):
+            raise ValueError(f"{name}.weight must be a Conv2d weight [out, in, kh, kw] (before any Linear) or a "
+                             "Linear weight [out, in]; a spec must be passed explicitly")
+        if width is not None and after_conv and weight.ndim == 2:  # flattened channels: a block of H·W each
+            if weight.shape[1] % width:
+                raise ValueError(f"{name}.weight has {weight.shape[1]} inputs, not a multiple of the {width} "
+                                 "channels of the convolution before it")
+            if weight.shape[1] > width and perm is not None:
+                blocks[(f"{name}.weight", 1)] = weight.shape[1] // width
+        elif width is not None and weight.shape[1] != width:
             raise ValueError(f"{name}.weight has {weight.shape[1]} inputs but the layer before it has {width} outputs")
         out_perm = name if k < len(indices) - 1 or permute_output else None
-        axes[f"{name}.weight"] = (out_perm, perm)
+        axes[f"{name}.weight"] = (out_perm, perm) + (None,) * (weight.ndim - 2)  # kernel positions: not permuted
         bias = state_dict.get(f"{name}.bias")
         if bias is not None:
             if bias.shape != weight.shape[:1]:
                 raise ValueError(f"{name}.bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
             axes[f"{name}.bias"] = (out_perm,)
-        perm, width = out_perm, weight.shape[0]
-    return axes
+        perm, width, after_conv = out_perm, weight.shape[0], weight.ndim == 4
+    return axes, blocks
 
 
 def infer_spec(state_dict: StateDict) -> PermutationSpec:
-    """The permutation spec of an MLP actor-critic, from its parameter names and shapes.
+    """The permutation spec of an MLP or CNN actor-critic, from its parameter names and shapes.
 
-    Understood layouts (every hidden layer's units get their own permutation):
+    Understood layouts (every hidden layer's units or channels get their own permutation):
 
     - ``actor.*`` and/or ``critic.*`` chains reading the observation (the exchange format,
-      :class:`rlbasins.policy.ActorCritic`): the two trunks are permuted independently;
-    - the same fed by a shared trunk ``shared.*`` or ``trunk.*``: the heads' first layers'
-      input axis gets the trunk's last permutation;
-    - a bare ``nn.Sequential`` of Linear layers (keys ``0.weight``, ``2.weight``, ...).
+      :class:`rlbasins.policy.ActorCritic`, with or without convolutions before its Linear
+      layers): the two trunks are permuted independently;
+    - the same (Linear layers only) fed by a shared Linear trunk ``shared.*`` or ``trunk.*``:
+      the heads' first layers' input axis gets the trunk's last permutation;
+    - a bare ``nn.Sequential`` of such layers (keys ``0.weight``, ``2.weight``, ...).
 
-    Raises ValueError naming the first parameter that fits none of these (a convolution,
-    a norm layer, a 3-D tensor, an unknown name): a spec must then be passed explicitly.
+    Raises ValueError naming the first parameter that fits none of these (a norm layer, a
+    3-D tensor, an unknown name, a convolutional shared trunk): a spec must then be passed
+    explicitly.
     """
     head_pattern = re.compile(rf"({'|'.join(HEAD_PREFIXES + TRUNK_PREFIXES)})\.\d+\.(weight|bias)")
     bare_pattern = re.compile(r"\d+\.(weight|bias)")
     pattern = bare_pattern if all(bare_pattern.fullmatch(k) for k in state_dict) else head_pattern
     for key, tensor in state_dict.items():
-        if not pattern.fullmatch(key) or tensor.ndim != (2 if key.endswith(".weight") else 1):
+        if not pattern.fullmatch(key) or tensor.ndim not in ((2, 4) if key.endswith(".weight") else (1,)):
             raise ValueError(f"cannot infer a permutation spec for parameter {key!r} (shape {tuple(tensor.shape)}): "
-                             "only Linear layers in actor/critic/shared/trunk chains or a bare nn.Sequential are "
-                             "understood; pass a PermutationSpec explicitly")
+                             "only Conv2d and Linear layers in actor/critic/shared/trunk chains or a bare "
+                             "nn.Sequential are understood; pass a PermutationSpec explicitly")
     if pattern is bare_pattern:
-        return PermutationSpec.from_axes_to_perm(sequential_spec(state_dict, ""))
+        return PermutationSpec.from_axes_to_perm(*sequential_spec(state_dict, ""))
 
     prefixes = {key.split(".", 1)[0] for key in state_dict}
     trunks = [p for p in TRUNK_PREFIXES if p in prefixes]
@@ -144,29 +180,36 @@ def infer_spec(state_dict: StateDict) -> PermutationSpec:
     if len(trunks) > 1 or not heads:
         raise ValueError(f"expected actor/critic chains and at most one shared trunk, got {sorted(prefixes)}; "
                          "pass a PermutationSpec explicitly")
-    axes: dict[str, tuple[str | None, ...]] = {}
+    axes: Axes = {}
+    blocks: Blocks = {}
     input_perm = None
     if trunks:
-        axes |= sequential_spec(state_dict, trunks[0], permute_output=True)
-        input_perm = axes[f"{trunks[0]}.{_linear_indices(state_dict, trunks[0])[-1]}.weight"][0]
+        if any(v.ndim == 4 for k, v in state_dict.items() if k.startswith(f"{trunks[0]}.")):
+            raise ValueError(f"a convolutional shared trunk {trunks[0]!r} is not understood (its heads would read "
+                             "flattened channels); pass a PermutationSpec explicitly")
+        axes, _ = sequential_spec(state_dict, trunks[0], permute_output=True)
+        input_perm = axes[f"{trunks[0]}.{_layer_indices(state_dict, trunks[0])[-1]}.weight"][0]
     for head in heads:
-        axes |= sequential_spec(state_dict, head, input_perm=input_perm)
-    return PermutationSpec.from_axes_to_perm(axes)
+        head_axes, head_blocks = sequential_spec(state_dict, head, input_perm=input_perm)
+        axes |= head_axes
+        blocks |= head_blocks
+    return PermutationSpec.from_axes_to_perm(axes, blocks)
 
 
 def spec_for_module(module: nn.Module) -> PermutationSpec:
     """:func:`infer_spec` of ``module``'s state dict, after checking that the module is built
-    only of ``nn.Sequential`` chains of Linear layers and elementwise activations (either the
-    module itself or its direct children). The forward pass is assumed to compose the chains
-    as their names say (trunk, then actor and critic)."""
+    only of ``nn.Sequential`` chains of Conv2d (ungrouped), Flatten, Linear layers and
+    elementwise activations (either the module itself or its direct children). The forward pass
+    is assumed to compose the chains as their names say (trunk, then actor and critic)."""
     chains = [module] if isinstance(module, nn.Sequential) else list(module.children())
     for chain in chains:
         if not isinstance(chain, nn.Sequential):
             raise ValueError(f"{type(chain).__name__} is not an nn.Sequential; pass a PermutationSpec explicitly")
         for layer in chain:
-            if not isinstance(layer, (nn.Linear, *ELEMENTWISE_ACTIVATIONS)):
-                raise ValueError(f"{type(layer).__name__} is neither Linear nor an elementwise activation; "
-                                 "pass a PermutationSpec explicitly")
+            grouped = isinstance(layer, nn.Conv2d) and layer.groups != 1  # its channels mix only within groups
+            if grouped or not isinstance(layer, (nn.Linear, nn.Conv2d, nn.Flatten, *ELEMENTWISE_ACTIVATIONS)):
+                raise ValueError(f"{type(layer).__name__} is none of Linear, ungrouped Conv2d, Flatten or an "
+                                 "elementwise activation; pass a PermutationSpec explicitly")
     return infer_spec(module.state_dict())
 
 
@@ -197,7 +240,7 @@ def permute_state_dict(state_dict: StateDict, spec: PermutationSpec, perms: dict
     for name, tensor in state_dict.items():
         for axis, p in enumerate(spec.axes_to_perm[name]):
             if p is not None:
-                tensor = tensor.index_select(axis, perms[p].to(tensor.device))
+                tensor = tensor.index_select(axis, spec.entries(name, axis, perms[p].to(tensor.device)))
         permuted[name] = tensor.clone()
     return permuted
 
@@ -236,7 +279,7 @@ def _permuted(spec: PermutationSpec, perms: Arrays, name: str, array: np.ndarray
     """``array`` (parameter ``name``) with every permutation applied except the one on ``except_axis``."""
     for axis, p in enumerate(spec.axes_to_perm[name]):
         if p is not None and axis != except_axis:
-            array = np.take(array, perms[p], axis=axis)
+            array = np.take(array, spec.entries(name, axis, perms[p]), axis=axis)
     return array
 
 
@@ -244,7 +287,8 @@ def _similarity(spec: PermutationSpec, perms: Arrays, ref: Arrays, other: Arrays
                 axes: list[tuple[str, int]]) -> np.ndarray:
     """A [n, n] = Σ over (param, axis) in ``axes`` of W_ref [n, rest] @ W_other [n, rest]^T: both
     moved to ``axis`` and flattened, W_other with ``perms`` applied on its other axes. A[i, j]
-    is how much ``other``'s unit j looks like ``reference``'s unit i."""
+    is how much ``other``'s unit j looks like ``reference``'s unit i. ``rest`` holds every
+    non-permuted entry: a convolution's kernel positions, the H·W columns of a channel's block."""
     similarity = np.zeros((n, n))
     for name, axis in axes:
         w_ref = np.moveaxis(ref[name], axis, 0).reshape(n, -1)
@@ -336,8 +380,9 @@ def _record_activations(module: nn.Module, spec: PermutationSpec,
                         observations: torch.Tensor) -> dict[str, torch.Tensor]:
     """Permutation name → the post-activation outputs [N, n] of the units it permutes.
 
-    A permutation's units are the outputs of the Linear whose weight it permutes on axis 0. A
-    forward hook on that Linear records them during one forward pass of ``module`` on
+    A permutation's units are the outputs of the Linear (Conv2d) whose weight it permutes on axis
+    0; a channel's outputs at every spatial position count as samples ([B·H·W, n]). A
+    forward hook on that layer records them during one forward pass of ``module`` on
     ``observations``, passed through the elementwise activation that follows the Linear in its
     Sequential, if one does (applied in the hook, so an activation instance reused at several
     places in the network is no problem).
@@ -347,18 +392,20 @@ def _record_activations(module: nn.Module, spec: PermutationSpec,
     for p, axes in spec.perm_to_axes.items():
         producers = [name.removesuffix(".weight") for name, axis in axes if axis == 0 and name.endswith(".weight")]
         if len(producers) != 1:
-            raise ValueError(f"permutation {p!r} must permute the outputs of exactly one Linear, got {producers}")
+            raise ValueError(f"permutation {p!r} must permute the outputs of exactly one layer, got {producers}")
         parent_name, _, index = producers[0].rpartition(".")
         parent = module.get_submodule(parent_name)
         in_sequential = isinstance(parent, nn.Sequential) and int(index) + 1 < len(parent)
         following = parent[int(index) + 1] if in_sequential else None
         activation = following if isinstance(following, ELEMENTWISE_ACTIVATIONS) else nn.Identity()
+        producer = module.get_submodule(producers[0])
+        channels = 1 if isinstance(producer, nn.Conv2d) else -1  # the units' axis of the layer's output
 
         def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor, p: str = p,
-                 activation: nn.Module = activation) -> None:
-            recorded[p] = activation(output).reshape(-1, output.shape[-1])
+                 activation: nn.Module = activation, channels: int = channels) -> None:
+            recorded[p] = activation(output).movedim(channels, -1).reshape(-1, output.shape[channels])
 
-        handles.append(module.get_submodule(producers[0]).register_forward_hook(hook))
+        handles.append(producer.register_forward_hook(hook))
     try:
         with torch.no_grad():
             module(observations.to(next(module.parameters()).device))
@@ -373,7 +420,8 @@ def activation_matching(reference: nn.Module, other: nn.Module, observations: to
     """``other``'s state dict permuted so that its hidden units match ``reference``'s on data.
 
     Git Re-Basin's activation matching: both modules run on the same ``observations``
-    [N, obs_dim]; for each permutation the units' post-activation outputs [N, n] are
+    [N, *obs_shape]; for each permutation the units' post-activation outputs [N, n] (a conv
+    channel's at all N·H·W positions) are
     standardised and ``linear_sum_assignment`` maximises the summed cross-correlation
     [n_ref, n_other] of matched units. Units that are constant on the data correlate 0 with
     everything (they cannot be told apart by activations). For a shared trunk the trunk's

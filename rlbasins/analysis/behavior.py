@@ -43,11 +43,17 @@ from rlbasins.store import RunDir, atomic_write_bytes, atomic_write_json
 
 
 def policy_template(weights: dict[str, torch.Tensor], meta: dict) -> ActorCritic:
-    """An :class:`ActorCritic` shaped like exchange-format ``weights`` (their metadata names the rest)."""
-    n_hidden = len(meta["hidden_sizes"])
-    return ActorCritic(obs_dim=weights["actor.0.weight"].shape[1],
-                       n_actions=weights[f"actor.{2 * n_hidden}.weight"].shape[0],
-                       hidden_sizes=meta["hidden_sizes"], activation=meta["activation"])
+    """An :class:`ActorCritic` shaped like exchange-format ``weights`` (their metadata names the rest).
+
+    Checkpoints written before CNN policies have no ``obs_shape``: they are MLPs whose input size is
+    their first weight's.
+    """
+    conv_channels = meta.get("conv_channels") or []
+    obs_shape = meta.get("obs_shape") or [weights["actor.0.weight"].shape[1]]
+    head = 2 * len(conv_channels) + bool(conv_channels) + 2 * len(meta["hidden_sizes"])  # Flatten after convs
+    return ActorCritic(obs_shape, n_actions=weights[f"actor.{head}.weight"].shape[0],
+                       hidden_sizes=meta["hidden_sizes"], activation=meta["activation"],
+                       conv_channels=conv_channels)
 
 
 def load_policy(run: RunDir, index: int, step: int | None = None) -> tuple[ActorCritic, int]:

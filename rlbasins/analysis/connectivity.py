@@ -23,7 +23,8 @@ line, so self-interpolation has barrier 0.
 With ``repair=True`` each interpolated MLP's hidden pre-activations are renormalised, per
 unit, to the interpolation of the endpoints' means and standard deviations on the validation
 states (REPAIR, Jordan et al. 2022, arXiv 2211.08403) — so that variance collapse of the
-averaged network is not mistaken for a barrier between basins.
+averaged network is not mistaken for a barrier between basins. CNN policies are not
+repaired (:func:`repair_unsupported` says why).
 """
 
 from __future__ import annotations
@@ -76,6 +77,16 @@ def barrier(values: np.ndarray, weights: np.ndarray, higher_is_better: bool) -> 
 # --------------------------------------------------------------------------- REPAIR
 
 
+def repair_unsupported(template: ActorCritic) -> str | None:
+    """Why REPAIR cannot renormalise ``template``'s architecture, or None when it can (an MLP)."""
+    if template.conv_channels:
+        return ("REPAIR is implemented for MLP policies only (it renormalises Linear units; a convolution's channels "
+                "would need per-channel statistics over positions), and this policy has conv layers")
+    if None in StackedPolicy.from_params(template, dict(template.named_parameters())).plans.values():
+        return "REPAIR is implemented for MLP actor-critics (Sequential of Linear and Tanh/ReLU) only"
+    return None
+
+
 @torch.no_grad()
 def repair(template: ActorCritic, params: Params, ends_a: Params, ends_b: Params, weights: torch.Tensor,
            obs: torch.Tensor) -> Params:
@@ -83,10 +94,12 @@ def repair(template: ActorCritic, params: Params, ends_a: Params, ends_b: Params
     pre-activation mean and std equal the interpolation (by ``weights`` [P]) of the endpoints'.
 
     ``params``, ``ends_a``, ``ends_b``: stacked {name: [P, ...]}; returns new stacked params.
+    Raises ValueError for an architecture it cannot repair (:func:`repair_unsupported`).
     """
+    unsupported = repair_unsupported(template)
+    if unsupported is not None:
+        raise ValueError(f"{unsupported}; set analysis.connectivity.repair: false")
     plans = StackedPolicy.from_params(template, params).plans
-    if None in plans.values():
-        raise ValueError("REPAIR is implemented for MLP actor-critics (Sequential of Linear and Tanh/ReLU) only")
     out = dict(params)
     count = len(weights)
     w = weights.float().view(-1, 1)

@@ -4,7 +4,7 @@
 2. behavioural basins: clustering of the total-variation matrix, with stability under
    resampling of the held-out states;
 3. Git Re-Basin alignment of all seeds into one unit order (:mod:`~rlbasins.analysis.align`);
-4. barriers naive and aligned (and with REPAIR) between every pair of seeds (N ≤
+4. barriers naive and aligned (and with REPAIR, for MLPs) between every pair of seeds (N ≤
    ``max_pairwise``) or from every seed to the behavioural basins' medoids
    (:mod:`~rlbasins.analysis.connectivity`), plus full interpolation curves for representative
    pairs within and across basins;
@@ -155,7 +155,9 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     # REPAIR comparisons on the loss (no rollouts) where the env has an expert, else on ``metric``.
     comparison = ["loss"] if "loss" in probe.metrics else [metric]
     variants = {"naive": (state_dicts, False, comparison), "aligned": (aligned, False, probe.metrics)}
-    if conn.repair:
+    repair_skipped = connectivity.repair_unsupported(template) if conn.repair else None
+    with_repair = conn.repair and repair_skipped is None
+    if with_repair:
         variants["aligned_repair"] = (aligned, True, comparison)
     matrices: dict[str, dict[str, np.ndarray]] = {}
     with _timed(seconds, "barriers"), \
@@ -185,7 +187,8 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
 
     # ---- representative paths
     with _timed(seconds, "paths"):
-        paths = _representative_paths(behaviour_clusters, tv, seeds, state_dicts, aligned, probe, conn)
+        paths = _representative_paths(behaviour_clusters, tv, seeds, state_dicts, aligned, probe, conn.points,
+                                      with_repair)
 
     connectivity_out = {
         "mode": "pairwise" if pairwise else "to behavioural medoids", "points": conn.points,
@@ -194,7 +197,7 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
         "seeds": seeds, "matrices": {name: {m: v.tolist() for m, v in ms.items()} for name, ms in matrices.items()},
         "summary": {name: {m: _off_diagonal_summary(v, pairwise) for m, v in ms.items()}
                     for name, ms in matrices.items()},
-        "paths": paths,
+        "paths": paths, "repair_skipped": repair_skipped,
     }
     atomic_write_json(run.analysis_dir / "connectivity.json", connectivity_out)
     basins_out = {
@@ -281,7 +284,7 @@ def _off_diagonal_summary(matrix: np.ndarray, pairwise: bool) -> dict[str, float
 
 
 def _representative_paths(clusters: basins.Clustering, tv: np.ndarray, seeds: list[int], state_dicts, aligned,
-                          probe: connectivity.PathProbe, conn) -> list[dict[str, Any]]:
+                          probe: connectivity.PathProbe, points: int, with_repair: bool) -> list[dict[str, Any]]:
     """Full curves (naive, aligned, aligned + REPAIR) for: the two most central seeds of each of the two
     largest basins (within), and the two largest basins' medoids (across)."""
     labels = np.asarray(clusters.labels)
@@ -296,10 +299,10 @@ def _representative_paths(clusters: basins.Clustering, tv: np.ndarray, seeds: li
         chosen.append(("across basins 0 and 1", centre[0], centre[1]))
     paths = []
     for kind, i, j in chosen:
-        curves = {"naive": connectivity.path_curves(state_dicts[i], state_dicts[j], probe, conn.points),
-                  "aligned": connectivity.path_curves(aligned[i], aligned[j], probe, conn.points)}
-        if conn.repair:
-            curves["aligned_repair"] = connectivity.path_curves(aligned[i], aligned[j], probe, conn.points,
+        curves = {"naive": connectivity.path_curves(state_dicts[i], state_dicts[j], probe, points),
+                  "aligned": connectivity.path_curves(aligned[i], aligned[j], probe, points)}
+        if with_repair:
+            curves["aligned_repair"] = connectivity.path_curves(aligned[i], aligned[j], probe, points,
                                                                 repair_units=True)
         paths.append({"kind": kind, "seed_a": seeds[i], "seed_b": seeds[j],
                       "curves": {name: asdict(c) for name, c in curves.items()}})

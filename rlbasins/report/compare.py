@@ -145,8 +145,11 @@ def compare(a: PolicyRef, b: PolicyRef, output: Path, n_strips: int = 3, n_top: 
     (policy_a, step_a), (policy_b, step_b) = policies
     if policy_a.state_dict().keys() != policy_b.state_dict().keys() or any(
             policy_a.state_dict()[k].shape != policy_b.state_dict()[k].shape for k in policy_a.state_dict()):
-        raise ConfigError("compare", [ConfigIssue(path="B", value=f"hidden sizes {policy_b.hidden_sizes}",
-                                                  expected=f"the architecture of A: {policy_a.hidden_sizes}")])
+        def architecture(policy: ActorCritic) -> str:
+            return f"conv channels {policy.conv_channels or 'none'}, hidden sizes {policy.hidden_sizes}"
+
+        raise ConfigError("compare", [ConfigIssue(path="B", value=architecture(policy_b),
+                                                  expected=f"the architecture of A: {architecture(policy_a)}")])
     names = (a.name(step_a), b.name(step_b))
     suite = get_suite(cfg.env.id)
     rng = np.random.default_rng(factor_seed(cfg.seed, "compare", 0))

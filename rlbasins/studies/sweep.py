@@ -4,9 +4,10 @@ the seeds split into the same held-out strategies, in the same proportions, at e
 The study (``rlbasins sweep CONFIG``, the config's ``sweep`` section):
 
 1. **Members.** Every setting is the config with its dotted overrides (``policy.hidden_sizes``,
-   ``policy.activation``, ``ppo.total_timesteps``, …), a run of its own named ``<name>-<setting>``, trained
-   (:func:`~rlbasins.train.train_experiment`), analysed (:func:`~rlbasins.analysis.pipeline.analyze_run`)
-   and reported (:func:`~rlbasins.report.write_report`) as any run. A finished member is reused (never
+   ``policy.conv_channels``, ``policy.activation``, ``ppo.total_timesteps``, …), a run of its own named
+   ``<name>-<setting>``, trained (:func:`~rlbasins.train.train_experiment`), analysed
+   (:func:`~rlbasins.analysis.pipeline.analyze_run`) and reported (:func:`~rlbasins.report.write_report`)
+   as any run. A finished member is reused (never
    retrained), an analysed one is not analysed again; an unfinished one continues with ``resume``.
 2. **Per setting.** The number of behavioural basins; each held-out strategy label's share of the seeds
    (a seed counts for its *dominant* greedy label, ``behavior.json``) with Wilson 95% intervals, and —
@@ -27,8 +28,9 @@ The study (``rlbasins sweep CONFIG``, the config's ``sweep`` section):
    Persistence: the labels that are a basin's majority label in every setting, and those that are not.
 
 Limitations: shares are of seeds, so their intervals are wide at 8–16 seeds per setting; a label can be
-present in a setting without forming a basin of its own (the clustering needs ≥ 2 similar seeds); only MLP
-policies exist (``PolicyConfig``), so MLP vs CNN is not covered. Writes ``runs-dir/<name>/sweep.json`` and
+present in a setting without forming a basin of its own (the clustering needs ≥ 2 similar seeds); MLP vs CNN
+settings (``policy.conv_channels``) differ in more than size, so a trend with log₂ parameters across them mixes
+architecture and scale. Writes ``runs-dir/<name>/sweep.json`` and
 ``sweep.html`` (links to every member's ``report.html``).
 """
 
@@ -43,7 +45,7 @@ import numpy as np
 from scipy import stats
 
 from rlbasins.analysis.behavior import BehaviorResult, wilson_interval
-from rlbasins.config import ExperimentConfig
+from rlbasins.config import ExperimentConfig, PolicyConfig
 from rlbasins.store import RunDir, StoreError, atomic_write_json, read_json
 
 SUCCESS_FRACTION = 0.8
@@ -58,7 +60,11 @@ class SettingResult:
     run_dir: str
     overrides: dict[str, Any]
     hidden_sizes: list[int]
+    conv_channels: list[int] | None
+    """Channels of the policy's conv layers (None: an MLP)."""
     activation: str
+    network: str
+    """The architecture as the tables show it (:func:`network_name`)."""
     total_timesteps: int
     """Env steps per seed actually trained (whole rollouts)."""
     parameters: int
@@ -278,6 +284,12 @@ def _optimum(cfg: ExperimentConfig) -> float | None:
     return float(core.reward_of(torch.tensor([3]))[0])
 
 
+def network_name(policy: PolicyConfig) -> str:
+    """A policy's architecture in a few characters: "64×64 tanh", or "conv 16-16 · 64 tanh" with conv layers."""
+    mlp = f"{'×'.join(map(str, policy.hidden_sizes))} {policy.activation}"
+    return f"conv {'-'.join(map(str, policy.conv_channels))} · {mlp}" if policy.conv_channels else mlp
+
+
 def _parameters(run: RunDir, seed: int) -> int:
     from rlbasins.analysis.behavior import load_policy
 
@@ -304,7 +316,8 @@ def summarize_setting(name: str, overrides: dict[str, Any], run: RunDir, status:
     trained = int((train >= SUCCESS_FRACTION * optimum).sum()) if optimum is not None else None
     return SettingResult(
         name=name, run_dir=str(run.root), overrides=overrides, hidden_sizes=list(cfg.policy.hidden_sizes),
-        activation=cfg.policy.activation, total_timesteps=cfg.checkpoint_steps()[-1],
+        conv_channels=cfg.policy.conv_channels, activation=cfg.policy.activation, network=network_name(cfg.policy),
+        total_timesteps=cfg.checkpoint_steps()[-1],
         parameters=_parameters(run, behavior.seeds[0]), n_seeds=n, status=status,
         behaviour_k=found["behaviour"]["clustering"]["k"],
         basin_labels=[b["label"] for b in found["behaviour"]["basins"]],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -48,10 +48,14 @@ class Engine(Protocol):
               on_progress: ProgressCallback, on_done: Callable[[SeedOutcome], None]) -> None: ...
 
 
-def policy_metadata(cfg: ExperimentConfig, task: SeedTask, step: int) -> dict[str, Any]:
-    """Header of an exchange-format checkpoint: enough to rebuild the module and trace its origin."""
+def policy_metadata(cfg: ExperimentConfig, task: SeedTask, step: int, obs_shape: Sequence[int]) -> dict[str, Any]:
+    """Header of an exchange-format checkpoint: enough to rebuild the module and trace its origin.
+
+    ``obs_shape`` and ``conv_channels`` were added with CNN policies; a checkpoint without them is an MLP
+    whose input size is its first weight's."""
     return {"format": "rlbasins.ActorCritic/1", "env_id": cfg.env.id, "hidden_sizes": list(cfg.policy.hidden_sizes),
-            "activation": cfg.policy.activation, "step": step, "seed_index": task.index,
+            "activation": cfg.policy.activation, "obs_shape": [int(d) for d in obs_shape],
+            "conv_channels": cfg.policy.conv_channels, "step": step, "seed_index": task.index,
             "seeds": task.seeds.as_dict(), "config_hash": cfg.hash()}
 
 

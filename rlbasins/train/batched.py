@@ -157,7 +157,9 @@ class StackedPolicy:
     MLP actor-critics (``nn.Sequential`` trunks of Linear and Tanh/ReLU) run as hand-written
     ``baddbmm`` chains, which measured ~20% faster than ``vmap(functional_call)`` for
     forward+backward (64 seeds × 256 samples, 2×64 trunks, CPU) with bit-identical outputs; any
-    other architecture falls back to ``vmap(functional_call)``.
+    other architecture falls back to ``vmap(functional_call)`` — CNN actor-critics among them, whose
+    ``forward`` gives its convolutions each seed's observations as images [B, C, H, W] (flattened
+    observations are reshaped back). Observations may come as [S, B, *obs_shape] or [S, B, D].
     """
 
     def __init__(self, modules: list[ActorCritic], device: torch.device):
@@ -337,9 +339,10 @@ class BatchedTrainer:
         self.obs = self.env.first_obs                                            # [S·E, ...]
         self.starts = torch.ones(len(slots) * cfg.env.num_envs, device=self.device)
         probe = gym.make(cfg.env.id, **env_kwargs)
-        obs_dim, n_actions = int(np.prod(probe.observation_space.shape)), int(probe.action_space.n)
+        self.obs_shape, n_actions = tuple(probe.observation_space.shape), int(probe.action_space.n)
         probe.close()
-        self.policy = StackedPolicy([self._initial_policy(task, obs_dim, n_actions) for task in slots], self.device)
+        self.policy = StackedPolicy([self._initial_policy(task, self.obs_shape, n_actions) for task in slots],
+                                    self.device)
         self.adam = SeedwiseAdam(self.policy.params)
         self.failed = torch.zeros(len(slots), dtype=torch.bool, device=self.device)
         self.errors: dict[int, str] = {}
@@ -352,10 +355,10 @@ class BatchedTrainer:
         self.episode_length = torch.zeros(len(self.starts), device=self.device)
         self._resume()
 
-    def _initial_policy(self, task: SeedTask, obs_dim: int, n_actions: int) -> ActorCritic:
+    def _initial_policy(self, task: SeedTask, obs_shape: tuple[int, ...], n_actions: int) -> ActorCritic:
         """Seed ``task``'s initial network: from its ``init`` factor seed alone, or its point of the init plane."""
-        policy = ActorCritic.from_config(self.cfg.policy, obs_dim, n_actions)
-        policy.load_state_dict(initial_state_dict(self.cfg, task, obs_dim, n_actions))
+        policy = ActorCritic.from_config(self.cfg.policy, obs_shape, n_actions)
+        policy.load_state_dict(initial_state_dict(self.cfg, task, obs_shape, n_actions))
         return policy
 
     # ---- checkpoints
@@ -373,7 +376,7 @@ class BatchedTrainer:
                 tensors["true_episode_return"] = self.true_episode_return[rows].cpu()
             meta = {"num_timesteps": self.num_timesteps, "envs": encode(env_meta)}
             store.save(self.num_timesteps, self.policy.seed_weights(s),
-                       policy_metadata(self.cfg, task, self.num_timesteps), tensors, meta)
+                       policy_metadata(self.cfg, task, self.num_timesteps, self.obs_shape), tensors, meta)
 
     def _checkpoint(self, writers: list[SummaryWriter], monitor: HeldoutMonitor | None) -> None:
         """Save every live seed and log its held-out behaviour (``monitor`` is None when the env names
@@ -510,7 +513,7 @@ class BatchedTrainer:
         def flat(x):  # [S, T, E, ...] → [S, N, ...]
             return x.reshape(S, n, *x.shape[3:])
 
-        samples = {"obs": flat(rollout.obs).flatten(2), "actions": flat(rollout.actions),
+        samples = {"obs": flat(rollout.obs), "actions": flat(rollout.actions),
                    "old_log_probs": flat(rollout.log_probs), "old_values": flat(rollout.values),
                    "advantages": flat(advantages), "returns": flat(returns)}
         lr = ppo.learning_rate * (progress_remaining if ppo.lr_schedule == "linear" else 1.0)

@@ -28,6 +28,8 @@ place an engine gets a seed's starting weights.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -39,10 +41,11 @@ from rlbasins.train.base import SeedTask
 StateDict = dict[str, torch.Tensor]
 
 
-def ordinary_state_dict(policy: PolicyConfig, init_seed: int, obs_dim: int, n_actions: int) -> StateDict:
+def ordinary_state_dict(policy: PolicyConfig, init_seed: int, obs_shape: Sequence[int],
+                        n_actions: int) -> StateDict:
     """The network an ordinary seed with ``init`` factor seed ``init_seed`` starts from."""
     torch.manual_seed(init_seed)
-    module = ActorCritic.from_config(policy, obs_dim, n_actions)
+    module = ActorCritic.from_config(policy, obs_shape, n_actions)
     return (module.ortho_init_() if policy.ortho_init else module).state_dict()
 
 
@@ -57,8 +60,8 @@ def grid_point(plane: InitPlaneConfig, index: int) -> tuple[int, int]:
 
 
 def _filter_normalized(reference: StateDict, seed: int) -> StateDict:
-    """A Gaussian direction with each row of every weight matrix at the norm of that row of ``reference``;
-    biases 0 (Li et al. 2018)."""
+    """A Gaussian direction with each row of every weight matrix (each filter [in, 3, 3] of a convolution) at
+    the norm of that row of ``reference``; biases 0 (Li et al. 2018)."""
     generator = torch.Generator().manual_seed(seed)
     direction = {}
     for name, value in reference.items():
@@ -66,16 +69,18 @@ def _filter_normalized(reference: StateDict, seed: int) -> StateDict:
             direction[name] = torch.zeros_like(value)
             continue
         noise = torch.randn(value.shape, generator=generator, dtype=torch.float64)
-        direction[name] = noise * (value.norm(dim=1, keepdim=True) / noise.norm(dim=1, keepdim=True))
+        rows = tuple(range(1, value.dim()))
+        direction[name] = noise * (value.norm(dim=rows, keepdim=True) / noise.norm(dim=rows, keepdim=True))
     return direction
 
 
-def plane_basis(cfg: ExperimentConfig, obs_dim: int, n_actions: int) -> tuple[StateDict, StateDict, StateDict]:
+def plane_basis(cfg: ExperimentConfig, obs_shape: Sequence[int],
+                n_actions: int) -> tuple[StateDict, StateDict, StateDict]:
     """(θ0, u, v) of ``cfg.seeds.init_plane`` in float64, each a state dict of the exchange format."""
     plane = cfg.seeds.init_plane
 
     def init(index: int) -> StateDict:
-        weights = ordinary_state_dict(cfg.policy, factor_seed(cfg.seed, "init", index), obs_dim, n_actions)
+        weights = ordinary_state_dict(cfg.policy, factor_seed(cfg.seed, "init", index), obs_shape, n_actions)
         return {name: value.double() for name, value in weights.items()}
 
     origin = init(0)
@@ -85,12 +90,13 @@ def plane_basis(cfg: ExperimentConfig, obs_dim: int, n_actions: int) -> tuple[St
     return origin, *(_filter_normalized(origin, factor_seed(cfg.seed, "init_plane", d)) for d in (0, 1))
 
 
-def initial_state_dict(cfg: ExperimentConfig, task: SeedTask, obs_dim: int, n_actions: int) -> StateDict:
+def initial_state_dict(cfg: ExperimentConfig, task: SeedTask, obs_shape: Sequence[int],
+                       n_actions: int) -> StateDict:
     """Seed ``task``'s initial weights (float32): its ordinary draw, or its point of ``seeds.init_plane``."""
     plane = cfg.seeds.init_plane
     if plane is None:
-        return ordinary_state_dict(cfg.policy, task.seeds.init, obs_dim, n_actions)
-    origin, u, v = plane_basis(cfg, obs_dim, n_actions)
+        return ordinary_state_dict(cfg.policy, task.seeds.init, obs_shape, n_actions)
+    origin, u, v = plane_basis(cfg, obs_shape, n_actions)
     coordinates = plane_coordinates(plane)
     i, j = grid_point(plane, task.index)
     a, b = float(coordinates[i]), float(coordinates[j])

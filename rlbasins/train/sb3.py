@@ -150,7 +150,8 @@ class _Checkpointer(BaseCallback):
         if not all(torch.isfinite(t).all() for t in weights.values()):
             raise FloatingPointError(f"non-finite weights at step {step}")
         state_tensors, state_meta = _training_state(self.model)
-        self.store.save(step, weights, policy_metadata(self.cfg, self.task, step), state_tensors, state_meta)
+        meta = policy_metadata(self.cfg, self.task, step, self.model.observation_space.shape)
+        self.store.save(step, weights, meta, state_tensors, state_meta)
         if self.monitor is not None:
             self.monitor.log([_tensorboard_writer(self.logger)], stack_state_dicts([weights]), step)
         self.pending = [s for s in self.pending if s > step]
