@@ -574,8 +574,9 @@ def box_counting(mapped: dict) -> str:
 
 
 def _setting_ticks(sweep: dict) -> list[str]:
-    return [f"{s['name']}\n{'×'.join(map(str, s['hidden_sizes']))} {s['activation']}\n{s['parameters']:,} params"
-            for s in sweep["settings"]]
+    """name / architecture / parameters per setting (a sweep.json written before CNNs has no ``network``)."""
+    return [f"{s['name']}\n{s.get('network') or '×'.join(map(str, s['hidden_sizes'])) + ' ' + s['activation']}"
+            f"\n{s['parameters']:,} params" for s in sweep["settings"]]
 
 
 def sweep_shares(sweep: dict) -> str:
