@@ -78,11 +78,6 @@ class ActorCritic(nn.Module):
         self.actor = _trunk(self.obs_shape, self.conv_channels, self.hidden_sizes, n_actions, activation)
         self.critic = _trunk(self.obs_shape, self.conv_channels, self.hidden_sizes, 1, activation)
 
-    @property
-    def obs_dim(self) -> int:
-        """The flattened observation size D."""
-        return math.prod(self.obs_shape)
-
     def fresh_copy(self) -> ActorCritic:
         """A new module of the same architecture (parameters freshly initialised)."""
         return ActorCritic(self.obs_shape, self.n_actions, self.hidden_sizes, self.activation, self.conv_channels)
