@@ -124,6 +124,9 @@ class GridCore:
         size: the grid is size × size.
         max_steps: truncation limit per episode (default 3 × size).
         device: where the tensors live.
+
+    ``sync_free`` (default: on any device but the CPU) makes :meth:`step` never wait for the
+    device; the results are the same either way (see :meth:`reset_done`).
     """
 
     labels: ClassVar[tuple[str, str]]
@@ -143,6 +146,7 @@ class GridCore:
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be positive, got {self.max_steps}")
         self.device = torch.device(device)
+        self.sync_free = self.device.type != "cpu"
         self._agent_value = torch.ones(1, device=self.device)
         self._rows = torch.arange(num_envs, device=self.device)
         self.state = self.layout(torch.zeros(num_envs, dtype=torch.int64, device=self.device),
@@ -245,12 +249,12 @@ class GridCore:
     def reset_done(self, done: torch.Tensor) -> torch.Tensor:
         """Start the next training episode where ``done`` [B] is set; returns all observations.
 
-        On CUDA the new layouts are computed for every env and selected (no host sync); on the
-        CPU, where a sync costs nothing, only the ended episodes' layouts are computed.
+        With ``sync_free`` the new layouts are computed for every env and selected (no host sync);
+        else, as suits the CPU where a sync costs nothing, only the ended episodes' layouts.
         """
         state = self.state
         episode = state.episode + done
-        if self.device.type == "cpu":
+        if not self.sync_free:
             ended = done.nonzero().squeeze(1)
             fresh = self.layout(state.seed[ended], episode[ended])
             agent, objects, attributes = state.agent.clone(), state.objects.clone(), state.attributes.clone()

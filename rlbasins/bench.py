@@ -127,10 +127,15 @@ def sb3_rate(env_id: str, n_epochs: int, steps_per_process: int, processes: int,
 
 
 def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: int, batch_size: int,
-                 iterations: int = 2) -> float:
-    """Env-steps/s of the batched engine for ``seeds`` seeds (after one warm-up iteration)."""
+                 iterations: int = 2) -> tuple[float, int]:
+    """(env-steps/s, host syncs per iteration) of the batched engine for ``seeds`` seeds.
+
+    The syncs are counted in a warm-up iteration (:class:`~rlbasins.devices.HostSyncCounter`),
+    TensorBoard logging included; the timed iterations follow it.
+    """
     import tempfile
 
+    from rlbasins.devices import HostSyncCounter
     from rlbasins.seeding import experiment_seeds
     from rlbasins.train.base import SeedTask
     from rlbasins.train.batched import BatchedTrainer
@@ -141,29 +146,37 @@ def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: i
         tasks = [SeedTask(k, factor_seeds[k], cfg.model_dump(mode="json"), root) for k in range(seeds)]
         trainer = BatchedTrainer(cfg, tasks, cfg.env.kwargs)
 
-        def iteration(_: int) -> None:
+        def iteration() -> None:
             trainer.train_iteration(progress_remaining=1.0)
             if device == "cuda":
                 torch.cuda.synchronize()
 
-        iteration(0)
+        with HostSyncCounter() as syncs:
+            trainer.train_iteration(progress_remaining=1.0)
+        iteration()
         start = time.perf_counter()
-        for i in range(iterations):
-            iteration(i)
-        return seeds * cfg.rollout_size * iterations / (time.perf_counter() - start)
+        for _ in range(iterations):
+            iteration()
+        rate = seeds * cfg.rollout_size * iterations / (time.perf_counter() - start)
+        trainer.close()
+        return rate, syncs.total
 
 
-def _batched_worker(args: tuple) -> tuple[float, int]:
-    """Runs in a fresh process: (env-steps/s, peak resident memory in bytes) of one batched measurement."""
+def _batched_worker(args: tuple) -> dict:
+    """Runs in a fresh process: speed, host syncs and peak memory of one batched measurement."""
     import resource
 
-    rate = batched_rate(*args)
-    return rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    rate, syncs = batched_rate(*args)
+    device = args[3]
+    return {"env_steps_per_s": rate, "host_syncs_per_iteration": syncs,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux reports KiB
+            "peak_device_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None}
 
 
 def batched_rate_and_memory(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: int,
-                            batch_size: int) -> tuple[float, int]:
-    """:func:`batched_rate` in a fresh process, so that its peak memory is its own."""
+                            batch_size: int) -> dict:
+    """:func:`batched_rate` in a fresh process, so that its peak memory is its own (host, and on
+    CUDA the device's ``max_memory_allocated``)."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
@@ -213,18 +226,58 @@ def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, s
     sb3 = sb3_rate(env_id, n_epochs, sb3_steps, cores, n_steps, batch_size)
     rows = []
     for seeds in seed_counts:
-        rate, peak_rss = batched_rate_and_memory(env_id, n_epochs, seeds, device, n_steps, batch_size)
+        row = {"seeds": seeds, **batched_rate_and_memory(env_id, n_epochs, seeds, device, n_steps, batch_size)}
         floor = floor_rate(obs_dim, n_actions, seeds, batch_size, device) / n_epochs  # env-steps/s bound
-        rows.append({"seeds": seeds, "env_steps_per_s": rate, "ratio_to_sb3": rate / sb3,
-                     "floor_env_steps_per_s": floor, "fraction_of_floor": rate / floor, "peak_rss_bytes": peak_rss})
+        rows.append(row | {"ratio_to_sb3": row["env_steps_per_s"] / sb3, "floor_env_steps_per_s": floor,
+                           "fraction_of_floor": row["env_steps_per_s"] / floor})
     smallest = min(rows, key=lambda row: row["seeds"])
     for row in rows:  # what each extra seed costs, over the smallest run (process, libraries, buffers)
         extra = row["seeds"] - smallest["seeds"]
-        grown = row["peak_rss_bytes"] - smallest["peak_rss_bytes"]
-        row["rss_bytes_per_extra_seed"] = grown / extra if extra else None
+        for memory in ("rss", "device"):
+            grown = (row[f"peak_{memory}_bytes"] or 0) - (smallest[f"peak_{memory}_bytes"] or 0)
+            row[f"{memory}_bytes_per_extra_seed"] = grown / extra if extra and row[f"peak_{memory}_bytes"] else None
     return {"what": "ppo", "env": env_id, "device": device, "n_epochs": n_epochs, "n_steps": n_steps,
             "batch_size": batch_size, "num_envs": 8, "cores": cores,
             "torch": torch.__version__, "sb3_all_cores_env_steps_per_s": sb3, "batched": rows}
+
+
+# --------------------------------------------------------------------------- engine equivalence
+
+
+def bench_equivalence(config: Path, seeds: int, steps: int, runs_dir: Path, reps: int = 2000) -> dict:
+    """Train ``config`` with ``seeds`` seeds × ``steps`` env steps on both engines (identical
+    hyper-parameters) and compare the final greedy training returns: IQM with rliable's 95%
+    stratified-bootstrap interval per engine, whether the intervals overlap, and each engine's wall time."""
+    from rliable.library import get_interval_estimates
+    from rliable.metrics import aggregate_iqm
+
+    from rlbasins.analysis.behavior import analyze_behavior
+    from rlbasins.config import load_config, parse_config
+    from rlbasins.train import train_experiment
+
+    base = load_config(config)
+    engines = {}
+    for engine in ("sb3", "batched"):
+        data = base.model_dump(mode="json")
+        data.update(name=f"{base.name}-equivalence-{engine}", engine=engine)
+        data["ppo"]["total_timesteps"] = steps
+        data["seeds"]["count"] = seeds
+        data["checkpoints"] = {"every": steps}
+        start = time.perf_counter()
+        run = train_experiment(parse_config(data), runs_dir, overwrite=True, show_progress=False)
+        seconds = time.perf_counter() - start
+        returns = np.array(analyze_behavior(run, show_progress=False).train_return)
+        engines[engine] = {"final_returns": returns.tolist(), "train_seconds": seconds, "run": str(run.root)}
+    scores = {engine: np.array(row["final_returns"])[:, None] for engine, row in engines.items()}
+    point, interval = get_interval_estimates(scores, lambda x: np.array([aggregate_iqm(x)]), reps=reps)
+    for engine, row in engines.items():
+        row["iqm"] = float(point[engine][0])
+        row["iqm_ci95"] = [float(interval[engine][0, 0]), float(interval[engine][1, 0])]
+    (sb3_low, sb3_high), (low, high) = engines["sb3"]["iqm_ci95"], engines["batched"]["iqm_ci95"]
+    return {"what": "equivalence", "config": str(config), "env": base.env.id, "seeds": seeds, "steps": steps,
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "engines": engines,
+            "cis_overlap": bool(low <= sb3_high and sb3_low <= high),
+            "speedup": engines["sb3"]["train_seconds"] / engines["batched"]["train_seconds"]}
 
 
 # --------------------------------------------------------------------------- analysis

@@ -432,8 +432,9 @@ def bench_ppo(
 ) -> None:
     """SB3 PPO on every core vs the batched engine at several seed counts, the compute floor, and memory.
 
-    Each batched measurement runs in a fresh process; its peak resident memory is reported (host
-    memory — on CUDA the GPU tensors are not in it)."""
+    Each batched measurement runs in a fresh process; its peak resident memory is reported, and on
+    CUDA also the peak GPU memory allocated. Host syncs are counted in one iteration."""
+    from rich import box
     from rich.table import Table
 
     from rlbasins.bench import bench_ppo as measure
@@ -443,15 +444,57 @@ def bench_ppo(
     result = measure(env, counts, epochs, device, sb3_steps, n_steps, batch_size)
     out.print(f"SB3 PPO, {result['cores']} processes: {result['sb3_all_cores_env_steps_per_s']:,.0f} env-steps/s "
               f"({env}, {epochs} epochs, 8 envs × {n_steps} steps, minibatch {batch_size})", highlight=False)
-    table = Table(title=f"batched engine on {device} (× SB3: over SB3 on all cores; floor/K: env-steps/s bound)")
-    for column in ("seeds", "env-steps/s", "× SB3", "floor/K", "of floor", "RSS MB", "MB/extra seed"):
+    table = Table(title=f"batched engine on {device}", box=box.SIMPLE_HEAD,
+                  caption="× SB3: over SB3 on all cores · floor/K: the env-steps/s bound · syncs: host syncs per "
+                          "iteration · MB/seed: peak memory per extra seed")
+    columns = ["seeds", "env-steps/s", "× SB3", "floor/K", "of floor", "syncs", "RSS MB", "MB/seed"]
+    on_device = device == "cuda"
+    if on_device:
+        columns += ["GPU MB", "GPU MB/seed"]
+    for column in columns:
         table.add_column(column, justify="right", no_wrap=True)
+
+    def megabytes(count: float | None, digits: int) -> str:
+        return "–" if count is None else f"{count / 2**20:,.{digits}f}"
+
     for row in result["batched"]:
-        per_seed = row["rss_bytes_per_extra_seed"]
-        table.add_row(f"{row['seeds']:,}", f"{row['env_steps_per_s']:,.0f}", f"{row['ratio_to_sb3']:.2f}×",
-                      f"{row['floor_env_steps_per_s']:,.0f}", f"{row['fraction_of_floor']:.0%}",
-                      f"{row['peak_rss_bytes'] / 2**20:,.0f}", f"{per_seed / 2**20:.2f}" if per_seed else "–")
+        cells = [f"{row['seeds']:,}", f"{row['env_steps_per_s']:,.0f}", f"{row['ratio_to_sb3']:.2f}×",
+                 f"{row['floor_env_steps_per_s']:,.0f}", f"{row['fraction_of_floor']:.0%}",
+                 f"{row['host_syncs_per_iteration']:,}", megabytes(row["peak_rss_bytes"], 0),
+                 megabytes(row["rss_bytes_per_extra_seed"], 2)]
+        if on_device:
+            cells += [megabytes(row["peak_device_bytes"], 0), megabytes(row["device_bytes_per_extra_seed"], 2)]
+        table.add_row(*cells)
     out.print(table)
+    write_json(result, output)
+
+
+@bench_app.command("equivalence")
+@_handles_errors
+def bench_equivalence(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML whose hyper-parameters both engines use.",
+                                           show_default=False)],
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per engine.")] = 32,
+    steps: Annotated[int, typer.Option(help="Env steps per seed (mid-learning separates engines best).")] = 100_000,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where the two runs are written.")] = Path("runs"),
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the results as JSON.")] = None,
+) -> None:
+    """Does the batched engine learn like SB3 on this config? Final-return IQMs with 95% bootstrap CIs."""
+    from rich.table import Table
+
+    from rlbasins.bench import bench_equivalence as measure
+    from rlbasins.bench import write_json
+
+    result = measure(config, seeds, steps, runs_dir)
+    table = Table(title=f"{result['env']}: {seeds} seeds × {steps:,} steps per engine, final greedy training return")
+    for column in ("engine", "IQM", "95% CI", "train s"):
+        table.add_column(column, justify="right")
+    for engine, row in result["engines"].items():
+        low, high = row["iqm_ci95"]
+        table.add_row(engine, f"{row['iqm']:.3f}", f"[{low:.3f}, {high:.3f}]", f"{row['train_seconds']:.0f}")
+    out.print(table)
+    out.print(f"intervals {'overlap' if result['cis_overlap'] else '[bold red]do not overlap[/]'}; batched trained "
+              f"{result['speedup']:.1f}× faster", highlight=False)
     write_json(result, output)
 
 

@@ -32,7 +32,7 @@ from envs.suites import get_suite
 from rlbasins.analysis.behavior import evaluation_sample, heldout_observations
 from rlbasins.analysis.rollouts import action_probs
 from rlbasins.config import ExperimentConfig
-from rlbasins.logs import BEHAVIOUR_IMAGE_TAG, divergence_tag, share_tag, strategy_labels
+from rlbasins.logs import BEHAVIOUR_IMAGE_TAG, divergence_tag, share_tag, strategy_labels, write_scalars
 from rlbasins.policy import ActorCritic
 from rlbasins.report import ACTION_NAMES
 from rlbasins.report.figures import states_with_actions
@@ -102,7 +102,6 @@ class HeldoutMonitor:
         obs = self.obs.to(next(iter(params.values())).device)
         probs = action_probs(self.template, params, obs)                                     # [S, N, A]
         values = {tag: v.cpu().tolist() for tag, v in self.scalars(probs).items()}
+        write_scalars(writers, step, values)
         for s, writer in enumerate(writers):
-            for tag, per_seed in values.items():
-                writer.add_scalar(tag, per_seed[s], step)
             writer.add_figure(BEHAVIOUR_IMAGE_TAG, self.image(probs[s]), step, close=False)

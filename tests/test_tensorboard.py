@@ -28,7 +28,9 @@ from rlbasins.logs import (
     HPARAMS_SUFFIX,
     RETURN_TAG,
     TRUE_RETURN_TAG,
+    SeedScalarLogger,
     divergence_tag,
+    read_scalars,
     share_tag,
 )
 from rlbasins.store import RunDir
@@ -266,3 +268,27 @@ def test_cartpole_logs_no_heldout_behaviour_and_a_training_only_layout(tmp_path:
     assert [category.title for category in layout_pb2.Layout.FromString(config).category] == ["Training"]
     hparams = SummaryReader(str(run.tb_dir), pivot=True, extra_columns={"dir_name"}).hparams
     assert len(hparams) == cfg.seeds.count
+
+
+def test_the_scalar_logger_writes_finite_values_per_seed_and_drops_the_ghost_column(tmp_path: Path) -> None:
+    logger = SeedScalarLogger([tmp_path / "seed_0", tmp_path / "seed_1"])
+    for step in (1, 2):
+        logger.log(step, {"a": torch.tensor([step, 10.0 * step, 99.0]), "b": torch.tensor([float("nan"), 1.0, 99.0])})
+    logger.close()
+    first, second = read_scalars(tmp_path / "seed_0"), read_scalars(tmp_path / "seed_1")
+    assert set(first) == {"a"} and set(second) == {"a", "b"}  # a NaN (no episode ended) is not written
+    assert first["a"][0].tolist() == [1, 2] and first["a"][1].tolist() == [1.0, 2.0]
+    assert second["a"][1].tolist() == [10.0, 20.0] and second["b"][1].tolist() == [1.0, 1.0]
+    assert not (tmp_path / "seed_2").exists()
+
+
+def test_the_scalar_logger_reraises_a_writing_error_in_the_training_thread(tmp_path: Path) -> None:
+    logger = SeedScalarLogger([tmp_path / "seed_0"])
+
+    def disk_full():
+        raise OSError("No space left on device")
+
+    logger.writers[0]._get_file_writer = disk_full  # the writing thread fails on the first event
+    logger.log(1, {"a": torch.ones(1)})
+    with pytest.raises(OSError, match="No space left"):
+        logger.close()

@@ -23,7 +23,6 @@ M = batch_size, D = flattened observation size, A = number of actions.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,7 @@ import envs
 from envs.grid import draws
 from rlbasins.config import ExperimentConfig
 from rlbasins.devices import resolve_device
-from rlbasins.logs import EPISODE_LENGTH_TAG, RETURN_TAG, TRUE_RETURN_TAG
+from rlbasins.logs import EPISODE_LENGTH_TAG, RETURN_TAG, TRUE_RETURN_TAG, SeedScalarLogger
 from rlbasins.policy import ActorCritic
 from rlbasins.store import RunDir
 from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata, stop_step
@@ -46,8 +45,6 @@ from rlbasins.train.learned_reward import learned_reward
 from rlbasins.train.resume import decode, encode, restore_env, snapshot_env
 
 if TYPE_CHECKING:
-    from torch.utils.tensorboard import SummaryWriter
-
     from rlbasins.monitor import HeldoutMonitor
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-5  # SB3's PPO optimizer (torch Adam with eps 1e-5)
@@ -70,8 +67,9 @@ class BatchedEnv:
     """S·E environments of one id and kwargs, stepped together; observations as float32 tensors [S·E, ...]."""
 
     def __init__(self, cfg: ExperimentConfig, env_kwargs: dict[str, Any], env_seeds: torch.Tensor,
-                 device: torch.device):
+                 device: torch.device, sync_free: bool = False):
         self.num_seeds, self.per_seed = len(env_seeds), cfg.env.num_envs
+        self.sync_free = sync_free
         seeds = draws(env_seeds.cpu(), torch.zeros_like(env_seeds.cpu()), self.per_seed).reshape(-1)  # [S·E]
         self.device = device
         # CartPole's core reproduces the default CartPole-v1 only; with kwargs it goes through gymnasium
@@ -79,6 +77,7 @@ class BatchedEnv:
             else None
         if core_class is not None:
             self.core = core_class(num_envs=len(seeds), device=device, **env_kwargs)
+            self.core.sync_free = sync_free
             self.vector = None
             self.first_obs = self.core.reset(seeds.to(device))
         else:  # generic gymnasium env: a synchronous vector env, SAME_STEP autoreset like SB3
@@ -94,11 +93,13 @@ class BatchedEnv:
 
         ``final_obs`` [S·E, ...] is every env's observation before any autoreset (the last one of
         each ended episode), needed to bootstrap truncated episodes and by a learned reward; it is
-        ``None`` when no episode was truncated, unless ``with_final``.
+        ``None`` when no episode was truncated, unless ``with_final`` or ``sync_free`` (then finding
+        out would wait for the device).
         """
         if self.core is not None:
             step = self.core.step(actions, autoreset=True)
-            final = step.final_obs if with_final or bool(step.truncated.any()) else None
+            needed = with_final or self.sync_free or bool(step.truncated.any())
+            final = step.final_obs if needed else None
             return step.obs, step.reward, step.terminated, step.truncated, final
         obs, reward, terminated, truncated, infos = self.vector.step(actions.cpu().numpy())
         final = None
@@ -322,20 +323,28 @@ class BatchedTrainer:
     """PPO for the seeds of ``tasks`` in lockstep: rollout → GAE → epochs of minibatch updates.
 
     Every seed trains on ``env_kwargs`` (its ``cfg.env_kwargs_for``; see :func:`env_groups`).
+    ``sync_free`` (default: on any device but the CPU) keeps PPO iterations free of host syncs: no
+    value is read back from the device between checkpoints (truncations are bootstrapped whether
+    or not any happened, failures are recorded on the device, TensorBoard scalars are copied
+    without waiting). On the CPU a sync costs nothing and the checks it allows skip work; either
+    way the results are bit-identical. The trainer's TensorBoard writers stay open until
+    :meth:`run` ends or :meth:`close`.
     """
 
-    def __init__(self, cfg: ExperimentConfig, tasks: list[SeedTask], env_kwargs: dict[str, Any]):
+    def __init__(self, cfg: ExperimentConfig, tasks: list[SeedTask], env_kwargs: dict[str, Any],
+                 sync_free: bool | None = None):
         self.cfg, self.tasks = cfg, tasks
         # Batched matmuls over one matrix take a different BLAS path than over several, which
         # would make a lone seed's floats differ from the same seed among others; a lone seed
         # therefore runs beside a ghost copy of itself whose results are never kept.
         slots = tasks if len(tasks) > 1 else tasks * 2
         self.device = resolve_device(cfg.device)
+        self.sync_free = self.device.type != "cpu" if sync_free is None else sync_free
         self.run_dir = RunDir(tasks[0].run_root)
         self.stores = [self.run_dir.seed(task.index) for task in tasks]
         self.action_seeds = _seed_column(slots, "action", self.device)
         self.minibatch_seeds = _seed_column(slots, "minibatch", self.device)
-        self.env = BatchedEnv(cfg, env_kwargs, _seed_column(slots, "env", self.device), self.device)
+        self.env = BatchedEnv(cfg, env_kwargs, _seed_column(slots, "env", self.device), self.device, self.sync_free)
         self.obs = self.env.first_obs                                            # [S·E, ...]
         self.starts = torch.ones(len(slots) * cfg.env.num_envs, device=self.device)
         probe = gym.make(cfg.env.id, **env_kwargs)
@@ -345,7 +354,7 @@ class BatchedTrainer:
                                     self.device)
         self.adam = SeedwiseAdam(self.policy.params)
         self.failed = torch.zeros(len(slots), dtype=torch.bool, device=self.device)
-        self.errors: dict[int, str] = {}
+        self.failed_at = torch.zeros(len(slots), dtype=torch.int64, device=self.device)  # step of the first NaN
         self.slots = len(slots)
         self.num_timesteps = 0
         # with a reward model PPO trains on its reward; the env's own return is tracked beside it
@@ -353,6 +362,7 @@ class BatchedTrainer:
         self.episode_return = torch.zeros(len(self.starts), device=self.device)       # the reward trained on
         self.true_episode_return = torch.zeros(len(self.starts), device=self.device)  # the env's (with a model)
         self.episode_length = torch.zeros(len(self.starts), device=self.device)
+        self.scalars = SeedScalarLogger([self.run_dir.tb_dir / f"seed_{task.index}" for task in tasks])
         self._resume()
 
     def _initial_policy(self, task: SeedTask, obs_shape: tuple[int, ...], n_actions: int) -> ActorCritic:
@@ -378,14 +388,14 @@ class BatchedTrainer:
             store.save(self.num_timesteps, self.policy.seed_weights(s),
                        policy_metadata(self.cfg, task, self.num_timesteps, self.obs_shape), tensors, meta)
 
-    def _checkpoint(self, writers: list[SummaryWriter], monitor: HeldoutMonitor | None) -> None:
+    def _checkpoint(self, monitor: HeldoutMonitor | None) -> None:
         """Save every live seed and log its held-out behaviour (``monitor`` is None when the env names
         no strategies)."""
         self._save()
         live = [s for s in range(len(self.tasks)) if not self.failed[s]]
         if monitor is not None and live:
-            monitor.log([writers[s] for s in live], {name: p.detach()[live] for name, p in self.policy.params.items()},
-                        self.num_timesteps)
+            monitor.log([self.scalars.writers[s] for s in live],
+                        {name: p.detach()[live] for name, p in self.policy.params.items()}, self.num_timesteps)
 
     def _resume(self) -> None:
         """Continue from the latest step that every seed has checkpointed (all seeds move together)."""
@@ -417,8 +427,6 @@ class BatchedTrainer:
     def run(self, on_progress: ProgressCallback):
         """Train to the end of the checkpoint schedule, or to the tasks' common ``until_step`` (then the
         outcomes are ``interrupted`` there, resumable); yields one outcome per seed at the end."""
-        from torch.utils.tensorboard import SummaryWriter
-
         from rlbasins.monitor import HeldoutMonitor  # imported here: it reaches this module through analysis
 
         cfg = self.cfg
@@ -428,36 +436,39 @@ class BatchedTrainer:
         if len(stops) != 1:
             raise ValueError(f"seeds trained in lockstep must share until_step (got {sorted(map(str, stops))})")
         stop = stop_step(cfg, stops.pop())  # progress_remaining (schedules) still runs to `end`
-        writers = [SummaryWriter(str(self.run_dir.tb_dir / f"seed_{task.index}")) for task in self.tasks]
         monitor = HeldoutMonitor.for_config(cfg)
         if self.num_timesteps == 0:  # the initialisation (rewritten identically after an early kill)
-            self._checkpoint(writers, monitor)
+            self._checkpoint(monitor)
         pending = [step for step in schedule if step > self.num_timesteps]
         while self.num_timesteps < stop:
-            episodes, stats = self.train_iteration(progress_remaining=1.0 - self.num_timesteps / end)
-            self._log(writers, episodes, stats)
+            self.train_iteration(progress_remaining=1.0 - self.num_timesteps / end)
             for task in self.tasks:
                 on_progress(task.index, self.num_timesteps)
             if pending and self.num_timesteps >= pending[0]:
-                self._checkpoint(writers, monitor)
+                self._checkpoint(monitor)
                 pending = [step for step in pending if step > self.num_timesteps]
-        for writer in writers:
-            writer.close()
+        self.close()
+        failed_at = self.failed_at.tolist()
         for s, (task, store) in enumerate(zip(self.tasks, self.stores, strict=True)):
             last = store.last()
             if self.failed[s]:
-                yield SeedOutcome(task.index, "failed", last.step if last else 0, self.errors[s])
+                error = f"FloatingPointError: non-finite weights at step {failed_at[s]}"
+                yield SeedOutcome(task.index, "failed", last.step if last else 0, error)
             else:
                 yield SeedOutcome(task.index, "finished" if self.num_timesteps >= end else "interrupted",
                                   self.num_timesteps, None)
 
-    def train_iteration(self, progress_remaining: float):
-        """One PPO iteration of every seed: rollout, update, NaN check. Returns (episode sums, update stats)."""
+    def train_iteration(self, progress_remaining: float) -> None:
+        """One PPO iteration of every seed: rollout, update, NaN check, TensorBoard scalars."""
         rollout, last_values, episodes = self._collect()
         self.num_timesteps += self.cfg.rollout_size
         stats = self._update(rollout, last_values, progress_remaining)
         self._check_finite()
-        return episodes, stats
+        self.scalars.log(self.num_timesteps, self._scalars(episodes, stats))
+
+    def close(self) -> None:
+        """Write the TensorBoard scalars still queued and close the writers."""
+        self.scalars.close()
 
     @torch.no_grad()
     def _collect(self):
@@ -480,7 +491,7 @@ class BatchedTrainer:
             train_reward = env_reward if self.learned is None else self.learned(self.obs, action.reshape(-1),
                                                                                 final_obs)
             reward = train_reward.view(S, E)
-            if final_obs is not None and bool(truncated.any()):  # bootstrap truncations from V(final obs), as SB3
+            if final_obs is not None and (self.sync_free or bool(truncated.any())):  # bootstrap as SB3 does
                 _, final_value = self.policy(final_obs.view(S, E, *final_obs.shape[1:]))
                 reward = reward + cfg.ppo.gamma * final_value * truncated.view(S, E)
             obs_buf[:, t], actions[:, t] = obs, action
@@ -561,27 +572,21 @@ class BatchedTrainer:
                 stats["value_loss"].append(value_loss.detach())
                 stats["entropy"].append(-entropy_loss.detach())
         summary = {k: torch.stack(v).mean(0) for k, v in stats.items()}
-        summary["learning_rate"] = torch.full((S,), lr)
-        summary["clip_range"] = torch.full((S,), clip)
+        summary["learning_rate"] = torch.full((S,), lr, device=self.device)
+        summary["clip_range"] = torch.full((S,), clip, device=self.device)
         return summary
 
     def _check_finite(self) -> None:
+        """Freeze the seeds whose weights stopped being finite (on the device: no sync)."""
         finite = torch.stack([p.detach().flatten(1).isfinite().all(1) for p in self.policy.params.values()]).all(0)
-        for s in torch.nonzero(~finite & ~self.failed).flatten().tolist():
-            self.errors[s] = f"FloatingPointError: non-finite weights at step {self.num_timesteps}"
+        self.failed_at = torch.where(~finite & ~self.failed, self.num_timesteps, self.failed_at)
         self.failed |= ~finite
 
-    def _log(self, writers, episodes, stats) -> None:
-        finished_return, finished_true_return, finished_length, finished = (x.cpu() for x in episodes)
-        stats = {k: v.cpu() for k, v in stats.items()}
-        for s, writer in enumerate(writers):
-            if finished[s] > 0:
-                writer.add_scalar(RETURN_TAG, float(finished_return[s] / finished[s]), self.num_timesteps)
-                if self.learned is not None:  # ep_rew_mean is then the learned return
-                    writer.add_scalar(TRUE_RETURN_TAG, float(finished_true_return[s] / finished[s]),
-                                      self.num_timesteps)
-                writer.add_scalar(EPISODE_LENGTH_TAG, float(finished_length[s] / finished[s]), self.num_timesteps)
-            for name, values in stats.items():
-                value = float(values[s])
-                if math.isfinite(value):
-                    writer.add_scalar(f"train/{name}", value, self.num_timesteps)
+    def _scalars(self, episodes, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """This iteration's TensorBoard scalars, {tag: [S]}: episode means (NaN, so not written, for a
+        seed that ended no episode) and the update's statistics."""
+        finished_return, finished_true_return, finished_length, finished = episodes
+        scalars = {RETURN_TAG: finished_return / finished, EPISODE_LENGTH_TAG: finished_length / finished}
+        if self.learned is not None:  # ep_rew_mean is then the learned return
+            scalars[TRUE_RETURN_TAG] = finished_true_return / finished
+        return scalars | {f"train/{name}": values for name, values in stats.items()}
