@@ -1,35 +1,30 @@
-"""The batched engine learns like SB3's PPO: same hyper-parameters, statistically the same result."""
+"""The batched engine learns like SB3's PPO: same hyper-parameters, statistically the same result.
+
+Reduced scale (8 seeds per engine, mid-way through learning); ``rlbasins bench equivalence
+CONFIG --seeds 32`` gives the full-scale figures, which README.md lists per env.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from rliable.library import get_interval_estimates
-from rliable.metrics import aggregate_iqm
 
-from rlbasins.analysis.behavior import analyze_behavior
-from rlbasins.config import load_config, parse_config
-from rlbasins.train import train_experiment
+from rlbasins.bench import bench_equivalence
 
-
-def final_returns(engine: str, runs: Path, total_timesteps: int, seeds: int) -> np.ndarray:
-    data = load_config("configs/cartpole.yaml").model_dump(mode="json")
-    data.update(name=f"equivalence-{engine}", engine=engine)
-    data["ppo"]["total_timesteps"] = total_timesteps
-    data["seeds"]["count"] = seeds
-    data["checkpoints"] = {"every": total_timesteps}
-    run = train_experiment(parse_config(data), runs, show_progress=False)
-    return np.array(analyze_behavior(run, show_progress=False).train_return)
+# config, env steps per seed, a final-return IQM that random play stays well below
+CASES = {
+    "CartPole-v1": ("configs/cartpole.yaml", 20_000, 100.0),        # random play scores about 20
+    "GoalOrPlace": ("configs/goal_or_place.yaml", 4096, 0.5),      # about 0.17
+    "CueConflict": ("configs/cue_conflict.yaml", 20_480, 0.5),     # about 0.25
+    "TaskOrProxy": ("configs/task_or_proxy.yaml", 20_480, 0.5),    # about 0.25
+}
 
 
 @pytest.mark.slow
-def test_batched_and_sb3_final_return_iqm_cis_overlap(tmp_path: Path) -> None:
-    """Reduced scale (8 seeds × 20k CartPole steps, mid-way through learning); the note
-    has the full-scale figures."""
-    scores = {engine: final_returns(engine, tmp_path, 20_000, 8)[:, None] for engine in ("sb3", "batched")}
-    point, interval = get_interval_estimates(scores, lambda x: np.array([aggregate_iqm(x)]), reps=2000)
-    (sb3_low, sb3_high), (low, high) = interval["sb3"][:, 0], interval["batched"][:, 0]
-    assert low <= sb3_high and sb3_low <= high, (point, interval)
-    assert point["batched"][0] > 100  # and it does learn (random play scores about 20)
+@pytest.mark.parametrize("env", list(CASES))
+def test_batched_and_sb3_final_return_iqm_cis_overlap(tmp_path: Path, env: str) -> None:
+    config, steps, learned = CASES[env]
+    result = bench_equivalence(Path(config), seeds=8, steps=steps, runs_dir=tmp_path)
+    assert result["cis_overlap"], result["engines"]
+    assert result["engines"]["batched"]["iqm"] > learned, result["engines"]

@@ -115,7 +115,9 @@ def test_sync_free_training_writes_bit_identical_checkpoints(tmp_path: Path, mon
 
 # --------------------------------------------------------------------------- on a GPU
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def cuda(test):
+    """Marks a test ``cuda`` (``pytest -m cuda`` selects them) and skips it without a CUDA device."""
+    return pytest.mark.cuda(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")(test))
 
 
 @cuda
