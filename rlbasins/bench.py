@@ -127,11 +127,11 @@ def sb3_rate(env_id: str, n_epochs: int, steps_per_process: int, processes: int,
 
 
 def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: int, batch_size: int,
-                 iterations: int = 2) -> tuple[float, int]:
-    """(env-steps/s, host syncs per iteration) of the batched engine for ``seeds`` seeds.
+                 iterations: int = 3) -> tuple[float, int]:
+    """(env-steps/s, host syncs per iteration) of the batched engine for ``seeds`` seeds: the median
+    over ``iterations`` timed PPO iterations, TensorBoard logging included.
 
-    The syncs are counted in a warm-up iteration (:class:`~rlbasins.devices.HostSyncCounter`),
-    TensorBoard logging included; the timed iterations follow it.
+    The syncs are counted in a warm-up iteration (:class:`~rlbasins.devices.HostSyncCounter`).
     """
     import tempfile
 
@@ -154,12 +154,13 @@ def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: i
         with HostSyncCounter() as syncs:
             trainer.train_iteration(progress_remaining=1.0)
         iteration()
-        start = time.perf_counter()
+        seconds = []
         for _ in range(iterations):
+            start = time.perf_counter()
             iteration()
-        rate = seeds * cfg.rollout_size * iterations / (time.perf_counter() - start)
+            seconds.append(time.perf_counter() - start)
         trainer.close()
-        return rate, syncs.total
+        return seeds * cfg.rollout_size / statistics.median(seconds), syncs.total
 
 
 def _batched_worker(args: tuple) -> dict:
@@ -209,7 +210,7 @@ def floor_rate(obs_dim: int, n_actions: int, seeds: int, samples: int, device: s
         if device == "cuda":
             torch.cuda.synchronize()
 
-    return _rate(step, seeds * samples, seconds=0.5, repeats=3)
+    return _rate(step, seeds * samples, seconds=1.0, repeats=5)
 
 
 def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, sb3_steps: int,

@@ -148,8 +148,9 @@ class SeedScalarLogger:
 
     def close(self) -> None:
         """Write everything logged, close the writers; re-raises an error of the writing thread."""
-        self._pending.put(None)
-        self._thread.join()
+        if self._thread.is_alive():
+            self._pending.put(None)
+            self._thread.join()
         for writer in self.writers:
             writer.close()
         if self._error is not None:

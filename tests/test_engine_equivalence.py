@@ -16,8 +16,8 @@ from rlbasins.bench import bench_equivalence
 CASES = {
     "CartPole-v1": ("configs/cartpole.yaml", 20_000, 100.0),        # random play scores about 20
     "GoalOrPlace": ("configs/goal_or_place.yaml", 4096, 0.5),      # about 0.17
-    "CueConflict": ("configs/cue_conflict.yaml", 20_480, 0.5),     # about 0.25
-    "TaskOrProxy": ("configs/task_or_proxy.yaml", 20_480, 0.5),    # about 0.25
+    "CueConflict": ("configs/cue_conflict.yaml", 20_480, 0.4),     # about 0.25
+    "TaskOrProxy": ("configs/task_or_proxy.yaml", 20_480, 0.4),    # about 0.25
 }
 
 

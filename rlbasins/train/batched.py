@@ -198,6 +198,12 @@ class StackedPolicy:
             return self._vmapped(self.params, obs)[0]
         return self._run("actor", obs.reshape(obs.shape[0], obs.shape[1], -1).float())
 
+    def values(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs [S, B, ...] → values [S, B], without evaluating the actor (for bootstrapping)."""
+        if self.plans["critic"] is None:
+            return self._vmapped(self.params, obs)[1]
+        return self._run("critic", obs.reshape(obs.shape[0], obs.shape[1], -1).float()).squeeze(-1)
+
     def _run(self, trunk: str, h: torch.Tensor) -> torch.Tensor:
         for kind, what in self.plans[trunk]:
             if kind == "linear":
@@ -436,18 +442,20 @@ class BatchedTrainer:
         if len(stops) != 1:
             raise ValueError(f"seeds trained in lockstep must share until_step (got {sorted(map(str, stops))})")
         stop = stop_step(cfg, stops.pop())  # progress_remaining (schedules) still runs to `end`
-        monitor = HeldoutMonitor.for_config(cfg)
-        if self.num_timesteps == 0:  # the initialisation (rewritten identically after an early kill)
-            self._checkpoint(monitor)
-        pending = [step for step in schedule if step > self.num_timesteps]
-        while self.num_timesteps < stop:
-            self.train_iteration(progress_remaining=1.0 - self.num_timesteps / end)
-            for task in self.tasks:
-                on_progress(task.index, self.num_timesteps)
-            if pending and self.num_timesteps >= pending[0]:
+        try:
+            monitor = HeldoutMonitor.for_config(cfg)
+            if self.num_timesteps == 0:  # the initialisation (rewritten identically after an early kill)
                 self._checkpoint(monitor)
-                pending = [step for step in pending if step > self.num_timesteps]
-        self.close()
+            pending = [step for step in schedule if step > self.num_timesteps]
+            while self.num_timesteps < stop:
+                self.train_iteration(progress_remaining=1.0 - self.num_timesteps / end)
+                for task in self.tasks:
+                    on_progress(task.index, self.num_timesteps)
+                if pending and self.num_timesteps >= pending[0]:
+                    self._checkpoint(monitor)
+                    pending = [step for step in pending if step > self.num_timesteps]
+        finally:  # the queued TensorBoard scalars are written even when training stops on an error
+            self.close()
         failed_at = self.failed_at.tolist()
         for s, (task, store) in enumerate(zip(self.tasks, self.stores, strict=True)):
             last = store.last()
@@ -492,7 +500,7 @@ class BatchedTrainer:
                                                                                 final_obs)
             reward = train_reward.view(S, E)
             if final_obs is not None and (self.sync_free or bool(truncated.any())):  # bootstrap as SB3 does
-                _, final_value = self.policy(final_obs.view(S, E, *final_obs.shape[1:]))
+                final_value = self.policy.values(final_obs.view(S, E, *final_obs.shape[1:]))
                 reward = reward + cfg.ppo.gamma * final_value * truncated.view(S, E)
             obs_buf[:, t], actions[:, t] = obs, action
             log_probs[:, t] = torch.log_softmax(logits, -1).gather(-1, action[..., None]).squeeze(-1)
@@ -509,7 +517,7 @@ class BatchedTrainer:
             self.true_episode_return *= 1 - done
             self.episode_length *= 1 - done
             self.obs, self.starts = next_obs, done
-        _, last_values = self.policy(self.obs.view(S, E, *self.obs.shape[1:]))
+        last_values = self.policy.values(self.obs.view(S, E, *self.obs.shape[1:]))
         rollout = Rollout(obs_buf, actions, log_probs, values, rewards, starts)
         episodes = (finished_return, finished_true_return, finished_length, finished)
         return rollout, (last_values, self.starts.view(S, E)), episodes
