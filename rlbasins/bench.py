@@ -185,25 +185,23 @@ def batched_rate_and_memory(env_id: str, n_epochs: int, seeds: int, device: str,
         return pool.submit(_batched_worker, (env_id, n_epochs, seeds, device, n_steps, batch_size)).result()
 
 
-def floor_rate(obs_dim: int, n_actions: int, seeds: int, samples: int, device: str) -> float:
-    """Samples/s of the compute floor for the engine's model: stacked separate actor and critic
-    2×64 tanh MLPs (as SB3's MlpPolicy), fwd+bwd+Adam via baddbmm, nothing else."""
-    def trunk(out: int) -> list[torch.Tensor]:
-        shapes = [(obs_dim, 64), (64, 64), (64, out)]
-        return [t for a, b in shapes for t in ((torch.randn(seeds, a, b, device=device) / a**0.5).requires_grad_(),
-                                               torch.zeros(seeds, 1, b, device=device, requires_grad=True))]
+def floor_rate(obs_shape: tuple[int, ...], n_actions: int, seeds: int, samples: int, device: str) -> float:
+    """Samples/s of the compute floor: the engine's own stacked model (2×64 tanh actor and critic,
+    :class:`~rlbasins.train.batched.StackedPolicy`, same memory layout and kernels) doing forward,
+    backward and a fused ``torch.optim.Adam`` step on ``samples`` random observations per seed,
+    and nothing else: no env, no sampling, no PPO loss terms, no per-seed masking."""
+    from rlbasins.policy import ActorCritic
+    from rlbasins.train.batched import StackedPolicy
 
-    actor, critic = trunk(n_actions), trunk(1)
-    optimizer = torch.optim.Adam(actor + critic, lr=3e-4, foreach=True)
-    x = torch.randn(seeds, samples, obs_dim, device=device)
-
-    def forward(params: list[torch.Tensor]) -> torch.Tensor:
-        w1, b1, w2, b2, w3, b3 = params
-        h = torch.tanh(torch.baddbmm(b1, x, w1))
-        return torch.baddbmm(b3, torch.tanh(torch.baddbmm(b2, h, w2)), w3)
+    generator = torch.Generator().manual_seed(0)
+    modules = [ActorCritic(obs_shape, n_actions, [64, 64], "tanh") for _ in range(seeds)]
+    policy = StackedPolicy(modules, torch.device(device))
+    optimizer = torch.optim.Adam(list(policy.params.values()), lr=3e-4, foreach=True)
+    obs = torch.randn(seeds, samples, *obs_shape, generator=generator).to(device)
 
     def step(_: int) -> None:
-        loss = forward(actor).square().mean() + forward(critic).square().mean()
+        logits, values = policy(obs)
+        loss = logits.square().mean() + values.square().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -221,14 +219,14 @@ def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, s
     import envs  # noqa: F401  (registers the rlbasins/* ids)
 
     env = gym.make(env_id)
-    obs_dim, n_actions = int(np.prod(env.observation_space.shape)), int(env.action_space.n)
+    obs_shape, n_actions = tuple(env.observation_space.shape), int(env.action_space.n)
     env.close()
     cores = os.cpu_count() or 1
     sb3 = sb3_rate(env_id, n_epochs, sb3_steps, cores, n_steps, batch_size)
     rows = []
     for seeds in seed_counts:
         row = {"seeds": seeds, **batched_rate_and_memory(env_id, n_epochs, seeds, device, n_steps, batch_size)}
-        floor = floor_rate(obs_dim, n_actions, seeds, batch_size, device) / n_epochs  # env-steps/s bound
+        floor = floor_rate(obs_shape, n_actions, seeds, batch_size, device) / n_epochs  # env-steps/s bound
         rows.append(row | {"ratio_to_sb3": row["env_steps_per_s"] / sb3, "floor_env_steps_per_s": floor,
                            "fraction_of_floor": row["env_steps_per_s"] / floor})
     smallest = min(rows, key=lambda row: row["seeds"])

@@ -1,0 +1,41 @@
+"""`rlbasins bench` runs end to end at a tiny scale and writes what it prints (numbers are never asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rlbasins.cli import app
+
+
+@pytest.mark.slow
+def test_bench_ppo_measures_sb3_the_engine_the_floor_syncs_and_memory(tmp_path: Path) -> None:
+    output = tmp_path / "ppo.json"
+    result = CliRunner().invoke(app, ["bench", "ppo", "--env", "rlbasins/CueConflict-v0", "--seeds", "1", "--seeds",
+                                      "3", "--epochs", "2", "--sb3-steps", "512", "--n-steps", "32",
+                                      "--batch-size", "64", "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    measured = json.loads(output.read_text())
+    assert measured["sb3_all_cores_env_steps_per_s"] > 0
+    assert [row["seeds"] for row in measured["batched"]] == [1, 3]
+    for row in measured["batched"]:
+        assert row["env_steps_per_s"] > 0 and row["floor_env_steps_per_s"] > 0 and row["peak_rss_bytes"] > 0
+        assert row["host_syncs_per_iteration"] > 0  # the CPU path; CUDA's is sync-free
+        assert row["peak_device_bytes"] is None
+    assert measured["batched"][1]["rss_bytes_per_extra_seed"] is not None
+    for column in ("× SB3", "floor/K", "syncs", "MB/seed"):
+        assert column in result.output
+
+
+def test_bench_envs_writes_one_row_per_env_and_batch_size(tmp_path: Path) -> None:
+    output = tmp_path / "envs.json"
+    result = CliRunner().invoke(app, ["bench", "envs", "--env", "rlbasins/GoalOrPlace-v0", "--num-envs", "1",
+                                      "--num-envs", "64", "--seconds", "0.05", "--repeats", "1", "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(output.read_text())["results"]
+    assert [(row["env"], row["num_envs"]) for row in rows] == [("rlbasins/GoalOrPlace-v0", 1),
+                                                               ("rlbasins/GoalOrPlace-v0", 64)]
+    assert all(row["env_steps_per_s"] > 0 for row in rows)
