@@ -14,10 +14,14 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from rlbasins.config import ExperimentConfig
 
 
 def _rate(run: Callable[[int], None], items_per_call: int, seconds: float, repeats: int) -> float:
@@ -76,6 +80,18 @@ def bench_envs(env_ids: list[str], batch_sizes: list[int], device: str, seconds:
                          "gymnasium_single_env_steps_per_s": single, "ratio_to_gymnasium": rate / single})
     return {"what": "envs", "torch": torch.__version__, "threads": torch.get_num_threads(),
             "machine": platform.machine(), "processor": platform.processor(), "results": rows}
+
+
+def resized(cfg: ExperimentConfig, seeds: int, steps: int, **top_level: Any) -> ExperimentConfig:
+    """``cfg`` with ``seeds`` seeds × ``steps`` env steps, one checkpoint at the end, and the
+    ``top_level`` keys (name, engine, device, …) replaced."""
+    from rlbasins.config import parse_config
+
+    data = cfg.model_dump(mode="json") | top_level
+    data["ppo"]["total_timesteps"] = steps
+    data["seeds"]["count"] = seeds
+    data["checkpoints"] = {"every": steps}
+    return parse_config(data)
 
 
 def write_json(result: dict, path: Path | None) -> None:
@@ -251,19 +267,15 @@ def bench_equivalence(config: Path, seeds: int, steps: int, runs_dir: Path, reps
     from rliable.metrics import aggregate_iqm
 
     from rlbasins.analysis.behavior import analyze_behavior
-    from rlbasins.config import load_config, parse_config
+    from rlbasins.config import load_config
     from rlbasins.train import train_experiment
 
     base = load_config(config)
     engines = {}
     for engine in ("sb3", "batched"):
-        data = base.model_dump(mode="json")
-        data.update(name=f"{base.name}-equivalence-{engine}", engine=engine)
-        data["ppo"]["total_timesteps"] = steps
-        data["seeds"]["count"] = seeds
-        data["checkpoints"] = {"every": steps}
+        cfg = resized(base, seeds, steps, name=f"{base.name}-equivalence-{engine}", engine=engine)
         start = time.perf_counter()
-        run = train_experiment(parse_config(data), runs_dir, overwrite=True, show_progress=False)
+        run = train_experiment(cfg, runs_dir, overwrite=True, show_progress=False)
         seconds = time.perf_counter() - start
         returns = np.array(analyze_behavior(run, show_progress=False).train_return)
         engines[engine] = {"final_returns": returns.tolist(), "train_seconds": seconds, "run": str(run.root)}
@@ -294,7 +306,7 @@ def bench_analysis(seeds: int, steps: int, run_dir: Path | None = None, device: 
     import tempfile
 
     from rlbasins.analysis.pipeline import analyze_run
-    from rlbasins.config import load_config, parse_config
+    from rlbasins.config import load_config
     from rlbasins.store import RunDir
     from rlbasins.train import train_experiment
 
@@ -302,13 +314,9 @@ def bench_analysis(seeds: int, steps: int, run_dir: Path | None = None, device: 
         trained_s = None
         if run_dir is None:
             shipped = load_config(Path(__file__).resolve().parent.parent / "configs" / "cue_conflict.yaml")
-            data = shipped.model_dump(mode="json")
-            data.update(name="bench_analysis", device=device, engine="batched")
-            data["ppo"]["total_timesteps"] = steps
-            data["seeds"]["count"] = seeds
-            data["checkpoints"] = {"every": steps}
+            cfg = resized(shipped, seeds, steps, name="bench_analysis", device=device, engine="batched")
             start = time.perf_counter()
-            run = train_experiment(parse_config(data), root, show_progress=False)
+            run = train_experiment(cfg, root, show_progress=False)
             trained_s = time.perf_counter() - start
         else:
             run = RunDir(run_dir)

@@ -60,4 +60,3 @@ class HostSyncCounter(TorchFunctionMode):
         if syncs:
             self.counts[name] += 1
         return func(*args, **kwargs)
-
