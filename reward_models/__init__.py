@@ -13,10 +13,11 @@ every PPO seed of a study trains on its reward (``reward_model:`` in an experime
 - :mod:`reward_models.zoo` — the shipped models and ``python -m reward_models.zoo.build``.
 """
 
-from reward_models.artifact import LoadedRewardModel, load_reward_model, read_card, save_reward_model
+from reward_models.artifact import LoadedRewardModel, load_reward_model, save_reward_model
 from reward_models.build import build_reward_model
 from reward_models.config import RewardModelConfig, load_rm_config
 from reward_models.nets import RewardModel
+from rlbasins.core.reward_card import read_card
 
 __all__ = ["LoadedRewardModel", "RewardModel", "RewardModelConfig", "build_reward_model", "load_reward_model",
            "load_rm_config", "read_card", "save_reward_model"]

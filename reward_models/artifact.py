@@ -13,23 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from reward_models.nets import FORMAT, RewardModel
-from rlbasins.store import (
+from rlbasins.core.reward_card import CARD_FORMAT, card_path, read_card
+from rlbasins.core.store import (
     CorruptFileError,
     atomic_write_bytes,
     atomic_write_json,
     encode_tensors,
     load_verified,
-    read_json,
     sha256_bytes,
 )
-
-CARD_FORMAT = "rlbasins.RewardModelCard/1"
-
-
-def card_path(path: Path | str) -> Path:
-    """The card of a reward model given its card or its weights path."""
-    path = Path(path)
-    return path if path.suffix == ".json" else path.with_suffix(".json")
 
 
 def save_reward_model(model: RewardModel, path: Path | str, extra: dict[str, Any]) -> dict[str, Any]:
@@ -51,18 +43,6 @@ def save_reward_model(model: RewardModel, path: Path | str, extra: dict[str, Any
     return card
 
 
-def read_card(path: Path | str) -> tuple[dict[str, Any], Path]:
-    """(card, weights path) of a reward model; a missing or malformed card is named in the error."""
-    card_file = card_path(path)
-    if not card_file.is_file():
-        raise FileNotFoundError(f"no reward-model card at {card_file}; build one with `rlbasins rm train` or "
-                                "`rlbasins rm build`")
-    card = read_json(card_file)
-    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT or not {"weights", "weights_sha256",
-                                                                              "env_id"} <= set(card):
-        raise CorruptFileError(card_file, f"not a reward-model card (expected format {CARD_FORMAT} with "
-                                          "weights, weights_sha256 and env_id)")
-    return card, card_file.parent / card["weights"]
 
 
 @dataclass

@@ -14,7 +14,7 @@ from reward_models.config import RewardModelConfig
 from reward_models.data import TEST, TRAIN, VAL, collect_preferences
 from reward_models.evaluation import evaluate
 from reward_models.training import train_reward_model
-from rlbasins.store import atomic_write_bytes, sha256_bytes
+from rlbasins.core.store import atomic_write_bytes, sha256_bytes
 
 
 @contextmanager

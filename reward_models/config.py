@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
-from rlbasins.config import ConfigError, ConfigIssue
+from rlbasins.core.config import ConfigError, ConfigIssue
 
 Input = Literal["obs", "action", "next_obs"]
 

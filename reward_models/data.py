@@ -23,7 +23,7 @@ import torch
 import envs
 from envs.grid import GridCore
 from reward_models.config import RewardModelConfig
-from rlbasins.store import atomic_write_bytes, encode_tensors, load_verified, sha256_bytes
+from rlbasins.core.store import atomic_write_bytes, encode_tensors, load_verified, sha256_bytes
 
 FORMAT = "rlbasins.PreferenceData/1"
 TRAIN, VAL, TEST = 0, 1, 2

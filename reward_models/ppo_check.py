@@ -16,15 +16,16 @@ import torch
 
 import envs
 from envs.grid import run_episodes
-from rlbasins.store import RunDir
+from rlbasins.core.config import load_config
+from rlbasins.core.store import RunDir
 
 
 @torch.no_grad()
 def true_return_of_run(run: RunDir, n_states: int = 1000, seed: int = 12345) -> dict[str, Any]:
     """Per-seed greedy true return on ``n_states`` training start states vs the optimum (JSON-able)."""
-    from rlbasins.analysis.behavior import load_policy
+    from rlbasins.core.checkpoints import load_policy
 
-    cfg = run.load_config()
+    cfg = load_config(run.config_path)
     core_class = envs.GRID_ENVS[cfg.env.id]
     states = core_class.training_states(n_states, seed, **cfg.env.kwargs)
     core = core_class(num_envs=n_states, **cfg.env.kwargs)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from rlbasins.config import ExperimentConfig
+    from rlbasins.core.config import ExperimentConfig
 
 
 def _rate(run: Callable[[int], None], items_per_call: int, seconds: float, repeats: int) -> float:
@@ -85,7 +85,7 @@ def bench_envs(env_ids: list[str], batch_sizes: list[int], device: str, seconds:
 def resized(cfg: ExperimentConfig, seeds: int, steps: int, **top_level: Any) -> ExperimentConfig:
     """``cfg`` with ``seeds`` seeds × ``steps`` env steps, one checkpoint at the end, and the
     ``top_level`` keys (name, engine, device, …) replaced."""
-    from rlbasins.config import parse_config
+    from rlbasins.core.config import parse_config
 
     data = cfg.model_dump(mode="json") | top_level
     data["ppo"]["total_timesteps"] = steps
@@ -105,7 +105,7 @@ def write_json(result: dict, path: Path | None) -> None:
 def bench_config(env_id: str, n_epochs: int, seeds: int, device: str, total_timesteps: int, n_steps: int = 128,
                  batch_size: int = 256):
     """The PPO settings every engine is measured with: 8 envs × ``n_steps``, minibatch ``batch_size``, 2×64 tanh."""
-    from rlbasins.config import parse_config
+    from rlbasins.core.config import parse_config
 
     return parse_config({
         "name": "bench", "device": device, "engine": "batched", "env": {"id": env_id, "num_envs": 8},
@@ -147,12 +147,12 @@ def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: i
     """(env-steps/s, host syncs per iteration) of the batched engine for ``seeds`` seeds: the median
     over ``iterations`` timed PPO iterations, TensorBoard logging included.
 
-    The syncs are counted in a warm-up iteration (:class:`~rlbasins.devices.HostSyncCounter`).
+    The syncs are counted in a warm-up iteration (:class:`~rlbasins.core.devices.HostSyncCounter`).
     """
     import tempfile
 
-    from rlbasins.devices import HostSyncCounter
-    from rlbasins.seeding import experiment_seeds
+    from rlbasins.core.devices import HostSyncCounter
+    from rlbasins.core.seeding import experiment_seeds
     from rlbasins.train.base import SeedTask
     from rlbasins.train.batched import BatchedTrainer
 
@@ -206,8 +206,7 @@ def floor_rate(obs_shape: tuple[int, ...], n_actions: int, seeds: int, samples: 
     :class:`~rlbasins.train.batched.StackedPolicy`, same memory layout and kernels) doing forward,
     backward and a fused ``torch.optim.Adam`` step on ``samples`` random observations per seed,
     and nothing else: no env, no sampling, no PPO loss terms, no per-seed masking."""
-    from rlbasins.policy import ActorCritic
-    from rlbasins.train.batched import StackedPolicy
+    from rlbasins.core.policy import ActorCritic, StackedPolicy
 
     generator = torch.Generator().manual_seed(0)
     modules = [ActorCritic(obs_shape, n_actions, [64, 64], "tanh") for _ in range(seeds)]
@@ -267,7 +266,7 @@ def bench_equivalence(config: Path, seeds: int, steps: int, runs_dir: Path, reps
     from rliable.metrics import aggregate_iqm
 
     from rlbasins.analysis.behavior import analyze_behavior
-    from rlbasins.config import load_config
+    from rlbasins.core.config import load_config
     from rlbasins.train import train_experiment
 
     base = load_config(config)
@@ -306,8 +305,8 @@ def bench_analysis(seeds: int, steps: int, run_dir: Path | None = None, device: 
     import tempfile
 
     from rlbasins.analysis.pipeline import analyze_run
-    from rlbasins.config import load_config
-    from rlbasins.store import RunDir
+    from rlbasins.core.config import load_config
+    from rlbasins.core.store import RunDir
     from rlbasins.train import train_experiment
 
     with tempfile.TemporaryDirectory() as root:

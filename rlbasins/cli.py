@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -19,8 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from rlbasins import __version__
-from rlbasins.config import ConfigError, ConfigIssue, ExperimentConfig, json_schema, load_config
-from rlbasins.store import CorruptFileError, RunDir, StoreError
+from rlbasins.core.config import ConfigError, ConfigIssue, ExperimentConfig, json_schema, load_config
+from rlbasins.core.store import CorruptFileError, RunDir, StoreError
 
 app = typer.Typer(help="Generalization basins of RL policies: train many PPO seeds, compare their "
                        "held-out behaviour, report.", no_args_is_help=True, add_completion=False,
@@ -39,13 +40,23 @@ ScreenshotsOpt = Annotated[Path | None, typer.Option(
                           "(needs `apt-get install chromium chromium-driver` and selenium).", show_default=False)]
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings meant for users (deprecated config keys: FutureWarning) as one line, without the source line."""
+    if issubclass(category, FutureWarning):
+        err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)
+    else:
+        err.print(escape(warnings.formatwarning(message, category, filename, lineno, line).rstrip()), highlight=False)
+
+
 def _handles_errors(command: Callable) -> Callable:
     """Turn the library's errors into one readable message and the documented exit code."""
 
     @wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                return command(*args, **kwargs)
         except (ConfigError, CorruptFileError, FileNotFoundError) as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
@@ -168,8 +179,9 @@ def _rarefied(rare, n_seeds: int) -> str:
 
 def _report(run: RunDir) -> Path:
     from rlbasins.report import write_report
+    from rlbasins.studies.steering import load as load_steering
 
-    path = write_report(run)
+    path = write_report(run, steering=load_steering(run))
     out.print(f"report → [bold]{path}[/]  (open file://{path.resolve()})", highlight=False)
     return path
 
@@ -315,6 +327,7 @@ def sweep(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), resume: Resume
     reused), then compare their basins; writes RUNS_DIR/<name>/sweep.json and sweep.html (docs/sweep.md)."""
     from dataclasses import asdict
 
+    from rlbasins.report import write_report
     from rlbasins.report.sweep import write_sweep_report
     from rlbasins.studies.sweep import network_name, run_sweep, sweep_dir
 
@@ -328,7 +341,7 @@ def sweep(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), resume: Resume
                   f"{member.seeds.count} seeds × {member.checkpoint_steps()[-1]:,} steps",
                   highlight=False)
 
-    result = run_sweep(cfg, runs_dir, resume=resume, show_progress=progress, on_member=announce)
+    result = run_sweep(cfg, write_report, runs_dir, resume=resume, show_progress=progress, on_member=announce)
     _print_sweep(result)
     page = write_sweep_report(asdict(result), sweep_dir(cfg, runs_dir))
     out.print(f"sweep → [bold]{page}[/]  (open file://{page.resolve()})", highlight=False)
@@ -585,7 +598,8 @@ def rm_build(names: Annotated[list[str] | None, typer.Argument(help="Zoo models 
 def rm_show(path: Annotated[Path, typer.Argument(help="A reward model's card (.json) or weights.",
                                                  show_default=False)]) -> None:
     """Check a reward model's sha256 and print its card's metrics."""
-    from reward_models.artifact import card_path, load_reward_model
+    from reward_models.artifact import load_reward_model
+    from rlbasins.core.reward_card import card_path
 
     _print_card(load_reward_model(path).card, card_path(path))
 
@@ -596,9 +610,9 @@ def rm_ppo(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), progress: Pro
            states: Annotated[int, typer.Option(help="Training start states per seed.")] = 1000) -> None:
     """Train CONFIG (a config with reward_model; a finished run is reused) and write the greedy true return
     of its seeds on training states, against the optimum, onto the reward model's card."""
-    from reward_models.artifact import card_path
     from reward_models.ppo_check import true_return_of_run
-    from rlbasins.store import atomic_write_json, read_json
+    from rlbasins.core.reward_card import card_path
+    from rlbasins.core.store import atomic_write_json, read_json
 
     cfg = load_config(config)
     if cfg.reward_model is None:

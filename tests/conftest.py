@@ -42,7 +42,7 @@ def tiny_cueconflict_config() -> dict:
                             "learning_rate": 1e-3, "gamma": 0.95, "gae_lambda": 0.9, "ent_coef": 0.01},
                        seeds={"count": 5}, checkpoints={"every": 15360},
                        analysis={"heldout": {"n_states": 48, "n_episodes": 24}, "train_episodes": 16,
-                                 "connectivity": {"points": 5, "episodes": 8, "n_states": 64},
+                                 "barriers": {"points": 5, "episodes": 8, "n_states": 64},
                                  "basins": {"resamples": 10}})
 
 
@@ -60,7 +60,7 @@ def tiny_yaml(tmp_path: Path) -> Path:
 def lock_held_by_another_process(root: Path) -> Iterator[subprocess.Popen]:
     """Another Python process holds ``run_lock(root)`` inside the block; it is killed after it."""
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from pathlib import Path; from rlbasins.store import run_lock\n"
+        "import time; from pathlib import Path; from rlbasins.core.store import run_lock\n"
         f"with run_lock(Path({str(root)!r})):\n    print('locked', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -91,3 +91,14 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if FAULT_COUNTS:
         terminalreporter.section("fault injection")
         terminalreporter.write_line(", ".join(f"{FAULT_COUNTS[name]} {name}" for name in _FAULT_COUNT_ORDER))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """5 CueConflict seeds trained to success 1.0 on training states (about 7 s); shared by the pipeline
+    and compare tests (tests/test_pipeline.py, tests/test_compare.py)."""
+    from rlbasins.core.config import parse_config
+    from rlbasins.train import train_experiment
+
+    return train_experiment(parse_config(tiny_cueconflict_config()), tmp_path_factory.mktemp("runs"),
+                            show_progress=False)

@@ -21,7 +21,7 @@ from rlbasins.analysis.align import (
     spec_for_module,
     weight_matching,
 )
-from rlbasins.policy import ActorCritic
+from rlbasins.core.policy import ActorCritic
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -9,11 +9,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlbasins.config import parse_config
-from rlbasins.policy import ActorCritic
-from rlbasins.store import RunDir, sha256_file
+from rlbasins.core.config import load_config, parse_config
+from rlbasins.core.policy import ActorCritic, StackedPolicy
+from rlbasins.core.store import RunDir, sha256_file
 from rlbasins.train import batched, train_experiment
-from rlbasins.train.batched import SeedwiseAdam, StackedPolicy, clip_grad_norm_per_seed
+from rlbasins.train.batched import SeedwiseAdam, clip_grad_norm_per_seed
 from tests.conftest import tiny_config
 
 
@@ -148,7 +148,7 @@ def test_planted_groups_train_one_after_the_other_and_are_recorded(planted) -> N
     assert [(s["status"], s["planted"]) for s in manifest["seeds"].values()] == [
         ("finished", "colour"), ("finished", "shape"), ("finished", "colour")]
     assert [e.step for e in run.seed(1).entries()] == [0, 256, 512, 768, 1024]
-    assert run.load_config().env.kwargs == {"size": 5}  # analysis evaluates on the standard env
+    assert load_config(run.config_path).env.kwargs == {"size": 5}  # analysis evaluates on the standard env
 
 
 @pytest.mark.parametrize(("seed", "informative", "count"), [(0, "colour", 1), (1, "shape", 2)],

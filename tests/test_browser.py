@@ -18,8 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rlbasins.cli import app
-from rlbasins.config import parse_config
-from rlbasins.store import RunDir
+from rlbasins.core.config import parse_config
+from rlbasins.core.store import RunDir
 from rlbasins.train import train_experiment
 from tests.conftest import tiny_cueconflict_config
 

@@ -15,7 +15,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from envs.suites import get_suite
-from rlbasins.analysis import connectivity
+from rlbasins.analysis import barriers
 from rlbasins.analysis.align import (
     activation_matching,
     infer_spec,
@@ -25,11 +25,12 @@ from rlbasins.analysis.align import (
     spec_for_module,
     weight_matching,
 )
-from rlbasins.analysis.behavior import load_policy, stacked_action_probs
+from rlbasins.analysis.behavior import stacked_action_probs
 from rlbasins.cli import app
-from rlbasins.config import parse_config
-from rlbasins.policy import ActorCritic
-from rlbasins.store import RunDir, sha256_file
+from rlbasins.core.checkpoints import load_policy
+from rlbasins.core.config import parse_config
+from rlbasins.core.policy import ActorCritic
+from rlbasins.core.store import RunDir, sha256_file
 from rlbasins.train import train_experiment
 from tests.conftest import tiny_config, tiny_cueconflict_config, write_yaml
 
@@ -165,18 +166,18 @@ def test_activation_matching_recovers_a_permuted_cnn() -> None:
 
 def test_interpolating_a_cnn_with_itself_has_zero_barrier() -> None:
     policy = ActorCritic(CUE_SHAPE, 4, [16], conv_channels=[4]).ortho_init_()
-    probe = connectivity.make_probe(policy, CUE, {}, n_episodes=8, n_states=32, seed=3, suite=get_suite(CUE))
-    curves = connectivity.path_curves(policy.state_dict(), policy.state_dict(), probe, points=5)
+    probe = barriers.make_probe(policy, CUE, {}, n_episodes=8, n_states=32, seed=3, suite=get_suite(CUE))
+    curves = barriers.path_curves(policy.state_dict(), policy.state_dict(), probe, points=5)
     assert set(curves.barriers) == set(probe.metrics)
     assert all(value == pytest.approx(0.0, abs=1e-6) for value in curves.barriers.values()), curves.barriers
 
 
 def test_repair_refuses_a_cnn_and_says_what_to_do() -> None:
     policy = ActorCritic(CUE_SHAPE, 4, [16], conv_channels=[4])
-    assert connectivity.repair_unsupported(ActorCritic(CUE_SHAPE, 4, [16])) is None
+    assert barriers.repair_unsupported(ActorCritic(CUE_SHAPE, 4, [16])) is None
     stacked = {k: v[None] for k, v in policy.state_dict().items()}
-    with pytest.raises(ValueError, match="MLP policies only.*analysis.connectivity.repair: false"):
-        connectivity.repair(policy, stacked, stacked, stacked, torch.zeros(1), torch.zeros(4, *CUE_SHAPE))
+    with pytest.raises(ValueError, match="MLP policies only.*analysis.barriers.repair: false"):
+        barriers.repair(policy, stacked, stacked, stacked, torch.zeros(1), torch.zeros(4, *CUE_SHAPE))
 
 
 # --------------------------------------------------------------------------- batched training and checkpoints
@@ -237,7 +238,7 @@ def test_compare_refuses_an_mlp_against_a_cnn_naming_both_architectures(cnn_run:
 
 def test_pre_cnn_mlp_checkpoint_metadata_still_loads(tmp_path: Path) -> None:
     """Checkpoints written before CNNs carry no obs_shape / conv_channels: they rebuild as MLPs."""
-    from rlbasins.analysis.behavior import policy_template
+    from rlbasins.core.checkpoints import policy_template
 
     weights = ActorCritic(75, 4, [16, 8]).state_dict()
     template = policy_template(weights, {"hidden_sizes": [16, 8], "activation": "tanh"})

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from rlbasins.cli import app
-from rlbasins.config import ConfigError, ExperimentConfig, load_config, parse_config
+from rlbasins.core.config import ConfigError, ExperimentConfig, load_config, parse_config
 from tests.conftest import tiny_config, write_yaml
 
 runner = CliRunner()
@@ -162,6 +162,38 @@ def test_a_new_optional_field_leaves_existing_hashes_alone() -> None:
     base = parse_config(tiny_config())
     assert WithNewFeature.model_validate(base.model_dump()).hash() == base.hash()
     assert WithNewFeature.model_validate({**base.model_dump(), "new_feature": {}}).hash() != base.hash()
+
+
+HASHES_BEFORE_THE_RENAME = {
+    # parse_config(tiny_config(...)).hash() at commit 3d29ead, when analysis.barriers was analysis.connectivity
+    (): "c0ef7a9453f87a9b4b726516b5a528fc063253262fa348deb49776bb26be7533",
+    (("points", 7),): "085ec6b6cac1b764a4b8a26290426a7c3c848b7a39e2cf6386f84d0a33e8cd01",
+}
+
+
+@pytest.mark.parametrize("barriers", list(HASHES_BEFORE_THE_RENAME))
+def test_renamed_analysis_keys_keep_the_hashes_of_earlier_runs(barriers) -> None:
+    """Runs made before connectivity → barriers and trajectory → training_length still resume (same hash)."""
+    cfg = parse_config(tiny_config(**{f"analysis__barriers__{k}": v for k, v in barriers}))
+    assert cfg.hash() == HASHES_BEFORE_THE_RENAME[barriers]
+
+
+def test_old_analysis_keys_load_with_a_warning_and_both_at_once_is_an_error(tmp_path: Path) -> None:
+    new = parse_config(tiny_config(analysis__barriers__points=7, analysis__training_length__enabled=False))
+    old_data = tiny_config()
+    old_data["analysis"]["connectivity"] = old_data["analysis"].pop("barriers", {}) | {"points": 7}
+    old_data["analysis"]["trajectory"] = {"enabled": False}
+    with pytest.warns(FutureWarning, match="analysis.connectivity is deprecated: call it analysis.barriers"):
+        old = parse_config(old_data)
+    assert old == new and old.hash() == new.hash()
+    result = CliRunner().invoke(app, ["validate", str(write_yaml(tmp_path / "old.yaml", old_data))])
+    assert result.exit_code == 0 and "warning: analysis.connectivity is deprecated" in result.output, result.output
+    both = tiny_config(analysis__barriers__points=7)
+    both["analysis"]["connectivity"] = {"points": 5}
+    result = CliRunner().invoke(app, ["run", str(write_yaml(tmp_path / "both.yaml", both)),
+                                      "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "analysis" in result.output and "keep analysis.barriers only" in result.output
+    assert not (tmp_path / "runs").exists()
 
 
 def test_checkpoint_steps_snap_to_rollout_boundaries() -> None:

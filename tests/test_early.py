@@ -17,7 +17,7 @@ from rlbasins.analysis.early import (
     cross_validated_predictions,
     medoid_predictor,
 )
-from rlbasins.policy import ActorCritic
+from rlbasins.core.policy import ActorCritic
 
 
 def splits_for(y: np.ndarray, folds: int = 4) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -30,12 +30,20 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from reward_models.artifact import load_reward_model, read_card
+from reward_models.artifact import load_reward_model
 from reward_models.zoo.build import ZOO_DIR
 from rlbasins.cli import app
-from rlbasins.config import ExperimentConfig, parse_config
-from rlbasins.seeding import experiment_seeds
-from rlbasins.store import CorruptFileError, RunDir, StoreWriteError, atomic_write_bytes, atomic_write_json, sha256_file
+from rlbasins.core.config import ExperimentConfig, load_config, parse_config
+from rlbasins.core.reward_card import read_card
+from rlbasins.core.seeding import experiment_seeds
+from rlbasins.core.store import (
+    CorruptFileError,
+    RunDir,
+    StoreWriteError,
+    atomic_write_bytes,
+    atomic_write_json,
+    sha256_file,
+)
 from rlbasins.train import executors, sb3, train_experiment
 from rlbasins.train.base import SeedTask
 from tests.conftest import tiny_config, write_yaml
@@ -75,7 +83,7 @@ def _audit(run: RunDir, expected: dict[int, str], counts: Counter, reported: Cou
     checkpoint; none is extra, none lists a step twice, none was reported twice (``reported``: outcomes
     per seed as the executor gave them). Adds to the seeds checked / lost / duplicated counts."""
     seeds = run.manifest()["seeds"]
-    end = run.load_config().checkpoint_steps()[-1]
+    end = load_config(run.config_path).checkpoint_steps()[-1]
     lost = {k for k, status in expected.items()
             if seeds.get(str(k), {}).get("status") != status
             or (status == "finished" and run.seed(k).last().step != end)}

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlbasins.config import parse_config
-from rlbasins.devices import HostSyncCounter
-from rlbasins.seeding import experiment_seeds
-from rlbasins.store import sha256_file
+from rlbasins.core.config import parse_config
+from rlbasins.core.devices import HostSyncCounter
+from rlbasins.core.seeding import experiment_seeds
+from rlbasins.core.store import sha256_file
 from rlbasins.train import batched, train_experiment
 from rlbasins.train.base import SeedTask
 from tests.conftest import tiny_config

@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from rlbasins.analysis.init_map import boundary_cells, boundary_edges, box_counting, box_counts, label_map
-from rlbasins.config import ConfigError, parse_config
-from rlbasins.seeding import factor_seed
+from rlbasins.core.config import ConfigError, load_config, parse_config
+from rlbasins.core.init_plane import plane_coordinates
+from rlbasins.core.seeding import factor_seed
 from rlbasins.train import seed_factors
 from rlbasins.train.base import SeedTask
-from rlbasins.train.initial import initial_state_dict, ordinary_state_dict, plane_basis, plane_coordinates
+from rlbasins.train.initial import initial_state_dict, ordinary_state_dict, plane_basis
 from tests.conftest import tiny_config, tiny_cueconflict_config
 
 OBS_DIM, N_ACTIONS = 10, 4
@@ -77,7 +78,7 @@ def test_filter_normalized_directions_match_each_neurons_norm_and_leave_biases()
 
 
 def test_without_a_plane_a_seed_starts_from_its_own_init_seed_as_before() -> None:
-    from rlbasins.policy import ActorCritic
+    from rlbasins.core.policy import ActorCritic
 
     cfg = parse_config(tiny_config(engine="batched", seeds={"count": 3}))
     for k in range(3):
@@ -201,16 +202,16 @@ def test_boundary_marks_and_box_counts_are_consistent(image: np.ndarray) -> None
 def test_init_map_through_the_cli(tmp_path) -> None:
     from typer.testing import CliRunner
 
-    from rlbasins.analysis.behavior import load_policy
     from rlbasins.cli import app
-    from rlbasins.store import RunDir, read_json
+    from rlbasins.core.checkpoints import load_policy
+    from rlbasins.core.store import RunDir, read_json
     from tests.conftest import write_yaml
 
     data = tiny_cueconflict_config()
     data.update(name="plane", seeds={"count": 9, "vary": ["init"], "init_plane": {"resolution": 3, "span": 1.0}})
     data["ppo"]["total_timesteps"] = 2048
     data["checkpoints"] = {"every": 2048}
-    data["analysis"].update(early={"detectors": []}, trajectory={"enabled": False},
+    data["analysis"].update(early={"detectors": []}, training_length={"enabled": False},
                             basin_count={"enabled": False})
     result = CliRunner().invoke(app, ["run", str(write_yaml(tmp_path / "plane.yaml", data)), "--runs-dir",
                                       str(tmp_path / "runs"), "--no-progress"])
@@ -218,7 +219,7 @@ def test_init_map_through_the_cli(tmp_path) -> None:
     assert "init map" in result.output and "3×3 grid" in result.output
 
     run = RunDir(tmp_path / "runs" / "plane")
-    cfg = run.load_config()
+    cfg = load_config(run.config_path)
     mapped = read_json(run.analysis_dir / "init_map.json")
     assert mapped["resolution"] == 3 and sorted(mapped["seeds"]) == list(range(9))
     assert [m["name"] for m in mapped["maps"]] == ["behavioural basin", "preferred strategy"]

@@ -9,8 +9,8 @@ import pytest
 
 from rlbasins.analysis.behavior import BehaviorResult
 from rlbasins.analysis.pipeline import analyze_run
-from rlbasins.config import load_config, parse_config
-from rlbasins.store import read_json
+from rlbasins.core.config import load_config, parse_config
+from rlbasins.core.store import read_json
 from rlbasins.train import train_experiment
 
 
@@ -52,6 +52,6 @@ def test_planted_basins_are_followed_and_recovered(tmp_path: Path) -> None:
     assert early["target"] == "basin" and early["n_classes"] == 2  # two basins: they are what is predicted
     curves = {d["name"]: d for d in early["detectors"]}
     assert set(curves) == {"behaviour", "weights", "noise"}
-    behaviour = curves["behaviour"]["balanced_accuracy"]
-    assert behaviour[-1] == 1.0 and behaviour[0] < 1.0, behaviour
+    accuracy = curves["behaviour"]["balanced_accuracy"]
+    assert accuracy[-1] == 1.0 and accuracy[0] < 1.0, accuracy
     assert curves["behaviour"]["first_reaching"] is not None

@@ -13,7 +13,7 @@ from rlbasins.analysis.behavior import (
     stacked_action_probs,
     total_variation_matrix,
 )
-from rlbasins.policy import ActorCritic, sb3_to_exchange
+from rlbasins.core.policy import ActorCritic, sb3_to_exchange
 
 
 def test_sb3_policy_converts_to_an_equivalent_exchange_module() -> None:

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from rlbasins.analysis.behavior import BehaviorResult
 from rlbasins.cli import app
-from rlbasins.config import load_config
-from rlbasins.store import RunDir, read_json
+from rlbasins.core.config import load_config
+from rlbasins.core.store import RunDir, read_json
 
 
 def _run(config: str, tmp_path: Path) -> RunDir:

@@ -12,13 +12,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import envs
 from envs.cue_conflict import CueConflictEnv
-from reward_models.artifact import load_reward_model, read_card
+from reward_models.artifact import load_reward_model
 from reward_models.build import build_reward_model
 from reward_models.config import RewardModelConfig
 from reward_models.zoo.build import ZOO_DIR, zoo_names
-from rlbasins.config import ConfigError, parse_config
-from rlbasins.logs import read_scalars
-from rlbasins.store import CorruptFileError, RunDir, sha256_file
+from rlbasins.core.config import ConfigError, parse_config
+from rlbasins.core.logs import read_scalars
+from rlbasins.core.reward_card import read_card
+from rlbasins.core.store import CorruptFileError, RunDir, sha256_file
 from rlbasins.train import train_experiment
 from rlbasins.train.learned_reward import LearnedRewardVecEnv, learned_reward
 from tests.conftest import tiny_config

@@ -18,8 +18,8 @@ from rlbasins.analysis.seed_factors import (
     two_way_anova,
     variance_shares,
 )
-from rlbasins.config import SEED_FACTORS, ConfigError, SeedGrid, parse_config
-from rlbasins.seeding import experiment_seeds, factor_indices, run_seeds
+from rlbasins.core.config import SEED_FACTORS, ConfigError, SeedGrid, parse_config
+from rlbasins.core.seeding import experiment_seeds, factor_indices, run_seeds
 from tests.conftest import tiny_config, tiny_cueconflict_config
 
 DATA_FACTORS = ("env", "action", "minibatch")
@@ -214,15 +214,15 @@ def test_seed_factor_study_through_the_cli(tmp_path) -> None:
     from typer.testing import CliRunner
 
     from rlbasins.cli import app
-    from rlbasins.store import RunDir, read_json
+    from rlbasins.core.store import RunDir, read_json
     from tests.conftest import write_yaml
 
     data = tiny_cueconflict_config()
     data.update(name="grid", seeds={"count": 9, "grid": {"init": 3, "data": 3}})
     data["ppo"]["total_timesteps"] = 4096
     data["checkpoints"] = {"every": 2048}
-    data["analysis"].update(early={"detectors": []}, trajectory={"enabled": False}, basin_count={"enabled": False},
-                            connectivity={**data["analysis"]["connectivity"], "repair": False, "max_pairwise": 2})
+    data["analysis"].update(early={"detectors": []}, training_length={"enabled": False}, basin_count={"enabled": False},
+                            barriers={**data["analysis"]["barriers"], "repair": False, "max_pairwise": 2})
     config = write_yaml(tmp_path / "grid.yaml", data)
     result = CliRunner().invoke(app, ["run", str(config), "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
     assert result.exit_code == 0, result.output

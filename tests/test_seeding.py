@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlbasins.config import SEED_FACTORS
-from rlbasins.seeding import experiment_seeds, factor_seed, run_seeds
+from rlbasins.core.config import SEED_FACTORS
+from rlbasins.core.seeding import experiment_seeds, factor_seed, run_seeds
 
 indices = st.fixed_dictionaries({f: st.integers(0, 10**6) for f in SEED_FACTORS})
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlbasins.config import ConfigError, load_config, parse_config
-from rlbasins.store import RunDir, read_json
+from rlbasins.core.config import ConfigError, load_config, parse_config
+from rlbasins.core.store import RunDir, read_json
 
 
 def _planted(name: str, seed: int = 0, count: int = 8) -> dict:
@@ -87,5 +87,7 @@ def test_steering_reaches_k_and_accounts_for_compute(tmp_path: Path) -> None:
             assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a), (s["index"], load)
 
     from rlbasins.report import write_report
+    from rlbasins.studies.steering import load as load_steering
 
-    assert 'id="steering"' in write_report(run).read_text()
+    assert 'id="steering"' in write_report(run, steering=load_steering(run)).read_text()
+    assert 'id="steering"' not in write_report(run).read_text()

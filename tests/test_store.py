@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlbasins.store import CorruptFileError, RunDir, StoreError, run_lock
+from rlbasins.core.store import CorruptFileError, RunDir, StoreError, run_lock
 from tests.conftest import lock_held_by_another_process
 
 

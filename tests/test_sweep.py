@@ -14,7 +14,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from rlbasins.cli import app
-from rlbasins.config import ConfigError, parse_config
+from rlbasins.core.config import ConfigError, parse_config
 from rlbasins.studies.sweep import barrier_means, graded_test, homogeneity_test, spearman_trend
 from tests.conftest import tiny_cueconflict_config, write_yaml
 
@@ -28,7 +28,7 @@ def sweep_config(settings: list[dict], **sweep) -> dict:
     data.update(name="sw", seeds={"count": 4})
     data["ppo"]["total_timesteps"] = 4096
     data["checkpoints"]["every"] = 2048
-    data["analysis"].update(early={"detectors": []}, trajectory={"enabled": False}, basin_count={"enabled": False})
+    data["analysis"].update(early={"detectors": []}, training_length={"enabled": False}, basin_count={"enabled": False})
     data["sweep"] = {"settings": settings, **sweep}
     return data
 

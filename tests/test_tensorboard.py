@@ -19,11 +19,12 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 import envs
 from envs.suites import get_suite
 from reward_models.zoo.build import ZOO_DIR
-from rlbasins.analysis.behavior import evaluation_sample, heldout_observations, load_policy
-from rlbasins.config import ExperimentConfig, parse_config
-from rlbasins.logs import (
+from rlbasins.core.checkpoints import load_policy
+from rlbasins.core.config import ExperimentConfig, parse_config
+from rlbasins.core.heldout import evaluation_sample, heldout_observations
+from rlbasins.core.logs import (
     AGGREGATE_SUFFIXES,
-    BEHAVIOUR_IMAGE_TAG,
+    BEHAVIOR_IMAGE_TAG,
     EPISODE_LENGTH_TAG,
     HPARAMS_SUFFIX,
     RETURN_TAG,
@@ -33,7 +34,7 @@ from rlbasins.logs import (
     read_scalars,
     share_tag,
 )
-from rlbasins.store import RunDir
+from rlbasins.core.store import RunDir
 from rlbasins.train import train_experiment
 from tests.conftest import tiny_config, tiny_cueconflict_config
 
@@ -147,7 +148,7 @@ def test_heldout_scalars_are_the_checkpoints_behaviour(engine: str, request) -> 
 def test_every_checkpoint_has_an_image_of_heldout_behaviour(engine: str, request) -> None:
     run, cfg = request.getfixturevalue(engine)
     for k in range(cfg.seeds.count):
-        events = _images(run.tb_dir / f"seed_{k}", BEHAVIOUR_IMAGE_TAG)
+        events = _images(run.tb_dir / f"seed_{k}", BEHAVIOR_IMAGE_TAG)
         assert [event.step for event in events] == cfg.checkpoint_steps()
         for event in events:
             image = np.asarray(Image.open(io.BytesIO(event.encoded_image_string)))
@@ -263,7 +264,7 @@ def test_cartpole_logs_no_heldout_behaviour_and_a_training_only_layout(tmp_path:
     reader = SummaryReader(str(run.tb_dir), extra_columns={"dir_name"})
     tags = set(reader.scalars.tag)
     assert RETURN_TAG in tags and not any(tag.startswith("heldout/") for tag in tags)
-    assert not any(_images(run.tb_dir / f"seed_{k}", BEHAVIOUR_IMAGE_TAG) for k in range(cfg.seeds.count))
+    assert not any(_images(run.tb_dir / f"seed_{k}", BEHAVIOR_IMAGE_TAG) for k in range(cfg.seeds.count))
     (config,) = reader.tensors[reader.tensors.tag == "custom_scalars__config__"].value
     assert [category.title for category in layout_pb2.Layout.FromString(config).category] == ["Training"]
     hparams = SummaryReader(str(run.tb_dir), pivot=True, extra_columns={"dir_name"}).hparams

@@ -9,8 +9,8 @@ import torch
 from typer.testing import CliRunner
 
 from rlbasins.cli import app
-from rlbasins.config import parse_config
-from rlbasins.store import CorruptFileError, RunDir, StoreError, sha256_file
+from rlbasins.core.config import load_config, parse_config
+from rlbasins.core.store import CorruptFileError, RunDir, StoreError, sha256_file
 from rlbasins.train import train_experiment
 from tests.conftest import lock_held_by_another_process, tiny_config, write_yaml
 
@@ -39,7 +39,7 @@ def test_run_directory_layout(reference_run: RunDir) -> None:
     assert {"torch", "stable_baselines3", "gymnasium"} <= set(manifest["versions"])
     assert [e.step for e in reference_run.seed(0).entries()] == [0, 512, 1024, 1536, 2048]
     assert (reference_run.tb_dir / "seed_0").is_dir() and (reference_run.tb_dir / "aggregate").is_dir()
-    assert parse_config(tiny_config()) == reference_run.load_config()
+    assert parse_config(tiny_config()) == load_config(reference_run.config_path)
 
 
 def test_same_config_gives_bit_identical_checkpoints(reference_run: RunDir, tmp_path: Path) -> None:
@@ -133,7 +133,7 @@ def test_cli_run_writes_analysis_and_a_self_contained_report(tmp_path: Path) -> 
 
 def test_seed_with_non_finite_weights_is_marked_failed(tmp_path: Path, monkeypatch) -> None:
     """A seed whose weights go NaN stops at its last good checkpoint and reports why."""
-    from rlbasins.seeding import experiment_seeds
+    from rlbasins.core.seeding import experiment_seeds
     from rlbasins.train import sb3
     from rlbasins.train.base import SeedTask
 
@@ -180,7 +180,7 @@ def test_gridworld_run_reports_strategy_labels(tmp_path: Path) -> None:
 
 
 def test_sb3_engine_builds_each_seed_on_its_planted_env() -> None:
-    from rlbasins.seeding import experiment_seeds
+    from rlbasins.core.seeding import experiment_seeds
     from rlbasins.train.base import SeedTask
     from rlbasins.train.sb3 import build_model
 

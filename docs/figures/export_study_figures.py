@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from rlbasins.report import study_figures
-from rlbasins.store import RunDir
+from rlbasins.core.store import RunDir
 
 
 def main(run_dir: str, prefix: str, out_dir: str = "docs/figures") -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from reward_models.build import build_reward_model
 from reward_models.config import load_rm_config
-from rlbasins.store import atomic_write_json, read_json
+from rlbasins.core.store import atomic_write_json, read_json
 
 ZOO_DIR = Path(__file__).resolve().parent
 

@@ -18,7 +18,7 @@ the other:
 
 A :class:`PermutationSpec` says which permutation acts on which axis of which parameter.
 :func:`infer_spec` builds it from the parameter names of the exchange format
-(:class:`rlbasins.policy.ActorCritic`, MLP or CNN), of a shared-trunk actor-critic and of a bare
+(:class:`rlbasins.core.policy.ActorCritic`, MLP or CNN), of a shared-trunk actor-critic and of a bare
 ``nn.Sequential``; for anything else pass a spec explicitly.
 
 A permutation ``p`` (a LongTensor [n]) means: new unit ``i`` is old unit ``p[i]``, i.e.
@@ -153,7 +153,7 @@ def infer_spec(state_dict: StateDict) -> PermutationSpec:
     Understood layouts (every hidden layer's units or channels get their own permutation):
 
     - ``actor.*`` and/or ``critic.*`` chains reading the observation (the exchange format,
-      :class:`rlbasins.policy.ActorCritic`, with or without convolutions before its Linear
+      :class:`rlbasins.core.policy.ActorCritic`, with or without convolutions before its Linear
       layers): the two trunks are permuted independently;
     - the same (Linear layers only) fed by a shared Linear trunk ``shared.*`` or ``trunk.*``:
       the heads' first layers' input axis gets the trunk's last permutation;
@@ -457,7 +457,7 @@ def align_many(state_dicts: list[StateDict], spec: PermutationSpec | None = None
         and the mean is recomputed from the aligned models. (MergeMany matches each model to
         the mean of the others; matching to the mean of all is N times cheaper to update.)
     on_progress: called with 1 after each aligned model (N calls, or rounds × N for "mean"),
-        e.g. the ``advance`` of :func:`rlbasins.progress.task_progress`.
+        e.g. the ``advance`` of :func:`rlbasins.core.progress.task_progress`.
     match: ``(target, other) → other aligned to target``; default :func:`weight_matching` with
         ``spec`` and ``seed`` (pass e.g. a closure over :func:`activation_matching` instead).
     Returns the aligned state dicts in input order, each with its input's function.

@@ -32,12 +32,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import squareform
+from scipy.cluster.hierarchy import fcluster
 from scipy.special import gammaln
 
 from rlbasins.analysis import basins
-from rlbasins.config import BasinCountConfig
+from rlbasins.core.config import BasinCountConfig
+from rlbasins.core.stats import average_linkage
 
 
 @dataclass
@@ -178,8 +178,6 @@ def unseen_estimate(labels: list[int] | np.ndarray, partition: str, bootstrap: i
 # --------------------------------------------------------------------------- resolution
 
 
-def average_linkage(distances: np.ndarray) -> np.ndarray:
-    return linkage(squareform(np.asarray(distances, float), checks=False), method="average")
 
 
 def clusters_at(tree: np.ndarray, heights: np.ndarray | list[float]) -> np.ndarray:

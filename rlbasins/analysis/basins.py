@@ -20,12 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import squareform
+from scipy.cluster.hierarchy import fcluster
 from sklearn.cluster import SpectralClustering
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-from rlbasins.analysis.behavior import wilson_interval
+from rlbasins.core.stats import average_linkage, wilson_interval
 
 SILHOUETTE_FLOOR = 0.5
 
@@ -99,7 +98,7 @@ def agglomerative_basins(distances: np.ndarray, k: int | None = None, max_k: int
     """Average-linkage clustering; ``k=None`` picks the k with the best silhouette (or 1, see module)."""
     d = np.asarray(distances, float)
     n = len(d)
-    tree = linkage(squareform(d, checks=False), method="average")
+    tree = average_linkage(d)
     silhouettes = []
     for candidate in range(2, min(max_k, n - 1) + 1):
         silhouettes.append(_silhouette(d, fcluster(tree, candidate, criterion="maxclust")))

@@ -4,7 +4,7 @@ For each seed's policy (its last checkpoint, or any checkpoint step):
 
 - returns on the training start distribution and on held-out start states (the env's suite in
   :mod:`envs.suites`), with greedy and with sampled actions, all seeds in one batched rollout
-  (:mod:`rlbasins.analysis.rollouts`);
+  (:mod:`rlbasins.core.rollouts`);
 - for envs that name the strategy an episode followed: the fraction of held-out episodes per
   strategy with Wilson 95% intervals, each seed's preference (share of strategy A among the
   decided episodes), and a test of how those preferences are distributed *across* seeds — many
@@ -24,68 +24,21 @@ import io
 import json
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
-from scipy import stats
 
 from envs.grid import label_fractions
-from envs.suites import HeldOutSuite, get_suite
-from rlbasins.analysis.rollouts import action_probs, play, stack_state_dicts
-from rlbasins.config import AnalysisConfig, ExperimentConfig
-from rlbasins.devices import resolve_device
-from rlbasins.policy import ActorCritic
-from rlbasins.progress import task_progress
-from rlbasins.seeding import factor_seed
-from rlbasins.store import RunDir, atomic_write_bytes, atomic_write_json
-
-
-def policy_template(weights: dict[str, torch.Tensor], meta: dict) -> ActorCritic:
-    """An :class:`ActorCritic` shaped like exchange-format ``weights`` (their metadata names the rest).
-
-    Checkpoints written before CNN policies have no ``obs_shape``: they are MLPs whose input size is
-    their first weight's.
-    """
-    conv_channels = meta.get("conv_channels") or []
-    obs_shape = meta.get("obs_shape") or [weights["actor.0.weight"].shape[1]]
-    head = 2 * len(conv_channels) + bool(conv_channels) + 2 * len(meta["hidden_sizes"])  # Flatten after convs
-    return ActorCritic(obs_shape, n_actions=weights[f"actor.{head}.weight"].shape[0],
-                       hidden_sizes=meta["hidden_sizes"], activation=meta["activation"],
-                       conv_channels=conv_channels)
-
-
-def load_policy(run: RunDir, index: int, step: int | None = None) -> tuple[ActorCritic, int]:
-    """Seed ``index``'s policy at ``step`` (default: its last checkpoint), hash-checked."""
-    store = run.seed(index)
-    if step is None:
-        last = store.last()
-        if last is None:
-            raise FileNotFoundError(f"seed {index} of {run.root} has no checkpoint yet")
-        step = last.step
-    available = [e.step for e in store.entries()]
-    if step not in available:
-        raise FileNotFoundError(f"seed {index} of {run.root} has no checkpoint at step {step}; "
-                                f"it has {available}")
-    weights, meta = store.load_policy(step)
-    policy = policy_template(weights, meta)
-    policy.load_state_dict(weights)
-    return policy.eval(), step
-
-
-def load_policies(run: RunDir, seeds: list[int], step: int | None = None,
-                  show_progress: bool = False) -> tuple[ActorCritic, list[dict[str, torch.Tensor]], list[int]]:
-    """The policies of ``seeds`` at ``step`` (default: each seed's last checkpoint) as
-    (a template module, exchange-format state dicts, the steps loaded)."""
-    policies, steps = [], []
-    with task_progress("loading checkpoints", len(seeds), enabled=show_progress) as advance:
-        for k in seeds:
-            policy, loaded = load_policy(run, k, step)
-            policies.append(policy)
-            steps.append(loaded)
-            advance()
-    return policies[0], [p.state_dict() for p in policies], steps
+from envs.suites import get_suite
+from rlbasins.core.checkpoints import load_policies
+from rlbasins.core.config import AnalysisConfig, load_config
+from rlbasins.core.devices import resolve_device
+from rlbasins.core.heldout import evaluation_sample, fingerprint_inputs
+from rlbasins.core.policy import ActorCritic
+from rlbasins.core.progress import task_progress
+from rlbasins.core.rollouts import action_probs, play, stack_state_dicts
+from rlbasins.core.stats import PreferenceTest, preference_test, wilson_interval
+from rlbasins.core.store import RunDir, atomic_write_bytes, atomic_write_json
 
 
 @torch.no_grad()
@@ -137,97 +90,17 @@ def mean_to_others(matrix: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- strategies
 
 
-def wilson_interval(successes: np.ndarray, trials: np.ndarray, z: float = 1.959964) -> np.ndarray:
-    """95% Wilson score intervals [..., 2] for binomial proportions (well-behaved at 0, 1 and small n;
-    (0, 1) when there are no trials)."""
-    successes, trials = np.asarray(successes, float), np.asarray(trials, float)
-    n = np.maximum(trials, 1e-12)
-    phat = successes / n
-    centre = (phat + z**2 / (2 * n)) / (1 + z**2 / n)
-    half = z * np.sqrt(phat * (1 - phat) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
-    interval = np.stack([centre - half, centre + half], axis=-1).clip(0.0, 1.0)
-    return np.where((trials > 0)[..., None], interval, np.array([0.0, 1.0]))
 
 
-@dataclass
-class PreferenceTest:
-    """How per-seed preferences for strategy A (share of A among decided episodes) are spread across seeds.
-
-    ``homogeneity_p``: chi-square test that every seed has the same preference (small p: seeds
-    differ more than episode noise explains). ``bimodality_coefficient``: Sarle's b =
-    (skew² + 1) / (excess kurtosis + 3(n−1)²/((n−2)(n−3))); above 5/9 ≈ 0.555 hints at two modes.
-    ``committed``: seeds whose Wilson interval lies entirely above or below ½ (they prefer one
-    strategy beyond episode noise). ``verdict``: "basins" (seeds differ and most are committed, or
-    the distribution is bimodal), "one shared strategy" (no evidence that seeds differ), or "graded".
-    """
-
-    n_seeds: int
-    preference: list[float | None]
-    homogeneity_p: float | None
-    bimodality_coefficient: float | None
-    committed_a: int
-    committed_b: int
-    verdict: str
 
 
-def preference_test(count_a: np.ndarray, count_b: np.ndarray) -> PreferenceTest:
-    """Per-seed counts of held-out episodes that followed strategy A and B → :class:`PreferenceTest`."""
-    count_a, count_b = np.asarray(count_a, float), np.asarray(count_b, float)
-    decided = count_a + count_b
-    has = decided > 0
-    preference = np.where(has, count_a / np.maximum(decided, 1), np.nan)
-    interval = wilson_interval(count_a, decided)
-    committed_a = int(((interval[:, 0] > 0.5) & has).sum())
-    committed_b = int(((interval[:, 1] < 0.5) & has).sum())
-    table = np.stack([count_a[has], count_b[has]], axis=1)
-    table = table[:, table.sum(0) > 0]  # a column of zeros (nobody ever chose B) has no expected counts
-    homogeneity_p = None
-    if table.shape[0] >= 2 and table.shape[1] == 2:
-        homogeneity_p = float(stats.chi2_contingency(table, correction=False)[1])
-    elif table.shape[0] >= 2:
-        homogeneity_p = 1.0  # every seed chose the same single strategy
-    values = preference[has]
-    bimodality = None
-    if len(values) >= 4 and values.std() > 0:
-        n = len(values)
-        skew, kurt = stats.skew(values, bias=False), stats.kurtosis(values, bias=False)
-        bimodality = float((skew**2 + 1) / (kurt + 3 * (n - 1) ** 2 / ((n - 2) * (n - 3))))
-    differ = homogeneity_p is not None and homogeneity_p < 0.01
-    if differ and ((committed_a + committed_b) >= 0.5 * has.sum() or (bimodality or 0) > 5 / 9):
-        verdict = "basins"
-    elif not differ:
-        verdict = "one shared strategy"
-    else:
-        verdict = "graded"
-    return PreferenceTest(n_seeds=int(len(count_a)), preference=[None if np.isnan(v) else float(v) for v in preference],
-                          homogeneity_p=homogeneity_p, bimodality_coefficient=bimodality,
-                          committed_a=committed_a, committed_b=committed_b, verdict=verdict)
 
 
 # --------------------------------------------------------------------------- inputs
 
 
-def heldout_observations(cfg: ExperimentConfig, suite: HeldOutSuite, states) -> torch.Tensor:
-    """Observations [N, *obs_shape] of N held-out states."""
-    env = gym.make(cfg.env.id, **cfg.env.kwargs)
-    env.reset(seed=0)
-    obs = np.stack([suite.start_from(env, state) for state in states])
-    env.close()
-    return torch.as_tensor(obs)
 
 
-def noise_observations(space: gym.spaces.Box, reference: torch.Tensor, n: int, seed: int) -> torch.Tensor:
-    """``n`` out-of-distribution inputs shaped like the observations: uniform within the space's bounds
-    where they are finite (e.g. gridworld planes with random values everywhere), otherwise Gaussian
-    with three times the spread of the ``reference`` observations [M, ...] around their mean."""
-    rng = np.random.default_rng(seed)
-    low, high = np.broadcast_to(space.low, space.shape), np.broadcast_to(space.high, space.shape)
-    ref = reference.double().numpy()
-    centre, spread = ref.mean(0), 3 * ref.std(0) + 1e-3
-    finite = np.isfinite(low) & np.isfinite(high)
-    uniform = rng.uniform(np.where(finite, low, 0), np.where(finite, high, 1), size=(n, *space.shape))
-    gaussian = centre + spread * rng.standard_normal((n, *space.shape))
-    return torch.as_tensor(np.where(finite, uniform, gaussian), dtype=torch.float32)
 
 
 # --------------------------------------------------------------------------- the analysis
@@ -301,39 +174,10 @@ def _label_summary(outcomes: np.ndarray, labels: tuple[str, str]):
     return fractions, intervals, counts[labels[0]], counts[labels[1]]
 
 
-@dataclass
-class EvaluationSample:
-    """What every seed of a run is evaluated on, drawn from the config's master seed alone."""
-
-    states: Any                       # [n_states] held-out states for action distributions
-    starts: Any                       # [n_episodes] held-out start states
-    reset_seeds_heldout: list[int]    # [n_episodes]
-    reset_seeds_train: list[int]      # [train_episodes]
-    space: gym.spaces.Space           # the observation space
-    seed: int                         # the evaluation seed (also the action seed of sampled episodes)
 
 
-def evaluation_sample(cfg: ExperimentConfig) -> EvaluationSample:
-    """The held-out states and episodes of ``analyze_behavior`` (the report redraws the same ones)."""
-    suite = get_suite(cfg.env.id)
-    held = cfg.analysis.heldout
-    eval_seed = factor_seed(cfg.seed, "eval", 0)
-    rng = np.random.default_rng(eval_seed)
-    probe_env = gym.make(cfg.env.id, **cfg.env.kwargs)
-    states = suite.sample_states(probe_env, rng, held.n_states)
-    starts = suite.sample_states(probe_env, rng, held.n_episodes)
-    space = probe_env.observation_space
-    probe_env.close()
-    return EvaluationSample(states, starts, rng.integers(2**31, size=held.n_episodes).tolist(),
-                            rng.integers(2**31, size=cfg.analysis.train_episodes).tolist(), space, eval_seed)
 
 
-def fingerprint_inputs(cfg: ExperimentConfig, sample: EvaluationSample) -> tuple[torch.Tensor, torch.Tensor]:
-    """The inputs whose action distributions fingerprint a policy: observations of the sample's held-out
-    states [N, ...] and as many out-of-distribution noise inputs [N, ...]."""
-    heldout_obs = heldout_observations(cfg, get_suite(cfg.env.id), sample.states)
-    noise = noise_observations(sample.space, heldout_obs, len(heldout_obs), factor_seed(cfg.seed, "noise", 0))
-    return heldout_obs, noise
 
 
 def analyze_behavior(run: RunDir, step: int | None = None, show_progress: bool = True,
@@ -342,7 +186,7 @@ def analyze_behavior(run: RunDir, step: int | None = None, show_progress: bool =
     the run's ``analysis`` settings or ``settings``; write ``analysis/behavior.json``, ``seeds.csv``
     and the action-distribution arrays."""
     manifest = run.manifest()  # first: names a directory that is not a run
-    cfg = run.load_config()
+    cfg = load_config(run.config_path)
     if settings is not None:
         cfg = cfg.model_copy(update={"analysis": settings})
     seeds = RunDir.seeds_with_status(manifest, "finished")

@@ -41,11 +41,11 @@ from sklearn.preprocessing import StandardScaler
 
 from rlbasins.analysis import align, basins
 from rlbasins.analysis.align import StateDict
-from rlbasins.analysis.behavior import load_policies
-from rlbasins.analysis.rollouts import action_probs, stack_state_dicts
-from rlbasins.config import EarlyDetectionConfig
-from rlbasins.progress import task_progress
-from rlbasins.store import RunDir
+from rlbasins.core.checkpoints import load_policies
+from rlbasins.core.config import EarlyDetectionConfig
+from rlbasins.core.progress import task_progress
+from rlbasins.core.rollouts import action_probs, stack_state_dicts
+from rlbasins.core.store import RunDir
 
 DETECTORS = {
     "behaviour": "classifier on held-out action distributions",

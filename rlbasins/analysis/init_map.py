@@ -53,8 +53,8 @@ from scipy import stats
 
 from rlbasins.analysis.basins import Basin
 from rlbasins.analysis.behavior import BehaviorResult
-from rlbasins.config import InitPlaneConfig
-from rlbasins.train.initial import grid_point, plane_coordinates
+from rlbasins.core.config import InitPlaneConfig
+from rlbasins.core.init_plane import grid_point, plane_coordinates
 
 MIN_SIDE = 4
 """Coarsest sub-grid whose dimension is estimated (3 box sizes: 1, 2, 4)."""
@@ -226,7 +226,7 @@ def label_map(name: str, names: list[str], image: np.ndarray, seed: int = 0) -> 
 # --------------------------------------------------------------------------- the study
 
 
-def init_map(plane: InitPlaneConfig, seeds: list[int], clustering_labels: list[int], behaviour_basins: list[Basin],
+def init_map(plane: InitPlaneConfig, seeds: list[int], clustering_labels: list[int], behavior_basins: list[Basin],
              behavior: BehaviorResult, seed: int = 0) -> InitMap:
     """The maps of a run trained on ``plane``: ``seeds`` [S] with a result, their basin labels [S] (codes of
     ``behaviour_basins``) and held-out behaviour; ``seed`` draws the label permutations."""
@@ -239,7 +239,7 @@ def init_map(plane: InitPlaneConfig, seeds: list[int], clustering_labels: list[i
             image[i, j] = value
         return image
 
-    names = [f"basin {b.index}" + (f" ({b.label})" if b.label else "") for b in behaviour_basins]
+    names = [f"basin {b.index}" + (f" ({b.label})" if b.label else "") for b in behavior_basins]
     maps = [label_map("behavioural basin", names, image_of(clustering_labels, -1), seed)]
     outcome_label = outcome = outcome_ci = None
     if behavior.labels is not None:

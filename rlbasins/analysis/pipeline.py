@@ -6,14 +6,14 @@
 3. Git Re-Basin alignment of all seeds into one unit order (:mod:`~rlbasins.analysis.align`);
 4. barriers naive and aligned (and with REPAIR, for MLPs) between every pair of seeds (N ≤
    ``max_pairwise``) or from every seed to the behavioural basins' medoids
-   (:mod:`~rlbasins.analysis.connectivity`), plus full interpolation curves for representative
+   (:mod:`~rlbasins.analysis.barriers`), plus full interpolation curves for representative
    pairs within and across basins;
 5. weight-space basins from the aligned barrier matrix, their agreement with the behavioural
    basins (ARI with a bootstrap CI), and — for planted experiments — with the planted truth;
 6. early detection: how well each seed's final behavioural basin (or, with one basin, its dominant
    held-out strategy) is predicted from its earlier checkpoints (:mod:`~rlbasins.analysis.early`);
 7. training length: every seed's nearest final basin at every checkpoint, basin shares, transitions
-   and last switches (:mod:`~rlbasins.analysis.trajectory`);
+   and last switches (:mod:`~rlbasins.analysis.training_length`);
 8. basin count: rarefaction over seed subsets, unseen basins (Chao1) and the count across clustering
    resolutions (:mod:`~rlbasins.analysis.basin_count`);
 9. init-space map (runs with ``seeds.init_plane``): each grid point's basin and held-out outcome as
@@ -39,25 +39,20 @@ import numpy as np
 import torch
 
 from envs.suites import get_suite
-from rlbasins.analysis import align, basins, connectivity
+from rlbasins.analysis import align, barriers, basins
 from rlbasins.analysis.basin_count import BasinCount, basin_count
-from rlbasins.analysis.behavior import (
-    BehaviorResult,
-    analyze_behavior,
-    evaluation_sample,
-    fingerprint_inputs,
-    load_policies,
-    total_variation_matrix,
-)
+from rlbasins.analysis.behavior import BehaviorResult, analyze_behavior, total_variation_matrix
 from rlbasins.analysis.early import EarlyDetection, choose_target, early_detection
 from rlbasins.analysis.init_map import InitMap, init_map
 from rlbasins.analysis.seed_factors import SeedFactorStudy, seed_factor_study
-from rlbasins.analysis.trajectory import BasinTrajectory, basin_trajectory
-from rlbasins.config import AnalysisConfig, ExperimentConfig
-from rlbasins.devices import resolve_device
-from rlbasins.progress import task_progress
-from rlbasins.seeding import factor_seed
-from rlbasins.store import RunDir, atomic_write_bytes, atomic_write_json, read_json
+from rlbasins.analysis.training_length import BasinTrajectory, basin_trajectory
+from rlbasins.core.checkpoints import load_policies
+from rlbasins.core.config import AnalysisConfig, ExperimentConfig, load_config
+from rlbasins.core.devices import resolve_device
+from rlbasins.core.heldout import evaluation_sample, fingerprint_inputs
+from rlbasins.core.progress import task_progress
+from rlbasins.core.seeding import factor_seed
+from rlbasins.core.store import RunDir, atomic_write_bytes, atomic_write_json, read_json
 
 
 @dataclass
@@ -91,7 +86,7 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     """Run every analysis stage on the finished seeds of ``run`` (at checkpoint ``step``, default the last),
     with the run's ``analysis`` settings or ``settings`` in their place."""
     manifest = run.manifest()  # first: names a directory that is not a run
-    cfg = run.load_config()
+    cfg = load_config(run.config_path)
     if settings is not None:
         cfg = cfg.model_copy(update={"analysis": settings})
     settings = cfg.analysis
@@ -104,12 +99,12 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     # ---- behavioural basins
     tv = np.array(behavior.total_variation)
     with _timed(seconds, "behavioural basins"):
-        behaviour_clusters = basins.CLUSTERERS[settings.basins.method](tv, max_k=settings.basins.max_k)
+        behavior_clusters = basins.CLUSTERERS[settings.basins.method](tv, max_k=settings.basins.max_k)
         probs = torch.as_tensor(np.load(run.analysis_dir / "heldout_probs.npy", allow_pickle=False))
-        stable = basins.stability(lambda idx: total_variation_matrix(probs[:, idx]).numpy(), behaviour_clusters,
+        stable = basins.stability(lambda idx: total_variation_matrix(probs[:, idx]).numpy(), behavior_clusters,
                                   probs.shape[1], resamples=settings.basins.resamples, seed=cfg.seed)
     seed_labels = behavior.dominant_labels()
-    behaviour_basins = basins.describe_basins(behaviour_clusters, seeds, tv, seed_labels)
+    behavior_basins = basins.describe_basins(behavior_clusters, seeds, tv, seed_labels)
 
     # ---- the studies that need only the behaviour, each optional: early detection, training length
     # (basins tracked back through every checkpoint), basin count, init-space map, seed factors
@@ -117,27 +112,27 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
         return _study_stage(run, seconds, name, stage, compute if enabled else None)
 
     final_step = min(behavior.steps)
-    target = choose_target(settings.early.target, behaviour_clusters.labels, behavior.preferred_strategies())
+    target = choose_target(settings.early.target, behavior_clusters.labels, behavior.preferred_strategies())
     early = study("early", "early detection", bool(settings.early.detectors), lambda: early_detection(
         run, seeds, final_step, *target, tv, heldout_obs, noise_obs, settings.early, seed=cfg.seed,
         show_progress=show_progress))
-    trajectory = study("trajectory", "trajectory", settings.trajectory.enabled, lambda: basin_trajectory(
-        run, seeds, final_step, behaviour_clusters.labels, heldout_obs, settings.trajectory, settings.basins.method,
-        settings.basins.max_k, seed=cfg.seed, show_progress=show_progress))
+    trajectory = study("trajectory", "trajectory", settings.training_length.enabled, lambda: basin_trajectory(
+        run, seeds, final_step, behavior_clusters.labels, heldout_obs, settings.training_length,
+        settings.basins.method, settings.basins.max_k, seed=cfg.seed, show_progress=show_progress))
     counted = study("basin_count", "basin count", settings.basin_count.enabled, lambda: basin_count(
-        seeds, tv, behaviour_clusters, settings.basin_count, settings.basins.max_k,
+        seeds, tv, behavior_clusters, settings.basin_count, settings.basins.max_k,
         lambda idx: total_variation_matrix(probs[:, idx]).numpy(), probs.shape[1], seed=cfg.seed))
     mapped = study("init_map", "init map", cfg.seeds.init_plane is not None, lambda: init_map(
-        cfg.seeds.init_plane, seeds, behaviour_clusters.labels, behaviour_basins, behavior, seed=cfg.seed))
+        cfg.seeds.init_plane, seeds, behavior_clusters.labels, behavior_basins, behavior, seed=cfg.seed))
     factors = study("seed_factors", "seed factors", cfg.seeds.grid is not None, lambda: _seed_factors(
-        cfg, manifest, behavior, behaviour_clusters.labels))
+        cfg, manifest, behavior, behavior_clusters.labels))
 
     # ---- alignment and barriers
     template, state_dicts, _ = load_policies(run, seeds, step)
     device = resolve_device(cfg.device)
     suite = get_suite(cfg.env.id)
-    conn = settings.connectivity
-    probe = connectivity.make_probe(template, cfg.env.id, cfg.env.kwargs, conn.episodes, conn.n_states,
+    conn = settings.barriers
+    probe = barriers.make_probe(template, cfg.env.id, cfg.env.kwargs, conn.episodes, conn.n_states,
                                     seed=factor_seed(cfg.seed, "connectivity", 0), device=device, suite=suite)
     with _timed(seconds, "alignment"):
         aligned = _align(cfg, template, state_dicts, heldout_obs, show_progress)
@@ -145,17 +140,17 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     if pairwise:
         pairs = list(itertools.combinations(range(len(seeds)), 2))
     else:  # every seed to the behavioural medoids
-        anchors = basins.medoids(tv, behaviour_clusters.labels)
+        anchors = basins.medoids(tv, behavior_clusters.labels)
         pairs = [(m, i) for m in anchors for i in range(len(seeds)) if i != m]
     metric = conn.barrier_metric if conn.barrier_metric != "auto" else probe.metrics[-1]
     if metric not in probe.metrics:
-        raise ValueError(f"analysis.connectivity.barrier_metric {metric!r} is not measured for {cfg.env.id} "
+        raise ValueError(f"analysis.barriers.barrier_metric {metric!r} is not measured for {cfg.env.id} "
                          f"(available: {', '.join(probe.metrics)})")
     # Every barrier for the aligned policies (they define the weight-space basins); the naive and
     # REPAIR comparisons on the loss (no rollouts) where the env has an expert, else on ``metric``.
     comparison = ["loss"] if "loss" in probe.metrics else [metric]
     variants = {"naive": (state_dicts, False, comparison), "aligned": (aligned, False, probe.metrics)}
-    repair_skipped = connectivity.repair_unsupported(template) if conn.repair else None
+    repair_skipped = barriers.repair_unsupported(template) if conn.repair else None
     with_repair = conn.repair and repair_skipped is None
     if with_repair:
         variants["aligned_repair"] = (aligned, True, comparison)
@@ -163,7 +158,7 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     with _timed(seconds, "barriers"), \
             task_progress("interpolation barriers", len(pairs) * len(variants), enabled=show_progress) as advance:
         for name, (models, repair_units, metrics) in variants.items():
-            values = connectivity.barrier_matrix(models, probe, pairs, conn.points, repair_units, metrics,
+            values = barriers.barrier_matrix(models, probe, pairs, conn.points, repair_units, metrics,
                                                  on_progress=advance)
             matrices[name] = {m: _to_matrix(v, pairs, len(seeds), pairwise) for m, v in values.items()}
 
@@ -177,17 +172,17 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
         weight_clusters = basins.Clustering("nearest medoid", len(anchors), nearest.tolist(), "behavioural medoids",
                                             [])
         weight_basins = None
-    agreement = basins.ari_with_ci(behaviour_clusters.labels, weight_clusters.labels, seed=cfg.seed)
+    agreement = basins.ari_with_ci(behavior_clusters.labels, weight_clusters.labels, seed=cfg.seed)
     planted = [manifest["seeds"][str(k)].get("planted") for k in seeds]
     planted_ari = None
     if all(label is not None for label in planted):
         codes = [sorted(set(planted)).index(label) for label in planted]
-        planted_ari = {"behaviour": basins.ari_with_ci(codes, behaviour_clusters.labels, seed=cfg.seed),
+        planted_ari = {"behaviour": basins.ari_with_ci(codes, behavior_clusters.labels, seed=cfg.seed),
                        "weights": basins.ari_with_ci(codes, weight_clusters.labels, seed=cfg.seed)}
 
     # ---- representative paths
     with _timed(seconds, "paths"):
-        paths = _representative_paths(behaviour_clusters, tv, seeds, state_dicts, aligned, probe, conn.points,
+        paths = _representative_paths(behavior_clusters, tv, seeds, state_dicts, aligned, probe, conn.points,
                                       with_repair)
 
     connectivity_out = {
@@ -202,8 +197,8 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     atomic_write_json(run.analysis_dir / "connectivity.json", connectivity_out)
     basins_out = {
         "seeds": seeds, "planted": planted if planted_ari else None,
-        "behaviour": {"distance": "total variation on held-out states", "clustering": asdict(behaviour_clusters),
-                      "basins": [asdict(b) for b in behaviour_basins], "stability": stable},
+        "behaviour": {"distance": "total variation on held-out states", "clustering": asdict(behavior_clusters),
+                      "basins": [asdict(b) for b in behavior_basins], "stability": stable},
         "weights": {"distance": f"aligned {metric} barrier", "clustering": asdict(weight_clusters),
                     "basins": [asdict(b) for b in weight_basins] if weight_basins else None},
         "agreement": agreement, "planted_ari": planted_ari,
@@ -211,8 +206,8 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
         "seconds": seconds,
     }
     atomic_write_json(run.analysis_dir / "basins.json", basins_out)
-    _write_basin_table(run, seeds, behaviour_clusters, weight_clusters, planted, behavior)
-    return AnalysisSummary(len(seeds), behaviour_clusters.k, weight_clusters.k, agreement["ari"],
+    _write_basin_table(run, seeds, behavior_clusters, weight_clusters, planted, behavior)
+    return AnalysisSummary(len(seeds), behavior_clusters.k, weight_clusters.k, agreement["ari"],
                            {k: v["ari"] for k, v in planted_ari.items()} if planted_ari else None,
                            basins_out["preference_verdict"], early, seconds, trajectory, counted, mapped, factors)
 
@@ -268,7 +263,7 @@ def _align(cfg: ExperimentConfig, template, state_dicts, heldout_obs: torch.Tens
 def _to_matrix(values: np.ndarray, pairs, n: int, pairwise: bool) -> np.ndarray:
     """Pair barriers → [n, n] (pairwise) or [n, n] with only the medoid columns/rows filled (NaN elsewhere)."""
     if pairwise:
-        return connectivity.as_square(values, pairs, n)
+        return barriers.as_square(values, pairs, n)
     square = np.full((n, n), np.nan)
     np.fill_diagonal(square, 0.0)
     for value, (m, i) in zip(values, pairs, strict=True):
@@ -284,7 +279,7 @@ def _off_diagonal_summary(matrix: np.ndarray, pairwise: bool) -> dict[str, float
 
 
 def _representative_paths(clusters: basins.Clustering, tv: np.ndarray, seeds: list[int], state_dicts, aligned,
-                          probe: connectivity.PathProbe, points: int, with_repair: bool) -> list[dict[str, Any]]:
+                          probe: barriers.PathProbe, points: int, with_repair: bool) -> list[dict[str, Any]]:
     """Full curves (naive, aligned, aligned + REPAIR) for: the two most central seeds of each of the two
     largest basins (within), and the two largest basins' medoids (across)."""
     labels = np.asarray(clusters.labels)
@@ -299,21 +294,21 @@ def _representative_paths(clusters: basins.Clustering, tv: np.ndarray, seeds: li
         chosen.append(("across basins 0 and 1", centre[0], centre[1]))
     paths = []
     for kind, i, j in chosen:
-        curves = {"naive": connectivity.path_curves(state_dicts[i], state_dicts[j], probe, points),
-                  "aligned": connectivity.path_curves(aligned[i], aligned[j], probe, points)}
+        curves = {"naive": barriers.path_curves(state_dicts[i], state_dicts[j], probe, points),
+                  "aligned": barriers.path_curves(aligned[i], aligned[j], probe, points)}
         if with_repair:
-            curves["aligned_repair"] = connectivity.path_curves(aligned[i], aligned[j], probe, points,
+            curves["aligned_repair"] = barriers.path_curves(aligned[i], aligned[j], probe, points,
                                                                 repair_units=True)
         paths.append({"kind": kind, "seed_a": seeds[i], "seed_b": seeds[j],
                       "curves": {name: asdict(c) for name, c in curves.items()}})
     return paths
 
 
-def _write_basin_table(run: RunDir, seeds, behaviour, weights, planted, behavior: BehaviorResult) -> None:
+def _write_basin_table(run: RunDir, seeds, behavior_clusters, weights, planted, behavior: BehaviorResult) -> None:
     dominant = behavior.dominant_labels() or [""] * len(seeds)
     rows = ["seed,behaviour_basin,weight_basin,dominant_label,planted"]
     rows += [f"{k},{b},{w},{d},{p or ''}" for k, b, w, d, p in
-             zip(seeds, behaviour.labels, weights.labels, dominant, planted, strict=True)]
+             zip(seeds, behavior_clusters.labels, weights.labels, dominant, planted, strict=True)]
     atomic_write_bytes(run.analysis_dir / "basins.csv", ("\n".join(rows) + "\n").encode())
 
 

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 import envs
-from rlbasins.analysis.behavior import BehaviorResult, evaluation_sample, mean_to_others
+from rlbasins.analysis.behavior import BehaviorResult, mean_to_others
 from rlbasins.analysis.pipeline import load_results
-from rlbasins.config import dump_config
-from rlbasins.logs import TRUE_RETURN_TAG, seed_curves
+from rlbasins.core.config import dump_config, load_config
+from rlbasins.core.heldout import evaluation_sample
+from rlbasins.core.logs import TRUE_RETURN_TAG, seed_curves
+from rlbasins.core.plotting import ACTION_NAMES
+from rlbasins.core.store import RunDir, atomic_write_bytes
 from rlbasins.report import figures
-from rlbasins.store import RunDir, atomic_write_bytes
 
 METRIC_UNITS = {"loss": "nats", "train_return": "return", "heldout_decided": "share of episodes"}
 METRIC_NAMES = {"loss": "expert loss", "train_return": "training return", "heldout_decided": "held-out commitment"}
 VARIANTS = ("naive", "aligned", "aligned_repair")
-ACTION_NAMES = {4: ["up", "right", "down", "left"], 2: ["push left", "push right"]}
 VARIANT_NAMES = {"naive": "naive", "aligned": "aligned", "aligned_repair": "aligned + REPAIR"}
 
 
@@ -36,10 +38,11 @@ def _barrier_panels(conn: dict) -> list[tuple[str, np.ndarray, str]]:
     return panels
 
 
-def write_report(run: RunDir) -> Path:
-    """Render ``report.html`` from the run's manifest, TensorBoard logs and ``analysis/``."""
+def write_report(run: RunDir, steering: dict[str, Any] | None = None) -> Path:
+    """Render ``report.html`` from the run's manifest, TensorBoard logs and ``analysis/``; ``steering``: the
+    steering study's result (:func:`rlbasins.studies.steering.load`), drawn when given (the CLI passes it)."""
     manifest = run.manifest()  # first: names a directory that is not a run
-    cfg = run.load_config()
+    cfg = load_config(run.config_path)
     behavior_path = run.analysis_dir / "behavior.json"
     if not behavior_path.exists():
         raise FileNotFoundError(f"{behavior_path} is missing; run `rlbasins analyze {run.root}` first")
@@ -99,7 +102,7 @@ def write_report(run: RunDir) -> Path:
                                           "Greedy-action agreement on held-out states",
                                           "fraction of held-out states with the same greedy action"),
         early=early, fig_early=figures.early_detection(early) if early and not early["skipped"] else None,
-        **_steering_context(run),
+        **_steering_context(steering),
         trajectory=trajectory, **_trajectory_figures(trajectory, basin_names),
         counted=counted, **_basin_count_figures(counted),
         mapped=results["init_map"], **_init_map_figures(results["init_map"]),
@@ -115,11 +118,8 @@ def write_report(run: RunDir) -> Path:
     return run.report_path
 
 
-def _steering_context(run: RunDir) -> dict:
+def _steering_context(steering: dict[str, Any] | None) -> dict:
     """The steering study (``analysis/steering.json``, written by ``rlbasins steer``) and its figure."""
-    from rlbasins.studies.steering import load as load_steering
-
-    steering = load_steering(run)
     return dict(steering=steering, fig_steering=figures.steering(steering) if steering else None)
 
 
@@ -128,10 +128,10 @@ def _trajectory_figures(trajectory: dict, names: list[str]) -> dict[str, str | N
     if not trajectory or not trajectory["steps"]:
         return dict(fig_drift=None, fig_shares=None, fig_transitions=None, fig_switches=None)
     if trajectory["skipped"]:
-        return dict(fig_drift=figures.behaviour_drift(trajectory), fig_shares=None, fig_transitions=None,
+        return dict(fig_drift=figures.behavior_drift(trajectory), fig_shares=None, fig_transitions=None,
                     fig_switches=None)
     names = names if len(names) == trajectory["n_basins"] else [f"basin {b}" for b in range(trajectory["n_basins"])]
-    return dict(fig_drift=figures.behaviour_drift(trajectory), fig_shares=figures.basin_shares(trajectory, names),
+    return dict(fig_drift=figures.behavior_drift(trajectory), fig_shares=figures.basin_shares(trajectory, names),
                 fig_transitions=figures.transition_matrices(trajectory, names),
                 fig_switches=figures.last_switches(trajectory, names))
 

@@ -24,14 +24,16 @@ import torch
 import envs
 from envs.grid import label_fractions
 from envs.suites import get_suite
-from rlbasins.analysis import align, connectivity
-from rlbasins.analysis.behavior import heldout_observations, load_policy
-from rlbasins.analysis.rollouts import action_probs, play, stack_state_dicts
-from rlbasins.config import ConfigError, ConfigIssue, ExperimentConfig
-from rlbasins.policy import ActorCritic
-from rlbasins.report import ACTION_NAMES, METRIC_UNITS, figures
-from rlbasins.seeding import factor_seed
-from rlbasins.store import RunDir, atomic_write_bytes
+from rlbasins.analysis import align, barriers
+from rlbasins.core.checkpoints import load_policy
+from rlbasins.core.config import ConfigError, ConfigIssue, ExperimentConfig, load_config
+from rlbasins.core.heldout import heldout_observations
+from rlbasins.core.plotting import ACTION_NAMES
+from rlbasins.core.policy import ActorCritic
+from rlbasins.core.rollouts import action_probs, play, stack_state_dicts
+from rlbasins.core.seeding import factor_seed
+from rlbasins.core.store import RunDir, atomic_write_bytes
+from rlbasins.report import METRIC_UNITS, figures
 
 REF_PATTERN = re.compile(r"^(?P<run>.+?):(?P<seed>\d+)(?:@(?P<step>\d+))?$")
 
@@ -133,8 +135,8 @@ def _strip_figure(strips: list[tuple[np.ndarray, np.ndarray]], names: tuple[str,
 
 def compare(a: PolicyRef, b: PolicyRef, output: Path, n_strips: int = 3, n_top: int = 6) -> dict[str, Any]:
     """Write the diff of ``a`` and ``b`` to ``output`` (HTML) and return its numbers."""
-    cfg = a.run.load_config()
-    cfg_b = b.run.load_config()
+    cfg = load_config(a.run.config_path)
+    cfg_b = load_config(b.run.config_path)
     if (cfg.env.id, cfg.env.kwargs) != (cfg_b.env.id, cfg_b.env.kwargs):
         raise ConfigError("compare", [ConfigIssue(path="B", value=f"{cfg_b.env.id} {cfg_b.env.kwargs}",
                                                   expected=f"the env of A: {cfg.env.id} {cfg.env.kwargs}")])
@@ -175,13 +177,13 @@ def compare(a: PolicyRef, b: PolicyRef, output: Path, n_strips: int = 3, n_top: 
         label = max(strategy, key=strategy.get) if strategy else "–"
         sides.append(Side(ref, policy, step, label, strategy))
 
-    probe = connectivity.make_probe(policy_a, cfg.env.id, cfg.env.kwargs, cfg.analysis.connectivity.episodes,
-                                    cfg.analysis.connectivity.n_states, seed=factor_seed(cfg.seed, "connectivity", 0),
+    probe = barriers.make_probe(policy_a, cfg.env.id, cfg.env.kwargs, cfg.analysis.barriers.episodes,
+                                    cfg.analysis.barriers.n_states, seed=factor_seed(cfg.seed, "connectivity", 0),
                                     suite=suite)
     aligned_b = align.weight_matching(weights[0], weights[1])
     paths = [{"kind": "A → B", "seed_a": names[0], "seed_b": names[1], "curves": {
-        "naive": vars(connectivity.path_curves(weights[0], weights[1], probe, cfg.analysis.connectivity.points)),
-        "aligned": vars(connectivity.path_curves(weights[0], aligned_b, probe, cfg.analysis.connectivity.points))}}]
+        "naive": vars(barriers.path_curves(weights[0], weights[1], probe, cfg.analysis.barriers.points)),
+        "aligned": vars(barriers.path_curves(weights[0], aligned_b, probe, cfg.analysis.barriers.points))}}]
     metric = probe.metrics[-1]
 
     top = [int(i) for i in np.argsort(-tv, kind="stable")[:n_top]]

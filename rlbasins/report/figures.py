@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import io
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 from rliable.library import get_interval_estimates  # noqa: E402
 from rliable.metrics import aggregate_iqm  # noqa: E402
 
-OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
-
-
-def to_data_uri(fig: plt.Figure) -> str:
-    """PNG data URI of a figure (and close it), so the report is one self-contained file."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+from rlbasins.core.plotting import OKABE_ITO, states_with_actions, to_data_uri  # noqa: E402
+from rlbasins.core.stats import average_linkage  # noqa: E402
 
 
 def learning_curves(steps: np.ndarray, returns: np.ndarray, seeds: list[int], max_points: int = 40,
@@ -166,8 +155,7 @@ def interpolation_paths(paths: list[dict], metric: str, unit: str, labels: list[
 def divergence_dendrogram(matrix: np.ndarray, seeds: list[int], basins: list[int] | None) -> str:
     """Average-linkage dendrogram of a [S, S] divergence matrix above the matrix in leaf order, with a
     strip that colours each seed by its basin."""
-    from scipy.cluster.hierarchy import dendrogram, linkage
-    from scipy.spatial.distance import squareform
+    from scipy.cluster.hierarchy import dendrogram
 
     size = min(4 + 0.18 * len(seeds), 11)
     fig = plt.figure(figsize=(size + 1.5, size + 1.8))
@@ -175,7 +163,7 @@ def divergence_dendrogram(matrix: np.ndarray, seeds: list[int], basins: list[int
     tree_ax, strip_ax, heat_ax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[2, 0])
     leaves = list(range(len(seeds)))
     if len(seeds) > 1:
-        tree = dendrogram(linkage(squareform(matrix, checks=False), method="average"), ax=tree_ax,
+        tree = dendrogram(average_linkage(matrix), ax=tree_ax,
                           color_threshold=0, above_threshold_color="#555555", no_labels=True)
         leaves = tree["leaves"]
     tree_ax.set_axis_off()
@@ -192,7 +180,7 @@ def divergence_dendrogram(matrix: np.ndarray, seeds: list[int], basins: list[int
     return to_data_uri(fig)
 
 
-def seed_embedding(matrix: np.ndarray, seeds: list[int], behaviour: list[int], weights: list[int] | None,
+def seed_embedding(matrix: np.ndarray, seeds: list[int], behavior: list[int], weights: list[int] | None,
                    names: list[str]) -> str:
     """Seeds placed in 2-D by metric MDS of a [S, S] divergence matrix; colour = behavioural basin,
     marker = weight-space basin."""
@@ -205,9 +193,9 @@ def seed_embedding(matrix: np.ndarray, seeds: list[int], behaviour: list[int], w
         points = np.column_stack([np.arange(len(seeds), dtype=float), np.zeros(len(seeds))])
     markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
     fig, ax = plt.subplots(figsize=(6.4, 5))
-    for b in sorted(set(behaviour)):
+    for b in sorted(set(behavior)):
         for w in sorted(set(weights or [0])):
-            pick = [i for i in range(len(seeds)) if behaviour[i] == b and (weights or [0] * len(seeds))[i] == w]
+            pick = [i for i in range(len(seeds)) if behavior[i] == b and (weights or [0] * len(seeds))[i] == w]
             if pick:
                 ax.scatter(points[pick, 0], points[pick, 1], s=50, color=OKABE_ITO[b % len(OKABE_ITO)],
                            marker=markers[w % len(markers)], edgecolor="black", linewidth=0.5,
@@ -221,32 +209,6 @@ def seed_embedding(matrix: np.ndarray, seeds: list[int], behaviour: list[int], w
     return to_data_uri(fig)
 
 
-def states_with_actions(images: list[np.ndarray], probs: np.ndarray, names: list[str], actions: list[str],
-                        title: str, size: tuple[float, float] = (7.5, 2.4), dpi: float = 100) -> plt.Figure:
-    """States drawn on the left, each beside action distributions as grouped bars on the right.
-
-    images: [states] RGB arrays; probs [states, groups, actions], one bar colour per group (``names``);
-    ``size``: (width, height per state) in inches. The figure is not registered with pyplot, so one kept
-    for redrawing (the TensorBoard monitor's) is freed with its owner rather than piling up in pyplot.
-    """
-    fig = Figure(figsize=(size[0], size[1] * len(images)), dpi=dpi)
-    axes = fig.subplots(len(images), 2, squeeze=False)
-    x = np.arange(len(actions))
-    width = 0.8 / len(names)
-    for row, image in enumerate(images):
-        axes[row, 0].imshow(image)
-        axes[row, 0].set_axis_off()
-        bars = axes[row, 1]
-        for b, name in enumerate(names):
-            bars.bar(x + (b - (len(names) - 1) / 2) * width, probs[row, b], width, label=name,
-                     color=OKABE_ITO[b % len(OKABE_ITO)])
-        bars.set_xticks(x, actions, fontsize=8)
-        bars.set(ylim=(0, 1), ylabel="action probability")
-        if row == 0:
-            bars.legend(fontsize=7)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return fig
 
 
 def basin_disagreement(images: list[np.ndarray], basin_probs: np.ndarray, names: list[str],
@@ -298,7 +260,7 @@ def basin_shares(trajectory: dict, names: list[str]) -> str:
     """Stacked share of the seeds nearest to each final basin against the training fraction (top; the error
     bars on each boundary between layers: 95% Wilson interval of the share below it), and the mean total
     variation of the seeds to their assigned basin's final mean with its bootstrap band (bottom)."""
-    from rlbasins.analysis.behavior import wilson_interval
+    from rlbasins.core.stats import wilson_interval
 
     fractions = np.array(trajectory["fractions"])
     shares = np.array(trajectory["shares"])                                   # [T, B]
@@ -471,7 +433,7 @@ def steering(result: dict) -> str:
     return to_data_uri(fig)
 
 
-def behaviour_drift(trajectory: dict) -> str:
+def behavior_drift(trajectory: dict) -> str:
     """Against the training fraction: how far each seed's held-out behaviour still is from its own final
     behaviour (drift) and how different the seeds are from each other (spread), with bootstrap bands (top);
     the number of basins the run's clusterer finds at each checkpoint alone (bottom)."""

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from rlbasins.core.store import atomic_write_bytes
 from rlbasins.report import METRIC_NAMES, METRIC_UNITS, figures
-from rlbasins.store import atomic_write_bytes
 
 
 def sweep_figures(sweep: dict) -> dict[str, str]:

@@ -48,8 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from rlbasins.config import ExperimentConfig, dump_config
-from rlbasins.store import RunDir, StoreError, atomic_write_bytes, atomic_write_json, read_json, run_lock
+from rlbasins.core.config import ExperimentConfig, dump_config, load_config
+from rlbasins.core.store import RunDir, StoreError, atomic_write_bytes, atomic_write_json, read_json, run_lock
 
 AUDIT_DIR = "audit"
 """The audit's run directory, inside the steering run's."""
@@ -81,8 +81,10 @@ class Detector:
     def __init__(self, cfg: ExperimentConfig, calibration: RunDir):
         from sklearn.model_selection import StratifiedKFold
 
-        from rlbasins.analysis.behavior import BehaviorResult, evaluation_sample, fingerprint_inputs, wilson_interval
+        from rlbasins.analysis.behavior import BehaviorResult
         from rlbasins.analysis.early import classifier_predictor, cross_validated_predictions, fit_classifier
+        from rlbasins.core.heldout import evaluation_sample, fingerprint_inputs
+        from rlbasins.core.stats import wilson_interval
 
         st = cfg.steering
         self.check = cfg.steering_check_step()
@@ -108,8 +110,8 @@ class Detector:
                                        wilson_interval(int(y.sum()), len(y)).tolist(), recall, precision, folds)
 
     def _features(self, run: RunDir, seeds: list[int]) -> np.ndarray:
-        from rlbasins.analysis.behavior import load_policies
-        from rlbasins.analysis.rollouts import action_probs, stack_state_dicts
+        from rlbasins.core.checkpoints import load_policies
+        from rlbasins.core.rollouts import action_probs, stack_state_dicts
 
         template, state_dicts, _ = load_policies(run, seeds, self.check)
         return action_probs(template, stack_state_dicts(state_dicts), self.inputs).flatten(1).numpy()
@@ -124,7 +126,7 @@ def _check_calibration(cfg: ExperimentConfig, calibration: RunDir, check: int) -
     if not (calibration.analysis_dir / "behavior.json").exists():
         raise FileNotFoundError(f"calibration run {calibration.root} has no analysis/behavior.json; train and "
                                 "analyse it first (`rlbasins run CONFIG`)")
-    cal = calibration.load_config()
+    cal = load_config(calibration.config_path)
     for name in ("env", "policy", "ppo"):
         if getattr(cal, name) != getattr(cfg, name):
             raise SteeringError(f"calibration run {calibration.root} has other `{name}` settings than this config; "
@@ -306,7 +308,7 @@ def _audit(cfg: ExperimentConfig, run: RunDir, check: int, show_progress: bool) 
 
 
 def _interval(successes: int, trials: int) -> list[float]:
-    from rlbasins.analysis.behavior import wilson_interval
+    from rlbasins.core.stats import wilson_interval
 
     return wilson_interval(successes, trials).tolist()
 

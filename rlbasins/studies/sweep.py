@@ -37,6 +37,7 @@ architecture and scale. Writes ``runs-dir/<name>/sweep.json`` and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from rlbasins.analysis.behavior import BehaviorResult, wilson_interval
-from rlbasins.config import ExperimentConfig, PolicyConfig
-from rlbasins.store import RunDir, StoreError, atomic_write_json, read_json
+from rlbasins.analysis.behavior import BehaviorResult
+from rlbasins.core.config import ExperimentConfig, PolicyConfig, load_config
+from rlbasins.core.stats import wilson_interval
+from rlbasins.core.store import RunDir, StoreError, atomic_write_json, read_json
 
 SUCCESS_FRACTION = 0.8
 """A seed learned the training task when its greedy training return is at least this fraction of the optimum."""
@@ -291,7 +293,7 @@ def network_name(policy: PolicyConfig) -> str:
 
 
 def _parameters(run: RunDir, seed: int) -> int:
-    from rlbasins.analysis.behavior import load_policy
+    from rlbasins.core.checkpoints import load_policy
 
     policy, _ = load_policy(run, seed)
     return sum(p.numel() for p in policy.parameters())
@@ -300,7 +302,7 @@ def _parameters(run: RunDir, seed: int) -> int:
 def summarize_setting(name: str, overrides: dict[str, Any], run: RunDir, status: str, resamples: int,
                       seed: int = 0) -> SettingResult:
     """A finished, analysed member run → its :class:`SettingResult`."""
-    cfg = run.load_config()
+    cfg = load_config(run.config_path)
     behavior = BehaviorResult.load(run.analysis_dir / "behavior.json")
     found = read_json(run.analysis_dir / "basins.json")
     conn = read_json(run.analysis_dir / "connectivity.json")
@@ -356,10 +358,10 @@ def _member_status(member: ExperimentConfig, run: RunDir, resume: bool) -> str:
     return "reuse" if analysed and run.report_path.exists() else "analyse"
 
 
-def run_member(member: ExperimentConfig, runs_dir: Path, resume: bool, show_progress: bool) -> tuple[RunDir, str]:
-    """Train (or continue), analyse and report one member as needed; returns its run and what was done."""
+def run_member(member: ExperimentConfig, runs_dir: Path, resume: bool, show_progress: bool,
+               report: Callable[[RunDir], Any]) -> tuple[RunDir, str]:
+    """Train (or continue), analyse and ``report`` one member as needed; returns its run and what was done."""
     from rlbasins.analysis.pipeline import analyze_run
-    from rlbasins.report import write_report
     from rlbasins.train import train_experiment
 
     run = RunDir(runs_dir / member.name)
@@ -370,7 +372,7 @@ def run_member(member: ExperimentConfig, runs_dir: Path, resume: bool, show_prog
             raise RuntimeError(f"{run.root}: not every seed finished; see its manifest.json")
     if todo != "reuse":
         analyze_run(run, show_progress=show_progress)
-        write_report(run)
+        report(run)
     return run, {"train": "trained", "analyse": "analysed", "reuse": "reused"}[todo]
 
 
@@ -396,10 +398,12 @@ def summarize_sweep(cfg: ExperimentConfig, members: list[tuple[RunDir, str]]) ->
                        intermittent)
 
 
-def run_sweep(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, resume: bool = False,
-              show_progress: bool = True, on_member: Any = None) -> SweepResult:
+def run_sweep(cfg: ExperimentConfig, report: Callable[[RunDir], Any], runs_dir: Path | str = "runs", *,
+              resume: bool = False, show_progress: bool = True, on_member: Any = None) -> SweepResult:
     """The whole study (see the module docstring): every member run, then ``runs_dir/<name>/sweep.json``.
 
+    ``report(run)`` writes a member's report once it is analysed (the CLI passes
+    :func:`rlbasins.report.write_report`: studies sit below the report, so they are handed it).
     ``on_member(setting_name, member_config)`` is called before each member starts (e.g. to print it).
     """
     runs_dir = Path(runs_dir)
@@ -407,7 +411,7 @@ def run_sweep(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, resume: b
     for setting, member in zip(cfg.sweep.settings, cfg.sweep_members(), strict=True):
         if on_member is not None:
             on_member(setting.name, member)
-        members.append(run_member(member, runs_dir, resume, show_progress))
+        members.append(run_member(member, runs_dir, resume, show_progress, report))
     result = summarize_sweep(cfg, members)
     atomic_write_json(sweep_dir(cfg, runs_dir) / "sweep.json", asdict(result))
     return result

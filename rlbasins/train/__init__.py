@@ -15,25 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from rlbasins import __version__
-from rlbasins.config import ExperimentConfig, dump_config
-from rlbasins.devices import resolve_device
-from rlbasins.logs import write_summaries
-from rlbasins.seeding import SeedFactors, factor_indices, run_seeds
-from rlbasins.store import RunDir, StoreError, atomic_write_bytes, run_lock
-from rlbasins.train.base import Engine, SeedOutcome, SeedTask, stop_step
+from rlbasins.core.config import ExperimentConfig, dump_config
+from rlbasins.core.devices import resolve_device
+from rlbasins.core.logs import write_summaries
+from rlbasins.core.seeding import SeedFactors, factor_indices, run_seeds
+from rlbasins.core.store import RunDir, StoreError, atomic_write_bytes, run_lock
+from rlbasins.train.base import SeedOutcome, SeedTask, stop_step
 from rlbasins.train.executors import get_executor
-
-
-def get_engine(name: str) -> Engine:
-    if name == "sb3":
-        from rlbasins.train.sb3 import SB3Engine
-
-        return SB3Engine()
-    if name == "batched":
-        from rlbasins.train.batched import BatchedEngine
-
-        return BatchedEngine()
-    raise ValueError(f"unknown engine {name!r}")
 
 
 def _versions() -> dict[str, str]:
@@ -127,10 +115,10 @@ def train_experiment(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, re
     there are left alone. Seeds whose status is ``aborted`` (see :mod:`rlbasins.studies.steering`)
     are never trained.
 
-    Raises :class:`~rlbasins.store.StoreError` when the directory is locked by another process,
+    Raises :class:`~rlbasins.core.store.StoreError` when the directory is locked by another process,
     holds a finished run (without ``overwrite``), or an unfinished one (without ``resume``).
     """
-    from rlbasins.progress import training_progress
+    from rlbasins.core.progress import training_progress
 
     run = RunDir(Path(runs_dir) / cfg.name)
     stop = stop_step(cfg, until_step)

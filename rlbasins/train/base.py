@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from rlbasins.config import ExperimentConfig
-from rlbasins.seeding import SeedFactors
+from rlbasins.core.config import ExperimentConfig
+from rlbasins.core.seeding import SeedFactors
 
 ProgressCallback = Callable[[int, int], None]
 """(seed index, env steps done by that seed)."""

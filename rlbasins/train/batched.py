@@ -3,12 +3,12 @@
 Every seed is an independent PPO run with SB3's semantics and hyper-parameter names; the
 engine only makes them share tensor operations:
 
-- policies: N single-seed :class:`~rlbasins.policy.ActorCritic` modules, their parameters
+- policies: N single-seed :class:`~rlbasins.core.policy.ActorCritic` modules, their parameters
   stacked along a leading seed axis and evaluated with ``vmap(functional_call)``;
 - environments: batched torch cores (the gridworlds, CartPole-v1) step all seeds' envs as one
   batch ([S·E] envs); other gymnasium envs fall back to a ``SyncVectorEnv``;
 - randomness: counter-based hashes keyed by each seed's factor seeds (see
-  :mod:`rlbasins.seeding`) — action sampling by (action seed, step, env), minibatch order by
+  :mod:`rlbasins.core.seeding`) — action sampling by (action seed, step, env), minibatch order by
   (minibatch seed, iteration, epoch), env resets by (env seed, env) — so no seed's stream
   depends on the others or on N, and resuming needs no generator state, only counters;
 - updates: per-seed losses are summed (so gradients never mix), gradient norms are clipped
@@ -29,23 +29,21 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
-from torch.func import functional_call, vmap
 
 import envs
 from envs.grid import draws
-from rlbasins.config import ExperimentConfig
-from rlbasins.devices import resolve_device
-from rlbasins.logs import EPISODE_LENGTH_TAG, RETURN_TAG, TRUE_RETURN_TAG, SeedScalarLogger
-from rlbasins.policy import ActorCritic
-from rlbasins.store import RunDir
+from rlbasins.core.config import ExperimentConfig
+from rlbasins.core.devices import resolve_device
+from rlbasins.core.logs import EPISODE_LENGTH_TAG, RETURN_TAG, TRUE_RETURN_TAG, SeedScalarLogger
+from rlbasins.core.policy import ActorCritic, StackedPolicy
+from rlbasins.core.store import RunDir
 from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata, stop_step
 from rlbasins.train.initial import initial_state_dict
 from rlbasins.train.learned_reward import learned_reward
 from rlbasins.train.resume import decode, encode, restore_env, snapshot_env
 
 if TYPE_CHECKING:
-    from rlbasins.monitor import HeldoutMonitor
+    from rlbasins.train.monitor import HeldoutMonitor
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-5  # SB3's PPO optimizer (torch Adam with eps 1e-5)
 
@@ -137,85 +135,8 @@ class BatchedEnv:
 # --------------------------------------------------------------------------- policies
 
 
-def _mlp_plan(trunk: nn.Module) -> list[tuple[str, Any]] | None:
-    """The layers of an ``nn.Sequential`` of Linear and Tanh/ReLU as (kind, name or function); else None."""
-    if not isinstance(trunk, nn.Sequential):
-        return None
-    plan: list[tuple[str, Any]] = []
-    for name, layer in trunk.named_children():
-        if isinstance(layer, nn.Linear):
-            plan.append(("linear", name))
-        elif type(layer) in (nn.Tanh, nn.ReLU):
-            plan.append(("activation", torch.tanh if isinstance(layer, nn.Tanh) else torch.relu))
-        else:
-            return None
-    return plan
 
 
-class StackedPolicy:
-    """S policies of one architecture as one batched model over stacked parameters.
-
-    MLP actor-critics (``nn.Sequential`` trunks of Linear and Tanh/ReLU) run as hand-written
-    ``baddbmm`` chains, which measured ~20% faster than ``vmap(functional_call)`` for
-    forward+backward (64 seeds × 256 samples, 2×64 trunks, CPU) with bit-identical outputs; any
-    other architecture falls back to ``vmap(functional_call)`` — CNN actor-critics among them, whose
-    ``forward`` gives its convolutions each seed's observations as images [B, C, H, W] (flattened
-    observations are reshaped back). Observations may come as [S, B, *obs_shape] or [S, B, D].
-    """
-
-    def __init__(self, modules: list[ActorCritic], device: torch.device):
-        params = {name: torch.stack([m.state_dict()[name] for m in modules]).to(device).requires_grad_()
-                  for name in modules[0].state_dict()}
-        self._setup(modules[0].to(device), params)
-
-    @classmethod
-    def from_params(cls, template: ActorCritic, params: dict[str, torch.Tensor]) -> StackedPolicy:
-        """S policies shaped like ``template`` from already stacked parameters {name: [S, ...]}."""
-        stacked = cls.__new__(cls)
-        stacked._setup(template.to(next(iter(params.values())).device), params)
-        return stacked
-
-    def _setup(self, template: ActorCritic, params: dict[str, torch.Tensor]) -> None:
-        self.template, self.params = template, params
-        self.plans = {trunk: _mlp_plan(getattr(self.template, trunk, None)) for trunk in ("actor", "critic")}
-
-        def one(params, obs):
-            return functional_call(self.template, params, (obs,))
-
-        self._vmapped = vmap(one)
-
-    def __call__(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """obs [S, B, ...] → logits [S, B, A], values [S, B]."""
-        if None in self.plans.values():
-            return self._vmapped(self.params, obs)
-        flat = obs.reshape(obs.shape[0], obs.shape[1], -1).float()                  # [S, B, D]
-        logits, values = (self._run(trunk, flat) for trunk in ("actor", "critic"))
-        return logits, values.squeeze(-1)
-
-    def logits(self, obs: torch.Tensor) -> torch.Tensor:
-        """obs [S, B, ...] → logits [S, B, A], without evaluating the critic (for evaluation)."""
-        if self.plans["actor"] is None:
-            return self._vmapped(self.params, obs)[0]
-        return self._run("actor", obs.reshape(obs.shape[0], obs.shape[1], -1).float())
-
-    def values(self, obs: torch.Tensor) -> torch.Tensor:
-        """obs [S, B, ...] → values [S, B], without evaluating the actor (for bootstrapping)."""
-        if self.plans["critic"] is None:
-            return self._vmapped(self.params, obs)[1]
-        return self._run("critic", obs.reshape(obs.shape[0], obs.shape[1], -1).float()).squeeze(-1)
-
-    def _run(self, trunk: str, h: torch.Tensor) -> torch.Tensor:
-        for kind, what in self.plans[trunk]:
-            if kind == "linear":
-                weight, bias = self.params[f"{trunk}.{what}.weight"], self.params[f"{trunk}.{what}.bias"]
-                h = torch.baddbmm(bias[:, None], h, weight.transpose(1, 2))          # [S, B, out]
-            else:
-                h = what(h)
-        return h
-
-    def seed_weights(self, s: int) -> dict[str, torch.Tensor]:
-        """Seed ``s``'s parameters in the exchange format."""
-        return {name: p[s].detach().cpu().clone() for name, p in self.params.items()}
 
 
 class SeedwiseAdam:
@@ -433,7 +354,7 @@ class BatchedTrainer:
     def run(self, on_progress: ProgressCallback):
         """Train to the end of the checkpoint schedule, or to the tasks' common ``until_step`` (then the
         outcomes are ``interrupted`` there, resumable); yields one outcome per seed at the end."""
-        from rlbasins.monitor import HeldoutMonitor  # imported here: it reaches this module through analysis
+        from rlbasins.train.monitor import HeldoutMonitor  # imported here: it reaches this module through analysis
 
         cfg = self.cfg
         schedule = cfg.checkpoint_steps()

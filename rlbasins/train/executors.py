@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from rlbasins.config import ExecutorConfig, ExperimentConfig
-from rlbasins.store import RunDir, StoreError
-from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask
+from rlbasins.core.config import ExecutorConfig, ExperimentConfig
+from rlbasins.core.store import RunDir, StoreError
+from rlbasins.train.base import Engine, ProgressCallback, SeedOutcome, SeedTask
 
 DoneCallback = Callable[[SeedOutcome], None]
 
@@ -55,8 +55,6 @@ class LocalExecutor:
 
     def run(self, cfg: ExperimentConfig, tasks: list[SeedTask], on_progress: ProgressCallback,
             on_done: DoneCallback) -> None:
-        from rlbasins.train import get_engine
-
         get_engine(cfg.engine).train(cfg, tasks, self.config.max_workers or os.cpu_count() or 1, on_progress, on_done)
 
 
@@ -86,8 +84,6 @@ def train_in_this_process(cfg: ExperimentConfig, tasks: list[SeedTask], on_progr
         for task in tasks:
             on_done(train_seed(task))
     else:
-        from rlbasins.train import get_engine
-
         get_engine(cfg.engine).train(cfg, tasks, 1, on_progress, on_done)
 
 
@@ -182,3 +178,15 @@ def _report_checkpoints(tasks: list[SeedTask], on_progress: ProgressCallback) ->
         last = RunDir(task.run_root).seed(task.index).last()
         if last is not None:
             on_progress(task.index, last.step)
+
+
+def get_engine(name: str) -> Engine:
+    if name == "sb3":
+        from rlbasins.train.sb3 import SB3Engine
+
+        return SB3Engine()
+    if name == "batched":
+        from rlbasins.train.batched import BatchedEngine
+
+        return BatchedEngine()
+    raise ValueError(f"unknown engine {name!r}")

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
-from rlbasins.config import ExperimentConfig, InitPlaneConfig, PolicyConfig
-from rlbasins.policy import ActorCritic
-from rlbasins.seeding import factor_seed
+from rlbasins.core.config import ExperimentConfig, PolicyConfig
+from rlbasins.core.init_plane import grid_point, plane_coordinates
+from rlbasins.core.policy import ActorCritic
+from rlbasins.core.seeding import factor_seed
 from rlbasins.train.base import SeedTask
 
 StateDict = dict[str, torch.Tensor]
@@ -49,14 +49,8 @@ def ordinary_state_dict(policy: PolicyConfig, init_seed: int, obs_shape: Sequenc
     return (module.ortho_init_() if policy.ortho_init else module).state_dict()
 
 
-def plane_coordinates(plane: InitPlaneConfig) -> np.ndarray:
-    """[R] the grid's coordinates a_0 … a_{R−1} (also b): evenly spaced from −span to span."""
-    return np.linspace(-plane.span, plane.span, plane.resolution)
 
 
-def grid_point(plane: InitPlaneConfig, index: int) -> tuple[int, int]:
-    """Seed ``index`` → its grid cell (i, j): row i (coordinate a_i), column j (coordinate b_j)."""
-    return divmod(index, plane.resolution)
 
 
 def _filter_normalized(reference: StateDict, seed: int) -> StateDict:

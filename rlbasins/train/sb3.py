@@ -10,7 +10,7 @@ randomness from:
 - ``env``: the vector env's reset seeds (``seed + i`` for sub-env ``i``).
 
 Checkpoints are taken between PPO iterations, each with the seed's held-out behaviour logged to its
-TensorBoard run (:mod:`rlbasins.monitor`); a resumed seed restores weights, Adam state,
+TensorBoard run (:mod:`rlbasins.train.monitor`); a resumed seed restores weights, Adam state,
 RNGs and every sub-env's state, and continues bit-identically. With ``reward_model`` the vector
 env is wrapped in :class:`~rlbasins.train.learned_reward.LearnedRewardVecEnv`: PPO trains on the
 model's reward, ``rollout/ep_rew_mean`` is the learned return and ``rollout/true_ep_rew_mean``
@@ -38,15 +38,15 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from torch.utils.tensorboard import SummaryWriter
 
 import envs  # noqa: F401  (registers rlbasins/* env ids in the worker process)
-from rlbasins.analysis.rollouts import stack_state_dicts
-from rlbasins.config import ExperimentConfig
-from rlbasins.devices import resolve_device
-from rlbasins.logs import TRUE_RETURN_TAG
-from rlbasins.monitor import HeldoutMonitor
-from rlbasins.policy import ACTIVATIONS, sb3_to_exchange
-from rlbasins.store import RunDir, SeedStore, StoreWriteError
+from rlbasins.core.config import ExperimentConfig
+from rlbasins.core.devices import resolve_device
+from rlbasins.core.logs import TRUE_RETURN_TAG
+from rlbasins.core.policy import ACTIVATIONS, sb3_to_exchange
+from rlbasins.core.rollouts import stack_state_dicts
+from rlbasins.core.store import RunDir, SeedStore, StoreWriteError
 from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata, stop_step
 from rlbasins.train.learned_reward import LearnedRewardVecEnv, learned_reward
+from rlbasins.train.monitor import HeldoutMonitor
 from rlbasins.train.resume import (
     decode,
     encode,

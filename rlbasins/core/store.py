@@ -307,8 +307,3 @@ class RunDir:
         """Write the manifest with the sha256 of its content, so that any change to the file is detected."""
         atomic_write_json(self.manifest_path, {**manifest, MANIFEST_HASH_KEY: _content_sha256(manifest)})
 
-    def load_config(self):
-        """The resolved config this run was started with."""
-        from rlbasins.config import load_config
-
-        return load_config(self.config_path)

@@ -38,11 +38,12 @@ import numpy as np
 import torch
 
 from rlbasins.analysis import basins
-from rlbasins.analysis.behavior import load_policies, wilson_interval
-from rlbasins.analysis.rollouts import action_probs, stack_state_dicts
-from rlbasins.config import TrajectoryConfig
-from rlbasins.progress import task_progress
-from rlbasins.store import RunDir
+from rlbasins.core.checkpoints import load_policies
+from rlbasins.core.config import TrainingLengthConfig
+from rlbasins.core.progress import task_progress
+from rlbasins.core.rollouts import action_probs, stack_state_dicts
+from rlbasins.core.stats import wilson_interval
+from rlbasins.core.store import RunDir
 
 
 @dataclass
@@ -181,7 +182,8 @@ def drift_and_spread(probs: list[np.ndarray], method: str, max_k: int, resamples
 
 
 def summarize(seeds: list[int], final_basins: list[int], steps: list[int], probs: list[np.ndarray],
-              settings: TrajectoryConfig, method: str = "spectral", max_k: int = 8, seed: int = 0) -> BasinTrajectory:
+              settings: TrainingLengthConfig, method: str = "spectral", max_k: int = 8,
+              seed: int = 0) -> BasinTrajectory:
     """The trajectory study from each step's held-out action distributions ``probs`` [T] × [S, N, A]
     (the last entry: the final step the basins ``final_basins`` [S] were clustered at, by ``method``)."""
     drift = drift_and_spread(probs, method, max_k, settings.resamples, seed)
@@ -212,7 +214,7 @@ def summarize(seeds: list[int], final_basins: list[int], steps: list[int], probs
         final_agreement=float((assignments[-1] == labels).mean()), **asdict(drift))
 
 
-def _untracked(seeds: list[int], final_basins: list[int], steps: list[int], settings: TrajectoryConfig,
+def _untracked(seeds: list[int], final_basins: list[int], steps: list[int], settings: TrainingLengthConfig,
                drift: Drift | None, reason: str) -> BasinTrajectory:
     """A study whose basin tracking was not measured (``reason``); the basin-free part when ``drift`` is given."""
     drift = drift or Drift([], [], [], [], [])
@@ -226,8 +228,8 @@ def _untracked(seeds: list[int], final_basins: list[int], steps: list[int], sett
 
 
 def basin_trajectory(run: RunDir, seeds: list[int], final_step: int, final_basins: list[int],
-                     heldout_obs: torch.Tensor, settings: TrajectoryConfig, method: str = "spectral", max_k: int = 8,
-                     seed: int = 0, show_progress: bool = True) -> BasinTrajectory:
+                     heldout_obs: torch.Tensor, settings: TrainingLengthConfig, method: str = "spectral",
+                     max_k: int = 8, seed: int = 0, show_progress: bool = True) -> BasinTrajectory:
     """The study on every checkpoint step up to ``final_step`` that all ``seeds`` have; ``final_basins`` [S]
     are their behavioural basins at ``final_step`` (clustered by ``method``), ``heldout_obs`` [N, ...] the
     held-out observations."""

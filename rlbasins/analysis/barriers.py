@@ -2,7 +2,7 @@
 
 A path between policies θ_A and θ_B is θ(α) = (1 − α)·θ_A + α·θ_B at K evenly spaced α (11
 by default, Juneja et al. 2023 use 10). Along it we measure (all path points of all pairs are
-just more policies to the batched rollouts of :mod:`rlbasins.analysis.rollouts`):
+just more policies to the batched rollouts of :mod:`rlbasins.core.rollouts`):
 
 - ``train_return``: expected return on the training start distribution (sampled actions,
   common random numbers across points, so the curve is smooth in α);
@@ -39,9 +39,8 @@ import torch
 
 import envs
 from envs.suites import HeldOutSuite
-from rlbasins.analysis.rollouts import play
-from rlbasins.policy import ActorCritic
-from rlbasins.train.batched import StackedPolicy
+from rlbasins.core.policy import ActorCritic, StackedPolicy
+from rlbasins.core.rollouts import play
 
 StateDict = dict[str, torch.Tensor]
 Params = dict[str, torch.Tensor]  # stacked: {name: [P, ...]}
@@ -98,7 +97,7 @@ def repair(template: ActorCritic, params: Params, ends_a: Params, ends_b: Params
     """
     unsupported = repair_unsupported(template)
     if unsupported is not None:
-        raise ValueError(f"{unsupported}; set analysis.connectivity.repair: false")
+        raise ValueError(f"{unsupported}; set analysis.barriers.repair: false")
     plans = StackedPolicy.from_params(template, params).plans
     out = dict(params)
     count = len(weights)

@@ -28,8 +28,7 @@ import torch
 import envs
 from envs.grid import OUTCOME_ONGOING, GridState, draws
 from envs.suites import HeldOutSuite
-from rlbasins.policy import ActorCritic
-from rlbasins.train.batched import StackedPolicy
+from rlbasins.core.policy import ActorCritic, StackedPolicy
 
 MAX_ENVS_PER_CHUNK = 65_536
 """Policies are played in chunks of at most this many environments (bounds memory, ~32 MB of

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from rlbasins.config import SEED_FACTORS, SeedGrid
+from rlbasins.core.config import SEED_FACTORS, SeedGrid
 
 
 def _factor_key(factor: str) -> int:
@@ -32,7 +32,7 @@ def _factor_key(factor: str) -> int:
 def factor_seed(master: int, factor: str, index: int) -> int:
     """The seed of stream ``factor`` for run ``index`` under ``master``; a uint32 for numpy and torch.
 
-    ``factor`` is one of :data:`~rlbasins.config.SEED_FACTORS`, or the name of another stream
+    ``factor`` is one of :data:`~rlbasins.core.config.SEED_FACTORS`, or the name of another stream
     that must not collide with them (e.g. ``"heldout"`` for the evaluation states).
     """
     sequence = np.random.SeedSequence(master, spawn_key=(_factor_key(factor), index))

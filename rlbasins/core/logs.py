@@ -2,7 +2,7 @@
 
 Each seed logs to ``tb/seed_<k>/`` while it trains: ``rollout/*`` and ``train/*`` every PPO
 iteration, and at every checkpoint its held-out behaviour (``heldout/*`` scalars and an image,
-see :mod:`rlbasins.monitor`). After training, :func:`write_summaries` adds ``tb/aggregate/`` with
+see :mod:`rlbasins.train.monitor`). After training, :func:`write_summaries` adds ``tb/aggregate/`` with
 the mean, IQM, min and max across seeds of every per-seed scalar and the custom-scalars layout,
 and each seed's hparams (its seeds and the key config values, with its final metrics).
 """
@@ -23,7 +23,7 @@ from scipy.stats import trim_mean
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import envs
-from rlbasins.config import ExperimentConfig
+from rlbasins.core.config import ExperimentConfig
 
 if TYPE_CHECKING:
     import torch
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 RETURN_TAG = "rollout/ep_rew_mean"
 TRUE_RETURN_TAG = "rollout/true_ep_rew_mean"  # logged beside it when PPO trains on a reward model
 EPISODE_LENGTH_TAG = "rollout/ep_len_mean"
-BEHAVIOUR_IMAGE_TAG = "heldout/behaviour"
+BEHAVIOR_IMAGE_TAG = "heldout/behaviour"
 AGGREGATE_SUFFIXES = ("_iqm", "_min", "_max")  # besides the mean, which keeps the seeds' tag
 HPARAMS_SUFFIX = ".hparams"  # the event file holding a seed's hparams summaries (one per seed run)
 

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
+from torch.func import functional_call, vmap
 
-from rlbasins.config import PolicyConfig
+from rlbasins.core.config import PolicyConfig
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -122,3 +124,84 @@ def sb3_to_exchange(sb3_state: dict[str, torch.Tensor], n_hidden: int) -> dict[s
                            "actor and critic networks converts to the exchange format")
         out[renames[prefix] + name[len(prefix):]] = tensor.detach().cpu().clone()
     return out
+
+
+def _mlp_plan(trunk: nn.Module) -> list[tuple[str, Any]] | None:
+    """The layers of an ``nn.Sequential`` of Linear and Tanh/ReLU as (kind, name or function); else None."""
+    if not isinstance(trunk, nn.Sequential):
+        return None
+    plan: list[tuple[str, Any]] = []
+    for name, layer in trunk.named_children():
+        if isinstance(layer, nn.Linear):
+            plan.append(("linear", name))
+        elif type(layer) in (nn.Tanh, nn.ReLU):
+            plan.append(("activation", torch.tanh if isinstance(layer, nn.Tanh) else torch.relu))
+        else:
+            return None
+    return plan
+
+
+class StackedPolicy:
+    """S policies of one architecture as one batched model over stacked parameters.
+
+    MLP actor-critics (``nn.Sequential`` trunks of Linear and Tanh/ReLU) run as hand-written
+    ``baddbmm`` chains, which measured ~20% faster than ``vmap(functional_call)`` for
+    forward+backward (64 seeds × 256 samples, 2×64 trunks, CPU) with bit-identical outputs; any
+    other architecture falls back to ``vmap(functional_call)`` — CNN actor-critics among them, whose
+    ``forward`` gives its convolutions each seed's observations as images [B, C, H, W] (flattened
+    observations are reshaped back). Observations may come as [S, B, *obs_shape] or [S, B, D].
+    """
+
+    def __init__(self, modules: list[ActorCritic], device: torch.device):
+        params = {name: torch.stack([m.state_dict()[name] for m in modules]).to(device).requires_grad_()
+                  for name in modules[0].state_dict()}
+        self._setup(modules[0].to(device), params)
+
+    @classmethod
+    def from_params(cls, template: ActorCritic, params: dict[str, torch.Tensor]) -> StackedPolicy:
+        """S policies shaped like ``template`` from already stacked parameters {name: [S, ...]}."""
+        stacked = cls.__new__(cls)
+        stacked._setup(template.to(next(iter(params.values())).device), params)
+        return stacked
+
+    def _setup(self, template: ActorCritic, params: dict[str, torch.Tensor]) -> None:
+        self.template, self.params = template, params
+        self.plans = {trunk: _mlp_plan(getattr(self.template, trunk, None)) for trunk in ("actor", "critic")}
+
+        def one(params, obs):
+            return functional_call(self.template, params, (obs,))
+
+        self._vmapped = vmap(one)
+
+    def __call__(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs [S, B, ...] → logits [S, B, A], values [S, B]."""
+        if None in self.plans.values():
+            return self._vmapped(self.params, obs)
+        flat = obs.reshape(obs.shape[0], obs.shape[1], -1).float()                  # [S, B, D]
+        logits, values = (self._run(trunk, flat) for trunk in ("actor", "critic"))
+        return logits, values.squeeze(-1)
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs [S, B, ...] → logits [S, B, A], without evaluating the critic (for evaluation)."""
+        if self.plans["actor"] is None:
+            return self._vmapped(self.params, obs)[0]
+        return self._run("actor", obs.reshape(obs.shape[0], obs.shape[1], -1).float())
+
+    def values(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs [S, B, ...] → values [S, B], without evaluating the actor (for bootstrapping)."""
+        if self.plans["critic"] is None:
+            return self._vmapped(self.params, obs)[1]
+        return self._run("critic", obs.reshape(obs.shape[0], obs.shape[1], -1).float()).squeeze(-1)
+
+    def _run(self, trunk: str, h: torch.Tensor) -> torch.Tensor:
+        for kind, what in self.plans[trunk]:
+            if kind == "linear":
+                weight, bias = self.params[f"{trunk}.{what}.weight"], self.params[f"{trunk}.{what}.bias"]
+                h = torch.baddbmm(bias[:, None], h, weight.transpose(1, 2))          # [S, B, out]
+            else:
+                h = what(h)
+        return h
+
+    def seed_weights(self, s: int) -> dict[str, torch.Tensor]:
+        """Seed ``s``'s parameters in the exchange format."""
+        return {name: p[s].detach().cpu().clone() for name, p in self.params.items()}

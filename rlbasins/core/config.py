@@ -14,14 +14,15 @@ import hashlib
 import importlib.util
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
 
 SEED_FACTORS: tuple[str, ...] = ("init", "env", "action", "minibatch")
-"""The independent sources of randomness of one PPO run (see :mod:`rlbasins.seeding`)."""
+"""The independent sources of randomness of one PPO run (see :mod:`rlbasins.core.seeding`)."""
 
 
 class ConfigIssue(BaseModel):
@@ -161,7 +162,9 @@ class AlignConfig(_Strict):
     rounds: int = Field(3, gt=0, le=20, description="Rounds of align-to-mean (reference: mean).")
 
 
-class ConnectivityConfig(_Strict):
+class BarriersConfig(_Strict):
+    """Loss barriers along linear paths between seeds, naive and after alignment (:mod:`rlbasins.analysis.barriers`)."""
+
     points: int = Field(11, ge=3, le=101, description="Points on each interpolation path, endpoints included.")
     episodes: int = Field(16, gt=0, description="Training episodes per path point (sampled actions) for the "
                           "return barrier; also the held-out episodes of the representative paths.")
@@ -196,7 +199,9 @@ class EarlyDetectionConfig(_Strict):
     resamples: int = Field(1000, ge=100, description="Bootstrap resamples of seeds for the confidence intervals.")
 
 
-class TrajectoryConfig(_Strict):
+class TrainingLengthConfig(_Strict):
+    """Every seed's basin through its checkpoints (:mod:`rlbasins.analysis.training_length`)."""
+
     enabled: bool = Field(True, description="Track every seed's basin through its checkpoints (training length).")
     late_fraction: float = Field(0.5, gt=0, lt=1, description="A seed whose last basin switch comes after this "
                                  "training fraction is a late switcher; transitions from here on are summed.")
@@ -213,16 +218,39 @@ class BasinCountConfig(_Strict):
     bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples of seeds for the Chao1 CI.")
 
 
+RENAMED_ANALYSIS_KEYS = {"connectivity": "barriers", "trajectory": "training_length"}
+"""Old ``analysis`` keys → their names after the questions they answer. The old ones still load (with a
+:class:`FutureWarning`), and the config hash keeps them, so runs made before the rename resume."""
+
+
 class AnalysisConfig(_Strict):
     enabled: bool = True
     heldout: HeldOutConfig = HeldOutConfig()
     train_episodes: int = Field(20, gt=0, description="Episodes from the training start distribution.")
     align: AlignConfig = AlignConfig()
-    connectivity: ConnectivityConfig = ConnectivityConfig()
+    barriers: BarriersConfig = BarriersConfig()
     basins: BasinsConfig = BasinsConfig()
     early: EarlyDetectionConfig = EarlyDetectionConfig()
-    trajectory: TrajectoryConfig = TrajectoryConfig()
+    training_length: TrainingLengthConfig = TrainingLengthConfig()
     basin_count: BasinCountConfig = BasinCountConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        """``connectivity`` → ``barriers``, ``trajectory`` → ``training_length`` (deprecated, still read)."""
+        if not isinstance(data, dict) or not set(data) & set(RENAMED_ANALYSIS_KEYS):
+            return data
+        data = dict(data)
+        for old, new in RENAMED_ANALYSIS_KEYS.items():
+            if old not in data:
+                continue
+            if new in data:
+                raise ValueError(f"analysis.{old} and analysis.{new} are both given; {old} is the old name of "
+                                 f"{new}: keep analysis.{new} only")
+            warnings.warn(f"analysis.{old} is deprecated: call it analysis.{new} (same fields)", FutureWarning,
+                          stacklevel=2)
+            data[new] = data.pop(old)
+        return data
 
 
 class SteeringConfig(_Strict):
@@ -362,8 +390,8 @@ class ExperimentConfig(_Strict):
         """sha256 of the reward model's weights file (None without one); reads the file."""
         if self.reward_model is None:
             return None
-        from reward_models.artifact import read_card
-        from rlbasins.store import sha256_file
+        from rlbasins.core.reward_card import read_card
+        from rlbasins.core.store import sha256_file
 
         return sha256_file(read_card(self.reward_model)[1])
 
@@ -386,6 +414,8 @@ class ExperimentConfig(_Strict):
         optional feature leaves the hashes of existing runs alone.
         """
         science = self.model_dump(mode="json", exclude={"executor", "steering", "sweep"}, exclude_none=True)
+        old_names = {new: old for old, new in RENAMED_ANALYSIS_KEYS.items()}
+        science["analysis"] = {old_names.get(key, key): value for key, value in science["analysis"].items()}
         if self.reward_model is not None:
             science["reward_model"] = {"sha256": self.reward_model_sha256()}
         return hashlib.sha256(json.dumps(science, sort_keys=True).encode()).hexdigest()
@@ -550,6 +580,8 @@ def _sweep_member(cfg: ExperimentConfig, index: int, setting: SweepSetting, base
     issues = []
     for dotted, value in setting.overrides.items():
         parts = dotted.split(".")
+        if parts[0] == "analysis" and len(parts) > 1 and parts[1] in RENAMED_ANALYSIS_KEYS:  # the old name
+            parts[1] = RENAMED_ANALYSIS_KEYS[parts[1]]
         if parts[0] in SWEEP_FIXED_FIELDS:
             issues.append(ConfigIssue(path=f"{where}.{dotted}", value=value,
                                       expected=f"a field other than {' or '.join(SWEEP_FIXED_FIELDS)} (fixed by "
@@ -681,8 +713,8 @@ def _reward_model_issues(cfg: ExperimentConfig, path: Path) -> list[ConfigIssue]
     """The reward model exists, its card and weights are intact (sha256), and it fits ``env``."""
     import gymnasium as gym
 
-    from reward_models.artifact import card_path, load_reward_model
-    from rlbasins.store import CorruptFileError
+    from rlbasins.core.reward_card import card_path, verified_card
+    from rlbasins.core.store import CorruptFileError
 
     def issue(expected: str) -> list[ConfigIssue]:
         return [ConfigIssue(path="reward_model", value=cfg.reward_model, expected=expected)]
@@ -690,7 +722,7 @@ def _reward_model_issues(cfg: ExperimentConfig, path: Path) -> list[ConfigIssue]
     if not path.is_file() or not card_path(path).is_file():
         return issue(f"an existing reward-model file (looked for {path} and its card {card_path(path).name})")
     try:
-        card = load_reward_model(path).card
+        card = verified_card(path)
     except (CorruptFileError, FileNotFoundError) as exc:
         return issue(f"an intact reward model ({exc}); rebuild it with `rlbasins rm build` or `rlbasins rm train`")
     if card["env_id"] != cfg.env.id:

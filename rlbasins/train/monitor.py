@@ -29,13 +29,12 @@ from torch.utils.tensorboard import SummaryWriter
 
 import envs
 from envs.suites import get_suite
-from rlbasins.analysis.behavior import evaluation_sample, heldout_observations
-from rlbasins.analysis.rollouts import action_probs
-from rlbasins.config import ExperimentConfig
-from rlbasins.logs import BEHAVIOUR_IMAGE_TAG, divergence_tag, share_tag, strategy_labels, write_scalars
-from rlbasins.policy import ActorCritic
-from rlbasins.report import ACTION_NAMES
-from rlbasins.report.figures import states_with_actions
+from rlbasins.core.config import ExperimentConfig
+from rlbasins.core.heldout import evaluation_sample, heldout_observations
+from rlbasins.core.logs import BEHAVIOR_IMAGE_TAG, divergence_tag, share_tag, strategy_labels, write_scalars
+from rlbasins.core.plotting import ACTION_NAMES, states_with_actions
+from rlbasins.core.policy import ActorCritic
+from rlbasins.core.rollouts import action_probs
 
 IMAGE_STATES = 2
 """Held-out states drawn in each ``heldout/behaviour`` image."""
@@ -104,4 +103,4 @@ class HeldoutMonitor:
         values = {tag: v.cpu().tolist() for tag, v in self.scalars(probs).items()}
         write_scalars(writers, step, values)
         for s, writer in enumerate(writers):
-            writer.add_figure(BEHAVIOUR_IMAGE_TAG, self.image(probs[s]), step, close=False)
+            writer.add_figure(BEHAVIOR_IMAGE_TAG, self.image(probs[s]), step, close=False)

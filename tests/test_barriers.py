@@ -1,0 +1,92 @@
+"""Interpolation barriers between seeds (:mod:`rlbasins.analysis.barriers`), as specifications: zero on
+identical and permuted copies, REPAIR's invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from envs.suites import get_suite
+from rlbasins.analysis import align, barriers
+from rlbasins.core.policy import ActorCritic, StackedPolicy
+from rlbasins.core.rollouts import stack_state_dicts
+
+CUE = "rlbasins/CueConflict-v0"
+OBS_DIM = 5 * 5 * 5
+
+
+def _random_policy(seed: int, hidden=(16, 16), activation="tanh") -> ActorCritic:
+    torch.manual_seed(seed)
+    return ActorCritic(OBS_DIM, 4, list(hidden), activation).ortho_init_()
+
+
+@pytest.fixture(scope="module")
+def probe() -> barriers.PathProbe:
+    return barriers.make_probe(_random_policy(0), CUE, {}, n_episodes=8, n_states=64, seed=3,
+                                   suite=get_suite(CUE))
+
+
+# --------------------------------------------------------------------------- barriers
+
+
+def test_barrier_is_the_largest_gap_below_the_line() -> None:
+    weights = np.linspace(0, 1, 5)
+    assert barriers.barrier(np.array([1.0, 0.75, 0.5, 0.25, 0.0]), weights, higher_is_better=True) == 0
+    dip = np.array([1.0, 0.5, 0.2, 0.5, 1.0])
+    assert barriers.barrier(dip, weights, higher_is_better=True) == pytest.approx(0.8)
+    assert barriers.barrier(dip, weights, higher_is_better=False) == 0  # a valley in a loss is no barrier
+    assert barriers.barrier(-dip, weights, higher_is_better=False) == pytest.approx(0.8)
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 10_000), activation=st.sampled_from(["tanh", "relu"]))
+def test_interpolating_a_policy_with_itself_has_zero_barrier(probe, seed: int, activation: str) -> None:
+    policy = _random_policy(seed, activation=activation).state_dict()
+    result = barriers.barrier_matrix([policy, policy], probe, [(0, 1)], points=5)
+    assert set(result) == {"train_return", "loss", "heldout_decided"}
+    assert all(values[0] == 0 for values in result.values())
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_a_permuted_copy_aligns_back_and_has_zero_aligned_barrier(probe, seed: int) -> None:
+    policy = _random_policy(seed).state_dict()
+    spec = align.infer_spec(policy)
+    copy = align.permute_state_dict(policy, spec, align.random_permutations(spec, policy,
+                                                                            torch.Generator().manual_seed(seed)))
+    aligned = align.weight_matching(policy, copy)
+    naive = barriers.barrier_matrix([policy, copy], probe, [(0, 1)], points=5)
+    after = barriers.barrier_matrix([policy, aligned], probe, [(0, 1)], points=5)
+    assert all(after[m][0] == 0 for m in after)
+    assert all(after[m][0] <= naive[m][0] for m in after)
+
+
+def test_repair_leaves_the_endpoints_unchanged(probe) -> None:
+    a, b = (stack_state_dicts([_random_policy(s).state_dict()] * 2) for s in (1, 2))
+    weights = torch.tensor([0.0, 1.0])
+    params = barriers.interpolate(a, b, weights)
+    repaired = barriers.repair(probe.template, params, a, b, weights, probe.validation_obs)
+    obs = probe.validation_obs.float().expand(2, *probe.validation_obs.shape)
+    before = StackedPolicy.from_params(probe.template, params).logits(obs)
+    after = StackedPolicy.from_params(probe.template, repaired).logits(obs)
+    assert torch.allclose(before, after, atol=1e-4)
+
+
+def test_repair_restores_the_variance_of_interpolated_units(probe) -> None:
+    a, b = (stack_state_dicts([_random_policy(s).state_dict()]) for s in (1, 2))
+    half = torch.tensor([0.5])
+    mid = barriers.interpolate(a, b, half)
+    repaired = barriers.repair(probe.template, mid, a, b, half, probe.validation_obs)
+    obs = probe.validation_obs.reshape(len(probe.validation_obs), -1).float()
+
+    def first_layer_std(params):
+        return (obs @ params["actor.0.weight"][0].T + params["actor.0.bias"][0]).std(0)
+
+    target = 0.5 * (first_layer_std(a) + first_layer_std(b))
+    assert torch.allclose(first_layer_std(repaired), target, rtol=1e-3)
+    assert first_layer_std(mid).mean() < target.mean()  # independent inits: averaging shrinks the spread
+
+

@@ -1,0 +1,65 @@
+"""Basin clustering (:mod:`rlbasins.analysis.basins`): planted clusters recovered with their number,
+basin descriptions, and the preference test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.distance import cdist
+
+from rlbasins.analysis import basins
+from rlbasins.core.stats import preference_test
+
+# --------------------------------------------------------------------------- clustering
+
+
+def _blobs(centres: list[tuple[float, float]], per: int, seed: int, dim: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Distances between seeds drawn around ``centres`` (in the first two of ``dim`` dimensions; seeds'
+    fingerprints are high-dimensional, and in 2-D a dozen Gaussian points often look like two clusters)."""
+    rng = np.random.default_rng(seed)
+    points = np.concatenate([rng.normal(0, 0.3, size=(per, dim)) + np.pad(c, (0, dim - 2)) for c in centres])
+    truth = np.repeat(np.arange(len(centres)), per)
+    order = rng.permutation(len(points))  # members of a basin are not contiguous
+    return cdist(points[order], points[order]), truth[order]
+
+
+@pytest.mark.parametrize("method", ["spectral", "agglomerative"])
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000), n_basins=st.integers(1, 3))
+def test_planted_clusters_are_recovered_with_their_number(method: str, seed: int, n_basins: int) -> None:
+    distances, truth = _blobs([(0, 0), (4, 0), (0, 4)][:n_basins], per=12, seed=seed)
+    found = basins.CLUSTERERS[method](distances)
+    assert found.k == n_basins
+    assert basins.ari_with_ci(truth.tolist(), found.labels)["ari"] == 1.0
+
+
+def test_basins_are_described_by_size_share_label_and_medoid() -> None:
+    distances, truth = _blobs([(0, 0), (4, 0)], per=6, seed=1)
+    clustering = basins.spectral_basins(distances)
+    labels = ["colour" if t == 0 else "shape" for t in truth]
+    described = basins.describe_basins(clustering, list(range(100, 112)), distances, labels)
+    assert [b.size for b in described] == [6, 6]
+    assert {b.label for b in described} == {"colour", "shape"} and all(b.label_purity == 1 for b in described)
+    for b in described:
+        assert b.medoid in b.seeds and b.examples[0] == b.medoid
+        assert b.share_ci[0] < b.share < b.share_ci[1]
+
+
+def test_agreement_ci_contains_the_point_estimate() -> None:
+    a = [0] * 10 + [1] * 10
+    b = [0] * 9 + [1] * 11
+    result = basins.ari_with_ci(a, b, resamples=200)
+    assert result["low"] <= result["ari"] <= result["high"] and 0.5 < result["ari"] < 1
+
+
+def test_preference_test_tells_basins_from_one_shared_strategy() -> None:
+    rng = np.random.default_rng(0)
+    committed = np.array([40] * 8 + [0] * 8)
+    split = preference_test(committed, 40 - committed)
+    assert split.verdict == "basins" and split.committed_a == 8 and split.committed_b == 8
+    shared = rng.binomial(40, 0.5, size=16)
+    assert preference_test(shared, 40 - shared).verdict == "one shared strategy"
+
+
