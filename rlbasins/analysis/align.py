@@ -39,6 +39,9 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from rlbasins.core.config import AlignConfig
+from rlbasins.core.progress import task_progress
+
 StateDict = dict[str, torch.Tensor]
 
 ELEMENTWISE_ACTIVATIONS: tuple[type[nn.Module], ...] = (
@@ -489,3 +492,24 @@ def align_many(state_dicts: list[StateDict], spec: PermutationSpec | None = None
         aligned = align_all(mean)
         mean = _mean_state_dict(aligned)
     return aligned
+
+
+def align_seeds(settings: AlignConfig, template: nn.Module, state_dicts: list[StateDict], heldout_obs: torch.Tensor,
+                seed: int = 0, show_progress: bool = True) -> list[StateDict]:
+    """A run's seeds in one unit order, as ``analysis.align`` says: weight matching, or activation matching
+    on the held-out observations [N, ...]; to the iterated mean (``rounds`` rounds) or to the first seed."""
+    reference = "mean" if settings.reference == "mean" else 0
+    rounds = settings.rounds if reference == "mean" else 1
+    match = None
+    if settings.method == "activation":
+        obs = heldout_obs.float()
+        spec = infer_spec(state_dicts[0])
+        target_module, other_module = template.fresh_copy(), template.fresh_copy()
+
+        def match(target, other):
+            target_module.load_state_dict({k: v.float() for k, v in target.items()})
+            other_module.load_state_dict(other)
+            return activation_matching(target_module, other_module, obs, spec)
+
+    with task_progress("Git Re-Basin alignment", len(state_dicts) * rounds, enabled=show_progress) as advance:
+        return align_many(state_dicts, reference=reference, rounds=rounds, seed=seed, on_progress=advance, match=match)

@@ -29,8 +29,9 @@ repaired (:func:`repair_unsupported` says why).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -39,7 +40,11 @@ import torch
 
 import envs
 from envs.suites import HeldOutSuite
+from rlbasins.analysis.basins import Clustering, medoids
+from rlbasins.core.config import AlignConfig, BarriersConfig
 from rlbasins.core.policy import ActorCritic, StackedPolicy
+from rlbasins.core.progress import task_progress
+from rlbasins.core.results import Result
 from rlbasins.core.rollouts import play
 
 StateDict = dict[str, torch.Tensor]
@@ -281,3 +286,115 @@ def as_square(values: np.ndarray, pairs: Sequence[tuple[int, int]], n: int) -> n
     for value, (i, j) in zip(values, pairs, strict=True):
         square[i, j] = square[j, i] = value
     return square
+
+
+# --------------------------------------------------------------------------- the barrier study of a run
+
+
+@dataclass
+class BarrierStudy(Result):
+    """``analysis/connectivity.json``: barriers naive, aligned and aligned + REPAIR between every pair of
+    seeds (``mode`` pairwise) or from every seed to the behavioural basins' medoids; matrices [S, S] per
+    variant and metric (NaN where not measured), their off-diagonal summaries, and representative paths."""
+
+    mode: str
+    points: int
+    episodes: int
+    n_states: int
+    metrics: list[str]
+    barrier_metric: str
+    """The aligned barrier that defines the weight-space basins."""
+    align: dict[str, str]
+    seeds: list[int]
+    matrices: dict[str, dict[str, list[list[float]]]]
+    summary: dict[str, dict[str, dict[str, float]]]
+    paths: list[dict[str, Any]]
+    repair_skipped: str | None
+
+    def matrix(self, variant: str = "aligned", metric: str | None = None) -> np.ndarray:
+        """One barrier matrix [S, S] (default: the aligned one on ``barrier_metric``)."""
+        return np.array(self.matrices[variant][metric or self.barrier_metric], dtype=float)
+
+
+def barrier_pairs(n: int, max_pairwise: int, anchors: list[int]) -> tuple[list[tuple[int, int]], bool]:
+    """The seed pairs to measure: every pair (n ≤ ``max_pairwise``), else every seed to each anchor
+    (the behavioural medoids); and whether that is pairwise."""
+    if n <= max_pairwise:
+        return list(itertools.combinations(range(n), 2)), True
+    return [(m, i) for m in anchors for i in range(n) if i != m], False
+
+
+def barrier_study(template: ActorCritic, state_dicts: list[StateDict], aligned: list[StateDict], probe: PathProbe,
+                  seeds: list[int], anchors: list[int], settings: BarriersConfig, align_settings: AlignConfig,
+                  env_id: str, show_progress: bool = True) -> BarrierStudy:
+    """Barrier matrices for the naive, aligned and (MLPs, ``settings.repair``) aligned + REPAIR policies, without
+    the representative paths (:func:`representative_paths` adds them).
+
+    Every metric for the aligned policies (they define the weight-space basins); the naive and REPAIR
+    comparisons on the loss (no rollouts) where the env has an expert, else on the basin-defining metric."""
+    pairs, pairwise = barrier_pairs(len(seeds), settings.max_pairwise, anchors)
+    metric = settings.barrier_metric if settings.barrier_metric != "auto" else probe.metrics[-1]
+    if metric not in probe.metrics:
+        raise ValueError(f"analysis.barriers.barrier_metric {metric!r} is not measured for {env_id} "
+                         f"(available: {', '.join(probe.metrics)})")
+    comparison = ["loss"] if "loss" in probe.metrics else [metric]
+    variants = {"naive": (state_dicts, False, comparison), "aligned": (aligned, False, probe.metrics)}
+    repair_skipped = repair_unsupported(template) if settings.repair else None
+    if settings.repair and repair_skipped is None:
+        variants["aligned_repair"] = (aligned, True, comparison)
+    matrices: dict[str, dict[str, np.ndarray]] = {}
+    with task_progress("interpolation barriers", len(pairs) * len(variants), enabled=show_progress) as advance:
+        for name, (models, repair_units, metrics) in variants.items():
+            values = barrier_matrix(models, probe, pairs, settings.points, repair_units, metrics, on_progress=advance)
+            matrices[name] = {m: _to_matrix(v, pairs, len(seeds), pairwise) for m, v in values.items()}
+    return BarrierStudy(
+        mode="pairwise" if pairwise else "to behavioural medoids", points=settings.points,
+        episodes=settings.episodes, n_states=settings.n_states, metrics=list(probe.metrics), barrier_metric=metric,
+        align={"method": align_settings.method, "reference": align_settings.reference}, seeds=seeds,
+        matrices={name: {m: v.tolist() for m, v in ms.items()} for name, ms in matrices.items()},
+        summary={name: {m: _off_diagonal_summary(v, pairwise) for m, v in ms.items()} for name, ms in matrices.items()},
+        paths=[], repair_skipped=repair_skipped)
+
+
+def representative_paths(clusters: Clustering, tv: np.ndarray, seeds: list[int], state_dicts, aligned,
+                         probe: PathProbe, points: int, with_repair: bool) -> list[dict[str, Any]]:
+    """Full curves (naive, aligned, aligned + REPAIR) for: the two most central seeds (by total variation
+    ``tv`` [S, S]) of each of the two largest behavioural basins (within), and the two largest basins'
+    medoids (across)."""
+    labels = np.asarray(clusters.labels)
+    chosen: list[tuple[str, int, int]] = []
+    for c in range(min(2, clusters.k)):
+        members = np.flatnonzero(labels == c)
+        if len(members) >= 2:
+            central = members[np.argsort(tv[np.ix_(members, members)].sum(1), kind="stable")[:2]]
+            chosen.append((f"within basin {c}", int(central[0]), int(central[1])))
+    if clusters.k >= 2:
+        centre = medoids(tv, clusters.labels)
+        chosen.append(("across basins 0 and 1", centre[0], centre[1]))
+    paths = []
+    for kind, i, j in chosen:
+        curves = {"naive": path_curves(state_dicts[i], state_dicts[j], probe, points),
+                  "aligned": path_curves(aligned[i], aligned[j], probe, points)}
+        if with_repair:
+            curves["aligned_repair"] = path_curves(aligned[i], aligned[j], probe, points, repair_units=True)
+        paths.append({"kind": kind, "seed_a": seeds[i], "seed_b": seeds[j],
+                      "curves": {name: asdict(c) for name, c in curves.items()}})
+    return paths
+
+
+def _to_matrix(values: np.ndarray, pairs, n: int, pairwise: bool) -> np.ndarray:
+    """Pair barriers → [n, n] (pairwise) or [n, n] with only the medoid columns/rows filled (NaN elsewhere)."""
+    if pairwise:
+        return as_square(values, pairs, n)
+    square = np.full((n, n), np.nan)
+    np.fill_diagonal(square, 0.0)
+    for value, (m, i) in zip(values, pairs, strict=True):
+        square[i, m] = square[m, i] = value
+    return square
+
+
+def _off_diagonal_summary(matrix: np.ndarray, pairwise: bool) -> dict[str, float]:
+    values = matrix[~np.eye(len(matrix), dtype=bool)]
+    values = values[np.isfinite(values)]
+    return {"mean": float(values.mean()), "median": float(np.median(values)), "max": float(values.max())} \
+        if values.size else {}

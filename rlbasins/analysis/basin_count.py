@@ -37,6 +37,7 @@ from scipy.special import gammaln
 
 from rlbasins.analysis import basins
 from rlbasins.core.config import BasinCountConfig
+from rlbasins.core.results import Result
 from rlbasins.core.stats import average_linkage
 
 
@@ -86,7 +87,7 @@ class ResolutionCurve:
 
 
 @dataclass
-class BasinCount:
+class BasinCount(Result):
     seeds: list[int]
     method: str
     observed: int

@@ -181,3 +181,26 @@ def describe_basins(clustering: Clustering, seeds: list[int], distances: np.ndar
                          wilson_interval(len(members), len(labels)).tolist(), label, purity,
                          [seeds[i] for i in members], seeds[medoid], [seeds[i] for i in ranked[:3]]))
     return out
+
+
+def weight_basins(barrier: np.ndarray, seeds: list[int], seed_labels: list[str] | None, pairwise: bool,
+                  anchors: list[int], method: str, max_k: int) -> tuple[Clustering, list[Basin] | None]:
+    """Weight-space basins from the aligned barrier matrix [S, S]: clustered like the behaviour when every
+    pair was measured; else each seed joins the behavioural medoid (``anchors``) it has the lowest barrier
+    to, and the basins are not described (the matrix has only the medoid rows)."""
+    if pairwise:
+        clusters = CLUSTERERS[method](barrier, max_k=max_k)
+        return clusters, describe_basins(clusters, seeds, barrier, seed_labels)
+    nearest = barrier[:, anchors].argmin(1)
+    return Clustering("nearest medoid", len(anchors), nearest.tolist(), "behavioural medoids", []), None
+
+
+def planted_agreement(planted: list[str | None], behavior_labels: list[int], weight_labels: list[int],
+                      seed: int = 0) -> dict[str, dict[str, float]] | None:
+    """ARI (with CI) of the behavioural and the weight-space basins with the planted groups; None unless
+    every seed was planted."""
+    if any(label is None for label in planted):
+        return None
+    codes = [sorted(set(planted)).index(label) for label in planted]
+    return {"behaviour": ari_with_ci(codes, behavior_labels, seed=seed),
+            "weights": ari_with_ci(codes, weight_labels, seed=seed)}

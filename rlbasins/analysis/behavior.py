@@ -21,8 +21,7 @@ Results go to ``analysis/behavior.json``, ``analysis/seeds.csv`` and the action 
 from __future__ import annotations
 
 import io
-import json
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +35,10 @@ from rlbasins.core.devices import resolve_device
 from rlbasins.core.heldout import evaluation_sample, fingerprint_inputs
 from rlbasins.core.policy import ActorCritic
 from rlbasins.core.progress import task_progress
+from rlbasins.core.results import Result
 from rlbasins.core.rollouts import action_probs, play, stack_state_dicts
 from rlbasins.core.stats import PreferenceTest, preference_test, wilson_interval
-from rlbasins.core.store import RunDir, atomic_write_bytes, atomic_write_json
+from rlbasins.core.store import RunDir, atomic_write_bytes
 
 
 @torch.no_grad()
@@ -107,7 +107,7 @@ def mean_to_others(matrix: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class BehaviorResult:
+class BehaviorResult(Result):
     """Per-seed lists are aligned with ``seeds``; matrices are [S, S] in that order."""
 
     env_id: str
@@ -133,18 +133,6 @@ class BehaviorResult:
     """Wilson 95% interval of each greedy label fraction, per seed."""
     preference_greedy: PreferenceTest | None = None
     preference_sampled: PreferenceTest | None = None
-
-    @classmethod
-    def load(cls, path: Path) -> BehaviorResult:
-        data = json.loads(path.read_text())
-        missing = {f.name for f in fields(cls) if f.default is MISSING} - set(data)
-        if missing:
-            raise FileNotFoundError(f"{path} was written by an older rlbasins (no {', '.join(sorted(missing))}); "
-                                    f"run `rlbasins analyze {path.parent.parent}` again")
-        for key in ("preference_greedy", "preference_sampled"):
-            if data.get(key) is not None:
-                data[key] = PreferenceTest(**data[key])
-        return cls(**data)
 
     def dominant_labels(self) -> list[str] | None:
         """Each seed's most frequent greedy held-out label (None when the env names no strategies)."""
@@ -235,7 +223,7 @@ def analyze_behavior(run: RunDir, step: int | None = None, show_progress: bool =
         result.preference_greedy = preference_test(count_a, count_b)
         result.preference_sampled = preference_test(sampled_a, sampled_b)
     run.analysis_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run.analysis_dir / "behavior.json", asdict(result))
+    result.save(run.analysis_dir / "behavior.json")
     _write_array(run.analysis_dir / "heldout_probs.npy", probs)
     _write_array(run.analysis_dir / "noise_probs.npy", noise_probs)
     _write_seed_table(run.analysis_dir / "seeds.csv", result)

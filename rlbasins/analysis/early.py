@@ -44,6 +44,7 @@ from rlbasins.analysis.align import StateDict
 from rlbasins.core.checkpoints import load_policies
 from rlbasins.core.config import EarlyDetectionConfig
 from rlbasins.core.progress import task_progress
+from rlbasins.core.results import Result
 from rlbasins.core.rollouts import action_probs, stack_state_dicts
 from rlbasins.core.store import RunDir
 
@@ -72,7 +73,7 @@ class DetectorCurve:
 
 
 @dataclass
-class EarlyDetection:
+class EarlyDetection(Result):
     seeds: list[int]
     target: str
     """What is predicted: ``basin`` (final behavioural basin) or ``strategy`` (final preferred strategy)."""

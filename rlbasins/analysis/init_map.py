@@ -55,6 +55,7 @@ from rlbasins.analysis.basins import Basin
 from rlbasins.analysis.behavior import BehaviorResult
 from rlbasins.core.config import InitPlaneConfig
 from rlbasins.core.init_plane import grid_point, plane_coordinates
+from rlbasins.core.results import Result
 
 MIN_SIDE = 4
 """Coarsest sub-grid whose dimension is estimated (3 box sizes: 1, 2, 4)."""
@@ -100,7 +101,7 @@ class LabelMap:
 
 
 @dataclass
-class InitMap:
+class InitMap(Result):
     resolution: int
     span: float
     directions: str

@@ -1,38 +1,34 @@
 """``rlbasins analyze``: the whole analysis of a run, from checkpoints to basins.
 
+The analysis is :data:`STAGES`, an ordered list of :class:`Stage`; each reads what the stages before it
+left on a :class:`RunAnalysis` and is timed under its name:
+
 1. behaviour of every seed on held-out states (:mod:`~rlbasins.analysis.behavior`);
 2. behavioural basins: clustering of the total-variation matrix, with stability under
-   resampling of the held-out states;
-3. Git Re-Basin alignment of all seeds into one unit order (:mod:`~rlbasins.analysis.align`);
-4. barriers naive and aligned (and with REPAIR, for MLPs) between every pair of seeds (N ≤
+   resampling of the held-out states (:mod:`~rlbasins.analysis.basins`);
+3. the optional studies that need only the behaviour, each written to its own file:
+   early detection (:mod:`~rlbasins.analysis.early`), training length
+   (:mod:`~rlbasins.analysis.training_length`), basin count (:mod:`~rlbasins.analysis.basin_count`),
+   the init-space map for runs with ``seeds.init_plane`` (:mod:`~rlbasins.analysis.init_map`) and seed
+   factors for runs with ``seeds.grid`` (:mod:`~rlbasins.analysis.seed_factors`);
+4. Git Re-Basin alignment of all seeds into one unit order (:mod:`~rlbasins.analysis.align`);
+5. barriers naive and aligned (and with REPAIR, for MLPs) between every pair of seeds (N ≤
    ``max_pairwise``) or from every seed to the behavioural basins' medoids
-   (:mod:`~rlbasins.analysis.barriers`), plus full interpolation curves for representative
-   pairs within and across basins;
-5. weight-space basins from the aligned barrier matrix, their agreement with the behavioural
-   basins (ARI with a bootstrap CI), and — for planted experiments — with the planted truth;
-6. early detection: how well each seed's final behavioural basin (or, with one basin, its dominant
-   held-out strategy) is predicted from its earlier checkpoints (:mod:`~rlbasins.analysis.early`);
-7. training length: every seed's nearest final basin at every checkpoint, basin shares, transitions
-   and last switches (:mod:`~rlbasins.analysis.training_length`);
-8. basin count: rarefaction over seed subsets, unseen basins (Chao1) and the count across clustering
-   resolutions (:mod:`~rlbasins.analysis.basin_count`);
-9. init-space map (runs with ``seeds.init_plane``): each grid point's basin and held-out outcome as
-   images, and the box-counting dimension of the basin boundary (:mod:`~rlbasins.analysis.init_map`);
-10. seed factors (runs with ``seeds.grid``): the shares of the held-out outcomes and of the basins due to
-    the init and to the data stream (:mod:`~rlbasins.analysis.seed_factors`).
+   (:mod:`~rlbasins.analysis.barriers`);
+6. weight-space basins from the aligned barrier matrix (:func:`~rlbasins.analysis.basins.weight_basins`);
+7. full interpolation curves for representative pairs within and across basins.
 
-Writes ``analysis/behavior.json``, ``seeds.csv``, ``connectivity.json``, ``basins.json``,
-``basins.csv``, ``early.json``, ``trajectory.json``, ``basin_count.json``, ``init_map.json`` and
-``seed_factors.json`` in the run directory.
+Then the agreement of the two kinds of basins (ARI with a bootstrap CI) and, for planted experiments,
+of each with the planted truth. Writes ``analysis/behavior.json``, ``seeds.csv``, ``connectivity.json``,
+``basins.json``, ``basins.csv``, ``early.json``, ``trajectory.json``, ``basin_count.json``,
+``init_map.json`` and ``seed_factors.json`` in the run directory.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,7 +46,6 @@ from rlbasins.core.checkpoints import load_policies
 from rlbasins.core.config import AnalysisConfig, ExperimentConfig, load_config
 from rlbasins.core.devices import resolve_device
 from rlbasins.core.heldout import evaluation_sample, fingerprint_inputs
-from rlbasins.core.progress import task_progress
 from rlbasins.core.seeding import factor_seed
 from rlbasins.core.store import RunDir, atomic_write_bytes, atomic_write_json, read_json
 
@@ -74,11 +69,146 @@ class AnalysisSummary:
     seed_factors: SeedFactorStudy | None = None
 
 
-@contextmanager
-def _timed(seconds: dict[str, float], stage: str):
-    start = time.perf_counter()
-    yield
-    seconds[stage] = time.perf_counter() - start
+@dataclass
+class RunAnalysis:
+    """What the stages of one ``rlbasins analyze`` share: each reads what the stages before it set."""
+
+    run: RunDir
+    cfg: ExperimentConfig
+    manifest: dict[str, Any]
+    step: int | None
+    show_progress: bool
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall-clock seconds per timed stage (written to ``basins.json``)."""
+    behavior: BehaviorResult | None = None
+    heldout_obs: torch.Tensor | None = None     # [N, *obs_shape] the held-out observations
+    noise_obs: torch.Tensor | None = None       # [M, *obs_shape] out-of-distribution noise inputs
+    tv: np.ndarray | None = None                # [S, S] total variation between the seeds' held-out behaviour
+    probs: torch.Tensor | None = None           # [S, N, A] held-out action distributions
+    behavior_clusters: basins.Clustering | None = None
+    stability: dict[str, Any] | None = None
+    behavior_basins: list[basins.Basin] | None = None
+    studies: dict[str, Any] = field(default_factory=dict)
+    """The optional studies' results by file name (``early``, ``trajectory``, …); None when off."""
+    template: Any = None
+    state_dicts: list[dict[str, torch.Tensor]] | None = None
+    aligned: list[dict[str, torch.Tensor]] | None = None
+    probe: barriers.PathProbe | None = None
+    anchors: list[int] | None = None             # the behavioural medoids
+    barrier_study: barriers.BarrierStudy | None = None
+    weight_clusters: basins.Clustering | None = None
+    weight_basins: list[basins.Basin] | None = None
+
+    @property
+    def settings(self) -> AnalysisConfig:
+        return self.cfg.analysis
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.behavior.seeds
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the analysis: ``run(analysis)`` timed as ``name`` (None: not timed). A stage with
+    ``writes`` is an optional study: when ``enabled(analysis)`` is false its ``analysis/<writes>.json`` is
+    removed (so a report never shows an earlier analysis's study), else ``run`` returns the result saved there."""
+
+    name: str | None
+    run: Callable[[RunAnalysis], Any]
+    writes: str | None = None
+    enabled: Callable[[RunAnalysis], bool] = lambda analysis: True
+
+
+def _behavior(a: RunAnalysis) -> None:
+    a.behavior = analyze_behavior(a.run, step=a.step, show_progress=a.show_progress, settings=a.settings)
+    a.heldout_obs, a.noise_obs = fingerprint_inputs(a.cfg, evaluation_sample(a.cfg))
+    a.tv = np.array(a.behavior.total_variation)
+
+
+def _behavior_basins(a: RunAnalysis) -> None:
+    settings = a.settings.basins
+    a.behavior_clusters = basins.CLUSTERERS[settings.method](a.tv, max_k=settings.max_k)
+    a.probs = torch.as_tensor(np.load(a.run.analysis_dir / "heldout_probs.npy", allow_pickle=False))
+    a.stability = basins.stability(lambda idx: total_variation_matrix(a.probs[:, idx]).numpy(), a.behavior_clusters,
+                                   a.probs.shape[1], resamples=settings.resamples, seed=a.cfg.seed)
+    a.behavior_basins = basins.describe_basins(a.behavior_clusters, a.seeds, a.tv, a.behavior.dominant_labels())
+
+
+def _final_step(a: RunAnalysis) -> int:
+    return min(a.behavior.steps)
+
+
+def _early(a: RunAnalysis) -> EarlyDetection:
+    target = choose_target(a.settings.early.target, a.behavior_clusters.labels, a.behavior.preferred_strategies())
+    return early_detection(a.run, a.seeds, _final_step(a), *target, a.tv, a.heldout_obs, a.noise_obs,
+                           a.settings.early, seed=a.cfg.seed, show_progress=a.show_progress)
+
+
+def _training_length(a: RunAnalysis) -> BasinTrajectory:
+    return basin_trajectory(a.run, a.seeds, _final_step(a), a.behavior_clusters.labels, a.heldout_obs,
+                            a.settings.training_length, a.settings.basins.method, a.settings.basins.max_k,
+                            seed=a.cfg.seed, show_progress=a.show_progress)
+
+
+def _basin_count(a: RunAnalysis) -> BasinCount:
+    return basin_count(a.seeds, a.tv, a.behavior_clusters, a.settings.basin_count, a.settings.basins.max_k,
+                       lambda idx: total_variation_matrix(a.probs[:, idx]).numpy(), a.probs.shape[1], seed=a.cfg.seed)
+
+
+def _init_map(a: RunAnalysis) -> InitMap:
+    return init_map(a.cfg.seeds.init_plane, a.seeds, a.behavior_clusters.labels, a.behavior_basins, a.behavior,
+                    seed=a.cfg.seed)
+
+
+def _policies_and_probe(a: RunAnalysis) -> None:
+    a.template, a.state_dicts, _ = load_policies(a.run, a.seeds, a.step)
+    conn = a.settings.barriers
+    a.probe = barriers.make_probe(a.template, a.cfg.env.id, a.cfg.env.kwargs, conn.episodes, conn.n_states,
+                                  seed=factor_seed(a.cfg.seed, "connectivity", 0),
+                                  device=resolve_device(a.cfg.device), suite=get_suite(a.cfg.env.id))
+
+
+def _alignment(a: RunAnalysis) -> None:
+    a.aligned = align.align_seeds(a.settings.align, a.template, a.state_dicts, a.heldout_obs, seed=a.cfg.seed,
+                                  show_progress=a.show_progress)
+
+
+def _barriers(a: RunAnalysis) -> None:
+    if len(a.seeds) > a.settings.barriers.max_pairwise:  # every seed to the behavioural medoids
+        a.anchors = basins.medoids(a.tv, a.behavior_clusters.labels)
+    a.barrier_study = barriers.barrier_study(a.template, a.state_dicts, a.aligned, a.probe, a.seeds, a.anchors or [],
+                                             a.settings.barriers, a.settings.align, a.cfg.env.id, a.show_progress)
+
+
+def _weight_basins(a: RunAnalysis) -> None:
+    a.weight_clusters, a.weight_basins = basins.weight_basins(
+        a.barrier_study.matrix(), a.seeds, a.behavior.dominant_labels(), a.barrier_study.mode == "pairwise",
+        a.anchors or [], a.settings.basins.method, a.settings.basins.max_k)
+
+
+def _paths(a: RunAnalysis) -> None:
+    a.barrier_study.paths = barriers.representative_paths(
+        a.behavior_clusters, a.tv, a.seeds, a.state_dicts, a.aligned, a.probe, a.settings.barriers.points,
+        "aligned_repair" in a.barrier_study.matrices)
+
+
+STAGES: list[Stage] = [
+    Stage("behaviour", _behavior),
+    Stage("behavioural basins", _behavior_basins),
+    Stage("early detection", _early, "early", lambda a: bool(a.settings.early.detectors)),
+    Stage("trajectory", _training_length, "trajectory", lambda a: a.settings.training_length.enabled),
+    Stage("basin count", _basin_count, "basin_count", lambda a: a.settings.basin_count.enabled),
+    Stage("init map", _init_map, "init_map", lambda a: a.cfg.seeds.init_plane is not None),
+    Stage("seed factors", lambda a: _seed_factors(a.cfg, a.manifest, a.behavior, a.behavior_clusters.labels),
+          "seed_factors", lambda a: a.cfg.seeds.grid is not None),
+    Stage(None, _policies_and_probe),
+    Stage("alignment", _alignment),
+    Stage("barriers", _barriers),
+    Stage(None, _weight_basins),
+    Stage("paths", _paths),
+]
+"""The analysis, in order (see the module docstring); ``basins.json`` and the tables are written after."""
 
 
 def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True,
@@ -89,127 +219,51 @@ def analyze_run(run: RunDir, step: int | None = None, show_progress: bool = True
     cfg = load_config(run.config_path)
     if settings is not None:
         cfg = cfg.model_copy(update={"analysis": settings})
-    settings = cfg.analysis
-    seconds: dict[str, float] = {}
-    with _timed(seconds, "behaviour"):
-        behavior = analyze_behavior(run, step=step, show_progress=show_progress, settings=settings)
-        heldout_obs, noise_obs = fingerprint_inputs(cfg, evaluation_sample(cfg))
-    seeds = behavior.seeds
+    a = RunAnalysis(run, cfg, manifest, step, show_progress)
+    for stage in STAGES:
+        _run_stage(a, stage)
+    a.barrier_study.save(run.analysis_dir / "connectivity.json")
+    return _write_basins(a)
 
-    # ---- behavioural basins
-    tv = np.array(behavior.total_variation)
-    with _timed(seconds, "behavioural basins"):
-        behavior_clusters = basins.CLUSTERERS[settings.basins.method](tv, max_k=settings.basins.max_k)
-        probs = torch.as_tensor(np.load(run.analysis_dir / "heldout_probs.npy", allow_pickle=False))
-        stable = basins.stability(lambda idx: total_variation_matrix(probs[:, idx]).numpy(), behavior_clusters,
-                                  probs.shape[1], resamples=settings.basins.resamples, seed=cfg.seed)
-    seed_labels = behavior.dominant_labels()
-    behavior_basins = basins.describe_basins(behavior_clusters, seeds, tv, seed_labels)
 
-    # ---- the studies that need only the behaviour, each optional: early detection, training length
-    # (basins tracked back through every checkpoint), basin count, init-space map, seed factors
-    def study(name: str, stage: str, enabled: bool, compute: Callable[[], Any]) -> Any:
-        return _study_stage(run, seconds, name, stage, compute if enabled else None)
+def _run_stage(a: RunAnalysis, stage: Stage) -> None:
+    if stage.writes is not None:
+        path = a.run.analysis_dir / f"{stage.writes}.json"
+        if not stage.enabled(a):
+            path.unlink(missing_ok=True)
+            a.studies[stage.writes] = None
+            return
+    start = time.perf_counter()
+    result = stage.run(a)
+    if stage.name is not None:
+        a.seconds[stage.name] = time.perf_counter() - start
+    if stage.writes is not None:
+        result.save(path)
+        a.studies[stage.writes] = result
 
-    final_step = min(behavior.steps)
-    target = choose_target(settings.early.target, behavior_clusters.labels, behavior.preferred_strategies())
-    early = study("early", "early detection", bool(settings.early.detectors), lambda: early_detection(
-        run, seeds, final_step, *target, tv, heldout_obs, noise_obs, settings.early, seed=cfg.seed,
-        show_progress=show_progress))
-    trajectory = study("trajectory", "trajectory", settings.training_length.enabled, lambda: basin_trajectory(
-        run, seeds, final_step, behavior_clusters.labels, heldout_obs, settings.training_length,
-        settings.basins.method, settings.basins.max_k, seed=cfg.seed, show_progress=show_progress))
-    counted = study("basin_count", "basin count", settings.basin_count.enabled, lambda: basin_count(
-        seeds, tv, behavior_clusters, settings.basin_count, settings.basins.max_k,
-        lambda idx: total_variation_matrix(probs[:, idx]).numpy(), probs.shape[1], seed=cfg.seed))
-    mapped = study("init_map", "init map", cfg.seeds.init_plane is not None, lambda: init_map(
-        cfg.seeds.init_plane, seeds, behavior_clusters.labels, behavior_basins, behavior, seed=cfg.seed))
-    factors = study("seed_factors", "seed factors", cfg.seeds.grid is not None, lambda: _seed_factors(
-        cfg, manifest, behavior, behavior_clusters.labels))
 
-    # ---- alignment and barriers
-    template, state_dicts, _ = load_policies(run, seeds, step)
-    device = resolve_device(cfg.device)
-    suite = get_suite(cfg.env.id)
-    conn = settings.barriers
-    probe = barriers.make_probe(template, cfg.env.id, cfg.env.kwargs, conn.episodes, conn.n_states,
-                                    seed=factor_seed(cfg.seed, "connectivity", 0), device=device, suite=suite)
-    with _timed(seconds, "alignment"):
-        aligned = _align(cfg, template, state_dicts, heldout_obs, show_progress)
-    pairwise = len(seeds) <= conn.max_pairwise
-    if pairwise:
-        pairs = list(itertools.combinations(range(len(seeds)), 2))
-    else:  # every seed to the behavioural medoids
-        anchors = basins.medoids(tv, behavior_clusters.labels)
-        pairs = [(m, i) for m in anchors for i in range(len(seeds)) if i != m]
-    metric = conn.barrier_metric if conn.barrier_metric != "auto" else probe.metrics[-1]
-    if metric not in probe.metrics:
-        raise ValueError(f"analysis.barriers.barrier_metric {metric!r} is not measured for {cfg.env.id} "
-                         f"(available: {', '.join(probe.metrics)})")
-    # Every barrier for the aligned policies (they define the weight-space basins); the naive and
-    # REPAIR comparisons on the loss (no rollouts) where the env has an expert, else on ``metric``.
-    comparison = ["loss"] if "loss" in probe.metrics else [metric]
-    variants = {"naive": (state_dicts, False, comparison), "aligned": (aligned, False, probe.metrics)}
-    repair_skipped = barriers.repair_unsupported(template) if conn.repair else None
-    with_repair = conn.repair and repair_skipped is None
-    if with_repair:
-        variants["aligned_repair"] = (aligned, True, comparison)
-    matrices: dict[str, dict[str, np.ndarray]] = {}
-    with _timed(seconds, "barriers"), \
-            task_progress("interpolation barriers", len(pairs) * len(variants), enabled=show_progress) as advance:
-        for name, (models, repair_units, metrics) in variants.items():
-            values = barriers.barrier_matrix(models, probe, pairs, conn.points, repair_units, metrics,
-                                                 on_progress=advance)
-            matrices[name] = {m: _to_matrix(v, pairs, len(seeds), pairwise) for m, v in values.items()}
-
-    # ---- weight-space basins
-    barrier = matrices["aligned"][metric]
-    if pairwise:
-        weight_clusters = basins.CLUSTERERS[settings.basins.method](barrier, max_k=settings.basins.max_k)
-        weight_basins = basins.describe_basins(weight_clusters, seeds, barrier, seed_labels)
-    else:  # nearest medoid by barrier
-        nearest = barrier[:, anchors].argmin(1)
-        weight_clusters = basins.Clustering("nearest medoid", len(anchors), nearest.tolist(), "behavioural medoids",
-                                            [])
-        weight_basins = None
-    agreement = basins.ari_with_ci(behavior_clusters.labels, weight_clusters.labels, seed=cfg.seed)
-    planted = [manifest["seeds"][str(k)].get("planted") for k in seeds]
-    planted_ari = None
-    if all(label is not None for label in planted):
-        codes = [sorted(set(planted)).index(label) for label in planted]
-        planted_ari = {"behaviour": basins.ari_with_ci(codes, behavior_clusters.labels, seed=cfg.seed),
-                       "weights": basins.ari_with_ci(codes, weight_clusters.labels, seed=cfg.seed)}
-
-    # ---- representative paths
-    with _timed(seconds, "paths"):
-        paths = _representative_paths(behavior_clusters, tv, seeds, state_dicts, aligned, probe, conn.points,
-                                      with_repair)
-
-    connectivity_out = {
-        "mode": "pairwise" if pairwise else "to behavioural medoids", "points": conn.points,
-        "episodes": conn.episodes, "n_states": conn.n_states, "metrics": list(probe.metrics),
-        "barrier_metric": metric, "align": {"method": settings.align.method, "reference": settings.align.reference},
-        "seeds": seeds, "matrices": {name: {m: v.tolist() for m, v in ms.items()} for name, ms in matrices.items()},
-        "summary": {name: {m: _off_diagonal_summary(v, pairwise) for m, v in ms.items()}
-                    for name, ms in matrices.items()},
-        "paths": paths, "repair_skipped": repair_skipped,
-    }
-    atomic_write_json(run.analysis_dir / "connectivity.json", connectivity_out)
+def _write_basins(a: RunAnalysis) -> AnalysisSummary:
+    """``basins.json`` (both kinds of basins, their agreement, the planted truth's) and ``basins.csv``."""
+    seeds, metric = a.seeds, a.barrier_study.barrier_metric
+    agreement = basins.ari_with_ci(a.behavior_clusters.labels, a.weight_clusters.labels, seed=a.cfg.seed)
+    planted = [a.manifest["seeds"][str(k)].get("planted") for k in seeds]
+    planted_ari = basins.planted_agreement(planted, a.behavior_clusters.labels, a.weight_clusters.labels, a.cfg.seed)
     basins_out = {
         "seeds": seeds, "planted": planted if planted_ari else None,
-        "behaviour": {"distance": "total variation on held-out states", "clustering": asdict(behavior_clusters),
-                      "basins": [asdict(b) for b in behavior_basins], "stability": stable},
-        "weights": {"distance": f"aligned {metric} barrier", "clustering": asdict(weight_clusters),
-                    "basins": [asdict(b) for b in weight_basins] if weight_basins else None},
+        "behaviour": {"distance": "total variation on held-out states", "clustering": asdict(a.behavior_clusters),
+                      "basins": [asdict(b) for b in a.behavior_basins], "stability": a.stability},
+        "weights": {"distance": f"aligned {metric} barrier", "clustering": asdict(a.weight_clusters),
+                    "basins": [asdict(b) for b in a.weight_basins] if a.weight_basins else None},
         "agreement": agreement, "planted_ari": planted_ari,
-        "preference_verdict": behavior.preference_greedy.verdict if behavior.preference_greedy else None,
-        "seconds": seconds,
+        "preference_verdict": a.behavior.preference_greedy.verdict if a.behavior.preference_greedy else None,
+        "seconds": a.seconds,
     }
-    atomic_write_json(run.analysis_dir / "basins.json", basins_out)
-    _write_basin_table(run, seeds, behavior_clusters, weight_clusters, planted, behavior)
-    return AnalysisSummary(len(seeds), behavior_clusters.k, weight_clusters.k, agreement["ari"],
+    atomic_write_json(a.run.analysis_dir / "basins.json", basins_out)
+    _write_basin_table(a.run, seeds, a.behavior_clusters, a.weight_clusters, planted, a.behavior)
+    return AnalysisSummary(len(seeds), a.behavior_clusters.k, a.weight_clusters.k, agreement["ari"],
                            {k: v["ari"] for k, v in planted_ari.items()} if planted_ari else None,
-                           basins_out["preference_verdict"], early, seconds, trajectory, counted, mapped, factors)
+                           basins_out["preference_verdict"], a.studies["early"], a.seconds, a.studies["trajectory"],
+                           a.studies["basin_count"], a.studies["init_map"], a.studies["seed_factors"])
 
 
 def _seed_factors(cfg: ExperimentConfig, manifest: dict[str, Any], behavior: BehaviorResult,
@@ -222,86 +276,6 @@ def _seed_factors(cfg: ExperimentConfig, manifest: dict[str, Any], behavior: Beh
     statuses = {int(k): entry["status"] for k, entry in manifest["seeds"].items()}
     return seed_factor_study(cfg.seeds.grid.init, cfg.seeds.grid.data, behavior.seeds, outcomes, basin_labels,
                              np.array(behavior.total_variation), statuses, seed=cfg.seed)
-
-
-def _study_stage(run: RunDir, seconds: dict[str, float], name: str, stage: str,
-                 compute: Callable[[], Any] | None) -> Any:
-    """An optional study: ``compute()`` timed as ``stage`` and written to ``analysis/<name>.json``; None
-    (the study is off for this run) removes that file, so a report never shows an earlier analysis's study."""
-    path = run.analysis_dir / f"{name}.json"
-    if compute is None:
-        path.unlink(missing_ok=True)
-        return None
-    with _timed(seconds, stage):
-        result = compute()
-    atomic_write_json(path, asdict(result))
-    return result
-
-
-def _align(cfg: ExperimentConfig, template, state_dicts, heldout_obs: torch.Tensor, show_progress: bool):
-    """All seeds in one unit order (Git Re-Basin), by weight or by activation matching (on the
-    held-out observations [N, ...])."""
-    settings = cfg.analysis.align
-    reference = "mean" if settings.reference == "mean" else 0
-    rounds = settings.rounds if reference == "mean" else 1
-    match = None
-    if settings.method == "activation":
-        obs = heldout_obs.float()
-        spec = align.infer_spec(state_dicts[0])
-        target_module, other_module = template.fresh_copy(), template.fresh_copy()
-
-        def match(target, other):
-            target_module.load_state_dict({k: v.float() for k, v in target.items()})
-            other_module.load_state_dict(other)
-            return align.activation_matching(target_module, other_module, obs, spec)
-
-    with task_progress("Git Re-Basin alignment", len(state_dicts) * rounds, enabled=show_progress) as advance:
-        return align.align_many(state_dicts, reference=reference, rounds=rounds, seed=cfg.seed,
-                                on_progress=advance, match=match)
-
-
-def _to_matrix(values: np.ndarray, pairs, n: int, pairwise: bool) -> np.ndarray:
-    """Pair barriers → [n, n] (pairwise) or [n, n] with only the medoid columns/rows filled (NaN elsewhere)."""
-    if pairwise:
-        return barriers.as_square(values, pairs, n)
-    square = np.full((n, n), np.nan)
-    np.fill_diagonal(square, 0.0)
-    for value, (m, i) in zip(values, pairs, strict=True):
-        square[i, m] = square[m, i] = value
-    return square
-
-
-def _off_diagonal_summary(matrix: np.ndarray, pairwise: bool) -> dict[str, float]:
-    values = matrix[~np.eye(len(matrix), dtype=bool)]
-    values = values[np.isfinite(values)]
-    return {"mean": float(values.mean()), "median": float(np.median(values)), "max": float(values.max())} \
-        if values.size else {}
-
-
-def _representative_paths(clusters: basins.Clustering, tv: np.ndarray, seeds: list[int], state_dicts, aligned,
-                          probe: barriers.PathProbe, points: int, with_repair: bool) -> list[dict[str, Any]]:
-    """Full curves (naive, aligned, aligned + REPAIR) for: the two most central seeds of each of the two
-    largest basins (within), and the two largest basins' medoids (across)."""
-    labels = np.asarray(clusters.labels)
-    chosen: list[tuple[str, int, int]] = []
-    for c in range(min(2, clusters.k)):
-        members = np.flatnonzero(labels == c)
-        if len(members) >= 2:
-            central = members[np.argsort(tv[np.ix_(members, members)].sum(1), kind="stable")[:2]]
-            chosen.append((f"within basin {c}", int(central[0]), int(central[1])))
-    if clusters.k >= 2:
-        centre = basins.medoids(tv, clusters.labels)
-        chosen.append(("across basins 0 and 1", centre[0], centre[1]))
-    paths = []
-    for kind, i, j in chosen:
-        curves = {"naive": barriers.path_curves(state_dicts[i], state_dicts[j], probe, points),
-                  "aligned": barriers.path_curves(aligned[i], aligned[j], probe, points)}
-        if with_repair:
-            curves["aligned_repair"] = barriers.path_curves(aligned[i], aligned[j], probe, points,
-                                                                repair_units=True)
-        paths.append({"kind": kind, "seed_a": seeds[i], "seed_b": seeds[j],
-                      "curves": {name: asdict(c) for name, c in curves.items()}})
-    return paths
 
 
 def _write_basin_table(run: RunDir, seeds, behavior_clusters, weights, planted, behavior: BehaviorResult) -> None:

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rlbasins.core.results import Result
+
 RESAMPLES = 1000
 """Two-way bootstrap resamples for the confidence intervals."""
 PERMUTATIONS = 1000
@@ -119,7 +121,7 @@ class PairDistances:
 
 
 @dataclass
-class SeedFactorStudy:
+class SeedFactorStudy(Result):
     init: int
     """Rows of the grid (initialisations)."""
     data: int

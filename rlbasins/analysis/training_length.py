@@ -41,13 +41,14 @@ from rlbasins.analysis import basins
 from rlbasins.core.checkpoints import load_policies
 from rlbasins.core.config import TrainingLengthConfig
 from rlbasins.core.progress import task_progress
+from rlbasins.core.results import Result
 from rlbasins.core.rollouts import action_probs, stack_state_dicts
 from rlbasins.core.stats import wilson_interval
 from rlbasins.core.store import RunDir
 
 
 @dataclass
-class BasinTrajectory:
+class BasinTrajectory(Result):
     seeds: list[int]
     final_basins: list[int]
     """[S] the behavioural basin (clustering label) of each seed at the last step."""

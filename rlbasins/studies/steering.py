@@ -49,7 +49,8 @@ from typing import Any
 import numpy as np
 
 from rlbasins.core.config import ExperimentConfig, dump_config, load_config
-from rlbasins.core.store import RunDir, StoreError, atomic_write_bytes, atomic_write_json, read_json, run_lock
+from rlbasins.core.results import Result
+from rlbasins.core.store import RunDir, StoreError, atomic_write_bytes, read_json, run_lock
 
 AUDIT_DIR = "audit"
 """The audit's run directory, inside the steering run's."""
@@ -146,7 +147,7 @@ def _check_calibration(cfg: ExperimentConfig, calibration: RunDir, check: int) -
 
 
 @dataclass
-class SteeringResult:
+class SteeringResult(Result):
     run_dir: str
     target: str
     k: int
@@ -278,7 +279,7 @@ def steer(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, resume: bool 
     result = _result(cfg, run, detector, labels, audit_labels, audit_run, reached, end, check)
     result.wall_seconds = {k: round(v, 1) for k, v in clock.items()}
     run.analysis_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run.analysis_dir / "steering.json", asdict(result))
+    result.save(run.analysis_dir / "steering.json")
     return result
 
 

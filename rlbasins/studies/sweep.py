@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,9 @@ from scipy import stats
 
 from rlbasins.analysis.behavior import BehaviorResult
 from rlbasins.core.config import ExperimentConfig, PolicyConfig, load_config
+from rlbasins.core.results import Result
 from rlbasins.core.stats import wilson_interval
-from rlbasins.core.store import RunDir, StoreError, atomic_write_json, read_json
+from rlbasins.core.store import RunDir, StoreError, read_json
 
 SUCCESS_FRACTION = 0.8
 """A seed learned the training task when its greedy training return is at least this fraction of the optimum."""
@@ -156,7 +157,7 @@ class GradedTest:
 
 
 @dataclass
-class SweepResult:
+class SweepResult(Result):
     name: str
     env_id: str
     labels: list[str]
@@ -413,7 +414,7 @@ def run_sweep(cfg: ExperimentConfig, report: Callable[[RunDir], Any], runs_dir: 
             on_member(setting.name, member)
         members.append(run_member(member, runs_dir, resume, show_progress, report))
     result = summarize_sweep(cfg, members)
-    atomic_write_json(sweep_dir(cfg, runs_dir) / "sweep.json", asdict(result))
+    result.save(sweep_dir(cfg, runs_dir) / "sweep.json")
     return result
 
 
