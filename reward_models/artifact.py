@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from reward_models.nets import FORMAT, RewardModel
-from rlbasins.core.reward_card import CARD_FORMAT, card_path, read_card
+from rlbasins.core.reward_card import CARD_FORMAT, card_path, load_verified_card
 from rlbasins.core.store import (
     CorruptFileError,
     atomic_write_bytes,
     atomic_write_json,
     encode_tensors,
-    load_verified,
     sha256_bytes,
 )
 
@@ -54,10 +53,7 @@ class LoadedRewardModel:
 
 def load_reward_model(path: Path | str) -> LoadedRewardModel:
     """Load a frozen reward model from its card (or weights) path, refusing a sha256 mismatch."""
-    card, weights = read_card(path)
-    if not weights.is_file():
-        raise FileNotFoundError(f"{card_path(path)} names weights {weights}, which do not exist")
-    tensors, meta = load_verified(weights, card["weights_sha256"])
+    card, weights, tensors, meta = load_verified_card(path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CorruptFileError(weights, f"not a reward model (expected format {FORMAT} in its header)")
     if meta["config"]["env_id"] != card["env_id"]:

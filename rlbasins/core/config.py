@@ -713,7 +713,7 @@ def _reward_model_issues(cfg: ExperimentConfig, path: Path) -> list[ConfigIssue]
     """The reward model exists, its card and weights are intact (sha256), and it fits ``env``."""
     import gymnasium as gym
 
-    from rlbasins.core.reward_card import card_path, verified_card
+    from rlbasins.core.reward_card import card_path, load_verified_card
     from rlbasins.core.store import CorruptFileError
 
     def issue(expected: str) -> list[ConfigIssue]:
@@ -722,7 +722,7 @@ def _reward_model_issues(cfg: ExperimentConfig, path: Path) -> list[ConfigIssue]
     if not path.is_file() or not card_path(path).is_file():
         return issue(f"an existing reward-model file (looked for {path} and its card {card_path(path).name})")
     try:
-        card = verified_card(path)
+        card = load_verified_card(path).card
     except (CorruptFileError, FileNotFoundError) as exc:
         return issue(f"an intact reward model ({exc}); rebuild it with `rlbasins rm build` or `rlbasins rm train`")
     if card["env_id"] != cfg.env.id:

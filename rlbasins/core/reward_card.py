@@ -4,9 +4,11 @@ which the core checks a config's ``reward_model`` without importing :mod:`reward
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from rlbasins.core.store import CorruptFileError, read_json, sha256_file
+import torch
+
+from rlbasins.core.store import CorruptFileError, load_verified, read_json
 
 CARD_FORMAT = "rlbasins.RewardModelCard/1"
 
@@ -31,17 +33,18 @@ def read_card(path: Path | str) -> tuple[dict[str, Any], Path]:
     return card, card_file.parent / card["weights"]
 
 
-def verified_card(path: Path | str) -> dict[str, Any]:
-    """The card of a reward model whose weights file exists and has the card's sha256 (else
-    :class:`FileNotFoundError` / :class:`~rlbasins.core.store.CorruptFileError`, naming the file).
+class VerifiedCard(NamedTuple):
+    card: dict[str, Any]
+    weights: Path                       # the weights file the card names
+    tensors: dict[str, torch.Tensor]    # its tensors
+    meta: dict[str, Any]                # its header
 
-    What a config needs to know about its reward model; building the network is
-    :func:`reward_models.artifact.load_reward_model`'s job."""
+
+def load_verified_card(path: Path | str) -> VerifiedCard:
+    """A reward model's card and weights, loaded only when the weights file exists and has the card's sha256
+    (else :class:`FileNotFoundError` / :class:`~rlbasins.core.store.CorruptFileError`, naming the file). The
+    config's check reads the card; building the network is :func:`reward_models.artifact.load_reward_model`'s job."""
     card, weights = read_card(path)
     if not weights.is_file():
         raise FileNotFoundError(f"{card_path(path)} names weights {weights}, which do not exist")
-    actual = sha256_file(weights)
-    if actual != card["weights_sha256"]:
-        raise CorruptFileError(weights, f"sha256 {actual[:12]}… does not match the recorded "
-                                        f"{card['weights_sha256'][:12]}… (truncated or modified)")
-    return card
+    return VerifiedCard(card, weights, *load_verified(weights, card["weights_sha256"]))
