@@ -291,6 +291,10 @@ def as_square(values: np.ndarray, pairs: Sequence[tuple[int, int]], n: int) -> n
 # --------------------------------------------------------------------------- the barrier study of a run
 
 
+PAIRWISE = "pairwise"
+"""``BarrierStudy.mode`` when every pair of seeds was measured."""
+
+
 @dataclass
 class BarrierStudy(Result):
     """``analysis/connectivity.json``: barriers naive, aligned and aligned + REPAIR between every pair of
@@ -310,6 +314,11 @@ class BarrierStudy(Result):
     summary: dict[str, dict[str, dict[str, float]]]
     paths: list[dict[str, Any]]
     repair_skipped: str | None
+
+    @property
+    def pairwise(self) -> bool:
+        """Every pair of seeds was measured (else every seed to each behavioural medoid)."""
+        return self.mode == PAIRWISE
 
     def matrix(self, variant: str = "aligned", metric: str | None = None) -> np.ndarray:
         """One barrier matrix [S, S] (default: the aligned one on ``barrier_metric``)."""
@@ -348,11 +357,11 @@ def barrier_study(template: ActorCritic, state_dicts: list[StateDict], aligned: 
             values = barrier_matrix(models, probe, pairs, settings.points, repair_units, metrics, on_progress=advance)
             matrices[name] = {m: _to_matrix(v, pairs, len(seeds), pairwise) for m, v in values.items()}
     return BarrierStudy(
-        mode="pairwise" if pairwise else "to behavioural medoids", points=settings.points,
+        mode=PAIRWISE if pairwise else "to behavioural medoids", points=settings.points,
         episodes=settings.episodes, n_states=settings.n_states, metrics=list(probe.metrics), barrier_metric=metric,
         align={"method": align_settings.method, "reference": align_settings.reference}, seeds=seeds,
         matrices={name: {m: v.tolist() for m, v in ms.items()} for name, ms in matrices.items()},
-        summary={name: {m: _off_diagonal_summary(v, pairwise) for m, v in ms.items()} for name, ms in matrices.items()},
+        summary={name: {m: _off_diagonal_summary(v) for m, v in ms.items()} for name, ms in matrices.items()},
         paths=[], repair_skipped=repair_skipped)
 
 
@@ -393,7 +402,7 @@ def _to_matrix(values: np.ndarray, pairs, n: int, pairwise: bool) -> np.ndarray:
     return square
 
 
-def _off_diagonal_summary(matrix: np.ndarray, pairwise: bool) -> dict[str, float]:
+def _off_diagonal_summary(matrix: np.ndarray) -> dict[str, float]:
     values = matrix[~np.eye(len(matrix), dtype=bool)]
     values = values[np.isfinite(values)]
     return {"mean": float(values.mean()), "median": float(np.median(values)), "max": float(values.max())} \

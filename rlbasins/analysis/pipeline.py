@@ -94,7 +94,7 @@ class RunAnalysis:
     state_dicts: list[dict[str, torch.Tensor]] | None = None
     aligned: list[dict[str, torch.Tensor]] | None = None
     probe: barriers.PathProbe | None = None
-    anchors: list[int] | None = None             # the behavioural medoids
+    anchors: list[int] | None = None             # the behavioural basins' medoids (seed indices)
     barrier_study: barriers.BarrierStudy | None = None
     weight_clusters: basins.Clustering | None = None
     weight_basins: list[basins.Basin] | None = None
@@ -175,16 +175,15 @@ def _alignment(a: RunAnalysis) -> None:
 
 
 def _barriers(a: RunAnalysis) -> None:
-    if len(a.seeds) > a.settings.barriers.max_pairwise:  # every seed to the behavioural medoids
-        a.anchors = basins.medoids(a.tv, a.behavior_clusters.labels)
-    a.barrier_study = barriers.barrier_study(a.template, a.state_dicts, a.aligned, a.probe, a.seeds, a.anchors or [],
+    a.anchors = basins.medoids(a.tv, a.behavior_clusters.labels)  # used beyond max_pairwise seeds
+    a.barrier_study = barriers.barrier_study(a.template, a.state_dicts, a.aligned, a.probe, a.seeds, a.anchors,
                                              a.settings.barriers, a.settings.align, a.cfg.env.id, a.show_progress)
 
 
 def _weight_basins(a: RunAnalysis) -> None:
     a.weight_clusters, a.weight_basins = basins.weight_basins(
-        a.barrier_study.matrix(), a.seeds, a.behavior.dominant_labels(), a.barrier_study.mode == "pairwise",
-        a.anchors or [], a.settings.basins.method, a.settings.basins.max_k)
+        a.barrier_study.matrix(), a.seeds, a.behavior.dominant_labels(), a.barrier_study.pairwise, a.anchors,
+        a.settings.basins.method, a.settings.basins.max_k)
 
 
 def _paths(a: RunAnalysis) -> None:

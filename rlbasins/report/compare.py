@@ -178,8 +178,8 @@ def compare(a: PolicyRef, b: PolicyRef, output: Path, n_strips: int = 3, n_top: 
         sides.append(Side(ref, policy, step, label, strategy))
 
     probe = barriers.make_probe(policy_a, cfg.env.id, cfg.env.kwargs, cfg.analysis.barriers.episodes,
-                                    cfg.analysis.barriers.n_states, seed=factor_seed(cfg.seed, "connectivity", 0),
-                                    suite=suite)
+                                cfg.analysis.barriers.n_states, seed=factor_seed(cfg.seed, "connectivity", 0),
+                                suite=suite)
     aligned_b = align.weight_matching(weights[0], weights[1])
     paths = [{"kind": "A → B", "seed_a": names[0], "seed_b": names[1], "curves": {
         "naive": vars(barriers.path_curves(weights[0], weights[1], probe, cfg.analysis.barriers.points)),
