@@ -102,3 +102,17 @@ def trained(tmp_path_factory):
 
     return train_experiment(parse_config(tiny_cueconflict_config()), tmp_path_factory.mktemp("runs"),
                             show_progress=False)
+
+
+CUE_OBS_DIM = 5 * 5 * 5
+"""CueConflict's flattened observation at its default size 5."""
+
+
+def random_cue_policy(seed: int, hidden=(16, 16), activation="tanh"):
+    """An untrained MLP actor-critic for CueConflict (4 actions), SB3-style orthogonal init from ``seed``."""
+    import torch
+
+    from rlbasins.core.policy import ActorCritic
+
+    torch.manual_seed(seed)
+    return ActorCritic(CUE_OBS_DIM, 4, list(hidden), activation).ortho_init_()

@@ -11,22 +11,17 @@ from hypothesis import strategies as st
 
 from envs.suites import get_suite
 from rlbasins.analysis import align, barriers
-from rlbasins.core.policy import ActorCritic, StackedPolicy
+from rlbasins.core.policy import StackedPolicy
 from rlbasins.core.rollouts import stack_state_dicts
+from tests.conftest import random_cue_policy
 
 CUE = "rlbasins/CueConflict-v0"
-OBS_DIM = 5 * 5 * 5
-
-
-def _random_policy(seed: int, hidden=(16, 16), activation="tanh") -> ActorCritic:
-    torch.manual_seed(seed)
-    return ActorCritic(OBS_DIM, 4, list(hidden), activation).ortho_init_()
 
 
 @pytest.fixture(scope="module")
 def probe() -> barriers.PathProbe:
-    return barriers.make_probe(_random_policy(0), CUE, {}, n_episodes=8, n_states=64, seed=3,
-                                   suite=get_suite(CUE))
+    return barriers.make_probe(random_cue_policy(0), CUE, {}, n_episodes=8, n_states=64, seed=3,
+                               suite=get_suite(CUE))
 
 
 # --------------------------------------------------------------------------- barriers
@@ -44,7 +39,7 @@ def test_barrier_is_the_largest_gap_below_the_line() -> None:
 @settings(max_examples=6, deadline=None)
 @given(seed=st.integers(0, 10_000), activation=st.sampled_from(["tanh", "relu"]))
 def test_interpolating_a_policy_with_itself_has_zero_barrier(probe, seed: int, activation: str) -> None:
-    policy = _random_policy(seed, activation=activation).state_dict()
+    policy = random_cue_policy(seed, activation=activation).state_dict()
     result = barriers.barrier_matrix([policy, policy], probe, [(0, 1)], points=5)
     assert set(result) == {"train_return", "loss", "heldout_decided"}
     assert all(values[0] == 0 for values in result.values())
@@ -53,7 +48,7 @@ def test_interpolating_a_policy_with_itself_has_zero_barrier(probe, seed: int, a
 @settings(max_examples=6, deadline=None)
 @given(seed=st.integers(0, 10_000))
 def test_a_permuted_copy_aligns_back_and_has_zero_aligned_barrier(probe, seed: int) -> None:
-    policy = _random_policy(seed).state_dict()
+    policy = random_cue_policy(seed).state_dict()
     spec = align.infer_spec(policy)
     copy = align.permute_state_dict(policy, spec, align.random_permutations(spec, policy,
                                                                             torch.Generator().manual_seed(seed)))
@@ -65,7 +60,7 @@ def test_a_permuted_copy_aligns_back_and_has_zero_aligned_barrier(probe, seed: i
 
 
 def test_repair_leaves_the_endpoints_unchanged(probe) -> None:
-    a, b = (stack_state_dicts([_random_policy(s).state_dict()] * 2) for s in (1, 2))
+    a, b = (stack_state_dicts([random_cue_policy(s).state_dict()] * 2) for s in (1, 2))
     weights = torch.tensor([0.0, 1.0])
     params = barriers.interpolate(a, b, weights)
     repaired = barriers.repair(probe.template, params, a, b, weights, probe.validation_obs)
@@ -76,7 +71,7 @@ def test_repair_leaves_the_endpoints_unchanged(probe) -> None:
 
 
 def test_repair_restores_the_variance_of_interpolated_units(probe) -> None:
-    a, b = (stack_state_dicts([_random_policy(s).state_dict()]) for s in (1, 2))
+    a, b = (stack_state_dicts([random_cue_policy(s).state_dict()]) for s in (1, 2))
     half = torch.tensor([0.5])
     mid = barriers.interpolate(a, b, half)
     repaired = barriers.repair(probe.template, mid, a, b, half, probe.validation_obs)

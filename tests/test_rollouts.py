@@ -6,21 +6,13 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 from envs.suites import get_suite
 from rlbasins.core.policy import ActorCritic, StackedPolicy
 from rlbasins.core.rollouts import _play_gym, play, stack_state_dicts
+from tests.conftest import CUE_OBS_DIM, random_cue_policy
 
 CUE = "rlbasins/CueConflict-v0"
-OBS_DIM = 5 * 5 * 5
-
-
-def _random_policy(seed: int, hidden=(16, 16), activation="tanh") -> ActorCritic:
-    torch.manual_seed(seed)
-    return ActorCritic(OBS_DIM, 4, list(hidden), activation).ortho_init_()
-
-
 
 
 # --------------------------------------------------------------------------- rollouts
@@ -28,8 +20,8 @@ def _random_policy(seed: int, hidden=(16, 16), activation="tanh") -> ActorCritic
 
 @pytest.mark.parametrize("greedy", [True, False])
 def test_a_policy_plays_the_same_episodes_whatever_else_is_in_the_batch(greedy: bool) -> None:
-    policies = [_random_policy(s).state_dict() for s in range(3)]
-    template = _random_policy(0)
+    policies = [random_cue_policy(s).state_dict() for s in range(3)]
+    template = random_cue_policy(0)
     seeds = list(range(100, 124))
     together = play(template, stack_state_dicts(policies), CUE, {}, seeds, greedy=greedy, action_seed=5)
     alone = play(template, stack_state_dicts(policies[1:2]), CUE, {}, seeds, greedy=greedy, action_seed=5)
@@ -41,7 +33,7 @@ def test_a_policy_plays_the_same_episodes_whatever_else_is_in_the_batch(greedy: 
 @pytest.mark.parametrize("greedy", [True, False])
 def test_batched_core_rollouts_match_the_gymnasium_view(env_id: str, greedy: bool) -> None:
     """Held-out episodes on the env's torch core and on its gymnasium environments are the same."""
-    obs_dim, n_actions = (OBS_DIM, 4) if env_id == CUE else (4, 2)
+    obs_dim, n_actions = (CUE_OBS_DIM, 4) if env_id == CUE else (4, 2)
     template = ActorCritic(obs_dim, n_actions, [16, 16])
     policies = [ActorCritic(obs_dim, n_actions, [16, 16]).state_dict() for _ in range(2)]
     suite = get_suite(env_id)
