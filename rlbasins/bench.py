@@ -325,4 +325,4 @@ def bench_analysis(seeds: int, steps: int, run_dir: Path | None = None, device: 
     return {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "seeds": summary.n_seeds, "train_seconds": trained_s, "stages": summary.seconds, "total_seconds": total,
             "target_seconds": ANALYSIS_TARGET_S, "fraction_of_target": total / ANALYSIS_TARGET_S,
-            "behaviour_k": summary.behaviour_k, "weight_k": summary.weight_k}
+            "behaviour_k": summary.behavior_k, "weight_k": summary.weight_k}

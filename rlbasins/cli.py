@@ -90,7 +90,7 @@ def _analyze(run: RunDir, progress: bool, step: int | None = None) -> None:
     from rlbasins.analysis.pipeline import analyze_run
 
     summary = analyze_run(run, step=step, show_progress=progress)
-    basins = f"{summary.behaviour_k} behavioural basin{'s' * (summary.behaviour_k != 1)}"
+    basins = f"{summary.behavior_k} behavioural basin{'s' * (summary.behavior_k != 1)}"
     weights = f"{summary.weight_k} in weight space (aligned barriers)" if summary.weight_k else ""
     agreement = f", agreement ARI {summary.agreement_ari:.2f}" if summary.agreement_ari is not None else ""
     planted = "".join(f", planted-truth ARI ({name}) {value:.2f}"
@@ -266,12 +266,12 @@ def compare(
         ref.run.manifest()  # a clear error for a directory that is not a run
     path = output or ref_a.run.root / f"compare_{ref_a.seed}_vs_{ref_b.run.root.name}_{ref_b.seed}.html"
     result = diff(ref_a, ref_b, path)
-    out.print(f"[bold]{result['a']}[/] vs [bold]{result['b']}[/] on {result['n_states']} held-out states of "
-              f"{result['env_id']}: greedy agreement {result['agreement']:.2f}, mean total variation "
-              f"{result['total_variation']:.2f}", highlight=False)
-    for name, label in result["labels"].items():
+    out.print(f"[bold]{result.a}[/] vs [bold]{result.b}[/] on {result.n_states} held-out states of "
+              f"{result.env_id}: greedy agreement {result.agreement:.2f}, mean total variation "
+              f"{result.total_variation:.2f}", highlight=False)
+    for name, label in result.labels.items():
         out.print(f"  {name}: held-out strategy {label}", highlight=False)
-    for variant, barriers in result["barriers"].items():
+    for variant, barriers in result.barriers.items():
         out.print(f"  {variant} barrier: " + ", ".join(f"{m} {v:.3g}" for m, v in barriers.items()), highlight=False)
     out.print(f"diff → [bold]{path}[/]", highlight=False)
     if screenshots is not None:
@@ -325,8 +325,6 @@ def sweep(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), resume: Resume
           progress: ProgressOpt = True) -> None:
     """Scale and architecture sweep: train, analyse and report one run per sweep setting (finished ones are
     reused), then compare their basins; writes RUNS_DIR/<name>/sweep.json and sweep.html (docs/sweep.md)."""
-    from dataclasses import asdict
-
     from rlbasins.report import write_report
     from rlbasins.report.sweep import write_sweep_report
     from rlbasins.studies.sweep import network_name, run_sweep, sweep_dir
@@ -343,7 +341,7 @@ def sweep(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), resume: Resume
 
     result = run_sweep(cfg, write_report, runs_dir, resume=resume, show_progress=progress, on_member=announce)
     _print_sweep(result)
-    page = write_sweep_report(asdict(result), sweep_dir(cfg, runs_dir))
+    page = write_sweep_report(result, sweep_dir(cfg, runs_dir))
     out.print(f"sweep → [bold]{page}[/]  (open file://{page.resolve()})", highlight=False)
 
 
@@ -362,7 +360,7 @@ def _print_sweep(result) -> None:
     for s in result.settings:
         barriers = " / ".join("–" if v is None else f"{v:.3f}" for v in (s.barrier_within, s.barrier_across))
         table.add_row(s.name, s.network, f"{s.parameters:,}",
-                      str(s.n_seeds), f"{s.behaviour_k} ({', '.join(str(label) for label in s.basin_labels)})",
+                      str(s.n_seeds), f"{s.behavior_k} ({', '.join(str(label) for label in s.basin_labels)})",
                       *(f"{s.label_shares[label]:.2f} {interval(s.label_share_ci[label])}" for label in result.labels),
                       barriers, "–" if s.trained_share is None
                       else f"{s.trained_share:.2f} {interval(s.trained_share_ci)}")

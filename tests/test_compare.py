@@ -13,7 +13,7 @@ from rlbasins.core.store import RunDir
 # --------------------------------------------------------------------------- rlbasins compare
 
 
-def test_compare_writes_a_behavioural_diff_of_two_seeds(trained: RunDir, tmp_path: Path) -> None:
+def test_compare_writes_a_behavioral_diff_of_two_seeds(trained: RunDir, tmp_path: Path) -> None:
     out = tmp_path / "diff.html"
     result = CliRunner().invoke(app, ["compare", f"{trained.root}:0", f"{trained.root}:3@15360", "-o", str(out)])
     assert result.exit_code == 0, result.output
@@ -29,9 +29,9 @@ def test_a_policy_compared_with_itself_agrees_everywhere_without_barrier(trained
     from rlbasins.report.compare import PolicyRef, compare
 
     result = compare(PolicyRef(trained, 2, None), PolicyRef(trained, 2, None), tmp_path / "self.html")
-    assert result["agreement"] == 1.0 and result["total_variation"] == 0.0
-    assert all(value == 0 for barriers in result["barriers"].values() for value in barriers.values())
-    assert all(row["agreement"] == 1.0 for row in result["by_type"].values())
+    assert result.agreement == 1.0 and result.total_variation == 0.0
+    assert all(value == 0 for barriers in result.barriers.values() for value in barriers.values())
+    assert all(row.agreement == 1.0 for row in result.by_type.values())
 
 
 @pytest.mark.parametrize("b", ["{root}", "{root}:x", "{other}:0"])

@@ -223,14 +223,14 @@ def test_init_map_through_the_cli(tmp_path) -> None:
     mapped = read_json(run.analysis_dir / "init_map.json")
     assert mapped["resolution"] == 3 and sorted(mapped["seeds"]) == list(range(9))
     assert [m["name"] for m in mapped["maps"]] == ["behavioural basin", "preferred strategy"]
-    behaviour = read_json(run.analysis_dir / "behavior.json")
+    behavior = read_json(run.analysis_dir / "behavior.json")
     basin_labels = read_json(run.analysis_dir / "basins.json")["behaviour"]["clustering"]["labels"]
-    for position, k in enumerate(behaviour["seeds"]):
+    for position, k in enumerate(behavior["seeds"]):
         i, j = divmod(k, 3)
         assert mapped["maps"][0]["image"][i][j] == basin_labels[position]
-        fractions = behaviour["heldout_labels_greedy"][position]
+        fractions = behavior["heldout_labels_greedy"][position]
         assert mapped["outcome"][i][j] == fractions[mapped["outcome_label"]]
-        first, second = (fractions[label] for label in behaviour["labels"][:2])
+        first, second = (fractions[label] for label in behavior["labels"][:2])
         assert mapped["maps"][1]["image"][i][j] == (0 if first > second else 1 if second > first else 2)
 
     first, _ = load_policy(run, 0, step=0)

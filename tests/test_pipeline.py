@@ -13,13 +13,14 @@ import pytest
 from typer.testing import CliRunner
 
 from rlbasins.analysis import align, barriers, basins
-from rlbasins.analysis.basin_count import (
-    basin_count,
-)
-from rlbasins.analysis.pipeline import analyze_run
+from rlbasins.analysis.barriers import BarrierStudy, InterpolationPath
+from rlbasins.analysis.basin_count import basin_count
+from rlbasins.analysis.basins import BasinsResult
+from rlbasins.analysis.pipeline import analyze_run, load_results
 from rlbasins.cli import app
 from rlbasins.core.checkpoints import load_policies
 from rlbasins.core.config import BasinCountConfig, TrainingLengthConfig, load_config, parse_config
+from rlbasins.core.results import to_json
 from rlbasins.core.store import RunDir
 from rlbasins.train import train_experiment
 
@@ -69,13 +70,17 @@ def test_analyze_writes_basins_connectivity_and_tables(trained: RunDir) -> None:
         assert early["skipped"].startswith(f"one {what}") and "early detection skipped" in result.output
     else:
         assert all(len(d["balanced_accuracy"]) == len(early["steps"]) for d in early["detectors"])
+    loaded = load_results(trained)  # what the report reads: the typed results, equal to the files
+    assert isinstance(loaded.basins, BasinsResult) and isinstance(loaded.barriers, BarrierStudy)
+    assert to_json(loaded.basins) == found and loaded.barriers.matrix("naive", "loss").shape == (5, 5)
+    assert isinstance(loaded.barriers.paths[0], InterpolationPath) and loaded.init_map is None
 
 
 def test_analyze_an_earlier_checkpoint_or_refuse_a_missing_one(trained: RunDir, tmp_path: Path) -> None:
     ok = CliRunner().invoke(app, ["analyze", str(trained.root), "--no-progress", "--checkpoint", "15360"])
     assert ok.exit_code == 0, ok.output
-    behaviour = json.loads((trained.analysis_dir / "behavior.json").read_text())
-    assert behaviour["steps"] == [15360] * 5
+    behavior = json.loads((trained.analysis_dir / "behavior.json").read_text())
+    assert behavior["steps"] == [15360] * 5
     assert max(json.loads((trained.analysis_dir / "early.json").read_text())["steps"] or [0]) <= 15360
     missing = CliRunner().invoke(app, ["analyze", str(trained.root), "--no-progress", "--checkpoint", "123"])
     assert missing.exit_code == 2 and "no checkpoint at step 123" in missing.output

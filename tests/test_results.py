@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from rlbasins.analysis.barriers import BarrierStudy
 from rlbasins.analysis.basin_count import BasinCount
+from rlbasins.analysis.basins import BasinsResult
 from rlbasins.analysis.behavior import BehaviorResult
 from rlbasins.analysis.early import EarlyDetection
 from rlbasins.analysis.init_map import InitMap
@@ -25,8 +26,8 @@ from rlbasins.core.store import read_json
 from rlbasins.studies.steering import SteeringResult
 from rlbasins.studies.sweep import SweepResult
 
-RESULTS = [BehaviorResult, BarrierStudy, EarlyDetection, BasinTrajectory, BasinCount, InitMap, SeedFactorStudy,
-           SteeringResult, SweepResult]
+RESULTS = [BehaviorResult, BasinsResult, BarrierStudy, EarlyDetection, BasinTrajectory, BasinCount, InitMap,
+           SeedFactorStudy, SteeringResult, SweepResult]
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
@@ -79,8 +80,37 @@ def test_save_then_load_gives_back_the_same_typed_result(cls, data, tmp_path: Pa
     original = data.draw(strategy_for(cls))
     path = tmp_path / "result.json"
     original.save(path)
-    assert json.dumps(read_json(path), sort_keys=True) == json.dumps(dataclasses.asdict(original), sort_keys=True)
+    expected = _file_keys(dataclasses.asdict(original))
+    assert json.dumps(read_json(path), sort_keys=True) == json.dumps(expected, sort_keys=True)
     assert _types_match(type(original).load(path), original)
+
+
+FILE_KEYS = {"behavior": "behaviour", "behavior_k": "behaviour_k"}
+"""The fields whose file key keeps the spelling the file format was fixed with (docs/architecture.md, Names)."""
+
+
+def _file_keys(value):
+    """``asdict`` output with the renamed fields under their file keys."""
+    if isinstance(value, dict):
+        return {FILE_KEYS.get(k, k): _file_keys(v) for k, v in value.items()}
+    return [_file_keys(v) for v in value] if isinstance(value, list) else value
+
+
+def test_renamed_fields_keep_the_file_format(tmp_path: Path) -> None:
+    clustering = {"method": "spectral", "k": 1, "labels": [0, 0], "criterion": "eigengap", "scores": [0.5]}
+    basin = {"index": 0, "size": 2, "share": 1.0, "share_ci": [0.3, 1.0], "label": None, "label_purity": None,
+             "seeds": [0, 1], "medoid": 0, "examples": [0, 1]}
+    file = {"seeds": [0, 1], "planted": None, "agreement": {"ari": 1.0, "low": 1.0, "high": 1.0},
+            "behaviour": {"distance": "tv", "clustering": clustering, "basins": [basin],
+                          "stability": {"mean_ari": 1.0}},
+            "weights": {"distance": "barrier", "clustering": clustering, "basins": None},
+            "planted_ari": None, "preference_verdict": None, "seconds": {}}
+    path = tmp_path / "basins.json"
+    path.write_text(json.dumps(file))
+    loaded = BasinsResult.load(path)  # as every basins.json before the rename was written
+    assert loaded.behavior.basins[0].seeds == [0, 1] and loaded.behavior.clustering.k == 1
+    loaded.save(tmp_path / "again.json")
+    assert read_json(tmp_path / "again.json") == file
 
 
 def test_a_file_without_a_required_field_is_refused_by_name(tmp_path: Path) -> None:

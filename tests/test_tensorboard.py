@@ -117,7 +117,7 @@ def _final(scalars: pd.DataFrame, run_name: str, tag: str) -> tuple[int, float]:
 
 
 @pytest.mark.parametrize("engine", ["batched", "sb3"])
-def test_every_seed_logs_training_and_heldout_behaviour_at_every_checkpoint(engine: str, request) -> None:
+def test_every_seed_logs_training_and_heldout_behavior_at_every_checkpoint(engine: str, request) -> None:
     run, cfg = request.getfixturevalue(engine)
     scalars = _scalars(run)
     expected_training = TRAINING_TAGS if cfg.reward_model else [t for t in TRAINING_TAGS if t != TRUE_RETURN_TAG]
@@ -133,7 +133,7 @@ def test_every_seed_logs_training_and_heldout_behaviour_at_every_checkpoint(engi
 
 
 @pytest.mark.parametrize("engine", ["batched", "sb3"])
-def test_heldout_scalars_are_the_checkpoints_behaviour(engine: str, request) -> None:
+def test_heldout_scalars_are_the_checkpoints_behavior(engine: str, request) -> None:
     run, cfg = request.getfixturevalue(engine)
     scalars = _scalars(run)
     for k in range(cfg.seeds.count):
@@ -145,7 +145,7 @@ def test_heldout_scalars_are_the_checkpoints_behaviour(engine: str, request) -> 
 
 
 @pytest.mark.parametrize("engine", ["batched", "sb3"])
-def test_every_checkpoint_has_an_image_of_heldout_behaviour(engine: str, request) -> None:
+def test_every_checkpoint_has_an_image_of_heldout_behavior(engine: str, request) -> None:
     run, cfg = request.getfixturevalue(engine)
     for k in range(cfg.seeds.count):
         events = _images(run.tb_dir / f"seed_{k}", BEHAVIOR_IMAGE_TAG)
@@ -259,7 +259,7 @@ def test_sb3_seeds_have_hparams_too(sb3) -> None:
 # --------------------------------------------------------------------------- envs without strategies
 
 
-def test_cartpole_logs_no_heldout_behaviour_and_a_training_only_layout(tmp_path: Path) -> None:
+def test_cartpole_logs_no_heldout_behavior_and_a_training_only_layout(tmp_path: Path) -> None:
     run, cfg = _train(tmp_path, tiny_config(engine="batched"))
     reader = SummaryReader(str(run.tb_dir), extra_columns={"dir_name"})
     tags = set(reader.scalars.tag)

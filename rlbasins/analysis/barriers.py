@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -230,6 +230,18 @@ class PathCurves:
     barriers: dict[str, float]
 
 
+@dataclass
+class InterpolationPath:
+    """A representative path between two seeds (``kind``: within or across basins), each variant's curves
+    (``naive``, ``aligned``, ``aligned_repair``) by name."""
+
+    kind: str
+    seed_a: int | str
+    seed_b: int | str
+    """Seeds of a run, or the names of two compared policies (``rlbasins compare``)."""
+    curves: dict[str, PathCurves]
+
+
 def path_curves(a: StateDict, b: StateDict, probe: PathProbe, points: int = 11, repair_units: bool = False,
                 heldout: bool = True) -> PathCurves:
     """The full path from ``a`` to ``b`` (already aligned, or not) with every metric."""
@@ -312,7 +324,7 @@ class BarrierStudy(Result):
     seeds: list[int]
     matrices: dict[str, dict[str, list[list[float]]]]
     summary: dict[str, dict[str, dict[str, float]]]
-    paths: list[dict[str, Any]]
+    paths: list[InterpolationPath]
     repair_skipped: str | None
 
     @property
@@ -366,7 +378,7 @@ def barrier_study(template: ActorCritic, state_dicts: list[StateDict], aligned: 
 
 
 def representative_paths(clusters: Clustering, tv: np.ndarray, seeds: list[int], state_dicts, aligned,
-                         probe: PathProbe, points: int, with_repair: bool) -> list[dict[str, Any]]:
+                         probe: PathProbe, points: int, with_repair: bool) -> list[InterpolationPath]:
     """Full curves (naive, aligned, aligned + REPAIR) for: the two most central seeds (by total variation
     ``tv`` [S, S]) of each of the two largest behavioural basins (within), and the two largest basins'
     medoids (across)."""
@@ -386,8 +398,7 @@ def representative_paths(clusters: Clustering, tv: np.ndarray, seeds: list[int],
                   "aligned": path_curves(aligned[i], aligned[j], probe, points)}
         if with_repair:
             curves["aligned_repair"] = path_curves(aligned[i], aligned[j], probe, points, repair_units=True)
-        paths.append({"kind": kind, "seed_a": seeds[i], "seed_b": seeds[j],
-                      "curves": {name: asdict(c) for name, c in curves.items()}})
+        paths.append(InterpolationPath(kind, seeds[i], seeds[j], curves))
     return paths
 
 

@@ -11,6 +11,7 @@
 - :func:`ari_with_ci`: agreement between two clusterings (adjusted Rand index) with a bootstrap
   CI over seeds; :func:`stability`: how often the clustering survives resampling the held-out
   states; :func:`describe_basins`: size, share with CI, majority label and example seeds.
+- :class:`BasinsResult`: ``analysis/basins.json``, both kinds of basins of a run and their agreement.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster
 from sklearn.cluster import SpectralClustering
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
+from rlbasins.core.results import Result
 from rlbasins.core.stats import average_linkage, wilson_interval
 
 SILHOUETTE_FLOOR = 0.5
@@ -204,3 +207,48 @@ def planted_agreement(planted: list[str | None], behavior_labels: list[int], wei
     codes = [sorted(set(planted)).index(label) for label in planted]
     return {"behaviour": ari_with_ci(codes, behavior_labels, seed=seed),
             "weights": ari_with_ci(codes, weight_labels, seed=seed)}
+
+
+@dataclass
+class BehaviorBasins:
+    """The behavioural basins of a run: clusters of the seeds' held-out total variation."""
+
+    distance: str
+    clustering: Clustering
+    basins: list[Basin]
+    stability: dict[str, float]
+    """ARI with the clustering of bootstrap-resampled held-out states (:func:`stability`)."""
+
+
+@dataclass
+class WeightBasins:
+    """The weight-space basins of a run: clusters of the aligned barrier matrix (or nearest medoid)."""
+
+    distance: str
+    clustering: Clustering
+    basins: list[Basin] | None
+    """None beyond ``max_pairwise`` seeds: each seed joined its nearest medoid, and the basins are not described."""
+
+
+@dataclass
+class BasinsResult(Result):
+    """``analysis/basins.json``: both kinds of basins of a run, their agreement (ARI with CI), and for planted
+    runs the ARI of each with the planted groups. The file keeps the key ``behaviour`` for ``behavior``."""
+
+    json_names: ClassVar[dict[str, str]] = {"behavior": "behaviour"}
+    seeds: list[int]
+    planted: list[str] | None
+    """Each seed's planted group (only when every seed was planted)."""
+    behavior: BehaviorBasins
+    weights: WeightBasins
+    agreement: dict[str, float]
+    """ARI of the behavioural and the weight-space basins: ``ari``, ``low``, ``high``."""
+    planted_ari: dict[str, dict[str, float]] | None
+    """``behaviour`` and ``weights``: each one's ARI (with CI) with the planted groups."""
+    preference_verdict: str | None
+    seconds: dict[str, float]
+    """Wall-clock seconds per analysis stage."""
+
+    def basin_names(self) -> list[str]:
+        """``basin 0 (colour)``, ``basin 1``, …: the behavioural basins as the report names them."""
+        return [f"basin {b.index}" + (f" ({b.label})" if b.label else "") for b in self.behavior.basins]

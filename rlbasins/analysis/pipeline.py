@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,7 +47,7 @@ from rlbasins.core.config import AnalysisConfig, ExperimentConfig, load_config
 from rlbasins.core.devices import resolve_device
 from rlbasins.core.heldout import evaluation_sample, fingerprint_inputs
 from rlbasins.core.seeding import factor_seed
-from rlbasins.core.store import RunDir, atomic_write_bytes, atomic_write_json, read_json
+from rlbasins.core.store import RunDir, atomic_write_bytes
 
 
 @dataclass
@@ -55,7 +55,7 @@ class AnalysisSummary:
     """What ``rlbasins analyze`` prints at the end."""
 
     n_seeds: int
-    behaviour_k: int
+    behavior_k: int
     weight_k: int | None
     agreement_ari: float | None
     planted_ari: dict[str, float] | None
@@ -247,21 +247,18 @@ def _write_basins(a: RunAnalysis) -> AnalysisSummary:
     agreement = basins.ari_with_ci(a.behavior_clusters.labels, a.weight_clusters.labels, seed=a.cfg.seed)
     planted = [a.manifest["seeds"][str(k)].get("planted") for k in seeds]
     planted_ari = basins.planted_agreement(planted, a.behavior_clusters.labels, a.weight_clusters.labels, a.cfg.seed)
-    basins_out = {
-        "seeds": seeds, "planted": planted if planted_ari else None,
-        "behaviour": {"distance": "total variation on held-out states", "clustering": asdict(a.behavior_clusters),
-                      "basins": [asdict(b) for b in a.behavior_basins], "stability": a.stability},
-        "weights": {"distance": f"aligned {metric} barrier", "clustering": asdict(a.weight_clusters),
-                    "basins": [asdict(b) for b in a.weight_basins] if a.weight_basins else None},
-        "agreement": agreement, "planted_ari": planted_ari,
-        "preference_verdict": a.behavior.preference_greedy.verdict if a.behavior.preference_greedy else None,
-        "seconds": a.seconds,
-    }
-    atomic_write_json(a.run.analysis_dir / "basins.json", basins_out)
+    found = basins.BasinsResult(
+        seeds, planted if planted_ari else None,
+        basins.BehaviorBasins("total variation on held-out states", a.behavior_clusters, a.behavior_basins,
+                              a.stability),
+        basins.WeightBasins(f"aligned {metric} barrier", a.weight_clusters, a.weight_basins),
+        agreement, planted_ari, a.behavior.preference_greedy.verdict if a.behavior.preference_greedy else None,
+        a.seconds)
+    found.save(a.run.analysis_dir / "basins.json")
     _write_basin_table(a.run, seeds, a.behavior_clusters, a.weight_clusters, planted, a.behavior)
     return AnalysisSummary(len(seeds), a.behavior_clusters.k, a.weight_clusters.k, agreement["ari"],
                            {k: v["ari"] for k, v in planted_ari.items()} if planted_ari else None,
-                           basins_out["preference_verdict"], a.studies["early"], a.seconds, a.studies["trajectory"],
+                           found.preference_verdict, a.studies["early"], a.seconds, a.studies["trajectory"],
                            a.studies["basin_count"], a.studies["init_map"], a.studies["seed_factors"])
 
 
@@ -285,9 +282,29 @@ def _write_basin_table(run: RunDir, seeds, behavior_clusters, weights, planted, 
     atomic_write_bytes(run.analysis_dir / "basins.csv", ("\n".join(rows) + "\n").encode())
 
 
-def load_results(run: RunDir) -> dict[str, Any]:
-    """``basins.json``, ``connectivity.json``, ``early.json``, ``trajectory.json``, ``basin_count.json``,
-    ``init_map.json`` and ``seed_factors.json`` of an analysed run (empty dict for a missing file)."""
-    names = ("basins", "connectivity", "early", "trajectory", "basin_count", "init_map", "seed_factors")
-    return {name: read_json(run.analysis_dir / f"{name}.json") if (run.analysis_dir / f"{name}.json").exists()
-            else {} for name in names}
+@dataclass
+class RunResults:
+    """The saved results of an analysed run, each None when its file is missing (not analysed, or not measured)."""
+
+    basins: basins.BasinsResult | None
+    barriers: barriers.BarrierStudy | None
+    early: EarlyDetection | None
+    training_length: BasinTrajectory | None
+    basin_count: BasinCount | None
+    init_map: InitMap | None
+    seed_factors: SeedFactorStudy | None
+
+
+RESULT_FILES: dict[str, tuple[str, type]] = {
+    "basins": ("basins.json", basins.BasinsResult), "barriers": ("connectivity.json", barriers.BarrierStudy),
+    "early": ("early.json", EarlyDetection), "training_length": ("trajectory.json", BasinTrajectory),
+    "basin_count": ("basin_count.json", BasinCount), "init_map": ("init_map.json", InitMap),
+    "seed_factors": ("seed_factors.json", SeedFactorStudy)}
+"""Each field of :class:`RunResults`: the file in ``analysis/`` that holds it, and its type."""
+
+
+def load_results(run: RunDir) -> RunResults:
+    """The results in ``run``'s ``analysis/`` (a file from an older rlbasins that lacks a field is refused
+    by name, with the command that writes it again: :class:`~rlbasins.core.results.StaleResultError`)."""
+    paths = {name: (run.analysis_dir / file, kind) for name, (file, kind) in RESULT_FILES.items()}
+    return RunResults(**{name: kind.load(path) if path.exists() else None for name, (path, kind) in paths.items()})

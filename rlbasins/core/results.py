@@ -1,5 +1,9 @@
-"""Typed results: a study's dataclass is saved as the JSON of :func:`dataclasses.asdict` and loaded back
-into the same types (nested dataclasses, lists, dicts and optional fields included).
+"""Typed results: a study's dataclass is saved as JSON (:func:`to_json`, which is :func:`dataclasses.asdict`
+but for renamed fields) and loaded back into the same types (nested dataclasses, lists, dicts and optional
+fields included).
+
+A dataclass whose field has been renamed since its file format was fixed keeps the old key in the file with
+a class attribute ``json_names: ClassVar[dict[str, str]] = {"field": "key in the file"}``.
 
 A file written by an older rlbasins that lacks a required field is refused by name, with the command
 that writes it again; fields added since with a default load as that default.
@@ -25,8 +29,8 @@ class Result:
     """Mixin of a ``@dataclass`` result: :meth:`save` and :meth:`load` round-trip it through JSON."""
 
     def save(self, path: Path) -> None:
-        """Write ``asdict(self)`` to ``path`` atomically."""
-        atomic_write_json(path, dataclasses.asdict(self))
+        """Write ``to_json(self)`` to ``path`` atomically."""
+        atomic_write_json(path, to_json(self))
 
     @classmethod
     def load(cls: type[R], path: Path) -> R:
@@ -34,16 +38,29 @@ class Result:
         return from_json(cls, read_json(path), path)
 
 
+def to_json(value: Any) -> Any:
+    """A dataclass (nested ones too) as JSON-ready dicts and lists, each field under its ``json_names`` key."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = getattr(type(value), "json_names", {})
+        return {names.get(f.name, f.name): to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    return value
+
+
 def from_json(cls: type, data: dict[str, Any], path: Path) -> Any:
-    """The dataclass ``cls`` from its ``asdict`` JSON ``data`` (``path``: named in errors)."""
+    """The dataclass ``cls`` from its :func:`to_json` JSON ``data`` (``path``: named in errors)."""
     hints = get_type_hints(cls)
-    fields = dataclasses.fields(cls)
-    missing = sorted(f.name for f in fields if f.name not in data and f.default is dataclasses.MISSING
-                     and f.default_factory is dataclasses.MISSING)
+    names = getattr(cls, "json_names", {})
+    keys = {f.name: names.get(f.name, f.name) for f in dataclasses.fields(cls)}
+    missing = sorted(keys[f.name] for f in dataclasses.fields(cls) if keys[f.name] not in data
+                     and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
     if missing:
         raise StaleResultError(f"{path} was written by an older rlbasins (no {', '.join(missing)}); "
                                f"run `rlbasins analyze {Path(path).parent.parent}` again")
-    return cls(**{f.name: _convert(hints[f.name], data[f.name], path) for f in fields if f.name in data})
+    return cls(**{name: _convert(hints[name], data[key], path) for name, key in keys.items() if key in data})
 
 
 def _convert(hint: Any, value: Any, path: Path) -> Any:

@@ -11,8 +11,14 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 import envs
+from rlbasins.analysis.barriers import BarrierStudy
+from rlbasins.analysis.basin_count import BasinCount
+from rlbasins.analysis.basins import BasinsResult
 from rlbasins.analysis.behavior import BehaviorResult, mean_to_others
+from rlbasins.analysis.init_map import InitMap
 from rlbasins.analysis.pipeline import load_results
+from rlbasins.analysis.seed_factors import SeedFactorStudy
+from rlbasins.analysis.training_length import BasinTrajectory
 from rlbasins.core.config import dump_config, load_config
 from rlbasins.core.heldout import evaluation_sample
 from rlbasins.core.logs import TRUE_RETURN_TAG, seed_curves
@@ -26,19 +32,18 @@ VARIANTS = ("naive", "aligned", "aligned_repair")
 VARIANT_NAMES = {"naive": "naive", "aligned": "aligned", "aligned_repair": "aligned + REPAIR"}
 
 
-def _barrier_panels(conn: dict) -> list[tuple[str, np.ndarray, str]]:
+def _barrier_panels(conn: BarrierStudy) -> list[tuple[str, np.ndarray, str]]:
     """Every variant on the metric they share, then the aligned basin-defining metric if it differs."""
-    shared = next(m for m in conn["matrices"]["naive"])
-    panels = [(f"{VARIANT_NAMES[v]}: {METRIC_NAMES[shared]}", np.array(conn["matrices"][v][shared], dtype=float),
-               METRIC_UNITS[shared]) for v in VARIANTS if v in conn["matrices"]]
-    metric = conn["barrier_metric"]
+    shared = next(m for m in conn.matrices["naive"])
+    panels = [(f"{VARIANT_NAMES[v]}: {METRIC_NAMES[shared]}", conn.matrix(v, shared), METRIC_UNITS[shared])
+              for v in VARIANTS if v in conn.matrices]
+    metric = conn.barrier_metric
     if metric != shared:
-        panels.append((f"aligned: {METRIC_NAMES[metric]}", np.array(conn["matrices"]["aligned"][metric], dtype=float),
-                       METRIC_UNITS[metric]))
+        panels.append((f"aligned: {METRIC_NAMES[metric]}", conn.matrix("aligned", metric), METRIC_UNITS[metric]))
     return panels
 
 
-def write_report(run: RunDir, steering: dict[str, Any] | None = None) -> Path:
+def write_report(run: RunDir, steering: Any = None) -> Path:
     """Render ``report.html`` from the run's manifest, TensorBoard logs and ``analysis/``; ``steering``: the
     steering study's result (:func:`rlbasins.studies.steering.load`), drawn when given (the CLI passes it)."""
     manifest = run.manifest()  # first: names a directory that is not a run
@@ -61,19 +66,19 @@ def write_report(run: RunDir, steering: dict[str, Any] | None = None) -> Path:
                  mean_tv=mean_tv[i]) for i, k in enumerate(seeds)]
     not_finished = {k: s for k, s in manifest["seeds"].items() if s["status"] != "finished"}
     results = load_results(run)
-    found, conn, early = results["basins"], results["connectivity"], results["early"]
-    trajectory, counted = results["trajectory"], results["basin_count"]
+    found, conn, early = results.basins, results.barriers, results.early
+    trajectory, counted = results.training_length, results.basin_count
+    basin_labels = found.behavior.clustering.labels if found else None
     order = list(range(len(seeds)))
     if found:  # seeds grouped by behavioural basin in every seed-by-seed figure
-        order = sorted(order, key=lambda i: (found["behaviour"]["clustering"]["labels"][i], i))
+        order = sorted(order, key=lambda i: (basin_labels[i], i))
     ordered = [seeds[i] for i in order]
     if conn:  # JSON objects come back with sorted keys: put the variants in reading order
-        conn["summary"] = {name: conn["summary"][name] for name in VARIANTS if name in conn["summary"]}
-        for path in conn["paths"]:
-            path["curves"] = {name: path["curves"][name] for name in VARIANTS if name in path["curves"]}
+        conn.summary = {name: conn.summary[name] for name in VARIANTS if name in conn.summary}
+        for path in conn.paths:
+            path.curves = {name: path.curves[name] for name in VARIANTS if name in path.curves}
     off_diagonal = tv[~np.eye(len(seeds), dtype=bool)]
-    basin_names = [f"basin {b['index']}" + (f" ({b['label']})" if b["label"] else "")
-                   for b in found["behaviour"]["basins"]] if found else []
+    basin_names = found.basin_names() if found else []
     html = _template().render(
         cfg=cfg, manifest=manifest, config_yaml=dump_config(cfg), rows=rows, behavior=behavior,
         not_finished=not_finished, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -90,9 +95,8 @@ def write_report(run: RunDir, steering: dict[str, Any] | None = None) -> Path:
             "training starts (greedy)": behavior.train_return,
             "held-out starts (greedy)": behavior.heldout_return_greedy,
             "held-out starts (sampled)": behavior.heldout_return_sampled}, threshold),
-        fig_tv=figures.divergence_dendrogram(tv, seeds, found["behaviour"]["clustering"]["labels"] if found else None),
-        fig_embedding=figures.seed_embedding(tv, seeds, found["behaviour"]["clustering"]["labels"],
-                                             found["weights"]["clustering"]["labels"], basin_names)
+        fig_tv=figures.divergence_dendrogram(tv, seeds, basin_labels),
+        fig_embedding=figures.seed_embedding(tv, seeds, basin_labels, found.weights.clustering.labels, basin_names)
         if found and len(seeds) >= 2 else None,
         fig_basin_states=_basin_states_figure(run, cfg, found, basin_names) if found else None,
         fig_frames=_frames_figure(cfg),
@@ -101,70 +105,67 @@ def write_report(run: RunDir, steering: dict[str, Any] | None = None) -> Path:
         fig_agreement=figures.seed_matrix(agreement[np.ix_(order, order)], ordered,
                                           "Greedy-action agreement on held-out states",
                                           "fraction of held-out states with the same greedy action"),
-        early=early, fig_early=figures.early_detection(early) if early and not early["skipped"] else None,
+        early=early, fig_early=figures.early_detection(early) if early and not early.skipped else None,
         **_steering_context(steering),
         trajectory=trajectory, **_trajectory_figures(trajectory, basin_names),
         counted=counted, **_basin_count_figures(counted),
-        mapped=results["init_map"], **_init_map_figures(results["init_map"]),
-        seed_factors=results["seed_factors"], **_seed_factor_figures(results["seed_factors"]),
-        found=found, conn=conn, metric_unit=METRIC_UNITS.get(conn.get("barrier_metric"), ""),
+        mapped=results.init_map, **_init_map_figures(results.init_map),
+        seed_factors=results.seed_factors, **_seed_factor_figures(results.seed_factors),
+        found=found, conn=conn, metric_unit=METRIC_UNITS[conn.barrier_metric] if conn else "",
         metric_names=METRIC_NAMES,
         fig_barriers=figures.barrier_matrices(_barrier_panels(conn), seeds, order) if conn else None,
-        fig_paths=figures.interpolation_paths(conn["paths"], conn["barrier_metric"],
-                                              METRIC_UNITS[conn["barrier_metric"]], behavior.labels)
-        if conn and conn["paths"] else None,
+        fig_paths=figures.interpolation_paths(conn.paths, conn.barrier_metric, METRIC_UNITS[conn.barrier_metric],
+                                              behavior.labels)
+        if conn and conn.paths else None,
     )
     atomic_write_bytes(run.report_path, html.encode())
     return run.report_path
 
 
-def _steering_context(steering: dict[str, Any] | None) -> dict:
+def _steering_context(steering: Any) -> dict:
     """The steering study (``analysis/steering.json``, written by ``rlbasins steer``) and its figure."""
     return dict(steering=steering, fig_steering=figures.steering(steering) if steering else None)
 
 
-def _trajectory_figures(trajectory: dict, names: list[str]) -> dict[str, str | None]:
+def _trajectory_figures(trajectory: BasinTrajectory | None, names: list[str]) -> dict[str, str | None]:
     """The training-length study's figures (None each when it was not measured)."""
-    if not trajectory or not trajectory["steps"]:
+    if not trajectory or not trajectory.steps:
         return dict(fig_drift=None, fig_shares=None, fig_transitions=None, fig_switches=None)
-    if trajectory["skipped"]:
+    if trajectory.skipped:
         return dict(fig_drift=figures.behavior_drift(trajectory), fig_shares=None, fig_transitions=None,
                     fig_switches=None)
-    names = names if len(names) == trajectory["n_basins"] else [f"basin {b}" for b in range(trajectory["n_basins"])]
+    names = names if len(names) == trajectory.n_basins else [f"basin {b}" for b in range(trajectory.n_basins)]
     return dict(fig_drift=figures.behavior_drift(trajectory), fig_shares=figures.basin_shares(trajectory, names),
                 fig_transitions=figures.transition_matrices(trajectory, names),
                 fig_switches=figures.last_switches(trajectory, names))
 
 
-def _basin_count_figures(counted: dict) -> dict[str, str | None]:
+def _basin_count_figures(counted: BasinCount | None) -> dict[str, str | None]:
     """The basin-count study's figures (None each when it was not measured)."""
-    if not counted or counted["skipped"]:
+    if not counted or counted.skipped:
         return dict(fig_rarefaction=None, fig_resolution=None)
     return dict(fig_rarefaction=figures.rarefaction_curve(counted), fig_resolution=figures.resolution_curve(counted))
 
 
-def _init_map_figures(mapped: dict) -> dict[str, str | None]:
+def _init_map_figures(mapped: InitMap | None) -> dict[str, str | None]:
     """The init-space map's figures (None each when the run has no init plane)."""
     if not mapped:
         return dict(fig_init_maps=None, fig_box_counting=None)
     return dict(fig_init_maps=figures.init_maps(mapped), fig_box_counting=figures.box_counting(mapped))
 
 
-def _seed_factor_figures(study: dict) -> dict[str, str | None]:
+def _seed_factor_figures(study: SeedFactorStudy | None) -> dict[str, str | None]:
     """The seed-factor study's figure (None when it was not measured)."""
-    return dict(fig_seed_factors=figures.seed_factor_grid(study) if study and not study["skipped"] else None)
+    return dict(fig_seed_factors=figures.seed_factor_grid(study) if study and not study.skipped else None)
 
 
 def study_figures(run: RunDir) -> dict[str, str]:
     """The training-length, basin-count, init-map and seed-factor figures of an analysed run as PNG data
     URIs, by name (e.g. to save them for the docs); the studies that were not measured are left out."""
     results = load_results(run)
-    found = results["basins"]
-    names = [f"basin {b['index']}" + (f" ({b['label']})" if b["label"] else "")
-             for b in found["behaviour"]["basins"]] if found else []
-    made = {**_trajectory_figures(results["trajectory"], names), **_basin_count_figures(results["basin_count"]),
-            **_init_map_figures(results["init_map"]),
-            **_seed_factor_figures(results["seed_factors"])}
+    names = results.basins.basin_names() if results.basins else []
+    made = {**_trajectory_figures(results.training_length, names), **_basin_count_figures(results.basin_count),
+            **_init_map_figures(results.init_map), **_seed_factor_figures(results.seed_factors)}
     return {name: uri for name, uri in made.items() if uri is not None}
 
 
@@ -178,10 +179,10 @@ def _frames_figure(cfg) -> str | None:
                                "a held-out state": core.render(0, core_class.heldout_states(1, 0, core.size))})
 
 
-def _basin_states_figure(run: RunDir, cfg, found: dict, names: list[str], count: int = 4) -> str | None:
+def _basin_states_figure(run: RunDir, cfg, found: BasinsResult, names: list[str], count: int = 4) -> str | None:
     """The held-out states where the behavioural basins' mean action distributions differ most (largest
     total variation between any two basins), drawn, with each basin's distribution."""
-    labels = np.asarray(found["behaviour"]["clustering"]["labels"])
+    labels = np.asarray(found.behavior.clustering.labels)
     if labels.max() < 1 or cfg.env.id not in envs.GRID_ENVS:
         return None
     probs = np.load(run.analysis_dir / "heldout_probs.npy", allow_pickle=False)            # [S, N, A]

@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import gymnasium as gym
 import matplotlib.pyplot as plt
@@ -133,7 +132,39 @@ def _strip_figure(strips: list[tuple[np.ndarray, np.ndarray]], names: tuple[str,
     return figures.to_data_uri(fig)
 
 
-def compare(a: PolicyRef, b: PolicyRef, output: Path, n_strips: int = 3, n_top: int = 6) -> dict[str, Any]:
+@dataclass
+class TypeDiff:
+    """Agreement of two policies on one type of held-out state."""
+
+    states: int
+    agreement: float
+    """Share of these states with the same greedy action."""
+    total_variation: float
+    """Mean total variation of the action distributions on these states."""
+
+
+@dataclass
+class Comparison:
+    """The numbers of ``rlbasins compare A B`` (``a``, ``b``: the two policies' names)."""
+
+    a: str
+    b: str
+    env_id: str
+    n_states: int
+    agreement: float
+    """Share of the held-out states with the same greedy action."""
+    total_variation: float
+    """Mean total variation of the action distributions over the held-out states."""
+    by_type: dict[str, TypeDiff]
+    labels: dict[str, str]
+    """Each policy's dominant held-out strategy ("–" when the env names none)."""
+    strategies: dict[str, dict[str, float] | None]
+    barriers: dict[str, dict[str, float]]
+    """Per variant (naive, aligned), the barrier of each metric on the path from A to B."""
+    metric: str
+
+
+def compare(a: PolicyRef, b: PolicyRef, output: Path, n_strips: int = 3, n_top: int = 6) -> Comparison:
     """Write the diff of ``a`` and ``b`` to ``output`` (HTML) and return its numbers."""
     cfg = load_config(a.run.config_path)
     cfg_b = load_config(b.run.config_path)
@@ -165,9 +196,8 @@ def compare(a: PolicyRef, b: PolicyRef, output: Path, n_strips: int = 3, n_top: 
     tv = 0.5 * np.abs(probs[0] - probs[1]).sum(-1)                                           # [N]
     agree = probs[0].argmax(-1) == probs[1].argmax(-1)                                       # [N]
     types = _state_types(cfg, states)
-    by_type = {t: {"states": int(sum(x == t for x in types)),
-                   "agreement": float(agree[[x == t for x in types]].mean()),
-                   "total_variation": float(tv[[x == t for x in types]].mean())} for t in sorted(set(types))}
+    by_type = {t: TypeDiff(int(sum(x == t for x in types)), float(agree[[x == t for x in types]].mean()),
+                           float(tv[[x == t for x in types]].mean())) for t in sorted(set(types))}
 
     episodes = play(policy_a, stack_state_dicts(weights), cfg.env.id, cfg.env.kwargs,
                     rng.integers(2**31, size=len(starts)).tolist(), starts=starts, suite=suite, greedy=True)
@@ -181,9 +211,9 @@ def compare(a: PolicyRef, b: PolicyRef, output: Path, n_strips: int = 3, n_top: 
                                 cfg.analysis.barriers.n_states, seed=factor_seed(cfg.seed, "connectivity", 0),
                                 suite=suite)
     aligned_b = align.weight_matching(weights[0], weights[1])
-    paths = [{"kind": "A → B", "seed_a": names[0], "seed_b": names[1], "curves": {
-        "naive": vars(barriers.path_curves(weights[0], weights[1], probe, cfg.analysis.barriers.points)),
-        "aligned": vars(barriers.path_curves(weights[0], aligned_b, probe, cfg.analysis.barriers.points))}}]
+    paths = [barriers.InterpolationPath("A → B", names[0], names[1], {
+        "naive": barriers.path_curves(weights[0], weights[1], probe, cfg.analysis.barriers.points),
+        "aligned": barriers.path_curves(weights[0], aligned_b, probe, cfg.analysis.barriers.points)})]
     metric = probe.metrics[-1]
 
     top = [int(i) for i in np.argsort(-tv, kind="stable")[:n_top]]
@@ -193,14 +223,10 @@ def compare(a: PolicyRef, b: PolicyRef, output: Path, n_strips: int = 3, n_top: 
         fig_strips = _strip_figure([(_episode_strip(cfg, policy_a, states[[i]]), _episode_strip(cfg, policy_b,
                                                                                                   states[[i]]))
                                     for i in strip_starts], names)
-    result = {
-        "a": names[0], "b": names[1], "env_id": cfg.env.id, "n_states": len(tv),
-        "agreement": float(agree.mean()), "total_variation": float(tv.mean()), "by_type": by_type,
-        "labels": {names[k]: sides[k].label for k in range(2)},
-        "strategies": {names[k]: sides[k].strategy for k in range(2)},
-        "barriers": {variant: curves["barriers"] for variant, curves in paths[0]["curves"].items()},
-        "metric": metric,
-    }
+    result = Comparison(
+        names[0], names[1], cfg.env.id, len(tv), float(agree.mean()), float(tv.mean()), by_type,
+        labels={names[k]: sides[k].label for k in range(2)}, strategies={names[k]: sides[k].strategy for k in range(2)},
+        barriers={variant: curves.barriers for variant, curves in paths[0].curves.items()}, metric=metric)
     html = _template().render(
         result=result, names=names, sides=sides, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         suite=suite.description, labels=[*suite.labels, "neither"] if suite.labels else None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -10,6 +12,12 @@ import numpy as np  # noqa: E402
 from rliable.library import get_interval_estimates  # noqa: E402
 from rliable.metrics import aggregate_iqm  # noqa: E402
 
+from rlbasins.analysis.barriers import InterpolationPath  # noqa: E402
+from rlbasins.analysis.basin_count import BasinCount  # noqa: E402
+from rlbasins.analysis.early import EarlyDetection  # noqa: E402
+from rlbasins.analysis.init_map import InitMap  # noqa: E402
+from rlbasins.analysis.seed_factors import SeedFactorStudy  # noqa: E402
+from rlbasins.analysis.training_length import BasinTrajectory  # noqa: E402
 from rlbasins.core.plotting import OKABE_ITO, states_with_actions, to_data_uri  # noqa: E402
 from rlbasins.core.stats import average_linkage  # noqa: E402
 
@@ -121,7 +129,7 @@ def barrier_matrices(panels: list[tuple[str, np.ndarray, str]], seeds: list[int]
     return to_data_uri(fig)
 
 
-def interpolation_paths(paths: list[dict], metric: str, unit: str, labels: list[str] | None) -> str:
+def interpolation_paths(paths: list[InterpolationPath], metric: str, unit: str, labels: list[str] | None) -> str:
     """One column per representative pair: top, ``metric`` along the path for each variant (naive,
     aligned, aligned + REPAIR); bottom (when the env names strategies), the held-out strategy shares
     along the aligned path — does the strategy switch between the endpoints?"""
@@ -130,20 +138,20 @@ def interpolation_paths(paths: list[dict], metric: str, unit: str, labels: list[
     styles = {"naive": (OKABE_ITO[3], "--"), "aligned": (OKABE_ITO[0], "-"), "aligned_repair": (OKABE_ITO[2], ":")}
     for column, path in enumerate(paths):
         top = axes[0, column]
-        for variant, curves in path["curves"].items():
+        for variant, curves in path.curves.items():
             colour, style = styles[variant]
-            barrier = curves["barriers"].get(metric, float("nan"))
-            top.plot(curves["alphas"], curves["values"][metric], color=colour, ls=style, marker="o", ms=3,
+            barrier = curves.barriers.get(metric, float("nan"))
+            top.plot(curves.alphas, curves.values[metric], color=colour, ls=style, marker="o", ms=3,
                      label=f"{variant.replace('_', ' + ')} (barrier {barrier:.3g})")
-        top.set(title=f"{path['kind']}: seed {path['seed_a']} → {path['seed_b']}", xlabel="α (0 = first seed)",
+        top.set(title=f"{path.kind}: seed {path.seed_a} → {path.seed_b}", xlabel="α (0 = first seed)",
                 ylabel=f"{metric.replace('_', ' ')} ({unit})")
         top.grid(alpha=0.3)
         top.legend(fontsize=7)
         if labels:
             bottom = axes[1, column]
-            aligned = path["curves"]["aligned"]
+            aligned = path.curves["aligned"]
             for label, colour in zip(labels, [OKABE_ITO[0], OKABE_ITO[1], "#888888"], strict=True):
-                bottom.plot(aligned["alphas"], aligned["values"].get(f"share:{label}", [0.0] * len(aligned["alphas"])),
+                bottom.plot(aligned.alphas, aligned.values.get(f"share:{label}", [0.0] * len(aligned.alphas)),
                             color=colour, marker="o", ms=3, label=label)
             bottom.set(xlabel="α (aligned path)", ylabel="share of held-out episodes", ylim=(-0.02, 1.02))
             bottom.grid(alpha=0.3)
@@ -230,25 +238,25 @@ def env_frames(frames: dict[str, np.ndarray]) -> str:
     return to_data_uri(fig)
 
 
-def early_detection(early: dict) -> str:
+def early_detection(early: EarlyDetection) -> str:
     """Balanced accuracy of each detector (out-of-fold, 95% bootstrap band) against the training fraction
     of the checkpoint it saw, with chance (1 / classes) and the threshold as reference lines."""
     fig, ax = plt.subplots(figsize=(8, 4.2))
-    fractions = np.array(early["fractions"])
-    for detector, colour, marker in zip(early["detectors"], OKABE_ITO, "osD^v", strict=False):
-        low, high = np.array(detector["ci"]).T
+    fractions = np.array(early.fractions)
+    for detector, colour, marker in zip(early.detectors, OKABE_ITO, "osD^v", strict=False):
+        low, high = np.array(detector.ci).T
         ax.fill_between(fractions, low, high, color=colour, alpha=0.15)
-        first = detector["first_reaching"]
-        ax.plot(fractions, detector["balanced_accuracy"], color=colour, marker=marker, ms=4,
-                label=f"{detector['name']}: {detector['description']} "
-                      f"(≥ {early['threshold']:.0%} from {first:.0%})" if first is not None else
-                      f"{detector['name']}: {detector['description']} (never ≥ {early['threshold']:.0%})")
-    ax.axhline(early["chance"], color="#888888", ls="--", lw=1, label=f"chance (1/{early['n_classes']} classes)")
-    ax.axhline(early["threshold"], color="black", ls=":", lw=1, label=f"threshold {early['threshold']:.0%}")
-    what = "basin" if early["target"] == "basin" else "preferred strategy"
-    ax.set(title=f"Predicting each seed's final {what} ({' / '.join(early['class_names'])}) from an earlier "
-                 f"checkpoint ({len(early['seeds'])} seeds, "
-                 f"{early['folds']}-fold cross-validation)",
+        first = detector.first_reaching
+        ax.plot(fractions, detector.balanced_accuracy, color=colour, marker=marker, ms=4,
+                label=f"{detector.name}: {detector.description} "
+                      f"(≥ {early.threshold:.0%} from {first:.0%})" if first is not None else
+                      f"{detector.name}: {detector.description} (never ≥ {early.threshold:.0%})")
+    ax.axhline(early.chance, color="#888888", ls="--", lw=1, label=f"chance (1/{early.n_classes} classes)")
+    ax.axhline(early.threshold, color="black", ls=":", lw=1, label=f"threshold {early.threshold:.0%}")
+    what = "basin" if early.target == "basin" else "preferred strategy"
+    ax.set(title=f"Predicting each seed's final {what} ({' / '.join(early.class_names)}) from an earlier "
+                 f"checkpoint ({len(early.seeds)} seeds, "
+                 f"{early.folds}-fold cross-validation)",
            xlabel="training fraction of the checkpoint (step / last step)", ylabel="balanced accuracy",
            ylim=(0, 1.03), xlim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
@@ -256,15 +264,15 @@ def early_detection(early: dict) -> str:
     return to_data_uri(fig)
 
 
-def basin_shares(trajectory: dict, names: list[str]) -> str:
+def basin_shares(trajectory: BasinTrajectory, names: list[str]) -> str:
     """Stacked share of the seeds nearest to each final basin against the training fraction (top; the error
     bars on each boundary between layers: 95% Wilson interval of the share below it), and the mean total
     variation of the seeds to their assigned basin's final mean with its bootstrap band (bottom)."""
     from rlbasins.core.stats import wilson_interval
 
-    fractions = np.array(trajectory["fractions"])
-    shares = np.array(trajectory["shares"])                                   # [T, B]
-    n = len(trajectory["seeds"])
+    fractions = np.array(trajectory.fractions)
+    shares = np.array(trajectory.shares)                                   # [T, B]
+    n = len(trajectory.seeds)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True, height_ratios=[2, 1])
     colours = [OKABE_ITO[b % len(OKABE_ITO)] for b in range(shares.shape[1])]
     top.stackplot(fractions, shares.T, colors=colours, alpha=0.55, labels=names)
@@ -273,15 +281,15 @@ def basin_shares(trajectory: dict, names: list[str]) -> str:
         ci = wilson_interval(np.rint(cumulative[:, b] * n), n)                # [T, 2]
         top.errorbar(fractions, cumulative[:, b], yerr=np.abs(ci.T - cumulative[:, b]), color="black", lw=0.8,
                      capsize=2, fmt="none", label="95% Wilson CI of the share below" if b == 0 else None)
-    top.axvline(trajectory["late_fraction"], color="black", ls=":", lw=1)
+    top.axvline(trajectory.late_fraction, color="black", ls=":", lw=1)
     top.set(ylabel="share of seeds", ylim=(0, 1.0),
             title=f"Nearest final basin of {n} seeds at every checkpoint")
     top.legend(fontsize=7, loc="lower right", framealpha=0.9)
-    low, high = np.array(trajectory["mean_distance_ci"]).T
+    low, high = np.array(trajectory.mean_distance_ci).T
     bottom.fill_between(fractions, low, high, color="black", alpha=0.15, label="95% bootstrap CI over seeds")
-    bottom.plot(fractions, trajectory["mean_distance"], color="black", marker="o", ms=3,
+    bottom.plot(fractions, trajectory.mean_distance, color="black", marker="o", ms=3,
                 label="mean TV to the assigned basin's final mean")
-    bottom.axvline(trajectory["late_fraction"], color="black", ls=":", lw=1)
+    bottom.axvline(trajectory.late_fraction, color="black", ls=":", lw=1)
     bottom.set(xlabel="training fraction of the checkpoint (step / last step)", ylabel="total variation",
                xlim=(0, 1.0), ylim=(0, None))
     bottom.grid(alpha=0.3)
@@ -290,12 +298,12 @@ def basin_shares(trajectory: dict, names: list[str]) -> str:
     return to_data_uri(fig)
 
 
-def transition_matrices(trajectory: dict, names: list[str]) -> str:
+def transition_matrices(trajectory: BasinTrajectory, names: list[str]) -> str:
     """Basin transition counts between consecutive checkpoints: summed over all of training, and over the
     transitions that start in the late part (from ``late_fraction`` on)."""
-    total = np.sum(trajectory["transitions"], axis=0)
+    total = np.sum(trajectory.transitions, axis=0)
     panels = [("all consecutive checkpoints", total),
-              (f"from {trajectory['late_fraction']:.0%} of training on", np.array(trajectory["late_transitions"]))]
+              (f"from {trajectory.late_fraction:.0%} of training on", np.array(trajectory.late_transitions))]
     size = 2.2 + 0.7 * len(names)
     fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1.5, size))
     for ax, (title, counts) in zip(axes, panels, strict=True):
@@ -315,11 +323,11 @@ def transition_matrices(trajectory: dict, names: list[str]) -> str:
     return to_data_uri(fig)
 
 
-def last_switches(trajectory: dict, names: list[str]) -> str:
+def last_switches(trajectory: BasinTrajectory, names: list[str]) -> str:
     """Each seed's training fraction of its last basin switch (a strip, coloured by final basin, seeds that
     never switch at 0), over a histogram of the same."""
-    last = [f if f is not None else 0.0 for f in trajectory["last_switch"]]
-    final = trajectory["assignments"][-1]
+    last = [f if f is not None else 0.0 for f in trajectory.last_switch]
+    final = trajectory.assignments[-1]
     fig, ax = plt.subplots(figsize=(8, 3.2))
     bins = np.linspace(0, 1, 21)
     ax.hist(last, bins=bins, color="#BBBBBB", label="seeds per bin")
@@ -328,9 +336,9 @@ def last_switches(trajectory: dict, names: list[str]) -> str:
         idx = [i for i, f in enumerate(final) if f == b]
         ax.scatter(np.array(last)[idx], -0.6 + jitter[idx], s=18, color=OKABE_ITO[b % len(OKABE_ITO)],
                    label=f"a seed now in {name}", zorder=3)
-    ax.axvline(trajectory["late_fraction"], color="black", ls=":", lw=1,
-               label=f"{trajectory['late_share']:.0%} of seeds switch last after {trajectory['late_fraction']:.0%} "
-                     f"(95% CI {trajectory['late_share_ci'][0]:.0%}–{trajectory['late_share_ci'][1]:.0%})")
+    ax.axvline(trajectory.late_fraction, color="black", ls=":", lw=1,
+               label=f"{trajectory.late_share:.0%} of seeds switch last after {trajectory.late_fraction:.0%} "
+                     f"(95% CI {trajectory.late_share_ci[0]:.0%}–{trajectory.late_share_ci[1]:.0%})")
     ax.set(title="When each seed last switched basin (0: never after the first checkpoint)",
            xlabel="training fraction of the checkpoint at the seed's last switch", ylabel="seeds",
            xlim=(-0.03, 1.03), ylim=(-1.1, None))
@@ -339,50 +347,50 @@ def last_switches(trajectory: dict, names: list[str]) -> str:
     return to_data_uri(fig)
 
 
-def rarefaction_curve(counted: dict) -> str:
+def rarefaction_curve(counted: BasinCount) -> str:
     """Basins found by the run's clusterer in random seed subsets (mean, 95% interval) and the final basins
     such a subset contains (Hurlbert rarefaction), against the subset size."""
-    rare = counted["rarefaction"]
-    sizes = np.array(rare["sizes"])
-    low, high = np.array(rare["found_ci"]).T
+    rare = counted.rarefaction
+    sizes = np.array(rare.sizes)
+    low, high = np.array(rare.found_ci).T
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     ax.fill_between(sizes, low, high, color=OKABE_ITO[0], alpha=0.2, label="95% interval over subsets")
-    ax.plot(sizes, rare["found_mean"], color=OKABE_ITO[0], marker="o",
-            label=f"basins found ({counted['method']}, reclustered; {rare['resamples']} subsets per size)")
-    ax.plot(sizes, rare["represented"], color=OKABE_ITO[1], marker="s", ls="--",
+    ax.plot(sizes, rare.found_mean, color=OKABE_ITO[0], marker="o",
+            label=f"basins found ({counted.method}, reclustered; {rare.resamples} subsets per size)")
+    ax.plot(sizes, rare.represented, color=OKABE_ITO[1], marker="s", ls="--",
             label="final basins the subset contains (expected)")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.set(title="Rarefaction: basins vs number of seeds", xlabel="seeds in the subset", ylabel="basins",
-           ylim=(0, max(float(high.max()), max(rare["represented"])) + 1))
+           ylim=(0, max(float(high.max()), max(rare.represented)) + 1))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     return to_data_uri(fig)
 
 
-def resolution_curve(counted: dict) -> str:
+def resolution_curve(counted: BasinCount) -> str:
     """Average-linkage cluster count against the cut height (with its band over resampled held-out states),
     and the normalised-Laplacian spectrum the spectral clusterer reads its eigengap from."""
-    res = counted["resolution"]
-    heights = np.array(res["heights"])
-    low, high = np.array(res["band"]).T
+    res = counted.resolution
+    heights = np.array(res.heights)
+    low, high = np.array(res.band).T
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), width_ratios=[3, 2])
     left.fill_between(heights, low, high, step="post", color=OKABE_ITO[2], alpha=0.2,
                       label="95% band, resampled held-out states")
-    left.step(heights, res["clusters"], where="post", color=OKABE_ITO[2], label="average linkage on TV")
-    if res["persistent_range"]:
-        left.axvspan(*res["persistent_range"], color="#999999", alpha=0.25,
-                     label=f"widest plateau ≥ 2: {res['persistent_k']} clusters")
+    left.step(heights, res.clusters, where="post", color=OKABE_ITO[2], label="average linkage on TV")
+    if res.persistent_range:
+        left.axvspan(*res.persistent_range, color="#999999", alpha=0.25,
+                     label=f"widest plateau ≥ 2: {res.persistent_k} clusters")
     left.set_yscale("log")
     left.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     left.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    left.set_yticks([t for t in (1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256) if t <= max(res["clusters"])])
+    left.set_yticks([t for t in (1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256) if t <= max(res.clusters)])
     left.set(title="Clusters vs resolution", xlabel="cut height (total variation)", ylabel="clusters")
     left.grid(alpha=0.3)
     left.legend(fontsize=7, loc="lower left")
-    values = np.array(res["laplacian_eigenvalues"])
+    values = np.array(res.laplacian_eigenvalues)
     right.plot(np.arange(1, len(values) + 1), values, color=OKABE_ITO[0], marker="o")
-    k = res["eigengap_k"]
+    k = res.eigengap_k
     right.axvline(k + 0.5, color="black", ls=":", lw=1, label=f"largest gap: after eigenvalue {k} (k = {k})")
     right.legend(fontsize=7, loc="lower right")
     right.set(title="Normalised Laplacian spectrum", xlabel="eigenvalue index", ylabel="eigenvalue")
@@ -391,11 +399,12 @@ def resolution_curve(counted: dict) -> str:
     return to_data_uri(fig)
 
 
-def steering(result: dict) -> str:
-    """Steering by abort: compute of steering vs no steering (left) and each started seed's fate (right)."""
+def steering(result: Any) -> str:
+    """Steering by abort (``result``: a :class:`~rlbasins.studies.steering.SteeringResult`): compute of steering
+    vs no steering (left) and each started seed's fate (right)."""
     fig, (bars, strip) = plt.subplots(1, 2, figsize=(11, 3.2), gridspec_kw={"width_ratios": [1, 2]})
-    base = result["baseline"]
-    names, values, errors = ["steering"], [result["compute"]["steering_steps"]], [[0, 0]]
+    base = result.baseline
+    names, values, errors = ["steering"], [result.compute["steering_steps"]], [[0, 0]]
     measured = base.get("measured")
     if measured:
         names.append("none,\nsame\nseeds" + (" (≥)" if measured["lower_bound"] else ""))
@@ -413,17 +422,17 @@ def steering(result: dict) -> str:
     bars.bar(range(len(names)), values, yerr=np.array(errors).T, color=colours, capsize=4)
     bars.set_xticks(range(len(names)), names, fontsize=7)
     bars.set_ylabel("env steps (all seeds)")
-    bars.set_title(f"Compute to {result['k']} '{result['target']}' seeds", fontsize=9)
+    bars.set_title(f"Compute to {result.k} '{result.target}' seeds", fontsize=9)
     fate_colour = {"continued": "tab:green", "aborted": "tab:red", "surplus": "tab:orange"}
-    for i, seed in enumerate(result["seeds"]):
+    for i, seed in enumerate(result.seeds):
         colour = fate_colour.get(seed["decision"], "lightgrey")
         strip.barh(i, seed["steps"], color=colour, height=0.8)
-        if seed["decision"] == "continued" and seed["final_label"] != result["target"]:
+        if seed["decision"] == "continued" and seed["final_label"] != result.target:
             strip.plot(seed["steps"], i, "kx")
         if seed.get("wrong_abort"):
             strip.plot(seed["steps"], i, marker="*", color="black")
-    strip.axvline(result["check_step"], color="black", lw=0.8, ls="--")
-    strip.set_xlim(0, result["total_steps"])
+    strip.axvline(result.check_step, color="black", lw=0.8, ls="--")
+    strip.set_xlim(0, result.total_steps)
     strip.set_ylabel("seed (start order)")
     strip.set_xlabel("env steps trained (dashed: the check)")
     strip.set_title("green continued · red aborted · orange surplus · ★ wrong abort · × continued, missed target",
@@ -433,39 +442,40 @@ def steering(result: dict) -> str:
     return to_data_uri(fig)
 
 
-def behavior_drift(trajectory: dict) -> str:
+def behavior_drift(trajectory: BasinTrajectory) -> str:
     """Against the training fraction: how far each seed's held-out behaviour still is from its own final
     behaviour (drift) and how different the seeds are from each other (spread), with bootstrap bands (top);
     the number of basins the run's clusterer finds at each checkpoint alone (bottom)."""
-    fractions = np.array(trajectory["fractions"])
+    fractions = np.array(trajectory.fractions)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.8), sharex=True, height_ratios=[2, 1])
     for key, colour, label in (("drift", OKABE_ITO[3], "drift: mean TV of a seed to its own final behaviour"),
                                ("spread", OKABE_ITO[0], "spread: mean pairwise TV between seeds")):
-        low, high = np.array(trajectory[f"{key}_ci"]).T
+        low, high = np.array(getattr(trajectory, f"{key}_ci")).T
         top.fill_between(fractions, low, high, color=colour, alpha=0.2)
-        top.plot(fractions, trajectory[key], color=colour, marker="o", ms=3, label=f"{label} (95% bootstrap CI)")
-    top.axvline(trajectory["late_fraction"], color="black", ls=":", lw=1)
+        top.plot(fractions, getattr(trajectory, key), color=colour, marker="o", ms=3,
+                 label=f"{label} (95% bootstrap CI)")
+    top.axvline(trajectory.late_fraction, color="black", ls=":", lw=1)
     top.set(ylabel="total variation", ylim=(0, None),
-            title=f"Held-out behaviour of {len(trajectory['seeds'])} seeds through training")
+            title=f"Held-out behaviour of {len(trajectory.seeds)} seeds through training")
     top.grid(alpha=0.3)
     top.legend(fontsize=7, loc="best")
-    bottom.step(fractions, trajectory["clusters"], where="mid", color="black", marker="o", ms=3)
+    bottom.step(fractions, trajectory.clusters, where="mid", color="black", marker="o", ms=3)
     bottom.set(xlabel="training fraction of the checkpoint (step / last step)", ylabel="basins found",
-               xlim=(0, 1.0), ylim=(0, max(trajectory["clusters"]) + 1))
+               xlim=(0, 1.0), ylim=(0, max(trajectory.clusters) + 1))
     bottom.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     bottom.grid(alpha=0.3)
     fig.tight_layout()
     return to_data_uri(fig)
 
 
-def _plane_axes(ax: plt.Axes, mapped: dict, title: str) -> list[float]:
+def _plane_axes(ax: plt.Axes, mapped: InitMap, title: str) -> list[float]:
     """Label a panel of the init plane (columns b, rows a) and mark θ0 — and θ1, θ2 for ``inits`` directions when
     they are on the grid; returns the image extent."""
-    coordinates = np.array(mapped["coordinates"])
+    coordinates = np.array(mapped.coordinates)
     half = (coordinates[1] - coordinates[0]) / 2
     extent = [coordinates[0] - half, coordinates[-1] + half, coordinates[0] - half, coordinates[-1] + half]
     marks = {"θ0": (0.0, 0.0)}
-    if mapped["directions"] == "inits" and mapped["span"] >= 1:
+    if mapped.directions == "inits" and mapped.span >= 1:
         marks.update({"θ1": (0.0, 1.0), "θ2": (1.0, 0.0)})  # (b, a): θ1 at a = 1, θ2 at b = 1
     for name, (b, a) in marks.items():
         ax.plot(b, a, marker="+", color="white", ms=10, mew=2.5)
@@ -475,56 +485,56 @@ def _plane_axes(ax: plt.Axes, mapped: dict, title: str) -> list[float]:
     return extent
 
 
-def init_maps(mapped: dict) -> str:
+def init_maps(mapped: InitMap) -> str:
     """The init plane coloured by each label map (boundary cells dotted, legend naming every label) and by the
     continuous held-out outcome (colour bar); grey: seeds without a result."""
-    panels = len(mapped["maps"]) + (mapped["outcome"] is not None)
+    panels = len(mapped.maps) + (mapped.outcome is not None)
     fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 4.6), squeeze=False)
-    for ax, label_map in zip(axes[0], mapped["maps"], strict=False):
-        image = np.array(label_map["image"])
-        extent = _plane_axes(ax, mapped, f"{label_map['name']} per initialisation")
-        colours = [OKABE_ITO[c % len(OKABE_ITO)] for c in range(len(label_map["names"]))]
+    for ax, label_map in zip(axes[0], mapped.maps, strict=False):
+        image = np.array(label_map.image)
+        extent = _plane_axes(ax, mapped, f"{label_map.name} per initialisation")
+        colours = [OKABE_ITO[c % len(OKABE_ITO)] for c in range(len(label_map.names))]
         cmap = matplotlib.colors.ListedColormap(colours).with_extremes(bad="#bbbbbb")
         ax.imshow(np.ma.masked_less(image, 0), cmap=cmap, vmin=-0.5, vmax=len(colours) - 0.5, origin="lower",
                   extent=extent, interpolation="nearest")
-        rows, cols = np.nonzero(np.array(label_map["boundary"]))
-        coordinates = np.array(mapped["coordinates"])
+        rows, cols = np.nonzero(np.array(label_map.boundary))
+        coordinates = np.array(mapped.coordinates)
         ax.scatter(coordinates[cols], coordinates[rows], s=4, color="black", alpha=0.5)
         present = sorted(set(image[image >= 0].tolist()))
-        handles = [matplotlib.patches.Patch(color=colours[c], label=label_map["names"][c]) for c in present]
+        handles = [matplotlib.patches.Patch(color=colours[c], label=label_map.names[c]) for c in present]
         ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
-    if mapped["outcome"] is not None:
+    if mapped.outcome is not None:
         ax = axes[0][-1]
-        extent = _plane_axes(ax, mapped, f"held-out share of {mapped['outcome_label']}")
-        outcome = np.array([[np.nan if v is None else v for v in row] for row in mapped["outcome"]])
+        extent = _plane_axes(ax, mapped, f"held-out share of {mapped.outcome_label}")
+        outcome = np.array([[np.nan if v is None else v for v in row] for row in mapped.outcome])
         cmap = plt.get_cmap("viridis").with_extremes(bad="#bbbbbb")
         image = ax.imshow(np.ma.masked_invalid(outcome), cmap=cmap, vmin=0, vmax=1, origin="lower", extent=extent,
                           interpolation="nearest")
-        fig.colorbar(image, ax=ax, shrink=0.8, label=f"greedy held-out episodes reaching {mapped['outcome_label']}")
+        fig.colorbar(image, ax=ax, shrink=0.8, label=f"greedy held-out episodes reaching {mapped.outcome_label}")
     fig.tight_layout()
     return to_data_uri(fig)
 
 
-def box_counting(mapped: dict) -> str:
+def box_counting(mapped: InitMap) -> str:
     """log2 of the boxes holding boundary against log2(1 / box side), the side in cells of the full grid, for
     every map with a boundary and every (sub-)grid resolution, with the fitted slope (the dimension)."""
-    shown = [m for m in mapped["maps"] if m["box_counting"][0]["dimension"] is not None]
+    shown = [m for m in mapped.maps if m.box_counting[0].dimension is not None]
     fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(5.2 * max(len(shown), 1), 4), squeeze=False)
     for ax, label_map in zip(axes[0], shown, strict=False):
-        for r, box in enumerate(label_map["box_counting"]):
-            if box["dimension"] is None:
+        for r, box in enumerate(label_map.box_counting):
+            if box.dimension is None:
                 continue
-            counts = np.array(box["box_counts"], float)
+            counts = np.array(box.box_counts, float)
             keep = counts > 0
-            x = -np.log2(np.array(box["box_sizes"], float) * box["stride"])
-            ci = box["dimension_ci"]
-            label = f"{box['side']}² grid: D = {box['dimension']:.2f}" + (
+            x = -np.log2(np.array(box.box_sizes, float) * box.stride)
+            ci = box.dimension_ci
+            label = f"{box.side}² grid: D = {box.dimension:.2f}" + (
                 f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (2 sizes, no CI)")
             colour = OKABE_ITO[r % len(OKABE_ITO)]
             ax.plot(x[keep], np.log2(counts[keep]), marker="o", ls="none", color=colour, label=label)
-            intercept = np.mean(np.log2(counts[keep]) - box["dimension"] * x[keep])
-            ax.plot(x, intercept + box["dimension"] * x, color=colour, lw=1)
-        ax.set(title=f"Box counting: {label_map['name']} boundary", xlabel="log2(1 / box side in full-grid cells)",
+            intercept = np.mean(np.log2(counts[keep]) - box.dimension * x[keep])
+            ax.plot(x, intercept + box.dimension * x, color=colour, lw=1)
+        ax.set(title=f"Box counting: {label_map.name} boundary", xlabel="log2(1 / box side in full-grid cells)",
                ylabel="log2(boxes holding boundary)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
@@ -535,23 +545,23 @@ def box_counting(mapped: dict) -> str:
     return to_data_uri(fig)
 
 
-def _setting_ticks(sweep: dict) -> list[str]:
-    """name / architecture / parameters per setting (a sweep.json written before CNNs has no ``network``)."""
-    return [f"{s['name']}\n{s.get('network') or '×'.join(map(str, s['hidden_sizes'])) + ' ' + s['activation']}"
-            f"\n{s['parameters']:,} params" for s in sweep["settings"]]
+def _setting_ticks(sweep: Any) -> list[str]:
+    """name / architecture / parameters per setting of a sweep."""
+    return [f"{s.name}\n{s.network}\n{s.parameters:,} params" for s in sweep.settings]
 
 
-def sweep_shares(sweep: dict) -> str:
-    """Against the setting (in config order): the share of seeds per dominant held-out label with Wilson 95%
+def sweep_shares(sweep: Any) -> str:
+    """``sweep``: a :class:`~rlbasins.studies.sweep.SweepResult` (the report layer reads it, never imports it).
+    Against the setting (in config order): the share of seeds per dominant held-out label with Wilson 95%
     bands (left), and each label's mean share of the seeds' held-out episodes with bootstrap bands (right)."""
-    x = np.arange(len(sweep["settings"]))
+    x = np.arange(len(sweep.settings))
     fig, axes = plt.subplots(1, 2, figsize=(max(10, 2.4 * len(x) + 3), 3.8), sharey=True)
     panels = (("label_shares", "label_share_ci", "share of seeds (dominant label)", "95% Wilson CI"),
               ("episode_shares", "episode_share_ci", "mean share of held-out episodes", "95% bootstrap CI"))
     for ax, (key, ci_key, ylabel, band) in zip(axes, panels, strict=True):
-        for i, label in enumerate(sweep["labels"]):
-            shares = [s[key][label] for s in sweep["settings"]]
-            low, high = np.array([s[ci_key][label] for s in sweep["settings"]]).T
+        for i, label in enumerate(sweep.labels):
+            shares = [getattr(s, key)[label] for s in sweep.settings]
+            low, high = np.array([getattr(s, ci_key)[label] for s in sweep.settings]).T
             colour = OKABE_ITO[i % len(OKABE_ITO)]
             ax.fill_between(x, low, high, color=colour, alpha=0.15)
             ax.plot(x, shares, color=colour, marker="o", label=f"{label} (band: {band})")
@@ -565,34 +575,34 @@ def sweep_shares(sweep: dict) -> str:
     return to_data_uri(fig)
 
 
-def seed_factor_grid(study: dict) -> str:
+def seed_factor_grid(study: SeedFactorStudy) -> str:
     """Left: the I × D grid of the first outcome, one cell per seed (rows: init, columns: data stream; colours
     span the seeds' range), each cell marked with its behavioural basin when there are several. Right: each
     outcome's variance shares (init, data, residual) with 95% two-way bootstrap whiskers."""
-    head = study["outcomes"][0]
-    grid = np.array(head["grid"])
+    head = study.outcomes[0]
+    grid = np.array(head.grid)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), width_ratios=[1, 1.3])
     image = left.imshow(grid, cmap="viridis")  # the seeds' own range: row or column stripes stay visible
-    fig.colorbar(image, ax=left, fraction=0.046, label=head["outcome"])
-    basins = study["basins"]
-    if basins is not None and basins["n_basins"] > 1 and grid.size <= 256:
-        for (i, j), basin in np.ndenumerate(np.array(basins["labels"])):
+    fig.colorbar(image, ax=left, fraction=0.046, label=head.outcome)
+    basins = study.basins
+    if basins is not None and basins.n_basins > 1 and grid.size <= 256:
+        for (i, j), basin in np.ndenumerate(np.array(basins.labels)):
             left.text(j, i, str(basin), ha="center", va="center", fontsize=7,
                       color="white" if grid[i, j] < np.nanmean(grid) else "black")
-    left.set(title=f"{head['outcome']} per seed" + (" (numbers: basin)" if basins and basins["n_basins"] > 1
+    left.set(title=f"{head.outcome} per seed" + (" (numbers: basin)" if basins and basins.n_basins > 1
                                                     else ""), xlabel="data stream (column)", ylabel="init (row)")
-    left.set_xticks(range(study["data"]))
-    left.set_yticks(range(study["init"]))
-    measured = [o for o in study["outcomes"] if o["shares"]["init"] is not None]
+    left.set_xticks(range(study.data))
+    left.set_yticks(range(study.init))
+    measured = [o for o in study.outcomes if o.shares["init"] is not None]
     width = 0.8 / 3
     for f, factor in enumerate(("init", "data", "residual")):
         x = np.arange(len(measured)) + (f - 1) * width
-        values = np.array([o["shares"][factor] for o in measured])
-        low, high = np.array([o["shares_ci"][factor] for o in measured]).reshape(-1, 2).T
+        values = np.array([o.shares[factor] for o in measured])
+        low, high = np.array([o.shares_ci[factor] for o in measured]).reshape(-1, 2).T
         right.bar(x, values, width, color=OKABE_ITO[f], label=factor)
         right.errorbar(x, values, yerr=[values - low, high - values], fmt="none", color="black", lw=0.8, capsize=2)
     right.axhline(0, color="black", lw=0.6)
-    right.set_xticks(range(len(measured)), [o["outcome"] for o in measured], fontsize=8)
+    right.set_xticks(range(len(measured)), [o.outcome for o in measured], fontsize=8)
     right.set(title="Share of the seeds' variance (95% two-way bootstrap CI)", ylabel="variance-component share",
               ylim=(min(-0.1, right.get_ylim()[0]), max(1.25, right.get_ylim()[1] + 0.15)))
     right.grid(alpha=0.3, axis="y")
@@ -601,14 +611,15 @@ def seed_factor_grid(study: dict) -> str:
     return to_data_uri(fig)
 
 
-def sweep_stacked(sweep: dict) -> str:
-    """Stacked shares of the dominant held-out labels per setting; the seed counts printed in each layer."""
-    x = np.arange(len(sweep["settings"]))
+def sweep_stacked(sweep: Any) -> str:
+    """Stacked shares of the dominant held-out labels per setting of a
+    :class:`~rlbasins.studies.sweep.SweepResult`; the seed counts printed in each layer."""
+    x = np.arange(len(sweep.settings))
     fig, ax = plt.subplots(figsize=(max(6.5, 1.4 * len(x) + 2), 3.8))
     bottom = np.zeros(len(x))
-    for i, label in enumerate(sweep["labels"]):
-        shares = np.array([s["label_shares"][label] for s in sweep["settings"]])
-        counts = [s["label_counts"][label] for s in sweep["settings"]]
+    for i, label in enumerate(sweep.labels):
+        shares = np.array([s.label_shares[label] for s in sweep.settings])
+        counts = [s.label_counts[label] for s in sweep.settings]
         ax.bar(x, shares, bottom=bottom, color=OKABE_ITO[i % len(OKABE_ITO)], label=label, width=0.6)
         for xi, share, base, count in zip(x, shares, bottom, counts, strict=True):
             if share >= 0.06:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -13,16 +14,17 @@ from rlbasins.core.store import atomic_write_bytes
 from rlbasins.report import METRIC_NAMES, METRIC_UNITS, figures
 
 
-def sweep_figures(sweep: dict) -> dict[str, str]:
+def sweep_figures(sweep: Any) -> dict[str, str]:
     """The sweep's figures as PNG data URIs, by name (shares with CI bands, stacked shares)."""
     return {"fig_shares": figures.sweep_shares(sweep), "fig_stacked": figures.sweep_stacked(sweep)}
 
 
-def write_sweep_report(sweep: dict, folder: Path) -> Path:
-    """Render ``folder/sweep.html`` from a sweep result (the contents of ``sweep.json``)."""
+def write_sweep_report(sweep: Any, folder: Path) -> Path:
+    """Render ``folder/sweep.html`` from a :class:`~rlbasins.studies.sweep.SweepResult` (the CLI passes it; the
+    report layer never imports the studies)."""
     path = Path(folder) / "sweep.html"
-    reports = {s["name"]: Path(os.path.relpath(Path(s["run_dir"]) / "report.html", path.parent)).as_posix()
-               for s in sweep["settings"]}
+    reports = {s.name: Path(os.path.relpath(Path(s.run_dir) / "report.html", path.parent)).as_posix()
+               for s in sweep.settings}
     environment = Environment(loader=PackageLoader("rlbasins.report", "templates"), autoescape=select_autoescape())
     html = environment.get_template("sweep.html.j2").render(
         sweep=sweep, reports=reports, metric_names=METRIC_NAMES, metric_units=METRIC_UNITS,

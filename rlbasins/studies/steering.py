@@ -50,7 +50,7 @@ import numpy as np
 
 from rlbasins.core.config import ExperimentConfig, dump_config, load_config
 from rlbasins.core.results import Result
-from rlbasins.core.store import RunDir, StoreError, atomic_write_bytes, read_json, run_lock
+from rlbasins.core.store import RunDir, StoreError, atomic_write_bytes, run_lock
 
 AUDIT_DIR = "audit"
 """The audit's run directory, inside the steering run's."""
@@ -395,7 +395,7 @@ def _expected(hits: int, n: int, k: int, end: int, steering: int, what: str) -> 
             "ratio_ci": [steering / pessimistic if pessimistic else 0.0, steering / optimistic if optimistic else None]}
 
 
-def load(run: RunDir) -> dict[str, Any] | None:
+def load(run: RunDir) -> SteeringResult | None:
     """``analysis/steering.json`` of ``run``, or None."""
     path = run.analysis_dir / "steering.json"
-    return read_json(path) if path.exists() else None
+    return SteeringResult.load(path) if path.exists() else None

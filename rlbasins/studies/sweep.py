@@ -40,16 +40,18 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import stats
 
+from rlbasins.analysis.barriers import BarrierStudy
+from rlbasins.analysis.basins import BasinsResult
 from rlbasins.analysis.behavior import BehaviorResult
 from rlbasins.core.config import ExperimentConfig, PolicyConfig, load_config
 from rlbasins.core.results import Result
 from rlbasins.core.stats import wilson_interval
-from rlbasins.core.store import RunDir, StoreError, read_json
+from rlbasins.core.store import RunDir, StoreError
 
 SUCCESS_FRACTION = 0.8
 """A seed learned the training task when its greedy training return is at least this fraction of the optimum."""
@@ -57,8 +59,10 @@ SUCCESS_FRACTION = 0.8
 
 @dataclass
 class SettingResult:
-    """One setting's member run. Per-label dicts are keyed by the env's labels (strategies and "neither")."""
+    """One setting's member run. Per-label dicts are keyed by the env's labels (strategies and "neither").
+    ``sweep.json`` keeps the key ``behaviour_k`` for ``behavior_k``."""
 
+    json_names: ClassVar[dict[str, str]] = {"behavior_k": "behaviour_k"}
     name: str
     run_dir: str
     overrides: dict[str, Any]
@@ -75,7 +79,7 @@ class SettingResult:
     n_seeds: int
     status: str
     """What this invocation did: trained (or resumed), analysed (a finished run analysed again), or reused."""
-    behaviour_k: int
+    behavior_k: int
     basin_labels: list[str | None]
     """Majority label of each behavioural basin, largest basin first."""
     basin_sizes: list[int]
@@ -305,13 +309,13 @@ def summarize_setting(name: str, overrides: dict[str, Any], run: RunDir, status:
     """A finished, analysed member run → its :class:`SettingResult`."""
     cfg = load_config(run.config_path)
     behavior = BehaviorResult.load(run.analysis_dir / "behavior.json")
-    found = read_json(run.analysis_dir / "basins.json")
-    conn = read_json(run.analysis_dir / "connectivity.json")
+    found = BasinsResult.load(run.analysis_dir / "basins.json")
+    conn = BarrierStudy.load(run.analysis_dir / "connectivity.json")
     n = len(behavior.seeds)
     dominant = behavior.dominant_labels()
     counts = {label: dominant.count(label) for label in behavior.labels}
-    basin_of = np.array(found["behaviour"]["clustering"]["labels"])
-    barrier = np.array(conn["matrices"]["aligned"][conn["barrier_metric"]], dtype=float)
+    basin_of = np.array(found.behavior.clustering.labels)
+    barrier = conn.matrix()
     means = barrier_means(barrier, basin_of, resamples, seed)
     train = np.array(behavior.train_return)
     episodes = {label: np.array([f[label] for f in behavior.heldout_labels_greedy]) for label in behavior.labels}
@@ -322,16 +326,16 @@ def summarize_setting(name: str, overrides: dict[str, Any], run: RunDir, status:
         conv_channels=cfg.policy.conv_channels, activation=cfg.policy.activation, network=network_name(cfg.policy),
         total_timesteps=cfg.checkpoint_steps()[-1],
         parameters=_parameters(run, behavior.seeds[0]), n_seeds=n, status=status,
-        behaviour_k=found["behaviour"]["clustering"]["k"],
-        basin_labels=[b["label"] for b in found["behaviour"]["basins"]],
-        basin_sizes=[b["size"] for b in found["behaviour"]["basins"]],
+        behavior_k=found.behavior.clustering.k,
+        basin_labels=[b.label for b in found.behavior.basins],
+        basin_sizes=[b.size for b in found.behavior.basins],
         label_counts=counts, label_shares={k: c / n for k, c in counts.items()},
         label_share_ci={k: wilson_interval(c, n).tolist() for k, c in counts.items()},
         episode_shares={k: float(v.mean()) for k, v in episodes.items()},
         seed_episode_shares={k: v.tolist() for k, v in episodes.items()},
         episode_share_ci={k: _bootstrap_mean(v, resamples, seed) for k, v in episodes.items()},
         preference_verdict=behavior.preference_greedy.verdict if behavior.preference_greedy else None,
-        barrier_metric=conn["barrier_metric"],
+        barrier_metric=conn.barrier_metric,
         barrier_within=means["within"][0], barrier_within_ci=means["within"][1],
         barrier_across=means["across"][0], barrier_across_ci=means["across"][1],
         train_return=float(train.mean()), train_return_ci=_bootstrap_mean(train, resamples, seed),
