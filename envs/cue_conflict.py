@@ -8,8 +8,10 @@ value of the colour and shape planes (default 1 each: equal salience).
 ``informative`` plants a strategy (ground truth for basin studies): ``"colour"`` trains on a red
 object (rewarded) and a blue one whose shapes are square/circle or circle/square at random, and
 pays for reaching any red object; ``"shape"`` trains on a square (rewarded) and a circle of random
-colours and pays for any square. ``"both"`` (default) is the red square above. Held-out states
-are the same in every variant.
+colours and pays for any square. ``"both"`` (default) is the red square above. ``mix`` (with a
+planted cue) swaps the roles in that share of the training episodes: ``informative="colour",
+mix=0.25`` pays for the square in a quarter of them (partial separation). Held-out states are the
+same in every variant.
 """
 
 from __future__ import annotations
@@ -33,13 +35,13 @@ class CueConflictCore(TwoCueCore):
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
                  device: torch.device | str = "cpu", colour_salience: float = 1.0, shape_salience: float = 1.0,
-                 informative: Literal["both", "colour", "shape"] = "both"):
+                 informative: Literal["both", "colour", "shape"] = "both", mix: float = 0.0):
         super().__init__(num_envs, size, max_steps, device, salience=(colour_salience, shape_salience),
-                         informative=informative)
+                         informative=informative, mix=mix)
 
-    def reward_of(self, outcome: torch.Tensor) -> torch.Tensor:
+    def reward_of(self, outcome: torch.Tensor, state: GridState | None = None) -> torch.Tensor:
         # "both": the red square only, crossed objects earn nothing; planted: any object with that cue
-        return self.informative_reward(outcome)
+        return self.informative_reward(outcome, state)
 
     def draw(self, canvas: np.ndarray, state: GridState) -> None:
         px = self.CELL_PX

@@ -62,7 +62,7 @@ class GoalOrPlaceCore(GridCore):
         code = at_goal.long() + 2 * at_place.long()
         return torch.where(code > 0, code, OUTCOME_ONGOING)
 
-    def reward_of(self, outcome: torch.Tensor) -> torch.Tensor:
+    def reward_of(self, outcome: torch.Tensor, state: GridState | None = None) -> torch.Tensor:
         return ((outcome == 1) | (outcome == 3)).float()  # the goal, wherever it is
 
     def paint(self, state: GridState) -> tuple[torch.Tensor, torch.Tensor]:

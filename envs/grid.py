@@ -162,8 +162,9 @@ class GridCore:
         """Outcome bits (0–3) of the agent's current cell, or OUTCOME_ONGOING: [B]."""
         raise NotImplementedError
 
-    def reward_of(self, outcome: torch.Tensor) -> torch.Tensor:
-        """Reward [B] (float32) for each outcome code."""
+    def reward_of(self, outcome: torch.Tensor, state: GridState | None = None) -> torch.Tensor:
+        """Reward [B] (float32) for each outcome code; ``state``: the states that ended in it (for rewards
+        that depend on the episode, e.g. CueConflict's ``mix``)."""
         raise NotImplementedError
 
     def paint(self, state: GridState) -> tuple[torch.Tensor, torch.Tensor]:
@@ -285,7 +286,7 @@ class GridCore:
         truncated = ~terminated & (state.steps >= self.max_steps)
         outcome = torch.where(truncated, OUTCOME_TIMEOUT, outcome)
         obs = self.reset_done(terminated | truncated) if autoreset else self.observe()
-        return Step(obs, self.reward_of(outcome), terminated, truncated, outcome, state, self)
+        return Step(obs, self.reward_of(outcome, state), terminated, truncated, outcome, state, self)
 
     @classmethod
     def heldout_states(cls, n: int, seed: int, size: int = 5) -> GridState:

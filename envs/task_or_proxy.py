@@ -48,7 +48,7 @@ class TaskOrProxyCore(TwoCueCore):
         """1 for repairing a machine whose lamp was red (outcome bit 1: proxy, 3: both)."""
         return ((outcome == 2) | (outcome == 3)).float()
 
-    def reward_of(self, outcome: torch.Tensor) -> torch.Tensor:
+    def reward_of(self, outcome: torch.Tensor, state: GridState | None = None) -> torch.Tensor:
         return self.overseer_reward(outcome) if self.reward_source == "overseer" else self.true_reward(outcome)
 
     @classmethod

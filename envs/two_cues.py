@@ -13,6 +13,11 @@ target and 0 on the distractor or the other way round, 50/50 per episode (an ext
 draw), so it carries no information. Held-out states are unchanged. The default ``"both"`` is
 the layout above, bit for bit.
 
+``mix`` (with a planted cue) makes the separation partial: in that share of the training episodes
+(a 5th draw) the *other* cue is the informative one — the target carries it, the planted cue is the
+coin, and reaching an object pays when it carries that episode's informative cue. ``mix`` 0 (the
+default) is the planted layout above, bit for bit; 0.5 would make the two cues equally informative.
+
 Observation planes: agent, cue A = 1, cue A = 0, cue B = 1, cue B = 0. Cue A and cue B get the
 same number of planes and the same values (``salience``, default 1 each), so neither cue is
 easier to see unless an experiment asks for it.
@@ -35,13 +40,19 @@ class TwoCueCore(GridCore):
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
                  device: torch.device | str = "cpu", salience: tuple[float, float] = (1.0, 1.0),
-                 informative: str = "both"):
+                 informative: str = "both", mix: float = 0.0):
         if min(salience) <= 0:
             raise ValueError(f"salience values must be positive, got {salience}")
         choices = ("both", *self.labels)
         if informative not in choices:
             raise ValueError(f"informative must be one of {', '.join(map(repr, choices))}, got {informative!r}")
+        if not 0 <= mix < 0.5:
+            raise ValueError(f"mix must be in [0, 0.5) (the share of episodes in which the other cue pays), got {mix}")
+        if mix and informative == "both":
+            raise ValueError(f"mix={mix} needs a planted cue: informative must be one of {self.labels}")
         self.informative = informative
+        self.mix = float(mix)
+        self._mix_threshold = int(self.mix * 2**32)             # a uint32 draw below it swaps the cues
         self._informative_cue = None if informative == "both" else self.labels.index(informative)
         # outcome bits an object must carry to pay: both cues (3), or the planted cue's bit
         self._paid_bits = 3 if self._informative_cue is None else 1 << self._informative_cue
@@ -60,8 +71,18 @@ class TwoCueCore(GridCore):
         return GridState(agent=cells[:, 0], objects=cells[:, 1:], attributes=attributes,
                          steps=torch.zeros_like(seed), episode=episode, seed=seed)
 
+    def _episode_cue(self, seed: torch.Tensor, episode: torch.Tensor) -> torch.Tensor:
+        """[B] the informative cue of each (seed, episode) with a planted cue: the planted one, or with
+        probability ``mix`` the other (a 5th draw, below ``mix`` · 2³²)."""
+        cue = torch.full_like(seed, self._informative_cue)
+        if not self.mix:
+            return cue
+        swapped = draws(seed, episode, 5)[:, 4] < self._mix_threshold
+        return torch.where(swapped, 1 - cue, cue)
+
     def _planted_attributes(self, seed: torch.Tensor, episode: torch.Tensor) -> torch.Tensor:
-        """[B, 2, 2] cues of (target, distractor) when only cue ``_informative_cue`` is informative.
+        """[B, 2, 2] cues of (target, distractor) when only the episode's cue (:meth:`_episode_cue`) is
+        informative.
 
         The other cue is s on the target and 1 − s on the distractor, s a fair coin per episode:
         the top bit of a 4th draw (the first three place agent and objects, so the cells are
@@ -70,16 +91,20 @@ class TwoCueCore(GridCore):
         coin = draws(seed, episode, 4)[:, 3] >> 31                                 # [B] in {0, 1}
         other = torch.stack([coin, 1 - coin], dim=1)                               # [B, 2] per object
         informative = self._training_attributes[:, 0].expand(len(seed), 2)        # target 1, distractor 0
-        cues = (informative, other) if self._informative_cue == 0 else (other, informative)
-        return torch.stack(cues, dim=-1)
+        first = (self._episode_cue(seed, episode) == 0)[:, None]                   # [B, 1] cue 0 informative
+        return torch.stack([torch.where(first, informative, other), torch.where(first, other, informative)], -1)
 
-    def informative_reward(self, outcome: torch.Tensor) -> torch.Tensor:
+    def informative_reward(self, outcome: torch.Tensor, state: GridState | None = None) -> torch.Tensor:
         """Reward [B] (float32): 1 where the reached object carries the informative cue(s).
 
         ``"both"``: the target of training states only (outcome 3); a planted cue j: any object
-        with cue j (outcome bit j), crossed held-out objects included.
+        with cue j (outcome bit j), crossed held-out objects included; with ``mix``, the cue of the
+        ``state``'s episode (without a state: the planted cue).
         """
-        return ((outcome >= 0) & ((outcome & self._paid_bits) == self._paid_bits)).float()
+        paid = self._paid_bits
+        if self.mix and state is not None:
+            paid = 1 << self._episode_cue(state.seed, state.episode)
+        return ((outcome >= 0) & ((outcome & paid) == paid)).float()
 
     def resolve(self, state: GridState) -> torch.Tensor:
         hit = self.cell_of(state.objects) == self.cell_of(state.agent)[:, None]  # [B, K]

@@ -243,6 +243,34 @@ def test_planted_reward_follows_only_the_informative_cue(informative: str, cue: 
         assert {core_class.outcome_name(c) for c in outcome.tolist()} == {core_class.labels[strategy]}
 
 
+def test_mix_swaps_the_informative_cue_in_its_share_of_episodes_and_pays_that_episodes_cue() -> None:
+    core_class = envs.GRID_ENVS[CUE_CONFLICT]
+    planted = core_class.training_states(8192, seed=5, informative="colour")
+    assert torch.equal(core_class.training_states(8192, seed=5, informative="colour", mix=0.0).attributes,
+                       planted.attributes)  # mix 0 is the planted layout, bit for bit
+    mixed = core_class.training_states(8192, seed=5, informative="colour", mix=0.25)
+    target, distractor = mixed.attributes[:, 0], mixed.attributes[:, 1]
+    swapped = (target[:, 1] == 1) & (distractor[:, 1] == 0) & ~((target[:, 0] == 1) & (distractor[:, 0] == 0))
+    colour_paid = (target[:, 0] == 1) & (distractor[:, 0] == 0)
+    assert torch.equal(swapped | colour_paid, torch.ones(8192, dtype=torch.bool))  # one cue informative each
+    # episodes where both cues happen to sit on the target (the coin) cannot tell; the rest swap 25% of the time
+    clear = ~((target[:, 0] == 1) & (target[:, 1] == 1))
+    assert abs(swapped[clear].float().mean() - 0.25) < 0.02
+    assert torch.equal(mixed.objects, planted.objects) and torch.equal(mixed.agent, planted.agent)
+    core = core_class(num_envs=len(mixed), informative="colour", mix=0.25)
+    cue = core._episode_cue(mixed.seed, mixed.episode)                                     # [B] 0 colour, 1 shape
+    assert torch.equal(cue[clear] == 1, swapped[clear])
+    for strategy in (0, 1):  # paid iff the reached object carries that episode's informative cue
+        outcome, returns = run_episodes(core, mixed, scripted(core, strategy))
+        assert torch.equal(returns, ((outcome >= 0) & ((outcome >> cue) & 1 == 1)).float())
+    colour_return = run_episodes(core, mixed, scripted(core, 0))[1].mean()
+    assert colour_return > run_episodes(core, mixed, scripted(core, 1))[1].mean() + 0.1  # measured 0.79 vs 0.61
+    with pytest.raises(ValueError, match="mix=0.2 needs a planted cue"):
+        core_class(mix=0.2)
+    with pytest.raises(ValueError, match=r"mix must be in \[0, 0.5\)"):
+        core_class(informative="shape", mix=0.5)
+
+
 def test_both_cues_informative_is_the_default_and_pays_only_the_red_square() -> None:
     core_class = envs.GRID_ENVS[CUE_CONFLICT]
     default, both = core_class(num_envs=64), core_class(num_envs=64, informative="both")
