@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from rlbasins.cli import app
-from rlbasins.core.config import ConfigError, ExperimentConfig, load_config, parse_config
+from rlbasins.core.config import (
+    ConfigError,
+    ExperimentConfig,
+    load_config,
+    parse_config,
+    planted_assignment,
+    planted_counts,
+)
 from tests.conftest import tiny_config, write_yaml
 
 runner = CliRunner()
@@ -123,8 +130,17 @@ BAD_PLANTED = {
     "fewer seeds than groups": (planted_config([COLOUR, SHAPE, {"label": "both"}], seeds__count=2), "seeds.count",
                                 "at least the number of env.planted groups (3)"),
     "misspelt group key": (planted_config([COLOUR, {"label": "shape", "kwarg": {}}]), "env.planted[1].kwarg",
-                           "did you mean 'kwargs'? (allowed: label, kwargs)"),
+                           "did you mean 'kwargs'? (allowed: label, kwargs, share)"),
     "empty label": (planted_config([COLOUR, {**SHAPE, "label": ""}]), "env.planted[1].label", "at least 1 character"),
+    "a share in one group only": (planted_config([{**COLOUR, "share": 0.5}, SHAPE]), "env.planted[1].share",
+                                  "a share in every group"),
+    "shares that do not sum to 1": (planted_config([{**COLOUR, "share": 0.5}, {**SHAPE, "share": 0.4}]),
+                                    "env.planted", "shares that sum to 1 (these sum to 0.9)"),
+    "a share too small for the seeds": (planted_config([{**COLOUR, "share": 0.9}, {**SHAPE, "share": 0.1}],
+                                                       seeds__count=4), "env.planted[1].share",
+                                        "share × seeds.count = 0.40 rounds to 0"),
+    "a share above 1": (planted_config([{**COLOUR, "share": 1.5}, {**SHAPE, "share": -0.5}]),
+                        "env.planted[0].share", "less than or equal to 1"),
 }
 
 
@@ -146,6 +162,29 @@ def test_planted_groups_assign_env_kwargs_round_robin() -> None:
     plain = parse_config(tiny_config())
     assert plain.env_kwargs_for(1) == plain.env.kwargs and plain.planted_label(1) is None
     assert parse_config(planted_config([COLOUR, SHAPE])).hash() != parse_config(planted_config([SHAPE, COLOUR])).hash()
+
+
+@settings(max_examples=200, deadline=None)
+@given(weights=st.lists(st.integers(1, 20), min_size=2, max_size=5), count=st.integers(2, 300))
+def test_planted_shares_assign_seeds_in_proportion_interleaved(weights: list[int], count: int) -> None:
+    shares = tuple(w / sum(weights) for w in weights)
+    groups = planted_assignment(shares, count)
+    assert len(groups) == count and planted_assignment(shares, count) == groups  # deterministic
+    counts = [groups.count(g) for g in range(len(shares))]
+    assert counts == planted_counts(shares, count) and sum(counts) == count
+    assert all(abs(n - share * count) < 1 for n, share in zip(counts, shares, strict=True))  # largest remainder
+    for prefix in range(1, count + 1):  # every prefix keeps the shares within one seed a group
+        seen = [groups[:prefix].count(g) for g in range(len(shares))]
+        assert all(abs(n - c * prefix / count) < 1 + 1e-9 for n, c in zip(seen, counts, strict=True))
+
+
+def test_planted_shares_place_a_rare_group_and_keep_round_robin_without_shares() -> None:
+    rare = parse_config(planted_config([{**COLOUR, "share": 46 / 48}, {**SHAPE, "share": 2 / 48}], seeds__count=48))
+    assert [k for k in range(48) if rare.planted_label(k) == "shape"] == [12, 36]
+    assert rare.env_kwargs_for(12) == {"size": 5, "informative": "shape"}
+    halves = parse_config(planted_config([{**COLOUR, "share": 0.5}, {**SHAPE, "share": 0.5}], seeds__count=6))
+    plain = parse_config(planted_config([COLOUR, SHAPE], seeds__count=6))
+    assert [halves.planted_label(k) for k in range(6)] == [plain.planted_label(k) for k in range(6)]
 
 
 def test_hash_ignores_executor_but_not_science() -> None:

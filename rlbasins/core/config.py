@@ -10,6 +10,7 @@ turns it into exit code 2 before anything is written.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -60,6 +61,36 @@ class PlantedGroup(_Strict):
 
     label: str = Field(min_length=1, description="Name of the group, recorded per seed in the manifest.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Overrides of env.kwargs for training.")
+    share: float | None = Field(None, gt=0, le=1, description="Share of the seeds in this group (every group "
+                                "gives one, summing to 1; seeds are assigned in proportion, interleaved). "
+                                "null in every group: round-robin, seed k in group k % len(planted).")
+
+
+def planted_counts(shares: tuple[float, ...], count: int) -> list[int]:
+    """Seeds per planted group: ``count`` split in proportion to ``shares`` by largest remainder (ties to the
+    earlier group)."""
+    exact = [share * count for share in shares]
+    counts = [int(x) for x in exact]
+    by_remainder = sorted(range(len(shares)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in by_remainder[: count - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+@functools.lru_cache(maxsize=64)
+def planted_assignment(shares: tuple[float, ...], count: int) -> tuple[int, ...]:
+    """Each seed index's planted group, :func:`planted_counts` of each, interleaved by smooth weighted
+    round-robin so that every prefix of the seeds keeps the shares as closely as it can (2 of 48: seeds
+    12 and 36). Deterministic: the same shares and count give the same assignment."""
+    counts = planted_counts(shares, count)
+    current = [0] * len(counts)
+    groups = []
+    for _ in range(count):
+        current = [c + n for c, n in zip(current, counts, strict=True)]
+        chosen = max(range(len(counts)), key=lambda i: (current[i], -i))
+        current[chosen] -= count
+        groups.append(chosen)
+    return tuple(groups)
 
 
 class EnvConfig(_Strict):
@@ -67,8 +98,9 @@ class EnvConfig(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to gymnasium.make.")
     num_envs: int = Field(8, gt=0, le=65536, description="Parallel environments per seed.")
     planted: list[PlantedGroup] | None = Field(
-        None, description="Planted basins: seed k trains on {**env.kwargs, **planted[k % len(planted)].kwargs} "
-        "(round-robin over at least 2 groups with unique labels); evaluation and analysis use env.kwargs. "
+        None, description="Planted basins: seed k trains on {**env.kwargs, **planted[g].kwargs}, its group g "
+        "round-robin (g = k % len(planted)) or, with planted[i].share, in proportion to the shares; at least 2 "
+        "groups with unique labels; evaluation and analysis use env.kwargs. "
         "E.g. [{label: colour, kwargs: {informative: colour}}, {label: shape, kwargs: {informative: shape}}] "
         "for CueConflict. null: every seed trains on env.kwargs.")
 
@@ -355,15 +387,25 @@ class ExperimentConfig(_Strict):
     sweep: SweepConfig | None = Field(None, description="Scale and architecture sweep (`rlbasins sweep`); "
                                       "null: none.")
 
+    def planted_group(self, index: int) -> PlantedGroup | None:
+        """Seed ``index``'s planted group (None without ``env.planted``): round-robin, or by the groups'
+        shares (:func:`planted_assignment`)."""
+        planted = self.env.planted
+        if not planted:
+            return None
+        if planted[0].share is None:
+            return planted[index % len(planted)]
+        return planted[planted_assignment(tuple(g.share for g in planted), self.seeds.count)[index]]
+
     def env_kwargs_for(self, index: int) -> dict[str, Any]:
         """The env kwargs seed ``index`` trains with: ``env.kwargs``, updated by its planted group if any."""
-        planted = self.env.planted
-        return {**self.env.kwargs, **(planted[index % len(planted)].kwargs if planted else {})}
+        group = self.planted_group(index)
+        return {**self.env.kwargs, **(group.kwargs if group else {})}
 
     def planted_label(self, index: int) -> str | None:
         """The label of seed ``index``'s planted group (None without ``env.planted``)."""
-        planted = self.env.planted
-        return planted[index % len(planted)].label if planted else None
+        group = self.planted_group(index)
+        return group.label if group else None
 
     @property
     def rollout_size(self) -> int:
@@ -507,7 +549,7 @@ def _semantic_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]
         issues.extend(env_issues)
         if cfg.env.planted and not env_issues:  # each group's kwargs, once the standard env itself is fine
             for i, group in enumerate(cfg.env.planted):
-                issues.extend(_env_issues(cfg.env.id, cfg.env_kwargs_for(i), f"env.planted[{i}].kwargs",
+                issues.extend(_env_issues(cfg.env.id, {**cfg.env.kwargs, **group.kwargs}, f"env.planted[{i}].kwargs",
                                           shown=group.kwargs))
         if cfg.analysis.enabled and cfg.env.id not in HELDOUT_SUITES:
             issues.append(ConfigIssue(
@@ -778,6 +820,23 @@ def _planted_issues(cfg: ExperimentConfig) -> list[ConfigIssue]:
         issues.append(ConfigIssue(path="seeds.count", value=cfg.seeds.count,
                                   expected=f"at least the number of env.planted groups ({len(planted)}), "
                                   "so that every group trains"))
+        return issues
+    shares = [group.share for group in planted]
+    if any(share is None for share in shares) and any(share is not None for share in shares):
+        first = next(i for i, share in enumerate(shares) if share is None)
+        issues.append(ConfigIssue(path=f"env.planted[{first}].share", value=None,
+                                  expected="a share in every group (they sum to 1), or in none (round-robin)"))
+    elif shares[0] is not None:
+        if abs(sum(shares) - 1) > 1e-6:
+            issues.append(ConfigIssue(path="env.planted", value=[g.model_dump() for g in planted],
+                                      expected=f"shares that sum to 1 (these sum to {sum(shares):.6g})"))
+        else:
+            for i, n in enumerate(planted_counts(tuple(shares), cfg.seeds.count)):
+                if n == 0:
+                    issues.append(ConfigIssue(
+                        path=f"env.planted[{i}].share", value=shares[i],
+                        expected=f"at least one of the {cfg.seeds.count} seeds (share × seeds.count = "
+                                 f"{shares[i] * cfg.seeds.count:.2f} rounds to 0): raise the share or seeds.count"))
     return issues
 
 
