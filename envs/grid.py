@@ -94,7 +94,6 @@ class GridState:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
-
 @dataclass
 class Step:
     """What one batched step returns (all [B])."""

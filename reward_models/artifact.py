@@ -42,8 +42,6 @@ def save_reward_model(model: RewardModel, path: Path | str, extra: dict[str, Any
     return card
 
 
-
-
 @dataclass
 class LoadedRewardModel:
     model: RewardModel      # in eval mode, parameters frozen

@@ -23,8 +23,6 @@ def random_probs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray
     return rng.dirichlet(np.ones(shape[-1]), size=shape[:-1])
 
 
-
-
 # --------------------------------------------------------------------------- training length
 
 

@@ -14,8 +14,8 @@ import base64
 import sys
 from pathlib import Path
 
-from rlbasins.report import study_figures
 from rlbasins.core.store import RunDir
+from rlbasins.report import study_figures
 
 
 def main(run_dir: str, prefix: str, out_dir: str = "docs/figures") -> None:

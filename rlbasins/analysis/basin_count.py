@@ -179,8 +179,6 @@ def unseen_estimate(labels: list[int] | np.ndarray, partition: str, bootstrap: i
 # --------------------------------------------------------------------------- resolution
 
 
-
-
 def clusters_at(tree: np.ndarray, heights: np.ndarray | list[float]) -> np.ndarray:
     """Number of clusters of a linkage ``tree`` cut at each height: S − (merges at or below the height)."""
     merges = np.sort(tree[:, 2])

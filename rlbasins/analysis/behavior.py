@@ -87,22 +87,6 @@ def mean_to_others(matrix: np.ndarray) -> np.ndarray:
     return matrix.sum(1) / max(len(matrix) - 1, 1)
 
 
-# --------------------------------------------------------------------------- strategies
-
-
-
-
-
-
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-
-
-
-
 # --------------------------------------------------------------------------- the analysis
 
 
@@ -160,12 +144,6 @@ def _label_summary(outcomes: np.ndarray, labels: tuple[str, str]):
     intervals = [{name: wilson_interval(counts[name][i], outcomes.shape[1]).tolist() for name in counts}
                  for i in range(len(outcomes))]
     return fractions, intervals, counts[labels[0]], counts[labels[1]]
-
-
-
-
-
-
 
 
 def analyze_behavior(run: RunDir, step: int | None = None, show_progress: bool = True,

@@ -135,10 +135,6 @@ class BatchedEnv:
 # --------------------------------------------------------------------------- policies
 
 
-
-
-
-
 class SeedwiseAdam:
     """Adam over stacked parameters with a step count per seed, so masked seeds stay untouched."""
 

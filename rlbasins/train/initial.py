@@ -49,10 +49,6 @@ def ordinary_state_dict(policy: PolicyConfig, init_seed: int, obs_shape: Sequenc
     return (module.ortho_init_() if policy.ortho_init else module).state_dict()
 
 
-
-
-
-
 def _filter_normalized(reference: StateDict, seed: int) -> StateDict:
     """A Gaussian direction with each row of every weight matrix (each filter [in, 3, 3] of a convolution) at
     the norm of that row of ``reference``; biases 0 (Li et al. 2018)."""
