@@ -66,6 +66,18 @@ def test_steering_reaches_k_and_accounts_for_compute(tmp_path: Path) -> None:
     assert c["steering_steps"] == sum(e["last_step"] for e in entries.values())
     assert c["steering_steps"] == c["check_phase_steps"] + c["continue_phase_steps"]
     assert c["seeds_started"] == c["seeds_continued"] + c["seeds_aborted"] + c["seeds_surplus"]
+    # the full bill: the calibration run's training counts too, and the break-even says when that pays
+    spent = sum(e["last_step"] for e in calibration.manifest()["seeds"].values())
+    assert c["calibration_steps"] == spent == 8 * end and c["with_calibration_steps"] == c["steering_steps"] + spent
+    measured = result.baseline["measured"]
+    assert measured["ratio_with_calibration"] == (c["steering_steps"] + spent) / measured["steps"]
+    saving = measured["steps"] - c["steering_steps"]
+    if saving > 0:  # n batches of steering and one calibration cost no more than n batches without steering
+        n = measured["break_even_batches"]
+        assert n * c["steering_steps"] + spent <= n * measured["steps"] < (n - 1) * c["steering_steps"] + spent + \
+            measured["steps"]
+    else:
+        assert measured["break_even_batches"] is None
     # purity and wrong aborts agree with the audited final labels (the planted group decides them)
     continued = [s for s in result.seeds if s["decision"] == "continued"]
     assert result.purity["target_finished"] == sum(s["final_label"] == "shape" for s in continued) >= 3

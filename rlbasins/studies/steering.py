@@ -35,11 +35,14 @@ The study (``rlbasins steer CONFIG``, the config's ``steering`` section):
 
 Compute is counted in env steps per seed: an aborted seed costs the check step, a continued one T
 (its ``last_step`` in the manifest; the sum of the manifest's ``last_step`` equals the total).
-Everything goes to ``analysis/steering.json``; the report draws it (section ``steering``).
+The full bill adds the calibration run's env steps: each baseline gets ``ratio_with_calibration`` and
+``break_even_batches``, the number of steered batches that must share one calibration before steering
+costs less than no steering. Everything goes to ``analysis/steering.json``; the report draws it (section ``steering``).
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -74,6 +77,9 @@ class Calibration:
     """Out-of-fold share of target seeds predicted target (None: too few seeds of a class for 2 folds)."""
     cv_precision: float | None
     cv_folds: int
+    steps: int | None = None
+    """Env steps spent training the calibration run (its seeds' last steps, summed): part of steering's bill.
+    None in results written before it was counted."""
 
 
 class Detector:
@@ -107,8 +113,10 @@ class Detector:
             out_of_fold = cross_validated_predictions(classifier_predictor(features, y), y, splits)
             recall = float(out_of_fold[y].mean())
             precision = float(y[out_of_fold].mean()) if out_of_fold.any() else None
+        spent = sum(entry["last_step"] for entry in calibration.manifest()["seeds"].values())
         self.calibration = Calibration(str(calibration.root), behavior.seeds, float(y.mean()),
-                                       wilson_interval(int(y.sum()), len(y)).tolist(), recall, precision, folds)
+                                       wilson_interval(int(y.sum()), len(y)).tolist(), recall, precision, folds,
+                                       spent)
 
     def _features(self, run: RunDir, seeds: list[int]) -> np.ndarray:
         from rlbasins.core.checkpoints import load_policies
@@ -337,7 +345,8 @@ def _result(cfg: ExperimentConfig, run: RunDir, detector: Detector, labels: dict
                "continue_phase_steps": sum(s["steps"] - check for s in continued),
                "seeds_started": n, "seeds_continued": len(continued), "seeds_aborted": len(aborted),
                "seeds_surplus": sum(s["decision"] == "surplus" for s in seeds),
-               "steps_per_seed": end, "check_step": check}
+               "steps_per_seed": end, "check_step": check, "calibration_steps": detector.calibration.steps,
+               "with_calibration_steps": total + detector.calibration.steps}
     purity = {"target_finished": hits, "continued": len(continued),
               "value": hits / len(continued) if continued else None, "ci": _interval(hits, len(continued))}
     wrong = None
@@ -359,7 +368,28 @@ def _result(cfg: ExperimentConfig, run: RunDir, detector: Detector, labels: dict
 
 def _baseline(seeds: list[dict[str, Any]], target: str, k: int, end: int, steering: int, audited: bool,
               calibration: Calibration) -> dict[str, Any]:
-    """No steering on the same seed indices (measured with the audit), and its expectation K/p·T."""
+    """No steering on the same seed indices (measured with the audit), and its expectation K/p·T; each with
+    the full bill (:func:`_full_bill`)."""
+    out = _baselines(seeds, target, k, end, steering, audited, calibration)
+    for entry in out.values():
+        if entry is not None:
+            entry.update(_full_bill(steering, calibration.steps, entry["steps"]))
+    return out
+
+
+def _full_bill(steering: int, calibration: int, baseline: float | None) -> dict[str, Any]:
+    """Steering's ratio to ``baseline`` with the calibration run's compute counted, and the break-even: how
+    many steered batches must share one calibration before steering costs less than no steering
+    (ceil(calibration / (baseline − steering)); None where steering alone costs at least the baseline)."""
+    if not baseline:
+        return {"ratio_with_calibration": None, "break_even_batches": None}
+    saving = baseline - steering
+    return {"ratio_with_calibration": (steering + calibration) / baseline,
+            "break_even_batches": math.ceil(calibration / saving) if saving > 0 else None}
+
+
+def _baselines(seeds: list[dict[str, Any]], target: str, k: int, end: int, steering: int, audited: bool,
+               calibration: Calibration) -> dict[str, Any]:
     out: dict[str, Any] = {"measured": None}
     if audited:
         is_target = [s["final_label"] == target for s in seeds]
