@@ -86,16 +86,24 @@ def _train(cfg: ExperimentConfig, runs_dir: Path, resume: bool, overwrite: bool,
     return run
 
 
+def _ari(agreement) -> str:
+    """An :class:`~rlbasins.analysis.basins.Agreement` as the summary line shows it."""
+    return agreement.undefined if agreement.ari is None else f"{agreement.ari:.2f}"
+
+
 def _analyze(run: RunDir, progress: bool, step: int | None = None) -> None:
     from rlbasins.analysis.pipeline import analyze_run
 
     summary = analyze_run(run, step=step, show_progress=progress)
     basins = f"{summary.behavior_k} behavioural basin{'s' * (summary.behavior_k != 1)}"
     weights = f"{summary.weight_k} in weight space (aligned barriers)" if summary.weight_k else ""
-    agreement = f", agreement ARI {summary.agreement_ari:.2f}" if summary.agreement_ari is not None else ""
-    planted = "".join(f", planted-truth ARI ({name}) {value:.2f}"
+    agreement = f", agreement ARI {_ari(summary.agreement)}"
+    planted = "".join(f", planted-truth ARI ({name}) {_ari(value)}"
                       for name, value in (summary.planted_ari or {}).items())
     verdict = f"; held-out preferences: {summary.verdict}" if summary.verdict else ""
+    if summary.outliers:
+        basins += f" and {len(summary.outliers)} outlier seed{'s' * (len(summary.outliers) != 1)} " \
+                  f"({', '.join(map(str, summary.outliers))})"
     out.print(f"analysed {summary.n_seeds} seeds: {basins}, {weights}{agreement}{planted}{verdict} "
               f"→ {run.analysis_dir}", highlight=False)
     _print_study("early detection", summary.early, lambda early: (

@@ -32,7 +32,8 @@ def test_planted_clusters_are_recovered_with_their_number(method: str, seed: int
     distances, truth = _blobs([(0, 0), (4, 0), (0, 4)][:n_basins], per=12, seed=seed)
     found = basins.CLUSTERERS[method](distances)
     assert found.k == n_basins
-    assert basins.ari_with_ci(truth.tolist(), found.labels)["ari"] == 1.0
+    agreement = basins.ari_with_ci(truth.tolist(), found.labels)
+    assert agreement.ari == 1.0 if n_basins > 1 else agreement.undefined == basins.ONE_BASIN
 
 
 def test_basins_are_described_by_size_share_label_and_medoid() -> None:
@@ -51,7 +52,24 @@ def test_agreement_ci_contains_the_point_estimate() -> None:
     a = [0] * 10 + [1] * 10
     b = [0] * 9 + [1] * 11
     result = basins.ari_with_ci(a, b, resamples=200)
-    assert result["low"] <= result["ari"] <= result["high"] and 0.5 < result["ari"] < 1
+    assert result.low <= result.ari <= result.high and 0.5 < result.ari < 1 and result.undefined is None
+
+
+@pytest.mark.parametrize("one", [[0] * 20, [1] * 20])
+def test_agreement_with_a_single_basin_is_not_defined_rather_than_perfect(one: list[int]) -> None:
+    # Two single-basin partitions have ARI 1.00 by convention: that is not evidence that two views agree.
+    assert basins.ari_with_ci(one, one) == basins.Agreement(None, None, None, basins.ONE_BASIN)
+    assert basins.ari_with_ci(one, [0] * 10 + [1] * 10).undefined == basins.ONE_BASIN
+
+
+def test_stability_of_one_basin_gives_the_share_of_resamples_with_one_basin_and_no_ari() -> None:
+    distances, _ = _blobs([(0, 0)], per=12, seed=3)
+    reference = basins.spectral_basins(distances)
+    result = basins.stability(lambda idx: distances, reference, n_states=10, resamples=5)
+    assert reference.k == 1 and result.same_k == 1.0 and result.mean_ari is None and result.undefined
+    two, _ = _blobs([(0, 0), (4, 0)], per=6, seed=3)
+    split = basins.stability(lambda idx: two, basins.spectral_basins(two), n_states=10, resamples=5)
+    assert split.mean_ari == 1.0 and split.same_k == 1.0 and split.undefined is None
 
 
 def test_preference_test_tells_basins_from_one_shared_strategy() -> None:

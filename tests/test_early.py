@@ -16,6 +16,7 @@ from rlbasins.analysis.early import (
     classifier_predictor,
     cross_validated_predictions,
     medoid_predictor,
+    sign_predictor,
 )
 from rlbasins.core.policy import ActorCritic
 
@@ -52,6 +53,19 @@ def test_a_feature_that_encodes_the_basin_scores_one_and_noise_scores_near_chanc
     assert balanced_accuracy(y, perfect) == 1.0
     assert 0.3 <= balanced_accuracy(y, chance) <= 0.7
     assert _stratified_bootstrap(y, perfect, 200, 0) == [1.0, 1.0]
+
+
+def test_the_naive_baseline_maps_the_sign_of_the_lean_to_the_final_class_its_fold_saw() -> None:
+    y = np.repeat([0, 1], 12)
+    lean = np.where(y == 1, -0.4, 0.3)            # class 1 leans to strategy B, class 0 to strategy A
+    assert balanced_accuracy(y, cross_validated_predictions(sign_predictor(lean, y), y, splits_for(y))) == 1.0
+    flipped = cross_validated_predictions(sign_predictor(-lean, y), y, splits_for(y))  # only the mapping is learnt
+    assert balanced_accuracy(y, flipped) == 1.0
+    undecided = cross_validated_predictions(sign_predictor(np.zeros(len(y)), y), y, splits_for(y))
+    assert balanced_accuracy(y, undecided) == 0.5   # no lean yet: every seed gets the fold's majority class
+    # a sign the training fold never saw gets the training fold's majority class
+    predict = sign_predictor(np.array([0.2, -0.5, -0.1, 0.0, 0.7]), np.array([0, 1, 1, 0, 0]))
+    assert predict(np.array([0, 1, 2]), np.array([3, 4])).tolist() == [1, 0]
 
 
 def test_the_target_is_the_basin_when_there_are_two_and_else_the_dominant_strategy() -> None:

@@ -27,13 +27,7 @@ from rlbasins.train import train_experiment
 CUE = "rlbasins/CueConflict-v0"
 
 
-
-
-
-
 # --------------------------------------------------------------------------- the pipeline on a trained run
-
-
 
 
 def test_aligned_barriers_are_lower_than_naive_ones_on_trained_pairs(trained: RunDir) -> None:
@@ -57,7 +51,8 @@ def test_analyze_writes_basins_connectivity_and_tables(trained: RunDir) -> None:
     assert found["seeds"] == list(range(5))
     assert len(found["behaviour"]["clustering"]["labels"]) == 5
     assert sum(b["size"] for b in found["behaviour"]["basins"]) == 5
-    assert 0 <= found["behaviour"]["stability"]["mean_ari"] <= 1
+    stability = found["behaviour"]["stability"]
+    assert 0 <= stability["same_k"] <= 1 and (stability["mean_ari"] is None or 0 <= stability["mean_ari"] <= 1)
     for variant in ("naive", "aligned", "aligned_repair"):
         matrix = np.array(conn["matrices"][variant]["loss"])
         assert matrix.shape == (5, 5) and np.allclose(matrix, matrix.T) and np.all(np.diag(matrix) == 0)
@@ -99,6 +94,26 @@ def test_beyond_max_pairwise_seeds_are_compared_to_the_basin_medoids(trained: Ru
         assert np.isfinite(matrix[i, j]) == (i == j or i in medoids or j in medoids)
     assert found["weights"]["clustering"]["method"] == "nearest medoid"
     assert summary.weight_k == len(medoids)
+    # nearest medoids are not a clustering of the barriers: no ARI for them
+    assert found["agreement"] == {"ari": None, "low": None, "high": None, "undefined": basins.NEAREST_MEDOID}
+    assert summary.agreement.undefined == basins.NEAREST_MEDOID
+
+
+def test_one_basin_gives_no_agreement_or_stability_ari(trained: RunDir) -> None:
+    from rlbasins.report import write_report
+
+    analyze_run(trained, show_progress=False)
+    found = json.loads((trained.analysis_dir / "basins.json").read_text())
+    k = found["behaviour"]["clustering"]["k"]
+    stability = found["behaviour"]["stability"]
+    assert 0 <= stability["same_k"] <= 1
+    page = write_report(trained).read_text()
+    if k == 1:  # five seeds of the standard CueConflict: measured one basin
+        assert stability["mean_ari"] is None and stability["undefined"] == basins.ONE_BASIN
+        assert found["agreement"]["ari"] is None and found["agreement"]["undefined"] == basins.ONE_BASIN
+        assert "ARI not defined (one basin)" in page and "1.00</b>agreement" not in page
+    else:
+        assert stability["mean_ari"] is not None and "stability under resampled" in page
 
 
 # --------------------------------------------------------------------------- both studies on a planted run

@@ -41,7 +41,7 @@ def test_planted_basins_are_followed_and_recovered(tmp_path: Path) -> None:
     assert len(colour) == len(shape) == 4, planted
     assert min(colour) >= 0.8 and max(shape) <= 0.2, (colour, shape)
     assert min(behavior.train_return) >= 0.7, behavior.train_return  # and they solve the standard training task
-    assert summary.planted_ari["behaviour"] >= 0.9 and summary.planted_ari["weights"] >= 0.9, summary
+    assert summary.planted_ari["behaviour"].ari >= 0.9 and summary.planted_ari["weights"].ari >= 0.9, summary
     found = read_json(run.analysis_dir / "basins.json")
     assert found["behaviour"]["clustering"]["k"] == found["weights"]["clustering"]["k"] == 2
     assert {b["label"] for b in found["behaviour"]["basins"]} == {"colour", "shape"}
@@ -55,3 +55,7 @@ def test_planted_basins_are_followed_and_recovered(tmp_path: Path) -> None:
     accuracy = curves["behaviour"]["balanced_accuracy"]
     assert accuracy[-1] == 1.0 and accuracy[0] < 1.0, accuracy
     assert curves["behaviour"]["first_reaching"] is not None
+    # the naive baseline (the sign of the logged held-out share) sees the planted groups too: they commit early
+    baseline = early["baseline"]
+    assert early["baseline_skipped"] is None and baseline["name"] == "naive"
+    assert len(baseline["balanced_accuracy"]) == len(early["steps"]) and baseline["balanced_accuracy"][-1] >= 0.9

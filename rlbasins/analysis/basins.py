@@ -9,8 +9,9 @@
   structure weak and possibly artificial — a single Gaussian blob often scores 0.3–0.47); splits that
   leave a cluster of one seed are not considered.
 - :func:`ari_with_ci`: agreement between two clusterings (adjusted Rand index) with a bootstrap
-  CI over seeds; :func:`stability`: how often the clustering survives resampling the held-out
-  states; :func:`describe_basins`: size, share with CI, majority label and example seeds.
+  CI over seeds, not defined where either is one basin; :func:`stability`: how often the clustering
+  survives resampling the held-out states; :func:`describe_basins`: size, share with CI, majority
+  label and example seeds.
 - :class:`BasinsResult`: ``analysis/basins.json``, both kinds of basins of a run and their agreement.
 """
 
@@ -26,6 +27,7 @@ from scipy.cluster.hierarchy import fcluster
 from sklearn.cluster import SpectralClustering
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
+from rlbasins.analysis.outliers import OutlierTest
 from rlbasins.core.results import Result
 from rlbasins.core.stats import average_linkage, wilson_interval
 
@@ -116,30 +118,70 @@ CLUSTERERS: dict[str, Callable[..., Clustering]] = {"spectral": spectral_basins,
                                                      "agglomerative": agglomerative_basins}
 
 
-def ari_with_ci(a: list[int], b: list[int], resamples: int = 1000, seed: int = 0) -> dict[str, float]:
-    """Adjusted Rand index of two clusterings of the same seeds, with a 95% percentile bootstrap CI
-    over seeds (resampled with replacement)."""
+ONE_BASIN = "not defined (one basin)"
+"""Why an ARI is not given: a partition into one basin agrees with anything or nothing by convention."""
+NEAREST_MEDOID = "not defined (weight basins are each seed's nearest behavioural medoid, not a clustering)"
+"""Why the weight-space ARIs are not given beyond ``max_pairwise`` seeds."""
+
+
+@dataclass
+class Agreement:
+    """Adjusted Rand index of two partitions of the same seeds, with a 95% percentile bootstrap CI over seeds;
+    all three None, and ``undefined`` saying why, where an ARI would not mean agreement."""
+
+    ari: float | None
+    low: float | None
+    high: float | None
+    undefined: str | None = None
+
+    @classmethod
+    def not_defined(cls, why: str) -> Agreement:
+        return cls(None, None, None, why)
+
+
+def ari_with_ci(a: list[int], b: list[int], resamples: int = 1000, seed: int = 0) -> Agreement:
+    """The :class:`Agreement` of two clusterings of the same seeds (seeds resampled with replacement for
+    the CI); not defined when either is a single basin (ARI would print 1.00 for two single basins)."""
     a, b = np.asarray(a), np.asarray(b)
+    if len(np.unique(a)) < 2 or len(np.unique(b)) < 2:
+        return Agreement.not_defined(ONE_BASIN)
     rng = np.random.default_rng(seed)
     draws = [adjusted_rand_score(a[idx], b[idx]) for idx in rng.integers(len(a), size=(resamples, len(a)))]
     low, high = np.percentile(draws, [2.5, 97.5])
-    return {"ari": float(adjusted_rand_score(a, b)), "low": float(low), "high": float(high)}
+    return Agreement(float(adjusted_rand_score(a, b)), float(low), float(high))
+
+
+@dataclass
+class Stability:
+    """How a clustering survives bootstrap resamples of the held-out states: ``same_k``, the share of the
+    resamples clustered into as many basins as the reference; and the ARI with the reference, mean and 95%
+    interval (None, with ``undefined``, when the reference is one basin)."""
+
+    mean_ari: float | None
+    low: float | None
+    high: float | None
+    resamples: int
+    same_k: float | None = None
+    """None in files written before it was measured."""
+    undefined: str | None = None
 
 
 def stability(distance_of: Callable[[np.ndarray], np.ndarray], reference: Clustering, n_states: int,
-              resamples: int = 50, seed: int = 0) -> dict[str, float]:
-    """ARI between ``reference`` and the clustering (same method, k chosen afresh) of the distance
-    matrix recomputed on bootstrap resamples of the held-out states: mean and 95% interval.
+              resamples: int = 50, seed: int = 0) -> Stability:
+    """Recluster (same method, k chosen afresh) the distance matrix recomputed on bootstrap resamples of the
+    held-out states, and compare with ``reference``: see :class:`Stability`.
 
     ``distance_of(state_indices [n_states]) → [S, S]``.
     """
     rng = np.random.default_rng(seed)
-    scores = []
-    for _ in range(resamples):
-        redone = CLUSTERERS[reference.method](distance_of(rng.integers(n_states, size=n_states)))
-        scores.append(adjusted_rand_score(reference.labels, redone.labels))
+    redone = [CLUSTERERS[reference.method](distance_of(rng.integers(n_states, size=n_states)))
+              for _ in range(resamples)]
+    same_k = float(np.mean([c.k == reference.k for c in redone]))
+    if reference.k < 2:
+        return Stability(None, None, None, resamples, same_k, ONE_BASIN)
+    scores = [adjusted_rand_score(reference.labels, c.labels) for c in redone]
     low, high = np.percentile(scores, [2.5, 97.5])
-    return {"mean_ari": float(np.mean(scores)), "low": float(low), "high": float(high), "resamples": resamples}
+    return Stability(float(np.mean(scores)), float(low), float(high), resamples, same_k)
 
 
 def medoids(distances: np.ndarray, labels: list[int]) -> list[int]:
@@ -198,15 +240,17 @@ def weight_basins(barrier: np.ndarray, seeds: list[int], seed_labels: list[str] 
     return Clustering("nearest medoid", len(anchors), nearest.tolist(), "behavioural medoids", []), None
 
 
-def planted_agreement(planted: list[str | None], behavior_labels: list[int], weight_labels: list[int],
-                      seed: int = 0) -> dict[str, dict[str, float]] | None:
-    """ARI (with CI) of the behavioural and the weight-space basins with the planted groups; None unless
-    every seed was planted."""
+def planted_agreement(planted: list[str | None], behavior_labels: list[int], weight_labels: list[int] | None,
+                      seed: int = 0) -> dict[str, Agreement] | None:
+    """The :class:`Agreement` of the behavioural (``behaviour``) and the weight-space (``weights``) basins with
+    the planted groups; None unless every seed was planted. ``weight_labels`` None: the weight basins are
+    nearest medoids, and get no ARI."""
     if any(label is None for label in planted):
         return None
     codes = [sorted(set(planted)).index(label) for label in planted]
     return {"behaviour": ari_with_ci(codes, behavior_labels, seed=seed),
-            "weights": ari_with_ci(codes, weight_labels, seed=seed)}
+            "weights": ari_with_ci(codes, weight_labels, seed=seed) if weight_labels is not None
+            else Agreement.not_defined(NEAREST_MEDOID)}
 
 
 @dataclass
@@ -216,8 +260,9 @@ class BehaviorBasins:
     distance: str
     clustering: Clustering
     basins: list[Basin]
-    stability: dict[str, float]
-    """ARI with the clustering of bootstrap-resampled held-out states (:func:`stability`)."""
+    stability: Stability
+    outliers: OutlierTest | None = None
+    """Seeds that belong to no basin (:mod:`~rlbasins.analysis.outliers`); None in files written before."""
 
 
 @dataclass
@@ -241,10 +286,10 @@ class BasinsResult(Result):
     """Each seed's planted group (only when every seed was planted)."""
     behavior: BehaviorBasins
     weights: WeightBasins
-    agreement: dict[str, float]
-    """ARI of the behavioural and the weight-space basins: ``ari``, ``low``, ``high``."""
-    planted_ari: dict[str, dict[str, float]] | None
-    """``behaviour`` and ``weights``: each one's ARI (with CI) with the planted groups."""
+    agreement: Agreement
+    """Of the behavioural and the weight-space basins."""
+    planted_ari: dict[str, Agreement] | None
+    """``behaviour`` and ``weights``: each one's agreement with the planted groups."""
     preference_verdict: str | None
     seconds: dict[str, float]
     """Wall-clock seconds per analysis stage."""

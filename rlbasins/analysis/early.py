@@ -20,6 +20,12 @@ Detectors:
 
 The classifier of ``behaviour`` and ``noise`` is a class-balanced logistic regression on
 standardised features (scikit-learn).
+
+Beside them, always, the **baseline** every detector has to beat (envs with two named strategies):
+``naive``, the sign of the seed's held-out strategy share so far — the greedy-move shares that the
+training-time monitor logged at the checkpoint (``heldout/share_<label>`` in TensorBoard), mapped to
+the final class the training fold's seeds of the same sign mostly end in. A detector counts as better
+only where its interval clears the baseline's: ``first_beating_baseline``.
 The score is balanced accuracy (chance = 1/B) with a 95% percentile bootstrap CI over seeds,
 resampled within each class. :func:`early_detection` also names, per detector, the first training
 fraction at which the balanced accuracy reaches the threshold (default 0.9) — and the first at
@@ -43,6 +49,7 @@ from rlbasins.analysis import align, basins
 from rlbasins.analysis.align import StateDict
 from rlbasins.core.checkpoints import load_policies
 from rlbasins.core.config import EarlyDetectionConfig
+from rlbasins.core.logs import read_scalars, share_tag
 from rlbasins.core.progress import task_progress
 from rlbasins.core.results import Result
 from rlbasins.core.rollouts import action_probs, stack_state_dicts
@@ -53,6 +60,8 @@ DETECTORS = {
     "weights": "nearest final class medoid by aligned weight distance",
     "noise": "classifier on action distributions on out-of-distribution noise inputs",
 }
+BASELINE = "naive"
+BASELINE_DESCRIPTION = "baseline: the sign of the held-out strategy share so far"
 
 
 @dataclass
@@ -70,6 +79,9 @@ class DetectorCurve:
     """First training fraction whose balanced accuracy is ≥ the threshold (None: never)."""
     first_confident: float | None
     """First training fraction whose CI lower end is ≥ the threshold (None: never)."""
+    first_beating_baseline: float | None = None
+    """First training fraction whose CI lower end is above the baseline's CI upper end (None: never, or no
+    baseline)."""
 
 
 @dataclass
@@ -91,6 +103,10 @@ class EarlyDetection(Result):
     detectors: list[DetectorCurve]
     skipped: str | None = None
     """Why nothing was measured (one basin, too few checkpoints or seeds); then the lists are empty."""
+    baseline: DetectorCurve | None = None
+    """The ``naive`` detector (see the module docstring); None where the env names no strategies or the
+    checkpoints have no held-out shares logged (``baseline_skipped`` says which)."""
+    baseline_skipped: str | None = None
 
 
 def _stratified_bootstrap(y: np.ndarray, predicted: np.ndarray, resamples: int, seed: int) -> list[float]:
@@ -155,6 +171,35 @@ def medoid_predictor(checkpoints: list[StateDict], finals: list[StateDict], dist
     return predict
 
 
+def sign_predictor(lean: np.ndarray, y: np.ndarray) -> FoldPredictor:
+    """The ``naive`` baseline: each test seed gets the final class most of the training seeds with the same
+    sign of ``lean`` [S] (share of strategy A − share of strategy B) end in; a sign no training seed has
+    gets the training seeds' most common class (ties: the lower class)."""
+    signs = np.sign(lean)
+
+    def predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        overall = np.bincount(y[train]).argmax()
+        table = {s: np.bincount(y[train][signs[train] == s]).argmax() for s in np.unique(signs[train])}
+        return np.array([table.get(signs[i], overall) for i in test])
+    return predict
+
+
+def logged_leans(run: RunDir, seeds: list[int], labels: list[str], steps: list[int]) -> np.ndarray | None:
+    """[T, S] share of ``labels[0]`` − share of ``labels[1]`` that the training-time monitor logged at each
+    of ``steps`` (``heldout/share_<label>``); None if a seed lacks one of them."""
+    leans = np.empty((len(steps), len(seeds)))
+    for i, k in enumerate(seeds):
+        scalars = read_scalars(run.tb_dir / f"seed_{k}")
+        curves = [scalars.get(share_tag(label)) for label in labels[:2]]
+        if any(c is None for c in curves):
+            return None
+        by_step = [dict(zip(c[0].tolist(), c[1].tolist(), strict=True)) for c in curves]
+        if any(step not in by_step[0] or step not in by_step[1] for step in steps):
+            return None
+        leans[:, i] = [by_step[0][step] - by_step[1][step] for step in steps]
+    return leans
+
+
 def choose_target(kind: str, basin_labels: list[int], strategy_labels: list[str] | None
                   ) -> tuple[str, list[str], list[int]]:
     """What early detection predicts: (``basin`` or ``strategy``, class names [C], each seed's class [S]).
@@ -172,8 +217,9 @@ def choose_target(kind: str, basin_labels: list[int], strategy_labels: list[str]
 def early_detection(run: RunDir, seeds: list[int], final_step: int, target: str, class_names: list[str],
                     final_classes: list[int], distances: np.ndarray, heldout_obs: torch.Tensor,
                     noise_obs: torch.Tensor, settings: EarlyDetectionConfig, seed: int = 0,
-                    show_progress: bool = True) -> EarlyDetection:
-    """Score every detector of ``settings`` at every checkpoint step up to ``final_step`` all ``seeds`` have.
+                    show_progress: bool = True, labels: list[str] | None = None) -> EarlyDetection:
+    """Score every detector of ``settings`` at every checkpoint step up to ``final_step`` all ``seeds`` have,
+    and the ``naive`` baseline where the env names strategies (``labels``: the first two).
 
     target, class_names, final_classes: what is predicted (:func:`choose_target`); distances: [S, S]
     the behavioural distance the basins were clustered on (for the medoids); heldout_obs [N, ...] and
@@ -220,12 +266,32 @@ def early_detection(run: RunDir, seeds: list[int], final_step: int, target: str,
                                      _stratified_bootstrap(y, predicted, settings.resamples, seed), predicted))
             advance()
 
-    curves = []
-    for name, per_step in scores.items():
-        accuracy = [a for a, _, _ in per_step]
-        ci = [c for _, c, _ in per_step]
-        curves.append(DetectorCurve(name, DETECTORS[name], accuracy, ci, [p.tolist() for _, _, p in per_step],
-                                    _first_fraction(accuracy, fractions, settings.threshold),
-                                    _first_fraction([low for low, _ in ci], fractions, settings.threshold)))
+    baseline, baseline_skipped = None, "the env names no strategies"
+    if labels:
+        leans = logged_leans(run, kept_seeds, labels, steps)
+        baseline_skipped = None if leans is not None else "no held-out shares logged at every checkpoint"
+        if leans is not None:
+            per_step = []
+            for lean in leans:
+                predicted = cross_validated_predictions(sign_predictor(lean, y), y, splits)
+                per_step.append((float(balanced_accuracy_score(y, predicted)),
+                                 _stratified_bootstrap(y, predicted, settings.resamples, seed), predicted))
+            baseline = _curve(BASELINE, BASELINE_DESCRIPTION, per_step, fractions, settings.threshold)
+    curves = [_curve(name, DETECTORS[name], per_step, fractions, settings.threshold, baseline)
+              for name, per_step in scores.items()]
     return EarlyDetection(kept_seeds, target, class_names, y.tolist(), steps, fractions, n_classes, 1 / n_classes,
-                          folds, settings.threshold, curves)
+                          folds, settings.threshold, curves, baseline=baseline, baseline_skipped=baseline_skipped)
+
+
+def _curve(name: str, description: str, per_step: list[tuple[float, list[float], np.ndarray]],
+           fractions: list[float], threshold: float, baseline: DetectorCurve | None = None) -> DetectorCurve:
+    """A detector's :class:`DetectorCurve` from its (balanced accuracy, CI, predictions) per step."""
+    accuracy = [a for a, _, _ in per_step]
+    ci = [c for _, c, _ in per_step]
+    beating = None
+    if baseline is not None:
+        clears = [low > base_high for (low, _), (_, base_high) in zip(ci, baseline.ci, strict=True)]
+        beating = next((f for f, c in zip(fractions, clears, strict=True) if c), None)
+    return DetectorCurve(name, description, accuracy, ci, [p.tolist() for _, _, p in per_step],
+                         _first_fraction(accuracy, fractions, threshold),
+                         _first_fraction([low for low, _ in ci], fractions, threshold), beating)

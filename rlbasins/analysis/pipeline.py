@@ -5,7 +5,8 @@ left on a :class:`RunAnalysis` and is timed under its name:
 
 1. behaviour of every seed on held-out states (:mod:`~rlbasins.analysis.behavior`);
 2. behavioural basins: clustering of the total-variation matrix, with stability under
-   resampling of the held-out states (:mod:`~rlbasins.analysis.basins`);
+   resampling of the held-out states (:mod:`~rlbasins.analysis.basins`), and the seeds that belong to
+   none of them (:mod:`~rlbasins.analysis.outliers`);
 3. the optional studies that need only the behaviour, each written to its own file:
    early detection (:mod:`~rlbasins.analysis.early`), training length
    (:mod:`~rlbasins.analysis.training_length`), basin count (:mod:`~rlbasins.analysis.basin_count`),
@@ -40,6 +41,7 @@ from rlbasins.analysis.basin_count import BasinCount, basin_count
 from rlbasins.analysis.behavior import BehaviorResult, analyze_behavior, total_variation_matrix
 from rlbasins.analysis.early import EarlyDetection, choose_target, early_detection
 from rlbasins.analysis.init_map import InitMap, init_map
+from rlbasins.analysis.outliers import OutlierTest, outlier_test
 from rlbasins.analysis.seed_factors import SeedFactorStudy, seed_factor_study
 from rlbasins.analysis.training_length import BasinTrajectory, basin_trajectory
 from rlbasins.core.checkpoints import load_policies
@@ -57,8 +59,9 @@ class AnalysisSummary:
     n_seeds: int
     behavior_k: int
     weight_k: int | None
-    agreement_ari: float | None
-    planted_ari: dict[str, float] | None
+    agreement: basins.Agreement
+    """Of the behavioural and the weight-space basins."""
+    planted_ari: dict[str, basins.Agreement] | None
     verdict: str | None
     early: EarlyDetection | None
     seconds: dict[str, float]
@@ -67,6 +70,8 @@ class AnalysisSummary:
     basin_count: BasinCount | None = None
     init_map: InitMap | None = None
     seed_factors: SeedFactorStudy | None = None
+    outliers: list[int] | None = None
+    """Seeds named as outliers of their behavioural basin (:mod:`~rlbasins.analysis.outliers`)."""
 
 
 @dataclass
@@ -86,8 +91,9 @@ class RunAnalysis:
     tv: np.ndarray | None = None                # [S, S] total variation between the seeds' held-out behaviour
     probs: torch.Tensor | None = None           # [S, N, A] held-out action distributions
     behavior_clusters: basins.Clustering | None = None
-    stability: dict[str, Any] | None = None
+    stability: basins.Stability | None = None
     behavior_basins: list[basins.Basin] | None = None
+    outliers: OutlierTest | None = None
     studies: dict[str, Any] = field(default_factory=dict)
     """The optional studies' results by file name (``early``, ``trajectory``, …); None when off."""
     template: Any = None
@@ -133,6 +139,7 @@ def _behavior_basins(a: RunAnalysis) -> None:
     a.stability = basins.stability(lambda idx: total_variation_matrix(a.probs[:, idx]).numpy(), a.behavior_clusters,
                                    a.probs.shape[1], resamples=settings.resamples, seed=a.cfg.seed)
     a.behavior_basins = basins.describe_basins(a.behavior_clusters, a.seeds, a.tv, a.behavior.dominant_labels())
+    a.outliers = outlier_test(a.tv, a.behavior_clusters.labels, a.seeds)
 
 
 def _final_step(a: RunAnalysis) -> int:
@@ -142,7 +149,7 @@ def _final_step(a: RunAnalysis) -> int:
 def _early(a: RunAnalysis) -> EarlyDetection:
     target = choose_target(a.settings.early.target, a.behavior_clusters.labels, a.behavior.preferred_strategies())
     return early_detection(a.run, a.seeds, _final_step(a), *target, a.tv, a.heldout_obs, a.noise_obs,
-                           a.settings.early, seed=a.cfg.seed, show_progress=a.show_progress)
+                           a.settings.early, seed=a.cfg.seed, show_progress=a.show_progress, labels=a.behavior.labels)
 
 
 def _training_length(a: RunAnalysis) -> BasinTrajectory:
@@ -244,22 +251,24 @@ def _run_stage(a: RunAnalysis, stage: Stage) -> None:
 def _write_basins(a: RunAnalysis) -> AnalysisSummary:
     """``basins.json`` (both kinds of basins, their agreement, the planted truth's) and ``basins.csv``."""
     seeds, metric = a.seeds, a.barrier_study.barrier_metric
-    agreement = basins.ari_with_ci(a.behavior_clusters.labels, a.weight_clusters.labels, seed=a.cfg.seed)
+    clustered = a.weight_clusters.labels if a.barrier_study.pairwise else None  # else nearest medoids: no ARI
+    agreement = basins.ari_with_ci(a.behavior_clusters.labels, clustered, seed=a.cfg.seed) if clustered \
+        else basins.Agreement.not_defined(basins.NEAREST_MEDOID)
     planted = [a.manifest["seeds"][str(k)].get("planted") for k in seeds]
-    planted_ari = basins.planted_agreement(planted, a.behavior_clusters.labels, a.weight_clusters.labels, a.cfg.seed)
+    planted_ari = basins.planted_agreement(planted, a.behavior_clusters.labels, clustered, a.cfg.seed)
     found = basins.BasinsResult(
         seeds, planted if planted_ari else None,
         basins.BehaviorBasins("total variation on held-out states", a.behavior_clusters, a.behavior_basins,
-                              a.stability),
+                              a.stability, a.outliers),
         basins.WeightBasins(f"aligned {metric} barrier", a.weight_clusters, a.weight_basins),
         agreement, planted_ari, a.behavior.preference_greedy.verdict if a.behavior.preference_greedy else None,
         a.seconds)
     found.save(a.run.analysis_dir / "basins.json")
     _write_basin_table(a.run, seeds, a.behavior_clusters, a.weight_clusters, planted, a.behavior)
-    return AnalysisSummary(len(seeds), a.behavior_clusters.k, a.weight_clusters.k, agreement["ari"],
-                           {k: v["ari"] for k, v in planted_ari.items()} if planted_ari else None,
+    return AnalysisSummary(len(seeds), a.behavior_clusters.k, a.weight_clusters.k, agreement, planted_ari,
                            found.preference_verdict, a.studies["early"], a.seconds, a.studies["trajectory"],
-                           a.studies["basin_count"], a.studies["init_map"], a.studies["seed_factors"])
+                           a.studies["basin_count"], a.studies["init_map"], a.studies["seed_factors"],
+                           [o.seed for o in a.outliers.outliers])
 
 
 def _seed_factors(cfg: ExperimentConfig, manifest: dict[str, Any], behavior: BehaviorResult,

@@ -217,8 +217,6 @@ def seed_embedding(matrix: np.ndarray, seeds: list[int], behavior: list[int], we
     return to_data_uri(fig)
 
 
-
-
 def basin_disagreement(images: list[np.ndarray], basin_probs: np.ndarray, names: list[str],
                        actions: list[str]) -> str:
     """Held-out states (drawn) where basins act most differently, each with every basin's mean action
@@ -251,6 +249,11 @@ def early_detection(early: EarlyDetection) -> str:
                 label=f"{detector.name}: {detector.description} "
                       f"(≥ {early.threshold:.0%} from {first:.0%})" if first is not None else
                       f"{detector.name}: {detector.description} (never ≥ {early.threshold:.0%})")
+    if early.baseline is not None:
+        low, high = np.array(early.baseline.ci).T
+        ax.fill_between(fractions, low, high, color="#888888", alpha=0.15)
+        ax.plot(fractions, early.baseline.balanced_accuracy, color="#666666", ls="--", marker=".", ms=4,
+                label=f"{early.baseline.name}: {early.baseline.description}")
     ax.axhline(early.chance, color="#888888", ls="--", lw=1, label=f"chance (1/{early.n_classes} classes)")
     ax.axhline(early.threshold, color="black", ls=":", lw=1, label=f"threshold {early.threshold:.0%}")
     what = "basin" if early.target == "basin" else "preferred strategy"
