@@ -146,8 +146,11 @@ def ari_with_ci(a: list[int], b: list[int], resamples: int = 1000, seed: int = 0
     if len(np.unique(a)) < 2 or len(np.unique(b)) < 2:
         return Agreement.not_defined(ONE_BASIN)
     rng = np.random.default_rng(seed)
-    draws = [adjusted_rand_score(a[idx], b[idx]) for idx in rng.integers(len(a), size=(resamples, len(a)))]
-    low, high = np.percentile(draws, [2.5, 97.5])
+    # a resample that misses a rare basin leaves one side a single basin: no ARI there either (it would
+    # score 1.00 by convention and narrow the interval falsely), so such draws are left out
+    draws = [adjusted_rand_score(a[idx], b[idx]) for idx in rng.integers(len(a), size=(resamples, len(a)))
+             if len(np.unique(a[idx])) > 1 and len(np.unique(b[idx])) > 1]
+    low, high = np.percentile(draws, [2.5, 97.5]) if draws else (np.nan, np.nan)
     return Agreement(float(adjusted_rand_score(a, b)), float(low), float(high))
 
 
