@@ -25,10 +25,11 @@ members themselves.
 
 Measured on synthetic seeds with quirks of random size (``tests/test_outliers.py``'s model, 200 runs
 of 48 seeds each): runs naming any outlier, one basin of 48: 0; two basins of 24: 0 (by significance
-alone 6, 3%); a planted odd seed in a basin of 47: named, score 16.7, adjusted p 1e-19. On trained CueConflict seeds (the planted
-controls of ``docs/results/planted_controls.json``): the planted single shape seed among 47 colour seeds
-is 10.0 times as far from its nearest member as the members' median (score 54.5); the plain members
-reach at most 1.17 times (score 3.65, which alone would pass Holm at 0.016).
+alone 6, 3%); a planted odd seed in a basin of 47: named, score 16.7, adjusted p 1e-19. On trained
+CueConflict seeds (the planted controls of ``docs/results/planted_controls.json``): the planted single
+shape seed among 47 colour seeds is 10.0 times as far from its nearest member as the members' median
+(score 54.5); the plain members reach at most 1.17 times (score 3.65, which alone would pass Holm at
+0.016).
 """
 
 from __future__ import annotations
