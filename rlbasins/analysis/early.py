@@ -261,9 +261,7 @@ def early_detection(run: RunDir, seeds: list[int], final_step: int, target: str,
                 else:
                     obs = heldout_obs if name == "behaviour" else noise_obs
                     predictor = classifier_predictor(action_probs(template, params, obs).flatten(1).numpy(), y)
-                predicted = cross_validated_predictions(predictor, y, splits)
-                scores[name].append((float(balanced_accuracy_score(y, predicted)),
-                                     _stratified_bootstrap(y, predicted, settings.resamples, seed), predicted))
+                scores[name].append(_score(predictor, y, splits, settings.resamples, seed))
             advance()
 
     baseline, baseline_skipped = None, "the env names no strategies"
@@ -271,16 +269,19 @@ def early_detection(run: RunDir, seeds: list[int], final_step: int, target: str,
         leans = logged_leans(run, kept_seeds, labels, steps)
         baseline_skipped = None if leans is not None else "no held-out shares logged at every checkpoint"
         if leans is not None:
-            per_step = []
-            for lean in leans:
-                predicted = cross_validated_predictions(sign_predictor(lean, y), y, splits)
-                per_step.append((float(balanced_accuracy_score(y, predicted)),
-                                 _stratified_bootstrap(y, predicted, settings.resamples, seed), predicted))
+            per_step = [_score(sign_predictor(lean, y), y, splits, settings.resamples, seed) for lean in leans]
             baseline = _curve(BASELINE, BASELINE_DESCRIPTION, per_step, fractions, settings.threshold)
     curves = [_curve(name, DETECTORS[name], per_step, fractions, settings.threshold, baseline)
               for name, per_step in scores.items()]
     return EarlyDetection(kept_seeds, target, class_names, y.tolist(), steps, fractions, n_classes, 1 / n_classes,
                           folds, settings.threshold, curves, baseline=baseline, baseline_skipped=baseline_skipped)
+
+
+def _score(predictor: FoldPredictor, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], resamples: int,
+           seed: int) -> tuple[float, list[float], np.ndarray]:
+    """One detector at one step: out-of-fold balanced accuracy, its bootstrap CI, the predictions [S]."""
+    predicted = cross_validated_predictions(predictor, y, splits)
+    return float(balanced_accuracy_score(y, predicted)), _stratified_bootstrap(y, predicted, resamples, seed), predicted
 
 
 def _curve(name: str, description: str, per_step: list[tuple[float, list[float], np.ndarray]],
