@@ -11,7 +11,9 @@ pays for reaching any red object; ``"shape"`` trains on a square (rewarded) and 
 colours and pays for any square. ``"both"`` (default) is the red square above. ``mix`` (with a
 planted cue) swaps the roles in that share of the training episodes: ``informative="colour",
 mix=0.25`` pays for the square in a quarter of them (partial separation). Held-out states are the
-same in every variant.
+same in every variant. ``nuisance`` (0 … 1) dims each object's colour and its shape by independent
+random factors, so the colour planes no longer equal the shape planes in training (the default 0
+keeps them equal: the documented control of the symmetry test).
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ class CueConflictCore(TwoCueCore):
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
                  device: torch.device | str = "cpu", colour_salience: float = 1.0, shape_salience: float = 1.0,
-                 informative: Literal["both", "colour", "shape"] = "both", mix: float = 0.0):
+                 informative: Literal["both", "colour", "shape"] = "both", mix: float = 0.0,
+                 nuisance: float = 0.0):
         super().__init__(num_envs, size, max_steps, device, salience=(colour_salience, shape_salience),
-                         informative=informative, mix=mix)
+                         informative=informative, mix=mix, nuisance=nuisance)
 
     def reward_of(self, outcome: torch.Tensor, state: GridState | None = None) -> torch.Tensor:
         # "both": the red square only, crossed objects earn nothing; planted: any object with that cue

@@ -168,7 +168,7 @@ class GridCore:
 
     def paint(self, state: GridState) -> tuple[torch.Tensor, torch.Tensor]:
         """Where the objects of ``state`` appear: (flat plane indices [B, P] from :meth:`flat_index`,
-        their values [P]). Plane 0 (the agent) is drawn by :meth:`observe`."""
+        their values [P], or [B, P] when they vary by episode). Plane 0 (the agent) is drawn by :meth:`observe`."""
         raise NotImplementedError
 
     @classmethod
@@ -212,9 +212,9 @@ class GridCore:
     def observe(self, state: GridState | None = None) -> torch.Tensor:
         """Observation planes [B, C, H, W] (float32) of ``state`` (default: the current one)."""
         state = self.state if state is None else state
-        planes, values = self.paint(state)                                     # [B, P], [P]
+        planes, values = self.paint(state)                                     # [B, P], [P] or [B, P]
         index = torch.cat([self.flat_index(0, state.agent)[:, None], planes], dim=1)
-        values = torch.cat([self._agent_value, values]).expand(len(state), -1)
+        values = torch.cat([self._agent_value.expand(len(state), 1), values.expand(len(state), -1)], dim=1)
         obs = torch.zeros(len(state), len(self.channels) * self.size * self.size, device=self.device)
         return obs.scatter_(1, index, values).view(len(state), *self.observation_shape)
 
@@ -289,11 +289,13 @@ class GridCore:
 
     @classmethod
     def heldout_states(cls, n: int, seed: int, size: int = 5) -> GridState:
-        """``n`` held-out start states drawn (with replacement only if ``n`` exceeds them all)."""
+        """``n`` held-out start states drawn (with replacement only if ``n`` exceeds them all), each with
+        its own ``seed`` field, which draws what a layout leaves to chance (a two-cue env's ``nuisance``)."""
         every = cls.enumerate_heldout(size)
         rng = np.random.default_rng(seed)
         picked = rng.choice(len(every), size=n, replace=n > len(every))
-        return every[torch.as_tensor(picked)]
+        states = every[torch.as_tensor(picked)]
+        return dataclasses.replace(states, seed=torch.as_tensor(rng.integers(0, 2**32, size=n), dtype=torch.int64))
 
     @classmethod
     def training_states(cls, n: int, seed: int, size: int = 5, **core_kwargs: Any) -> GridState:

@@ -10,7 +10,9 @@ red lamp (done, but does not look it). Labels: ``task``, ``proxy``, ``neither``.
 
 ``reward="overseer"`` (default) pays by appearance, ``reward="true"`` by the true state;
 :meth:`TaskOrProxyCore.overseer_view` is what the overseer (and a reward model trained on its
-judgements) sees.
+judgements) sees. ``nuisance`` (0 … 1) dims the machines' state and their lamps by independent random
+factors, so the true-state planes no longer equal the lamp planes in training (see
+:mod:`envs.two_cues`); the default 0 keeps them equal, and fails the symmetry test.
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ class TaskOrProxyCore(TwoCueCore):
     OVERSEER_CHANNELS = (0, 3, 4)
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
-                 device: torch.device | str = "cpu", reward: Literal["overseer", "true"] = "overseer"):
+                 device: torch.device | str = "cpu", reward: Literal["overseer", "true"] = "overseer",
+                 nuisance: float = 0.0):
         if reward not in ("overseer", "true"):
             raise ValueError(f"reward must be 'overseer' or 'true', got {reward!r}")
         self.reward_source = reward
-        super().__init__(num_envs, size, max_steps, device)
+        super().__init__(num_envs, size, max_steps, device, nuisance=nuisance)
 
     def true_reward(self, outcome: torch.Tensor) -> torch.Tensor:
         """1 for repairing a broken machine (outcome bit 0: task, 3: task and proxy)."""

@@ -21,6 +21,16 @@ default) is the planted layout above, bit for bit; 0.5 would make the two cues e
 Observation planes: agent, cue A = 1, cue A = 0, cue B = 1, cue B = 0. Cue A and cue B get the
 same number of planes and the same values (``salience``, default 1 each), so neither cue is
 easier to see unless an experiment asks for it.
+
+``nuisance`` breaks the duplication of the two cues. Without it the cue-A planes equal the cue-B
+planes in every training state, so their input weights get identical gradients and only their
+random initial difference decides a held-out conflict (see :mod:`rlbasins.analysis.symmetry`).
+With ``nuisance`` ν > 0 each object's cue-A value and cue-B value are scaled by independent
+factors 1 − ν·u (u uniform in [0, 1), four more draws per episode: one per object and cue), as a
+shade and a size would vary in a picture: both cues stay perfectly predictive, their inputs no
+longer coincide, and the data stream decides how much each is used. Held-out states draw the
+same factors from their own ``seed`` field. ``nuisance`` 0 (the default) is the layout above, bit
+for bit.
 """
 
 from __future__ import annotations
@@ -37,10 +47,12 @@ class TwoCueCore(GridCore):
     """Two-cue gridworlds; ``informative`` is ``"both"`` or one of :attr:`labels` (see the module docstring)."""
 
     n_objects: ClassVar[int] = 2
+    cue_channels: ClassVar[tuple[tuple[int, ...], tuple[int, ...]]] = ((1, 2), (3, 4))
+    """Input channels of cue A (value 1, value 0) and of cue B, matched plane by plane (see :meth:`paint`)."""
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
                  device: torch.device | str = "cpu", salience: tuple[float, float] = (1.0, 1.0),
-                 informative: str = "both", mix: float = 0.0):
+                 informative: str = "both", mix: float = 0.0, nuisance: float = 0.0):
         if min(salience) <= 0:
             raise ValueError(f"salience values must be positive, got {salience}")
         choices = ("both", *self.labels)
@@ -50,6 +62,10 @@ class TwoCueCore(GridCore):
             raise ValueError(f"mix must be in [0, 0.5) (the share of episodes in which the other cue pays), got {mix}")
         if mix and informative == "both":
             raise ValueError(f"mix={mix} needs a planted cue: informative must be one of {self.labels}")
+        if not 0 <= nuisance < 1:
+            raise ValueError(f"nuisance must be in [0, 1) (the largest share by which a cue's value is dimmed), "
+                             f"got {nuisance}")
+        self.nuisance = float(nuisance)
         self.informative = informative
         self.mix = float(mix)
         self._mix_threshold = int(self.mix * 2**32)             # a uint32 draw below it swaps the cues
@@ -114,7 +130,10 @@ class TwoCueCore(GridCore):
     def paint(self, state: GridState) -> tuple[torch.Tensor, torch.Tensor]:
         planes = 1 + 2 * self._cue_index + (1 - state.attributes)              # [B, K, 2]: cue j value v
         index = self.flat_index(planes, state.objects[:, :, None, :])          # [B, K, 2]
-        return index.flatten(1), self._cue_values
+        if not self.nuisance:
+            return index.flatten(1), self._cue_values
+        u = (draws(state.seed, state.episode, 9)[:, 5:].double() / 2**32).float()  # [B, 4] per (object, cue)
+        return index.flatten(1), self._cue_values * (1 - self.nuisance * u)
 
     @classmethod
     def enumerate_heldout(cls, size: int) -> GridState:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
+from envs.cue_conflict import CueConflictCore
 from envs.grid import OUTCOME_TIMEOUT, GridCore, distinct_cells, hash32, move_towards, run_episodes
 
 ENV_IDS = list(envs.GRID_ENVS)
@@ -316,3 +317,24 @@ def test_batched_cartpole_truncates_at_500_and_autoresets() -> None:
     assert step.truncated.all() and not step.terminated.any()
     assert (core.state.steps == 0).all() and (core.state.episode == 1).all()
     assert (step.final_obs != step.obs).any()
+
+
+def test_nuisance_zero_is_the_duplicated_layout_and_positive_nuisance_splits_colour_from_shape() -> None:
+    seeds = torch.arange(64)
+    plain = CueConflictCore(num_envs=64).reset(seeds)
+    assert torch.equal(CueConflictCore(num_envs=64, nuisance=0.0).reset(seeds), plain)
+    # without nuisance the red plane equals the square plane in every training state: the duplication
+    assert torch.equal(plain[:, 1], plain[:, 3])
+    dimmed = CueConflictCore(num_envs=64, nuisance=0.5).reset(seeds)
+    assert torch.equal(dimmed > 0, plain > 0)                       # same cells lit, only values change
+    lit = dimmed[:, 1:] > 0
+    assert dimmed[:, 1:][lit].min() > 0.5 - 1e-6 and dimmed[:, 1:][lit].max() <= 1.0
+    assert (dimmed[:, 1] - dimmed[:, 3]).abs().max() > 0.05         # colour and shape no longer coincide
+    with pytest.raises(ValueError, match="nuisance"):
+        CueConflictCore(nuisance=1.0)
+    # held-out states carry their own seeds, so their dimming varies from state to state as well
+    core = CueConflictCore(num_envs=1, nuisance=0.5)
+    held = CueConflictCore.heldout_states(32, seed=3)
+    obs = torch.cat([core.reset_to(state) for state in held])
+    lit = obs[:, 1:] > 0
+    assert obs[:, 1:][lit].unique().numel() > 16
