@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from rlbasins import __version__
 from rlbasins.core.config import ConfigError, ConfigIssue, ExperimentConfig, json_schema, load_config
@@ -121,6 +122,16 @@ def _analyze(run: RunDir, progress: bool, step: int | None = None) -> None:
         f"{c.resolution.persistent_k or 'none (no plateau stands out)'}"))
     _print_study("init map", summary.init_map, _mapped)
     _print_study("seed factors", summary.seed_factors, _seed_factor_line)
+    if summary.symmetry is not None:
+        out.print(f"symmetry test — {_symmetry_line(summary.symmetry)}", highlight=False)
+
+
+def _symmetry_line(result) -> str:
+    """A :class:`~rlbasins.analysis.symmetry.SymmetryResult` in one line."""
+    a, b = result.cue_labels
+    verdict = "PASS" if result.passed else "FAIL: no seed can split the cues"
+    return (f"{verdict}: smallest first-layer asymmetry of the {a} and {b} weights {result.min_asymmetry:.2g} "
+            f"over {len(result.seeds)} seeds (threshold {result.threshold:g})")
 
 
 def _print_study(name: str, result: Any, describe: Callable[[Any], str]) -> None:
@@ -245,6 +256,38 @@ def analyze(run_dir: RunDirArg, progress: ProgressOpt = True,
             ) -> None:
     """Held-out behaviour, Git Re-Basin alignment, barriers and basins of a trained run (writes RUN_DIR/analysis/)."""
     _analyze(RunDir(run_dir), progress, checkpoint)
+
+
+@app.command()
+@_handles_errors
+def symmetry(run_dir: RunDirArg,
+             checkpoint: Annotated[int | None, typer.Option(
+                 "--checkpoint", help="Compare step 0 with this env step (default: each seed's last).")] = None,
+             threshold: Annotated[float, typer.Option(
+                 "--threshold", help="Smallest asymmetry that passes.")] = 0.01) -> None:
+    """Could training tell a two-cue env's cues apart? Compare the first-layer weight changes on the two cues'
+    planes (writes RUN_DIR/analysis/symmetry.json; exit 1 when the test fails)."""
+    from rlbasins.analysis.symmetry import symmetry_test
+
+    run = RunDir(run_dir)
+    manifest = run.manifest()
+    cfg = load_config(run.config_path)
+    seeds = run.seeds_with_status(manifest, "finished")
+    try:
+        result = symmetry_test(run, cfg, seeds, checkpoint, threshold)
+    except ValueError as exc:                     # not a two-cue env, or untrained
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    run.analysis_dir.mkdir(exist_ok=True)
+    result.save(run.analysis_dir / "symmetry.json")
+    table = Table("layer", *(f"seed {k}" for k in result.seeds), title=f"asymmetry ‖Δ_A − Δ_B‖ / ‖(Δ_A + Δ_B)/2‖ "
+                  f"({result.cue_labels[0]} vs {result.cue_labels[1]}, step 0 → {max(result.steps):,})")
+    for layer, values in result.asymmetry.items():
+        table.add_row(layer, *(f"{v:.2g}" for v in values))
+    out.print(table)
+    out.print(_symmetry_line(result) + f" → {run.analysis_dir / 'symmetry.json'}", highlight=False)
+    if not result.passed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -11,7 +11,8 @@ left on a :class:`RunAnalysis` and is timed under its name:
    early detection (:mod:`~rlbasins.analysis.early`), training length
    (:mod:`~rlbasins.analysis.training_length`), basin count (:mod:`~rlbasins.analysis.basin_count`),
    the init-space map for runs with ``seeds.init_plane`` (:mod:`~rlbasins.analysis.init_map`) and seed
-   factors for runs with ``seeds.grid`` (:mod:`~rlbasins.analysis.seed_factors`);
+   factors for runs with ``seeds.grid`` (:mod:`~rlbasins.analysis.seed_factors`); and, for a two-cue
+   env, the symmetry test of its first layers from step 0 (:mod:`~rlbasins.analysis.symmetry`);
 4. Git Re-Basin alignment of all seeds into one unit order (:mod:`~rlbasins.analysis.align`);
 5. barriers naive and aligned (and with REPAIR, for MLPs) between every pair of seeds (N ≤
    ``max_pairwise``) or from every seed to the behavioural basins' medoids
@@ -22,7 +23,7 @@ left on a :class:`RunAnalysis` and is timed under its name:
 Then the agreement of the two kinds of basins (ARI with a bootstrap CI) and, for planted experiments,
 of each with the planted truth. Writes ``analysis/behavior.json``, ``seeds.csv``, ``connectivity.json``,
 ``basins.json``, ``basins.csv``, ``early.json``, ``trajectory.json``, ``basin_count.json``,
-``init_map.json`` and ``seed_factors.json`` in the run directory.
+``init_map.json``, ``seed_factors.json`` and ``symmetry.json`` in the run directory.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from rlbasins.analysis.early import EarlyDetection, choose_target, early_detecti
 from rlbasins.analysis.init_map import InitMap, init_map
 from rlbasins.analysis.outliers import OutlierTest, outlier_test
 from rlbasins.analysis.seed_factors import SeedFactorStudy, seed_factor_study
+from rlbasins.analysis.symmetry import SymmetryResult, has_cue_planes, symmetry_test
 from rlbasins.analysis.training_length import BasinTrajectory, basin_trajectory
 from rlbasins.core.checkpoints import load_policies
 from rlbasins.core.config import AnalysisConfig, ExperimentConfig, load_config
@@ -72,6 +74,7 @@ class AnalysisSummary:
     seed_factors: SeedFactorStudy | None = None
     outliers: list[int] | None = None
     """Seeds named as outliers of their behavioural basin (:mod:`~rlbasins.analysis.outliers`)."""
+    symmetry: SymmetryResult | None = None
 
 
 @dataclass
@@ -208,6 +211,8 @@ STAGES: list[Stage] = [
     Stage("init map", _init_map, "init_map", lambda a: a.cfg.seeds.init_plane is not None),
     Stage("seed factors", lambda a: _seed_factors(a.cfg, a.manifest, a.behavior, a.behavior_clusters.labels),
           "seed_factors", lambda a: a.cfg.seeds.grid is not None),
+    Stage("symmetry", lambda a: symmetry_test(a.run, a.cfg, a.seeds, a.step), "symmetry",
+          lambda a: a.step != 0 and has_cue_planes(a.cfg.env.id, a.cfg.env.kwargs)),
     Stage(None, _policies_and_probe),
     Stage("alignment", _alignment),
     Stage("barriers", _barriers),
@@ -268,7 +273,7 @@ def _write_basins(a: RunAnalysis) -> AnalysisSummary:
     return AnalysisSummary(len(seeds), a.behavior_clusters.k, a.weight_clusters.k, agreement, planted_ari,
                            found.preference_verdict, a.studies["early"], a.seconds, a.studies["trajectory"],
                            a.studies["basin_count"], a.studies["init_map"], a.studies["seed_factors"],
-                           [o.seed for o in a.outliers.outliers])
+                           [o.seed for o in a.outliers.outliers], a.studies["symmetry"])
 
 
 def _seed_factors(cfg: ExperimentConfig, manifest: dict[str, Any], behavior: BehaviorResult,
@@ -302,13 +307,14 @@ class RunResults:
     basin_count: BasinCount | None
     init_map: InitMap | None
     seed_factors: SeedFactorStudy | None
+    symmetry: SymmetryResult | None = None
 
 
 RESULT_FILES: dict[str, tuple[str, type]] = {
     "basins": ("basins.json", basins.BasinsResult), "barriers": ("connectivity.json", barriers.BarrierStudy),
     "early": ("early.json", EarlyDetection), "training_length": ("trajectory.json", BasinTrajectory),
     "basin_count": ("basin_count.json", BasinCount), "init_map": ("init_map.json", InitMap),
-    "seed_factors": ("seed_factors.json", SeedFactorStudy)}
+    "seed_factors": ("seed_factors.json", SeedFactorStudy), "symmetry": ("symmetry.json", SymmetryResult)}
 """Each field of :class:`RunResults`: the file in ``analysis/`` that holds it, and its type."""
 
 

@@ -1,0 +1,115 @@
+"""Could training tell the two strategies' features apart? The symmetry test of a two-cue env.
+
+A seed can only settle on one strategy if the two strategies' input features get different
+gradients in training. In a two-cue env (:class:`envs.two_cues.TwoCueCore`: CueConflict,
+TaskOrProxy) strategy A reads the cue-A planes and strategy B the cue-B planes. If those planes
+are equal in every training state (CueConflict's default layout: the target is red *and*
+square), the first layer's weights on them get identical gradients, Adam keeps their updates
+identical, and what a policy does on a held-out conflict is fixed by its random initial
+difference: no data stream can move it. That design must fail this test.
+
+The test reads a trained run, no extra training: for each seed and each first layer (actor and
+critic; a Linear over the flat planes or a Conv2d, both with the input channel on axis 1), the
+weight change ΔW from step 0 to the last checkpoint, split into its cue-A block Δ_A and its
+cue-B block Δ_B (matching planes: value 1 with value 1, value 0 with value 0). Its asymmetry is
+
+    ‖Δ_A − Δ_B‖ / ‖(Δ_A + Δ_B) / 2‖       (Frobenius norms; 0: the cues trained as one)
+
+which is of float rounding size (about 1e-6) when the planes coincide and of order 0.1–1 when
+training treats them differently. A run passes when every seed's asymmetry is at least
+``threshold`` (default 0.01, four orders of magnitude above rounding). This is a necessary
+condition for natural basins, not a sufficient one: it says the data *can* break the tie.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlbasins.core.checkpoints import load_policies
+from rlbasins.core.config import ExperimentConfig
+from rlbasins.core.results import Result
+from rlbasins.core.store import RunDir
+
+FIRST_LAYERS = ("actor.0.weight", "critic.0.weight")
+"""The exchange-format names of the two trunks' first layers (Linear or Conv2d)."""
+
+DEFAULT_THRESHOLD = 0.01
+
+
+@dataclass(frozen=True)
+class SymmetryResult(Result):
+    """The symmetry test of one run (see the module docstring); saved as ``analysis/symmetry.json``."""
+
+    env_id: str
+    cue_labels: tuple[str, str]                             # strategy A, strategy B
+    cue_channels: tuple[tuple[int, ...], tuple[int, ...]]   # input channels of cue A and of cue B
+    seeds: list[int]
+    steps: list[int]                                        # the checkpoint compared with step 0, per seed
+    asymmetry: dict[str, list[float]]                       # first layer → per seed ‖Δ_A − Δ_B‖ / ‖(Δ_A + Δ_B) / 2‖
+    shared_change: dict[str, list[float]]                   # first layer → per seed ‖(Δ_A + Δ_B) / 2‖
+    threshold: float
+    min_asymmetry: float                                    # over seeds and first layers
+    passed: bool                                            # min_asymmetry ≥ threshold
+
+
+def cue_channels(env_id: str, env_kwargs: dict | None = None) -> tuple[tuple[str, str], tuple[tuple[int, ...], ...]]:
+    """(strategy labels, (cue-A input channels, cue-B input channels)) of a two-cue env.
+
+    Raises ValueError for an env without paired cue planes (CartPole, GoalOrPlace).
+    """
+    env = gym.make(env_id, **(env_kwargs or {}))
+    core = getattr(env.unwrapped, "core", None)
+    env.close()
+    channels = getattr(core, "cue_channels", None)
+    if channels is None:
+        raise ValueError(f"{env_id} has no paired cue planes, so it has no two-cue symmetry test; "
+                         "it is defined for the two-cue envs (rlbasins/CueConflict-v0, rlbasins/TaskOrProxy-v0)")
+    return tuple(core.labels), channels
+
+
+def has_cue_planes(env_id: str, env_kwargs: dict | None = None) -> bool:
+    """Whether ``env_id`` is a two-cue env, i.e. has a symmetry test."""
+    try:
+        cue_channels(env_id, env_kwargs)
+    except ValueError:
+        return False
+    return True
+
+
+def weight_asymmetry(initial: torch.Tensor, final: torch.Tensor, channels_a: tuple[int, ...],
+                     channels_b: tuple[int, ...], obs_shape: tuple[int, ...]) -> tuple[float, float]:
+    """(asymmetry, shared change) of one first layer: ``initial``/``final`` weights [out, C·H·W]
+    (Linear) or [out, C, k, k] (Conv2d) of an input with ``obs_shape`` [C, H, W]."""
+    delta = (final - initial).double()
+    if delta.dim() == 2:                                     # Linear over the flattened planes
+        delta = delta.reshape(delta.shape[0], *obs_shape)
+    a, b = delta[:, list(channels_a)], delta[:, list(channels_b)]
+    shared = float(torch.linalg.vector_norm((a + b) / 2))
+    return float(torch.linalg.vector_norm(a - b)) / max(shared, 1e-30), shared
+
+
+def symmetry_test(run: RunDir, cfg: ExperimentConfig, seeds: list[int], step: int | None = None,
+                  threshold: float = DEFAULT_THRESHOLD) -> SymmetryResult:
+    """The symmetry test of ``seeds`` of ``run``: their step-0 checkpoints against those at ``step``
+    (default: each seed's last)."""
+    labels, (channels_a, channels_b) = cue_channels(cfg.env.id, cfg.env.kwargs)
+    _, initial, _ = load_policies(run, seeds, step=0)
+    _, final, steps = load_policies(run, seeds, step)
+    obs_shape = tuple(gym.make(cfg.env.id, **cfg.env.kwargs).observation_space.shape)
+    asymmetry: dict[str, list[float]] = {name: [] for name in FIRST_LAYERS}
+    shared: dict[str, list[float]] = {name: [] for name in FIRST_LAYERS}
+    for start, end in zip(initial, final, strict=True):
+        for name in FIRST_LAYERS:
+            value, change = weight_asymmetry(start[name], end[name], channels_a, channels_b, obs_shape)
+            asymmetry[name].append(value)
+            shared[name].append(change)
+    if not np.all(np.array([shared[name] for name in FIRST_LAYERS]) > 0):
+        raise ValueError("a first layer did not change at all between step 0 and the last checkpoint: "
+                         "train the run before testing its symmetry")
+    lowest = float(min(min(values) for values in asymmetry.values()))
+    return SymmetryResult(cfg.env.id, labels, (channels_a, channels_b), list(seeds), steps, asymmetry, shared,
+                          threshold, lowest, lowest >= threshold)
