@@ -33,14 +33,14 @@ class CueConflictCore(TwoCueCore):
     labels = ("colour", "shape")
     channels = ("agent", "red", "blue", "square", "circle")
     description = ("Held-out CueConflict states: a red circle and a blue square at mirror-image positions "
-                   "around the agent (equal distance, both orders).")
+                   "around the agent (equal distance, both orders), or with probe='adjacent' in two cells next to it.")
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
                  device: torch.device | str = "cpu", colour_salience: float = 1.0, shape_salience: float = 1.0,
                  informative: Literal["both", "colour", "shape"] = "both", mix: float = 0.0,
-                 nuisance: float = 0.0):
+                 nuisance: float = 0.0, probe: Literal["halfway", "adjacent"] = "halfway"):
         super().__init__(num_envs, size, max_steps, device, salience=(colour_salience, shape_salience),
-                         informative=informative, mix=mix, nuisance=nuisance)
+                         informative=informative, mix=mix, nuisance=nuisance, probe=probe)
 
     def reward_of(self, outcome: torch.Tensor, state: GridState | None = None) -> torch.Tensor:
         # "both": the red square only, crossed objects earn nothing; planted: any object with that cue

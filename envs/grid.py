@@ -172,9 +172,15 @@ class GridCore:
         raise NotImplementedError
 
     @classmethod
-    def enumerate_heldout(cls, size: int) -> GridState:
-        """Every held-out start state for a grid of this size (strategies crossed, nuisances balanced)."""
+    def enumerate_heldout(cls, size: int, **options: Any) -> GridState:
+        """Every held-out start state for a grid of this size (strategies crossed, nuisances balanced);
+        ``options``: an env's choice of held-out layout (:attr:`heldout_options`)."""
         raise NotImplementedError
+
+    @property
+    def heldout_options(self) -> dict[str, Any]:
+        """The keyword arguments of :meth:`enumerate_heldout` this env was made with (none by default)."""
+        return {}
 
     def strategy_target(self, state: GridState, strategy: int) -> torch.Tensor:
         """The cell [B, 2] an agent following strategy 0 (A) or 1 (B) heads for in ``state``."""
@@ -288,10 +294,10 @@ class GridCore:
         return Step(obs, self.reward_of(outcome, state), terminated, truncated, outcome, state, self)
 
     @classmethod
-    def heldout_states(cls, n: int, seed: int, size: int = 5) -> GridState:
+    def heldout_states(cls, n: int, seed: int, size: int = 5, **options: Any) -> GridState:
         """``n`` held-out start states drawn (with replacement only if ``n`` exceeds them all), each with
         its own ``seed`` field, which draws what a layout leaves to chance (a two-cue env's ``nuisance``)."""
-        every = cls.enumerate_heldout(size)
+        every = cls.enumerate_heldout(size, **options)
         rng = np.random.default_rng(seed)
         picked = rng.choice(len(every), size=n, replace=n > len(every))
         states = every[torch.as_tensor(picked)]

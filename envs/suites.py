@@ -62,7 +62,8 @@ HELDOUT_SUITES: dict[str, HeldOutSuite] = {"CartPole-v1": CARTPOLE, "CartPole-v0
 def grid_suite(core_class) -> HeldOutSuite:
     """The held-out suite of a gridworld core (``envs.grid.GridCore`` subclass)."""
     def sample(env: gym.Env, rng: np.random.Generator, n: int):
-        return core_class.heldout_states(n, seed=int(rng.integers(2**32)), size=env.unwrapped.core.size)
+        core = env.unwrapped.core
+        return core_class.heldout_states(n, seed=int(rng.integers(2**32)), size=core.size, **core.heldout_options)
 
     return HeldOutSuite(description=core_class.description, sample_states=sample,
                         start_from=lambda env, state: env.unwrapped.start_from(state), labels=core_class.labels)

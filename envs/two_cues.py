@@ -5,7 +5,9 @@ training the target object carries cue A *and* cue B (reward 1 on reaching it) a
 distractor neither (episode ends, reward 0), so "follow cue A" and "follow cue B" are the
 same policy. Held-out states cross the cues — one object has only cue A, the other only cue
 B — placed mirror-symmetrically around the agent, so both are equally far and on opposite
-sides; every placement appears in both orders.
+sides; every placement appears in both orders. With ``probe="adjacent"`` the two objects are
+instead in two different cells next to the agent (all ordered pairs), so one move reaches either
+and the episode's first step is the decision: a probe that leaves a policy little room to dither.
 
 ``informative`` plants one strategy instead: with ``informative=labels[j]`` only cue j predicts
 the target in training. The target has cue j and the distractor not; the other cue is 1 on the
@@ -36,11 +38,14 @@ for bit.
 from __future__ import annotations
 
 import itertools
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 
 from envs.grid import OUTCOME_ONGOING, GridCore, GridState, cells_to_rc, distinct_cells, draws
+
+PROBES = ("halfway", "adjacent")
+"""Held-out layouts (:meth:`TwoCueCore.enumerate_heldout`)."""
 
 
 class TwoCueCore(GridCore):
@@ -52,7 +57,11 @@ class TwoCueCore(GridCore):
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
                  device: torch.device | str = "cpu", salience: tuple[float, float] = (1.0, 1.0),
-                 informative: str = "both", mix: float = 0.0, nuisance: float = 0.0):
+                 informative: str = "both", mix: float = 0.0, nuisance: float = 0.0,
+                 probe: Literal["halfway", "adjacent"] = "halfway"):
+        if probe not in PROBES:
+            raise ValueError(f"probe must be one of {', '.join(map(repr, PROBES))}, got {probe!r}")
+        self.probe = probe
         if min(salience) <= 0:
             raise ValueError(f"salience values must be positive, got {salience}")
         choices = ("both", *self.labels)
@@ -135,17 +144,34 @@ class TwoCueCore(GridCore):
         u = (draws(state.seed, state.episode, 9)[:, 5:].double() / 2**32).float()  # [B, 4] per (object, cue)
         return index.flatten(1), self._cue_values * (1 - self.nuisance * u)
 
+    @property
+    def heldout_options(self) -> dict[str, Any]:
+        return {"probe": self.probe}
+
     @classmethod
-    def enumerate_heldout(cls, size: int) -> GridState:
-        """Agent anywhere; cue-A-only object at agent + d, cue-B-only object at agent − d."""
+    def enumerate_heldout(cls, size: int, probe: str = "halfway") -> GridState:
+        """Every held-out state: a cue-A-only and a cue-B-only object around the agent.
+
+        ``"halfway"``: at agent + d and agent − d for any offset d, so the agent starts halfway between
+        them. ``"adjacent"``: in two different cells next to the agent (every ordered pair of its
+        neighbours; 188 states at size 5), so the first move that reaches an object decides the episode.
+        """
         agents, objects = [], []
-        offsets = [d for d in itertools.product(range(-size + 1, size), repeat=2) if d != (0, 0)]
-        for r, c in itertools.product(range(size), repeat=2):
-            for dr, dc in offsets:
-                a, b = (r + dr, c + dc), (r - dr, c - dc)
-                if all(0 <= v < size for v in (*a, *b)):
+        if probe == "adjacent":
+            steps = ((-1, 0), (1, 0), (0, -1), (0, 1))
+            for r, c in itertools.product(range(size), repeat=2):
+                near = [(r + dr, c + dc) for dr, dc in steps if 0 <= r + dr < size and 0 <= c + dc < size]
+                for a, b in itertools.permutations(near, 2):
                     agents.append((r, c))
                     objects.append((a, b))
+        else:
+            offsets = [d for d in itertools.product(range(-size + 1, size), repeat=2) if d != (0, 0)]
+            for r, c in itertools.product(range(size), repeat=2):
+                for dr, dc in offsets:
+                    a, b = (r + dr, c + dc), (r - dr, c - dc)
+                    if all(0 <= v < size for v in (*a, *b)):
+                        agents.append((r, c))
+                        objects.append((a, b))
         n = len(agents)
         return GridState(agent=torch.tensor(agents), objects=torch.tensor(objects),
                          attributes=torch.tensor([[1, 0], [0, 1]]).expand(n, 2, 2).clone(),

@@ -14,6 +14,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import envs
 from envs.cue_conflict import CueConflictCore
 from envs.grid import OUTCOME_TIMEOUT, GridCore, distinct_cells, hash32, move_towards, run_episodes
+from envs.suites import get_suite
 
 ENV_IDS = list(envs.GRID_ENVS)
 CUE_CONFLICT = "rlbasins/CueConflict-v0"
@@ -338,3 +339,26 @@ def test_nuisance_zero_is_the_duplicated_layout_and_positive_nuisance_splits_col
     obs = torch.cat([core.reset_to(state) for state in held])
     lit = obs[:, 1:] > 0
     assert obs[:, 1:][lit].unique().numel() > 16
+
+
+@pytest.mark.parametrize("env_id", [CUE_CONFLICT, "rlbasins/TaskOrProxy-v0"])
+def test_adjacent_probe_puts_both_single_cue_objects_one_move_away_and_the_first_move_decides(env_id: str) -> None:
+    core_class = envs.GRID_ENVS[env_id]
+    heldout = core_class.enumerate_heldout(5, probe="adjacent")
+    assert len(heldout) == 4 * 2 + 12 * 6 + 9 * 12                  # ordered neighbour pairs: corners, edges, inside
+    cells = torch.cat([heldout.agent[:, None], heldout.objects], 1).tolist()
+    assert len({tuple(map(tuple, c)) for c in cells}) == len(heldout)  # every state distinct
+    assert ((heldout.objects - heldout.agent[:, None]).abs().sum(-1) == 1).all()
+    assert torch.equal(heldout.attributes, torch.tensor([[1, 0], [0, 1]]).expand(len(heldout), 2, 2))
+    for strategy in (0, 1):                                          # hand-written strategies decide in one step
+        core = core_class(num_envs=len(heldout), probe="adjacent")
+        obs = core.reset_to(heldout)
+        step = core.step(scripted(core, strategy)(obs, core.state))
+        assert step.terminated.all()
+        assert {core_class.outcome_name(c) for c in step.outcome.tolist()} == {core_class.labels[strategy]}
+    # the held-out suite of an env made with probe="adjacent" samples these states, and only these
+    env = gym.make(env_id, probe="adjacent")
+    drawn = get_suite(env_id).sample_states(env, np.random.default_rng(0), 64)
+    assert ((drawn.objects - drawn.agent[:, None]).abs().sum(-1) == 1).all()
+    with pytest.raises(ValueError, match="probe"):
+        core_class(probe="nearby")

@@ -176,7 +176,8 @@ def _frames_figure(cfg) -> str | None:
     core_class = envs.GRID_ENVS[cfg.env.id]
     core = core_class(num_envs=1, **cfg.env.kwargs)
     return figures.env_frames({"a training state": core.render(0, core_class.training_states(1, 0, core.size)),
-                               "a held-out state": core.render(0, core_class.heldout_states(1, 0, core.size))})
+                               "a held-out state": core.render(0, core_class.heldout_states(1, 0, core.size,
+                                                                                        **core.heldout_options))})
 
 
 def _basin_states_figure(run: RunDir, cfg, found: BasinsResult, names: list[str], count: int = 4) -> str | None:
