@@ -81,3 +81,19 @@ def test_preference_test_tells_basins_from_one_shared_strategy() -> None:
     assert preference_test(shared, 40 - shared).verdict == "one shared strategy"
 
 
+
+
+@given(a=st.integers(0, 60), b=st.integers(0, 60))
+def test_preference_test_gives_each_seed_an_interval_around_its_lean_and_an_exact_binomial_p(a: int, b: int) -> None:
+    result = preference_test(np.array([a, 30]), np.array([b, 30]))
+    mirrored = preference_test(np.array([b, 30]), np.array([a, 30]))   # the same seed, strategies renamed
+    (low, high), (even_low, even_high) = result.preference_ci
+    if a + b:
+        assert low - 1e-12 <= a / (a + b) <= high + 1e-12
+        assert mirrored.preference_ci[0] == pytest.approx([1 - high, 1 - low])
+        assert result.preference_p[0] == pytest.approx(mirrored.preference_p[0])
+        if min(a, b) == 0 and a + b >= 6:                                  # 6 of 6 one way: p = 2/64
+            assert result.preference_p[0] < 0.05 and not low <= 0.5 <= high
+    else:
+        assert (low, high) == (0.0, 1.0) and result.preference_p[0] is None
+    assert even_low < 0.5 < even_high and result.preference_p[1] == 1.0    # 30 vs 30: no lean

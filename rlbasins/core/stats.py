@@ -3,7 +3,7 @@ and average linkage."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -33,6 +33,10 @@ class PreferenceTest:
     ``committed``: seeds whose Wilson interval lies entirely above or below ½ (they prefer one
     strategy beyond episode noise). ``verdict``: "basins" (seeds differ and most are committed, or
     the distribution is bimodal), "one shared strategy" (no evidence that seeds differ), or "graded".
+    Per seed: ``preference_ci``, the Wilson 95% interval of its preference, and ``preference_p``, the
+    two-sided exact binomial test of "A and B equally likely" on its decided episodes (None: none
+    decided). Both count episodes as independent: they are over distinct states only when the
+    held-out starts are (greedy episodes from one state repeat each other).
     """
 
     n_seeds: int
@@ -42,6 +46,8 @@ class PreferenceTest:
     committed_a: int
     committed_b: int
     verdict: str
+    preference_ci: list[list[float]] = field(default_factory=list)
+    preference_p: list[float | None] = field(default_factory=list)
 
 
 def preference_test(count_a: np.ndarray, count_b: np.ndarray) -> PreferenceTest:
@@ -75,7 +81,10 @@ def preference_test(count_a: np.ndarray, count_b: np.ndarray) -> PreferenceTest:
         verdict = "graded"
     return PreferenceTest(n_seeds=int(len(count_a)), preference=[None if np.isnan(v) else float(v) for v in preference],
                           homogeneity_p=homogeneity_p, bimodality_coefficient=bimodality,
-                          committed_a=committed_a, committed_b=committed_b, verdict=verdict)
+                          committed_a=committed_a, committed_b=committed_b, verdict=verdict,
+                          preference_ci=interval.tolist(),
+                          preference_p=[float(stats.binomtest(int(a), int(n)).pvalue) if n else None
+                                        for a, n in zip(count_a, decided, strict=True)])
 
 
 def average_linkage(distances: np.ndarray) -> np.ndarray:
