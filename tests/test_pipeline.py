@@ -69,6 +69,8 @@ def test_analyze_writes_basins_connectivity_and_tables(trained: RunDir) -> None:
     assert isinstance(loaded.basins, BasinsResult) and isinstance(loaded.barriers, BarrierStudy)
     assert to_json(loaded.basins) == found and loaded.barriers.matrix("naive", "loss").shape == (5, 5)
     assert isinstance(loaded.barriers.paths[0], InterpolationPath) and loaded.init_map is None
+    # a two-cue env gets its symmetry test; this one has the duplicated cue planes, so it fails
+    assert loaded.symmetry is not None and not loaded.symmetry.passed and "symmetry test — FAIL" in result.output
 
 
 def test_analyze_an_earlier_checkpoint_or_refuse_a_missing_one(trained: RunDir, tmp_path: Path) -> None:
@@ -108,6 +110,7 @@ def test_one_basin_gives_no_agreement_or_stability_ari(trained: RunDir) -> None:
     stability = found["behaviour"]["stability"]
     assert 0 <= stability["same_k"] <= 1
     page = write_report(trained).read_text()
+    assert "Symmetry test: could training tell colour from shape?" in page and "<b>FAIL</b>" in page
     if k == 1:  # five seeds of the standard CueConflict: measured one basin
         assert stability["mean_ari"] is None and stability["undefined"] == basins.ONE_BASIN
         assert found["agreement"]["ari"] is None and found["agreement"]["undefined"] == basins.ONE_BASIN

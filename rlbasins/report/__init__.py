@@ -111,6 +111,7 @@ def write_report(run: RunDir, steering: Any = None) -> Path:
         counted=counted, **_basin_count_figures(counted),
         mapped=results.init_map, **_init_map_figures(results.init_map),
         seed_factors=results.seed_factors, **_seed_factor_figures(results.seed_factors),
+        symmetry=results.symmetry,
         found=found, conn=conn, metric_unit=METRIC_UNITS[conn.barrier_metric] if conn else "",
         metric_names=METRIC_NAMES,
         fig_barriers=figures.barrier_matrices(_barrier_panels(conn), seeds, order) if conn else None,
