@@ -3,16 +3,19 @@ per-seed strategy preferences."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlbasins.analysis.behavior import (
     BehaviorResult,
+    _label_summary,
     argmax_agreement_matrix,
     stacked_action_probs,
     total_variation_matrix,
 )
+from rlbasins.core.heldout import distinct_state_groups
 from rlbasins.core.policy import ActorCritic
 
 
@@ -61,3 +64,36 @@ def test_a_seed_prefers_the_strategy_it_reaches_more_often_whatever_reaches_neit
         n_episodes=episodes, labels=["colour", "shape", "neither"], heldout_labels_greedy=fractions)
     expected = ["colour" if c > s else "shape" if s > c else "tie" for c, s in counts]
     assert result.preferred_strategies() == expected
+
+
+# --------------------------------------------------------------------------- counting distinct states
+
+
+def test_distinct_state_groups_ignore_the_nuisance_seed_and_number_states_by_first_appearance() -> None:
+    from envs.cue_conflict import CueConflictCore
+
+    every = CueConflictCore.enumerate_heldout(5)
+    drawn = CueConflictCore.heldout_states(400, seed=1)                  # 400 > 144: drawn with replacement
+    groups = distinct_state_groups(drawn)
+    assert groups.max() + 1 == len(torch.unique(torch.as_tensor(groups))) <= len(every)
+    assert groups[0] == 0 and all(groups[i] <= groups[:i].max() + 1 for i in range(1, len(groups)))
+    same = groups[:, None] == groups[None]
+    agents = drawn.agent.numpy()
+    assert (agents[:, None] == agents[None]).all(-1)[same].all()        # one group: one layout
+    assert len(set(distinct_state_groups(np.random.default_rng(0).normal(size=(50, 4))))) == 50  # CartPole rows
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), seeds=st.integers(1, 4), states=st.integers(1, 12), copies=st.integers(2, 5))
+def test_repeating_each_state_changes_no_fraction_interval_or_count(seed: int, seeds: int, states: int,
+                                                                     copies: int) -> None:
+    rng = np.random.default_rng(seed)
+    labels = ("colour", "shape")
+    outcomes = rng.choice(np.array(["colour", "shape", None], dtype=object), size=(seeds, states))
+    once = _label_summary(outcomes, labels, np.arange(states))
+    repeated = _label_summary(np.repeat(outcomes, copies, axis=1), labels, np.repeat(np.arange(states), copies))
+    for mine, theirs in zip(once[0] + once[1], repeated[0] + repeated[1], strict=True):  # fractions, intervals
+        assert mine.keys() == theirs.keys() and all(np.allclose(mine[k], theirs[k]) for k in mine)
+    assert np.allclose(once[2], repeated[2]) and np.allclose(once[3], repeated[3])
+    # the counts are over the distinct states: at most one per state
+    assert (once[2] + once[3] <= states + 1e-9).all()

@@ -111,6 +111,10 @@ def test_one_basin_gives_no_agreement_or_stability_ari(trained: RunDir) -> None:
     assert 0 <= stability["same_k"] <= 1
     page = write_report(trained).read_text()
     assert "Symmetry test: could training tell colour from shape?" in page and "<b>FAIL</b>" in page
+    behavior = json.loads((trained.analysis_dir / "behavior.json").read_text())
+    # 24 held-out episodes drawn from 144 distinct states, without replacement: every interval rests on 24
+    assert behavior["n_distinct_starts"] == 24 == behavior["preference_greedy"]["n_distinct_states"]
+    assert "start from 24 distinct states" in page and "Fewer than 100 distinct states" in page
     if k == 1:  # five seeds of the standard CueConflict: measured one basin
         assert stability["mean_ari"] is None and stability["undefined"] == basins.ONE_BASIN
         assert found["agreement"]["ari"] is None and found["agreement"]["undefined"] == basins.ONE_BASIN

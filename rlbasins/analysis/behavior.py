@@ -5,8 +5,9 @@ For each seed's policy (its last checkpoint, or any checkpoint step):
 - returns on the training start distribution and on held-out start states (the env's suite in
   :mod:`envs.suites`), with greedy and with sampled actions, all seeds in one batched rollout
   (:mod:`rlbasins.core.rollouts`);
-- for envs that name the strategy an episode followed: the fraction of held-out episodes per
-  strategy with Wilson 95% intervals, each seed's preference (share of strategy A among the
+- for envs that name the strategy an episode followed: the fraction of held-out states per
+  strategy with Wilson 95% intervals (each distinct start state counted once, however often it was
+  drawn), each seed's preference (share of strategy A among the
   decided episodes), and a test of how those preferences are distributed *across* seeds — many
   seeds each committed to one strategy (basins) versus every seed at one shared mixed rate;
 - action distributions on ``n_states`` held-out states and on as many out-of-distribution noise
@@ -27,12 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from envs.grid import label_fractions
 from envs.suites import get_suite
 from rlbasins.core.checkpoints import load_policies
 from rlbasins.core.config import AnalysisConfig, load_config
 from rlbasins.core.devices import resolve_device
-from rlbasins.core.heldout import evaluation_sample, fingerprint_inputs
+from rlbasins.core.heldout import distinct_state_groups, evaluation_sample, fingerprint_inputs
 from rlbasins.core.policy import ActorCritic
 from rlbasins.core.progress import task_progress
 from rlbasins.core.results import Result
@@ -109,12 +109,15 @@ class BehaviorResult(Result):
     """Total variation between action distributions on out-of-distribution noise inputs."""
     n_states: int
     n_episodes: int
+    n_distinct_starts: int | None = None
+    """The distinct held-out states among the ``n_episodes`` starts: what the label fractions, their
+    intervals and the preference tests rest on (each distinct state counts once)."""
     labels: list[str] | None = None
     """Strategy names [A, B, "neither"] when the env labels behaviour; then the fields below are set."""
     heldout_labels_greedy: list[dict[str, float]] | None = None
     heldout_labels_sampled: list[dict[str, float]] | None = None
     heldout_labels_greedy_ci: list[dict[str, list[float]]] | None = None
-    """Wilson 95% interval of each greedy label fraction, per seed."""
+    """Wilson 95% interval of each greedy label fraction, per seed, over ``n_distinct_starts`` states."""
     preference_greedy: PreferenceTest | None = None
     preference_sampled: PreferenceTest | None = None
 
@@ -136,12 +139,23 @@ class BehaviorResult(Result):
                 for f in self.heldout_labels_greedy]
 
 
-def _label_summary(outcomes: np.ndarray, labels: tuple[str, str]):
-    """outcomes [S, E] → (per-seed fractions, per-seed Wilson intervals, counts of A [S], counts of B [S])."""
-    fractions = [label_fractions(list(row), labels) for row in outcomes]
-    counts = {name: np.array([(row == name).sum() for row in outcomes]) for name in labels}
-    counts["neither"] = outcomes.shape[1] - counts[labels[0]] - counts[labels[1]]
-    intervals = [{name: wilson_interval(counts[name][i], outcomes.shape[1]).tolist() for name in counts}
+def _label_summary(outcomes: np.ndarray, labels: tuple[str, str], groups: np.ndarray):
+    """outcomes [S, E] of episodes from states in distinct-state ``groups`` [E] → (per-seed fractions,
+    per-seed Wilson intervals, counts of A [S], counts of B [S]).
+
+    Each distinct state counts once, as its copies' share of each label, so a state repeated (or
+    resampled) does not narrow the intervals: the counts are over distinct states (equal to episode
+    counts when every start differs)."""
+    n_groups = int(groups.max()) + 1
+    copies = np.bincount(groups, minlength=n_groups)                       # [D]
+    counts = {}
+    for name in labels:
+        per_state = np.zeros((len(outcomes), n_groups))
+        np.add.at(per_state, (slice(None), groups), outcomes == name)
+        counts[name] = (per_state / copies).sum(1)                         # [S] effective count of states
+    counts["neither"] = n_groups - counts[labels[0]] - counts[labels[1]]
+    fractions = [{name: float(counts[name][i] / n_groups) for name in counts} for i in range(len(outcomes))]
+    intervals = [{name: wilson_interval(counts[name][i], n_groups).tolist() for name in counts}
                  for i in range(len(outcomes))]
     return fractions, intervals, counts[labels[0]], counts[labels[1]]
 
@@ -180,6 +194,7 @@ def analyze_behavior(run: RunDir, step: int | None = None, show_progress: bool =
     noise_probs = action_probs(template, params, noise)                              # [S, N, A]
 
     labelled = suite.labels is not None
+    groups = distinct_state_groups(starts)                                            # [E]
     result = BehaviorResult(
         env_id=cfg.env.id, suite=suite.description, seeds=seeds, steps=steps,
         train_return=train.returns.mean(1).tolist(),
@@ -190,16 +205,16 @@ def analyze_behavior(run: RunDir, step: int | None = None, show_progress: bool =
         jensen_shannon=jensen_shannon_matrix(probs).tolist(),
         argmax_agreement=argmax_agreement_matrix(probs).tolist(),
         noise_total_variation=total_variation_matrix(noise_probs).tolist(),
-        n_states=held.n_states, n_episodes=held.n_episodes,
+        n_states=held.n_states, n_episodes=held.n_episodes, n_distinct_starts=int(groups.max()) + 1,
     )
     if labelled:
-        fractions, intervals, count_a, count_b = _label_summary(greedy.outcomes, suite.labels)
-        sampled_fractions, _, sampled_a, sampled_b = _label_summary(sampled.outcomes, suite.labels)
+        fractions, intervals, count_a, count_b = _label_summary(greedy.outcomes, suite.labels, groups)
+        sampled_fractions, _, sampled_a, sampled_b = _label_summary(sampled.outcomes, suite.labels, groups)
         result.labels = [*suite.labels, "neither"]
         result.heldout_labels_greedy, result.heldout_labels_greedy_ci = fractions, intervals
         result.heldout_labels_sampled = sampled_fractions
-        result.preference_greedy = preference_test(count_a, count_b)
-        result.preference_sampled = preference_test(sampled_a, sampled_b)
+        result.preference_greedy = preference_test(count_a, count_b, result.n_distinct_starts)
+        result.preference_sampled = preference_test(sampled_a, sampled_b, result.n_distinct_starts)
     run.analysis_dir.mkdir(parents=True, exist_ok=True)
     result.save(run.analysis_dir / "behavior.json")
     _write_array(run.analysis_dir / "heldout_probs.npy", probs)

@@ -14,6 +14,21 @@ from rlbasins.core.config import ExperimentConfig
 from rlbasins.core.seeding import factor_seed
 
 
+def distinct_state_groups(states) -> np.ndarray:
+    """[n] index of each of ``n`` held-out states among the distinct ones (0 … D − 1, in order of first
+    appearance). States are the same when they differ only in their ``seed`` field (a gridworld's
+    nuisance draws): a layout repeated with other dimming is still the same question, so statistics
+    that count it once are conservative. Array states (CartPole) are compared row by row."""
+    if hasattr(states, "agent"):                      # a GridState batch: its layout, not its counters
+        rows = np.concatenate([states.agent.cpu().numpy(), states.objects.flatten(1).cpu().numpy(),
+                               states.attributes.flatten(1).cpu().numpy()], axis=1)
+    else:
+        rows = np.asarray(states).reshape(len(states), -1)
+    _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))               # relabel by first appearance
+    return order[inverse.reshape(-1)]
+
+
 def heldout_observations(cfg: ExperimentConfig, suite: HeldOutSuite, states) -> torch.Tensor:
     """Observations [N, *obs_shape] of N held-out states."""
     env = gym.make(cfg.env.id, **cfg.env.kwargs)

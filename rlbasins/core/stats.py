@@ -48,10 +48,13 @@ class PreferenceTest:
     verdict: str
     preference_ci: list[list[float]] = field(default_factory=list)
     preference_p: list[float | None] = field(default_factory=list)
+    n_distinct_states: int | None = None
+    """The distinct held-out states the counts rest on (None: not recorded)."""
 
 
-def preference_test(count_a: np.ndarray, count_b: np.ndarray) -> PreferenceTest:
-    """Per-seed counts of held-out episodes that followed strategy A and B → :class:`PreferenceTest`."""
+def preference_test(count_a: np.ndarray, count_b: np.ndarray, n_distinct_states: int | None = None) -> PreferenceTest:
+    """Per-seed counts of held-out episodes (or of distinct states, possibly fractional: a state's
+    share of its copies) that followed strategy A and B → :class:`PreferenceTest`."""
     count_a, count_b = np.asarray(count_a, float), np.asarray(count_b, float)
     decided = count_a + count_b
     has = decided > 0
@@ -83,8 +86,9 @@ def preference_test(count_a: np.ndarray, count_b: np.ndarray) -> PreferenceTest:
                           homogeneity_p=homogeneity_p, bimodality_coefficient=bimodality,
                           committed_a=committed_a, committed_b=committed_b, verdict=verdict,
                           preference_ci=interval.tolist(),
-                          preference_p=[float(stats.binomtest(int(a), int(n)).pvalue) if n else None
-                                        for a, n in zip(count_a, decided, strict=True)])
+                          preference_p=[float(stats.binomtest(round(a), round(n)).pvalue) if round(n) else None
+                                        for a, n in zip(count_a, decided, strict=True)],
+                          n_distinct_states=n_distinct_states)
 
 
 def average_linkage(distances: np.ndarray) -> np.ndarray:
