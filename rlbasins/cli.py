@@ -280,10 +280,13 @@ def symmetry(run_dir: RunDirArg,
         raise typer.Exit(2) from None
     run.analysis_dir.mkdir(exist_ok=True)
     result.save(run.analysis_dir / "symmetry.json")
-    table = Table("layer", *(f"seed {k}" for k in result.seeds), title=f"asymmetry ‖Δ_A − Δ_B‖ / ‖(Δ_A + Δ_B)/2‖ "
-                  f"({result.cue_labels[0]} vs {result.cue_labels[1]}, step 0 → {max(result.steps):,})")
-    for layer, values in result.asymmetry.items():
-        table.add_row(layer, *(f"{v:.2g}" for v in values))
+    layers = list(result.asymmetry)
+    table = Table("seed", *(f"{layer} asymmetry" for layer in layers), *(f"{layer} shared change" for layer in layers),
+                  title=f"‖Δ_A − Δ_B‖ / ‖(Δ_A + Δ_B)/2‖ and ‖(Δ_A + Δ_B)/2‖ ({result.cue_labels[0]} vs "
+                        f"{result.cue_labels[1]} planes, step 0 → {max(result.steps):,})")
+    for i, k in enumerate(result.seeds):
+        table.add_row(str(k), *(f"{result.asymmetry[layer][i]:.2g}" for layer in layers),
+                      *(f"{result.shared_change[layer][i]:.3g}" for layer in layers))
     out.print(table)
     out.print(_symmetry_line(result) + f" → {run.analysis_dir / 'symmetry.json'}", highlight=False)
     if not result.passed:
