@@ -603,7 +603,9 @@ def seed_factor_grid(study: SeedFactorStudy) -> str:
         values = np.array([o.shares[factor] for o in measured])
         low, high = np.array([o.shares_ci[factor] for o in measured]).reshape(-1, 2).T
         right.bar(x, values, width, color=OKABE_ITO[f], label=factor)
-        right.errorbar(x, values, yerr=[values - low, high - values], fmt="none", color="black", lw=0.8, capsize=2)
+        # a percentile interval may sit a rounding error (or, in principle, more) off its point estimate
+        yerr = np.maximum([values - low, high - values], 0)
+        right.errorbar(x, values, yerr=yerr, fmt="none", color="black", lw=0.8, capsize=2)
     right.axhline(0, color="black", lw=0.6)
     right.set_xticks(range(len(measured)), [o.outcome for o in measured], fontsize=8)
     right.set(title="Share of the seeds' variance (95% two-way bootstrap CI)", ylabel="variance-component share",
