@@ -44,7 +44,7 @@ from rlbasins.analysis.early import EarlyDetection, choose_target, early_detecti
 from rlbasins.analysis.init_map import InitMap, init_map
 from rlbasins.analysis.outliers import OutlierTest, outlier_test
 from rlbasins.analysis.seed_factors import SeedFactorStudy, seed_factor_study
-from rlbasins.analysis.symmetry import SymmetryResult, has_cue_planes, symmetry_test
+from rlbasins.analysis.symmetry import SymmetryResult, has_cue_planes, symmetry_of
 from rlbasins.analysis.training_length import BasinTrajectory, basin_trajectory
 from rlbasins.core.checkpoints import load_policies
 from rlbasins.core.config import AnalysisConfig, ExperimentConfig, load_config
@@ -211,9 +211,9 @@ STAGES: list[Stage] = [
     Stage("init map", _init_map, "init_map", lambda a: a.cfg.seeds.init_plane is not None),
     Stage("seed factors", lambda a: _seed_factors(a.cfg, a.manifest, a.behavior, a.behavior_clusters.labels),
           "seed_factors", lambda a: a.cfg.seeds.grid is not None),
-    Stage("symmetry", lambda a: symmetry_test(a.run, a.cfg, a.seeds, a.step), "symmetry",
-          lambda a: a.step != 0 and has_cue_planes(a.cfg.env.id, a.cfg.env.kwargs)),
     Stage(None, _policies_and_probe),
+    Stage("symmetry", lambda a: symmetry_of(a.run, a.cfg, a.seeds, a.state_dicts, a.behavior.steps), "symmetry",
+          lambda a: a.step != 0 and has_cue_planes(a.cfg.env.id, a.cfg.env.kwargs)),
     Stage("alignment", _alignment),
     Stage("barriers", _barriers),
     Stage(None, _weight_basins),

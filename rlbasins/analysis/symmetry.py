@@ -56,28 +56,35 @@ class SymmetryResult(Result):
     passed: bool                                            # min_asymmetry ≥ threshold
 
 
+def _two_cue_core(env_id: str, env_kwargs: dict | None):
+    """The batched core of ``env_id`` if it has paired cue planes, else None."""
+    env = gym.make(env_id, **(env_kwargs or {}))
+    core = getattr(env.unwrapped, "core", None)
+    env.close()
+    return core if getattr(core, "cue_channels", None) is not None else None
+
+
+def _checked_core(env_id: str, env_kwargs: dict | None):
+    """The two-cue core of ``env_id``; ValueError for an env without paired cue planes."""
+    core = _two_cue_core(env_id, env_kwargs)
+    if core is None:
+        raise ValueError(f"{env_id} has no paired cue planes, so it has no two-cue symmetry test; "
+                         "it is defined for the two-cue envs (rlbasins/CueConflict-v0, rlbasins/TaskOrProxy-v0)")
+    return core
+
+
 def cue_channels(env_id: str, env_kwargs: dict | None = None) -> tuple[tuple[str, str], tuple[tuple[int, ...], ...]]:
     """(strategy labels, (cue-A input channels, cue-B input channels)) of a two-cue env.
 
     Raises ValueError for an env without paired cue planes (CartPole, GoalOrPlace).
     """
-    env = gym.make(env_id, **(env_kwargs or {}))
-    core = getattr(env.unwrapped, "core", None)
-    env.close()
-    channels = getattr(core, "cue_channels", None)
-    if channels is None:
-        raise ValueError(f"{env_id} has no paired cue planes, so it has no two-cue symmetry test; "
-                         "it is defined for the two-cue envs (rlbasins/CueConflict-v0, rlbasins/TaskOrProxy-v0)")
-    return tuple(core.labels), channels
+    core = _checked_core(env_id, env_kwargs)
+    return tuple(core.labels), core.cue_channels
 
 
 def has_cue_planes(env_id: str, env_kwargs: dict | None = None) -> bool:
     """Whether ``env_id`` is a two-cue env, i.e. has a symmetry test."""
-    try:
-        cue_channels(env_id, env_kwargs)
-    except ValueError:
-        return False
-    return True
+    return _two_cue_core(env_id, env_kwargs) is not None
 
 
 def weight_asymmetry(initial: torch.Tensor, final: torch.Tensor, channels_a: tuple[int, ...],
@@ -96,10 +103,17 @@ def symmetry_test(run: RunDir, cfg: ExperimentConfig, seeds: list[int], step: in
                   threshold: float = DEFAULT_THRESHOLD) -> SymmetryResult:
     """The symmetry test of ``seeds`` of ``run``: their step-0 checkpoints against those at ``step``
     (default: each seed's last)."""
-    labels, (channels_a, channels_b) = cue_channels(cfg.env.id, cfg.env.kwargs)
-    _, initial, _ = load_policies(run, seeds, step=0)
     _, final, steps = load_policies(run, seeds, step)
-    obs_shape = tuple(gym.make(cfg.env.id, **cfg.env.kwargs).observation_space.shape)
+    return symmetry_of(run, cfg, seeds, final, steps, threshold)
+
+
+def symmetry_of(run: RunDir, cfg: ExperimentConfig, seeds: list[int], final: list[dict[str, torch.Tensor]],
+                steps: list[int], threshold: float = DEFAULT_THRESHOLD) -> SymmetryResult:
+    """The symmetry test of ``seeds`` whose state dicts ``final`` (at ``steps``) are already loaded:
+    each against its step-0 checkpoint in ``run``."""
+    core = _checked_core(cfg.env.id, cfg.env.kwargs)
+    labels, (channels_a, channels_b), obs_shape = tuple(core.labels), core.cue_channels, core.observation_shape
+    _, initial, _ = load_policies(run, seeds, step=0)
     asymmetry: dict[str, list[float]] = {name: [] for name in FIRST_LAYERS}
     shared: dict[str, list[float]] = {name: [] for name in FIRST_LAYERS}
     for start, end in zip(initial, final, strict=True):

@@ -35,8 +35,8 @@ class PreferenceTest:
     the distribution is bimodal), "one shared strategy" (no evidence that seeds differ), or "graded".
     Per seed: ``preference_ci``, the Wilson 95% interval of its preference, and ``preference_p``, the
     two-sided exact binomial test of "A and B equally likely" on its decided episodes (None: none
-    decided). Both count episodes as independent: they are over distinct states only when the
-    held-out starts are (greedy episodes from one state repeat each other).
+    decided). Both treat the counts as independent trials, so pass counts over distinct states
+    (greedy episodes from one state repeat each other), as the behaviour analysis does.
     """
 
     n_seeds: int
