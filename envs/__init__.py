@@ -5,6 +5,8 @@ Importing this package registers, for gymnasium 1.x (``gym.make`` and ``gym.make
 - ``rlbasins/CueConflict-v0`` — colour vs shape (labels ``colour``, ``shape``, ``neither``)
 - ``rlbasins/GoalOrPlace-v0`` — the goal vs where the goal used to be (``goal``, ``place``, ``neither``)
 - ``rlbasins/TaskOrProxy-v0`` — the true task vs what the overseer sees (``task``, ``proxy``, ``neither``)
+- ``rlbasins/TwoDoors-v0`` — two equally paid doors, each with its own code: the red one or the square one
+  (``colour``, ``shape``, ``neither``); seeds can lock in to either
 
 Each has a batched torch core (``envs.<module>.<Name>Core``), a ``gymnasium.Env`` view and a
 ``VectorEnv`` view over that core, training and held-out state generators, ``rgb_array``
@@ -20,11 +22,13 @@ from envs.goal_or_place import GoalOrPlaceCore
 from envs.grid import GridCore
 from envs.suites import HELDOUT_SUITES, HeldOutSuite, get_suite, grid_suite
 from envs.task_or_proxy import TaskOrProxyCore
+from envs.two_doors import TwoDoorsCore
 
 GRID_ENVS: dict[str, type[GridCore]] = {
     "rlbasins/CueConflict-v0": CueConflictCore,
     "rlbasins/GoalOrPlace-v0": GoalOrPlaceCore,
     "rlbasins/TaskOrProxy-v0": TaskOrProxyCore,
+    "rlbasins/TwoDoors-v0": TwoDoorsCore,
 }
 
 BATCHED_CORES: dict[str, type] = {**GRID_ENVS, "CartPole-v1": CartPoleCore}

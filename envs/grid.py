@@ -66,7 +66,9 @@ class GridState:
     """The complete state of B environments (all int64 tensors on one device).
 
     agent [B, 2] (row, col); objects [B, K, 2]; attributes [B, K, 2] (each object's two cue
-    values, 0/1); steps [B] (steps taken this episode); episode [B]; seed [B] (uint32 values).
+    values, 0/1); steps [B] (steps taken this episode); episode [B]; seed [B] (uint32 values);
+    progress [B] (an env's count within the episode, e.g. TwoDoors' code digits entered; zeros
+    when not given, so states and checkpoints without it still load).
     """
 
     agent: torch.Tensor
@@ -75,6 +77,11 @@ class GridState:
     steps: torch.Tensor
     episode: torch.Tensor
     seed: torch.Tensor
+    progress: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.progress is None:
+            self.progress = torch.zeros_like(self.steps)
 
     def __len__(self) -> int:
         return self.agent.shape[0]
@@ -135,6 +142,9 @@ class GridCore:
     n_objects: ClassVar[int]
     n_actions: ClassVar[int] = 4
     description: ClassVar[str]
+    strategies_agree_in_training: ClassVar[bool] = True
+    """Whether the two strategies act alike on every training state (False: they are two equally paid
+    ways through training, e.g. TwoDoors, and show in training behaviour too)."""
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
                  device: torch.device | str = "cpu"):
@@ -275,17 +285,19 @@ class GridCore:
             agent, objects = pick(state.agent, fresh.agent), pick(state.objects, fresh.objects)
             attributes = pick(state.attributes, fresh.attributes)
         self.state = GridState(agent=agent, objects=objects, attributes=attributes, steps=state.steps * ~done,
-                               episode=episode, seed=state.seed)
+                               episode=episode, seed=state.seed, progress=state.progress * ~done)
         return self.observe()
 
-    def step(self, actions: torch.Tensor, autoreset: bool = False) -> Step:
-        """Move every agent; with ``autoreset`` ended episodes restart in the same call (SAME_STEP)."""
-        state = self.state
-        actions = actions.to(self.device)
+    def move(self, state: GridState, actions: torch.Tensor) -> GridState:
+        """The state after ``actions`` [B] (before outcomes): every agent moves one cell, walls stop it."""
         delta = torch.stack([(actions == 2).long() - (actions == 0).long(),       # down − up
                              (actions == 1).long() - (actions == 3).long()], 1)  # right − left
         moved = (state.agent + delta).clamp_(0, self.size - 1)
-        self.state = state = dataclasses.replace(state, agent=moved, steps=state.steps + 1)
+        return dataclasses.replace(state, agent=moved, steps=state.steps + 1)
+
+    def step(self, actions: torch.Tensor, autoreset: bool = False) -> Step:
+        """Move every agent; with ``autoreset`` ended episodes restart in the same call (SAME_STEP)."""
+        self.state = state = self.move(self.state, actions.to(self.device))
         outcome = self.resolve(state)
         terminated = outcome != OUTCOME_ONGOING
         truncated = ~terminated & (state.steps >= self.max_steps)

@@ -13,8 +13,9 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
 from envs.cue_conflict import CueConflictCore
-from envs.grid import OUTCOME_TIMEOUT, GridCore, distinct_cells, hash32, move_towards, run_episodes
+from envs.grid import OUTCOME_TIMEOUT, GridCore, distinct_cells, hash32, run_episodes
 from envs.suites import get_suite
+from envs.two_doors import FAILED
 
 ENV_IDS = list(envs.GRID_ENVS)
 CUE_CONFLICT = "rlbasins/CueConflict-v0"
@@ -25,8 +26,9 @@ VARIANT_IDS = [env_id.split("/")[1] + "".join(f"-{v}" for v in kwargs.values()) 
 
 
 def scripted(core: GridCore, strategy: int):
-    """A hand-written policy that follows strategy 0 (A) or 1 (B)."""
-    return lambda obs, state: move_towards(state.agent, core.strategy_target(state, strategy))
+    """A hand-written policy that follows strategy 0 (A) or 1 (B): the first of the env's strategy actions
+    (TwoDoors: walk to the door, then press its code)."""
+    return lambda obs, state: core.strategy_actions(state, strategy).float().argmax(1)
 
 
 @pytest.mark.parametrize(("env_id", "kwargs"), VARIANTS, ids=VARIANT_IDS)
@@ -37,7 +39,7 @@ def test_passes_gymnasium_and_sb3_env_checkers(env_id: str, kwargs: dict) -> Non
         sb3_check_env(env.unwrapped)
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", [e for e in ENV_IDS if envs.GRID_ENVS[e].strategies_agree_in_training])
 @pytest.mark.parametrize("size", [5, 7])
 def test_training_states_never_separate_the_strategies(env_id: str, size: int) -> None:
     core_class = envs.GRID_ENVS[env_id]
@@ -362,3 +364,62 @@ def test_adjacent_probe_puts_both_single_cue_objects_one_move_away_and_the_first
     assert ((drawn.objects - drawn.agent[:, None]).abs().sum(-1) == 1).all()
     with pytest.raises(ValueError, match="probe"):
         core_class(probe="nearby")
+
+
+# --------------------------------------------------------------------------- TwoDoors
+
+
+@pytest.mark.parametrize("code_length", [0, 1, 3])
+@pytest.mark.parametrize("size", [5, 7])
+def test_two_doors_both_strategies_earn_the_optimum_on_every_training_state(code_length: int, size: int) -> None:
+    core_class = envs.GRID_ENVS["rlbasins/TwoDoors-v0"]
+    start = core_class.training_states(1000, seed=5, size=size, code_length=code_length)
+    core = core_class(num_envs=len(start), size=size, code_length=code_length)
+    best = float(core.reward_of(torch.tensor([1, 2]))[0])
+    for strategy, outcome_code in ((0, 1), (1, 2)):
+        outcome, returns = run_episodes(core, start, scripted(core, strategy))
+        assert (outcome == outcome_code).all()
+        assert (returns == best).all()
+
+
+def test_two_doors_pays_only_for_its_whole_code_and_a_wrong_key_jams_it() -> None:
+    core = envs.GRID_ENVS["rlbasins/TwoDoors-v0"](num_envs=1, code_length=2)
+    start = core.training_states(1, seed=0, code_length=2)
+    start.agent[0] = torch.tensor([2, 2])
+    start.objects[0] = torch.tensor([[1, 2], [4, 4]])            # the colour door just above, the shape door far
+    for keys, paid in (((4, 5), 1.0), ((4, 4), 0.0), ((5,), 0.0), ((4, 2, 0, 4, 5), 1.0)):
+        core.reset_to(start)
+        assert not core.step(torch.tensor([4])).terminated[0] and core.state.progress[0] == 0  # a key off a door
+        core.step(torch.tensor([0]))                             # up, onto the colour door (code 4, 5)
+        assert core.observe()[0, 5, 1, 2] == 1                   # digit_1 lit at the agent
+        for k, key in enumerate(keys):
+            step = core.step(torch.tensor([key]))
+            if k < len(keys) - 1:
+                assert not step.terminated[0]                    # a move off the door and back restarts the code
+        assert step.terminated[0] and step.outcome[0] == 1 and step.reward[0] == paid
+        assert step.final_state.progress[0] == (2 if paid else FAILED)
+
+
+def test_two_doors_code_length_zero_opens_either_door_with_either_key_and_keeps_cue_conflicts_planes() -> None:
+    core_class = envs.GRID_ENVS["rlbasins/TwoDoors-v0"]
+    core = core_class(num_envs=4, code_length=0)
+    assert core.observation_shape == (5, 5, 5) and core.max_steps == 15
+    start = core.training_states(4, seed=1, code_length=0)
+    start.agent = start.objects[:, 0].clone()
+    start.agent[2:] = start.objects[2:, 1]
+    core.reset_to(start)
+    step = core.step(torch.tensor([4, 5, 4, 5]))
+    assert step.reward.tolist() == [1, 1, 1, 1] and step.outcome.tolist() == [1, 1, 2, 2]
+    assert core_class(num_envs=1, code_length=2).observation_shape == (7, 5, 5)
+    with pytest.raises(ValueError, match="code_length"):
+        core_class(num_envs=1, code_length=-1)
+
+
+@pytest.mark.parametrize("probe", ["halfway", "adjacent"])
+def test_two_doors_probe_offers_both_doors_and_the_strategies_take_their_own(probe: str) -> None:
+    core_class = envs.GRID_ENVS["rlbasins/TwoDoors-v0"]
+    states = core_class.enumerate_heldout(5, probe=probe)
+    core = core_class(num_envs=len(states), probe=probe)
+    for strategy, outcome_code in ((0, 1), (1, 2)):
+        outcome, returns = run_episodes(core, states, scripted(core, strategy))
+        assert (outcome == outcome_code).all() and (returns == 1).all()

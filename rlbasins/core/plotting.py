@@ -52,4 +52,5 @@ def states_with_actions(images: list[np.ndarray], probs: np.ndarray, names: list
     return fig
 
 
-ACTION_NAMES = {4: ["up", "right", "down", "left"], 2: ["push left", "push right"]}
+ACTION_NAMES = {4: ["up", "right", "down", "left"], 6: ["up", "right", "down", "left", "key 4", "key 5"],
+                2: ["push left", "push right"]}
