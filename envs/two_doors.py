@@ -3,10 +3,10 @@
 An environment where seeds can split by exploration lock-in rather than by their initial weights.
 Every training episode has two doors at random cells: a red round door (the colour door) and a blue
 square door (the shape door), the same two objects that CueConflict's held-out states cross. Besides
-the four moves the agent has two keys (actions 4 and 5). Standing on a door it opens it by pressing
-that door's code, ``code_length`` keys (the colour door: key 4, key 5, key 4, …; the shape door: key
-5, key 4, …). The whole code pays 1 and ends the episode; a wrong key at a door jams it and ends the
-episode with 0. Walking over a door does nothing (a move resets the code entered so far), and a key
+the four moves the agent has four keys (actions 4–7). Standing on a door it opens it by pressing that
+door's code, ``code_length`` keys (the colour door: key 4, key 5, key 4, …; the shape door: key 5,
+key 4, …), so a key pressed at random opens a door one time in four. The whole code pays 1 and ends
+the episode; a wrong key at a door jams it and ends the episode with 0. Walking over a door does nothing (a move resets the code entered so far), and a key
 pressed away from a door is a wasted step. Both doors pay the same, so "go to the red door" and "go to
 the square door" are equally good strategies, and the env's reward (or a reward model trained on it)
 cannot tell them apart.
@@ -44,7 +44,7 @@ from envs.grid import OUTCOME_ONGOING, GridEnv, GridState, GridVectorEnv, cells_
 FAILED = -1
 """``GridState.progress`` of an agent that pressed a wrong key at a door (the episode ends)."""
 
-KEYS = (4, 5)
+KEYS = (4, 5, 6, 7)
 CODES = ((4, 5), (5, 4))
 """Each door's code, cycled to ``code_length`` keys: the colour door 4, 5, 4, …; the shape door 5, 4, 5, …"""
 
@@ -52,9 +52,9 @@ CODES = ((4, 5), (5, 4))
 class TwoDoorsCore(CueConflictCore):
     labels = ("colour", "shape")
     strategies_agree_in_training = False
-    n_actions: ClassVar[int] = 6
-    ACTION_DELTAS: ClassVar[torch.Tensor] = torch.tensor([[-1, 0], [0, 1], [1, 0], [0, -1], [0, 0], [0, 0]])
-    """Moves up, right, down, left; keys 4 and 5 leave the agent where it is."""
+    n_actions: ClassVar[int] = 8
+    ACTION_DELTAS: ClassVar[torch.Tensor] = torch.tensor([[-1, 0], [0, 1], [1, 0], [0, -1], *[[0, 0]] * 4])
+    """Moves up, right, down, left; keys 4–7 leave the agent where it is."""
     description = ("Held-out TwoDoors states: the red door and the square door at mirror-image positions "
                    "around the agent (equal distance, both orders), or with probe='adjacent' in two cells next to it.")
 
@@ -126,7 +126,7 @@ class TwoDoorsCore(CueConflictCore):
 
     def strategy_actions(self, state: GridState, strategy: int) -> torch.Tensor:
         """Moves towards the door of ``strategy``; standing on it, the next key of its code."""
-        walking = super().strategy_actions(state, strategy)                               # [B, 6], keys never closer
+        walking = super().strategy_actions(state, strategy)                               # [B, 8], keys never closer
         on_door, kind = self._door_here(state)
         if self.code_length:
             key = self._codes[kind, state.progress.clamp(0, self.code_length - 1)]

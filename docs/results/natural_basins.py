@@ -1,0 +1,123 @@
+"""The natural-basin study and its controls → docs/results/natural_basins.json (see docs/natural_basins.md).
+
+    .venv/bin/python docs/results/natural_basins.py RUNS_DIR [NAME ...]
+
+Runs ``configs/natural_basins.yaml`` (TwoDoors, no planted groups, the env's own reward) as shipped,
+again with another master seed, and as the control with ``code_length: 0`` (either key opens either
+door, so there is no door-specific skill to lock in to), each through the whole pipeline (``rlbasins
+run``: training, held-out behaviour, basins, barriers, symmetry test), and collects per run:
+
+- training: each seed's greedy return on 200 training episodes (the optimum is 1: open a door);
+- the probe: each seed's share of colour-door choices among its decided greedy episodes on every
+  distinct held-out state once, its Wilson 95% interval and exact binomial p, and the undecided share;
+- the basins: seeds significantly committed to each door (p < 0.01), their shares with Wilson CIs,
+  the behavioural clustering, the weight-space clustering and their agreement (ARI with CI);
+- the symmetry test of the colour and shape planes.
+
+Run names (default all): ``study``, ``replicate``, ``control``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from rlbasins.analysis.pipeline import analyze_run, load_results
+from rlbasins.core.config import parse_config
+from rlbasins.core.stats import wilson_interval
+from rlbasins.core.store import RunDir
+from rlbasins.train import train_experiment
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs" / "natural_basins.yaml"
+ALPHA = 0.01
+RUNS = {                                  # name → changes to the shipped config
+    "study": {},
+    "replicate": {"seed": 1},
+    "control": {"env_kwargs": {"code_length": 0}},
+}
+
+
+def config(name: str, changes: dict) -> dict:
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["name"] = f"natural_basins_{name}"
+    raw["seed"] = changes.get("seed", raw["seed"])
+    raw["env"]["kwargs"] = {**raw["env"]["kwargs"], **changes.get("env_kwargs", {})}
+    return raw
+
+
+def summary(run: RunDir) -> dict:
+    results = load_results(run)
+    behavior, basins, symmetry = results.behavior, results.basins, results.symmetry
+    test = behavior.preference_greedy
+    lean, p = test.preference, test.preference_p
+    colour = [k for k, (x, q) in enumerate(zip(lean, p, strict=True)) if q is not None and q < ALPHA and x > 0.5]
+    shape = [k for k, (x, q) in enumerate(zip(lean, p, strict=True)) if q is not None and q < ALPHA and x < 0.5]
+    n = len(lean)
+    undecided = [f["neither"] for f in behavior.heldout_labels_greedy]
+
+    def share(members: list[int]) -> dict:
+        return {"seeds": len(members), "share": len(members) / n, "ci": wilson_interval(len(members), n).tolist()}
+
+    def clusters(clustering, described) -> dict:
+        out = {"k": clustering.k, "criterion": clustering.criterion, "labels": clustering.labels}
+        if described:
+            out["basins"] = [{"size": b.size, "share": b.share, "share_ci": b.share_ci, "label": b.label,
+                              "label_purity": b.label_purity} for b in described]
+        return out
+
+    agreement = basins.agreement
+    return {
+        "seeds": n, "train_return": behavior.train_return,
+        "train_return_min": float(min(behavior.train_return)),
+        "seeds_at_95pct_of_optimum": int(sum(r >= 0.95 for r in behavior.train_return)),
+        "probe_states": test.n_distinct_states,
+        "undecided": {"mean": float(np.mean(undecided)), "max": float(np.max(undecided))},
+        "colour_share_of_decided": lean, "colour_share_ci": test.preference_ci, "binomial_p": p,
+        "committed": {"colour": share(colour), "shape": share(shape),
+                      "either": share(colour + shape), "alpha": ALPHA},
+        "lean_histogram": np.histogram([x for x in lean if x is not None], bins=10, range=(0, 1))[0].tolist(),
+        "bimodality_coefficient": test.bimodality_coefficient, "homogeneity_p": test.homogeneity_p,
+        "preference_verdict": test.verdict,
+        "behaviour_basins": clusters(basins.behavior.clustering, basins.behavior.basins),
+        "weight_basins": {"distance": basins.weights.distance,
+                          **clusters(basins.weights.clustering, basins.weights.basins)},
+        "agreement_ari": {"ari": agreement.ari, "ci": [agreement.low, agreement.high],
+                          "undefined": agreement.undefined},
+        "symmetry": None if symmetry is None else {"passed": symmetry.passed, "min_asymmetry": symmetry.min_asymmetry},
+    }
+
+
+def main(runs_dir: str, names: list[str]) -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=ROOT).stdout.strip()
+    path = Path(__file__).with_suffix(".json")
+    out = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    for name in names or list(RUNS):
+        start = time.perf_counter()
+        cfg = parse_config(config(name, RUNS[name]))
+        run = train_experiment(cfg, Path(runs_dir), overwrite=True, show_progress=False)
+        analyze_run(run, show_progress=False)
+        line = summary(run)
+        line.update(config=config(name, RUNS[name]), commit=commit, seconds=round(time.perf_counter() - start),
+                    hardware=f"2-core {platform.machine()} CPU, no GPU",
+                    command=f"python docs/results/natural_basins.py RUNS_DIR {name}")
+        out["runs"][name] = line
+        c = line["committed"]
+        print(f"{name}: train return ≥ 0.95 for {line['seeds_at_95pct_of_optimum']}/{line['seeds']} (min "
+              f"{line['train_return_min']:.2f}); undecided {line['undecided']['mean']:.1%}; committed colour "
+              f"{c['colour']['seeds']}, shape {c['shape']['seeds']}; behaviour k={line['behaviour_basins']['k']}, "
+              f"weights k={line['weight_basins']['k']}, ARI {line['agreement_ari']}", flush=True)
+        path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    print(f"→ {path}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
