@@ -6,10 +6,10 @@ square door (the shape door), the same two objects that CueConflict's held-out s
 the four moves the agent has four keys (actions 4–7). Standing on a door it opens it by pressing that
 door's code, ``code_length`` keys (the colour door: key 4, key 5, key 4, …; the shape door: key 5,
 key 4, …), so a key pressed at random opens a door one time in four. The whole code pays 1 and ends
-the episode; a wrong key at a door jams it and ends the episode with 0. Walking over a door does nothing (a move resets the code entered so far), and a key
-pressed away from a door is a wasted step. Both doors pay the same, so "go to the red door" and "go to
-the square door" are equally good strategies, and the env's reward (or a reward model trained on it)
-cannot tell them apart.
+the episode; a wrong key at a door jams it and ends the episode with 0. Walking over a door does
+nothing (a move resets the code entered so far), and a key pressed away from a door is a wasted step.
+Both doors pay the same, so "go to the red door" and "go to the square door" are equally good
+strategies, and the env's reward (or a reward model trained on it) cannot tell them apart.
 
 Why seeds can split: a door's code is a skill learned only by practising at that door. Whichever door
 a seed happens to open more often early on, it learns that code first; that door then pays more, the

@@ -80,6 +80,18 @@ def test_nuisance_breaks_the_symmetry(nuisance_run) -> None:
     assert set(result.asymmetry) == {"actor.0.weight", "critic.0.weight"}
 
 
+def test_two_doors_passes_the_symmetry_test(tmp_path) -> None:
+    """Its colour plane is lit on one door and its square plane on the other, so training tells them apart."""
+    data = tiny_cueconflict_config()
+    data["env"] = {"id": "rlbasins/TwoDoors-v0", "kwargs": {"size": 4}, "num_envs": 4}
+    data.update(seeds={"count": 2}, checkpoints={"every": 2048})
+    data["ppo"]["total_timesteps"] = 4096
+    run = train_experiment(parse_config(data), tmp_path, show_progress=False)
+    result = symmetry_test(run, parse_config(data), [0, 1])
+    assert result.passed and result.min_asymmetry > 0.1
+    assert cue_channels("rlbasins/TwoDoors-v0") == (("colour", "shape"), (A, B))
+
+
 def test_cli_writes_the_symmetry_json_and_exits_1_on_a_failed_test(nuisance_run, trained: RunDir) -> None:
     run, _ = nuisance_run
     passed = CliRunner().invoke(app, ["symmetry", str(run.root)])

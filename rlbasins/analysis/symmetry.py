@@ -2,7 +2,7 @@
 
 A seed can only settle on one strategy if the two strategies' input features get different
 gradients in training. In a two-cue env (:class:`envs.two_cues.TwoCueCore`: CueConflict,
-TaskOrProxy) strategy A reads the cue-A planes and strategy B the cue-B planes. If those planes
+TaskOrProxy, TwoDoors) strategy A reads the cue-A planes and strategy B the cue-B planes. If those planes
 are equal in every training state (CueConflict's default layout: the target is red *and*
 square), the first layer's weights on them get identical gradients, Adam keeps their updates
 identical, and what a policy does on a held-out conflict is fixed by its random initial
@@ -69,7 +69,8 @@ def _checked_core(env_id: str, env_kwargs: dict | None):
     core = _two_cue_core(env_id, env_kwargs)
     if core is None:
         raise ValueError(f"{env_id} has no paired cue planes, so it has no two-cue symmetry test; "
-                         "it is defined for the two-cue envs (rlbasins/CueConflict-v0, rlbasins/TaskOrProxy-v0)")
+                         "it is defined for the two-cue envs (rlbasins/CueConflict-v0, rlbasins/TaskOrProxy-v0, "
+                         "rlbasins/TwoDoors-v0)")
     return core
 
 

@@ -52,5 +52,5 @@ def states_with_actions(images: list[np.ndarray], probs: np.ndarray, names: list
     return fig
 
 
-ACTION_NAMES = {4: ["up", "right", "down", "left"], 8: ["up", "right", "down", "left", "key 4", "key 5", "key 6", "key 7"],
-                2: ["push left", "push right"]}
+ACTION_NAMES = {4: ["up", "right", "down", "left"], 2: ["push left", "push right"],
+                8: ["up", "right", "down", "left", "key 4", "key 5", "key 6", "key 7"]}  # TwoDoors
