@@ -14,7 +14,8 @@ run``: training, held-out behaviour, basins, barriers, symmetry test), and colle
   the behavioural clustering, the weight-space clustering and their agreement (ARI with CI);
 - the symmetry test of the colour and shape planes.
 
-Run names (default all): ``study``, ``replicate``, ``control``.
+Run names (default all): ``study``, ``replicate``, ``control``. A run already trained and analysed in
+RUNS_DIR is summarised as it is (its ``seconds`` then count the summary only).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from rlbasins.analysis.behavior import BehaviorResult
 from rlbasins.analysis.pipeline import analyze_run, load_results
 from rlbasins.core.config import parse_config
 from rlbasins.core.stats import wilson_interval
@@ -55,7 +57,8 @@ def config(name: str, changes: dict) -> dict:
 
 def summary(run: RunDir) -> dict:
     results = load_results(run)
-    behavior, basins, symmetry = results.behavior, results.basins, results.symmetry
+    behavior = BehaviorResult.load(run.analysis_dir / "behavior.json")
+    basins, symmetry = results.basins, results.symmetry
     test = behavior.preference_greedy
     lean, p = test.preference, test.preference_p
     colour = [k for k, (x, q) in enumerate(zip(lean, p, strict=True)) if q is not None and q < ALPHA and x > 0.5]
@@ -103,10 +106,14 @@ def main(runs_dir: str, names: list[str]) -> None:
     for name in names or list(RUNS):
         start = time.perf_counter()
         cfg = parse_config(config(name, RUNS[name]))
-        run = train_experiment(cfg, Path(runs_dir), overwrite=True, show_progress=False)
-        analyze_run(run, show_progress=False)
+        run = RunDir(Path(runs_dir) / cfg.name)
+        analysed = (run.analysis_dir / "basins.json").exists() and run.manifest()["status"] == "finished"
+        if not analysed:                  # a finished and analysed run is summarised again as it is
+            run = train_experiment(cfg, Path(runs_dir), overwrite=True, show_progress=False)
+            analyze_run(run, show_progress=False)
         line = summary(run)
-        line.update(config=config(name, RUNS[name]), commit=commit, seconds=round(time.perf_counter() - start),
+        line.update(config=config(name, RUNS[name]), trained_at_commit=run.manifest()["git_commit"][:7],
+                    summarised_at_commit=commit, seconds=round(time.perf_counter() - start),
                     hardware=f"2-core {platform.machine()} CPU, no GPU",
                     command=f"python docs/results/natural_basins.py RUNS_DIR {name}")
         out["runs"][name] = line
