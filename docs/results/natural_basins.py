@@ -12,7 +12,9 @@ run``: training, held-out behaviour, basins, barriers, symmetry test), and colle
   distinct held-out state once, its Wilson 95% interval and exact binomial p, and the undecided share;
 - the basins: seeds significantly committed to each door (p < 0.01), their shares with Wilson CIs,
   the behavioural clustering, the weight-space clustering and their agreement (ARI with CI);
-- the symmetry test of the colour and shape planes.
+- the symmetry test of the colour and shape planes;
+- why greedy training episodes fail: timeouts (no door opened in time) or jams (a wrong key), on 500
+  training states per seed.
 
 Run names (default all): ``study``, ``replicate``, ``control``. A run already trained and analysed in
 RUNS_DIR is summarised as it is (its ``seconds`` then count the summary only).
@@ -28,10 +30,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
+from envs.grid import OUTCOME_TIMEOUT, run_episodes
+from envs.two_doors import TwoDoorsCore
 from rlbasins.analysis.behavior import BehaviorResult
 from rlbasins.analysis.pipeline import analyze_run, load_results
+from rlbasins.core.checkpoints import load_policy
 from rlbasins.core.config import parse_config
 from rlbasins.core.stats import wilson_interval
 from rlbasins.core.store import RunDir
@@ -55,7 +61,21 @@ def config(name: str, changes: dict) -> dict:
     return raw
 
 
-def summary(run: RunDir) -> dict:
+@torch.no_grad()
+def training_failures(run: RunDir, kwargs: dict, seeds: list[int], n: int = 500) -> dict:
+    """Mean share of greedy training episodes that time out, and that jam a door, over ``seeds``."""
+    states = TwoDoorsCore.training_states(n, 777, **kwargs)
+    core = TwoDoorsCore(num_envs=n, **{k: v for k, v in kwargs.items() if k != "probe"})
+    timeouts, jams = [], []
+    for k in seeds:
+        policy, _ = load_policy(run, k)
+        outcome, returns = run_episodes(core, states, lambda obs, state, policy=policy: policy(obs)[0].argmax(-1))
+        timeouts.append(float((outcome == OUTCOME_TIMEOUT).float().mean()))
+        jams.append(float(((outcome != OUTCOME_TIMEOUT) & (returns == 0)).float().mean()))
+    return {"timeouts": float(np.mean(timeouts)), "jams": float(np.mean(jams)), "training_states": n}
+
+
+def summary(run: RunDir, kwargs: dict) -> dict:
     results = load_results(run)
     behavior = BehaviorResult.load(run.analysis_dir / "behavior.json")
     basins, symmetry = results.basins, results.symmetry
@@ -95,6 +115,7 @@ def summary(run: RunDir) -> dict:
         "agreement_ari": {"ari": agreement.ari, "ci": [agreement.low, agreement.high],
                           "undefined": agreement.undefined},
         "symmetry": None if symmetry is None else {"passed": symmetry.passed, "min_asymmetry": symmetry.min_asymmetry},
+        "greedy_training_failures": training_failures(run, kwargs, behavior.seeds),
     }
 
 
@@ -111,7 +132,7 @@ def main(runs_dir: str, names: list[str]) -> None:
         if not analysed:                  # a finished and analysed run is summarised again as it is
             run = train_experiment(cfg, Path(runs_dir), overwrite=True, show_progress=False)
             analyze_run(run, show_progress=False)
-        line = summary(run)
+        line = summary(run, cfg.env.kwargs)
         line.update(config=config(name, RUNS[name]), trained_at_commit=run.manifest()["git_commit"][:7],
                     summarised_at_commit=commit, seconds=round(time.perf_counter() - start),
                     hardware=f"2-core {platform.machine()} CPU, no GPU",
