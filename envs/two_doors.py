@@ -15,8 +15,9 @@ Why seeds can split: a door's code is a skill learned only by practising at that
 a seed happens to open more often early on, it learns that code first; that door then pays more, the
 policy walks to it more, and the other door is visited less and less — and when it is, the practised
 key is pressed there and jams it. That positive feedback (the reason mixtures of experts collapse onto
-one expert) is absent with ``code_length`` 0, the control: then either key opens either door, there is
-no door-specific skill to practise, and a policy simply walks to the nearer door, state by state.
+one expert) is absent with ``code_length`` 0, the control: then either key opens either door and there
+is no door-specific skill to practise. (Seeds differ in the control too, by an idiosyncratic preference
+for one door; the key code pushes more of them to always taking one door: docs/natural_basins.md.)
 
 Two things differ from CueConflict by design. The two strategies' planes are never equal in training
 (the red plane is lit on the colour door, the square plane on the shape door), so the symmetry test of
