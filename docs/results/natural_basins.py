@@ -13,8 +13,9 @@ run``: training, held-out behaviour, basins, barriers, symmetry test), and colle
 - the basins: seeds significantly committed to each door (p < 0.01), their shares with Wilson CIs,
   the behavioural clustering, the weight-space clustering and their agreement (ARI with CI);
 - the symmetry test of the colour and shape planes;
-- why greedy training episodes fail: timeouts (no door opened in time) or jams (a wrong key), on 500
-  training states per seed.
+- greedy play on 500 training states per seed: the red-door share, the share of episodes that walk to
+  the farther door where the doors' distances differ (0 for a policy that takes the nearer door), and why
+  episodes fail: timeouts (no door opened in time) or jams (a wrong key).
 
 Run names (default all): ``study``, ``replicate``, ``control``. A run already trained and analysed in
 RUNS_DIR is summarised as it is (its ``seconds`` then count the summary only).
@@ -62,17 +63,28 @@ def config(name: str, changes: dict) -> dict:
 
 
 @torch.no_grad()
-def training_failures(run: RunDir, kwargs: dict, seeds: list[int], n: int = 500) -> dict:
-    """Mean share of greedy training episodes that time out, and that jam a door, over ``seeds``."""
+def training_behaviour(run: RunDir, kwargs: dict, seeds: list[int], n: int = 500) -> dict:
+    """Greedy play of ``seeds`` on ``n`` training states: per seed the red-door share of the episodes that
+    reached a door, and the share that went to the *farther* door where the two differ in distance (a policy
+    that just walks to the nearer door scores 0 there); over seeds, the mean share of episodes that time
+    out and that jam a door."""
     states = TwoDoorsCore.training_states(n, 777, **kwargs)
-    core = TwoDoorsCore(num_envs=n, **{k: v for k, v in kwargs.items() if k != "probe"})
-    timeouts, jams = [], []
+    core = TwoDoorsCore(num_envs=n, **kwargs)
+    distance = (states.objects - states.agent[:, None]).abs().sum(-1)             # [n, 2]: red door, square door
+    unequal = distance[:, 0] != distance[:, 1]
+    farther = 1 + (distance[:, 1] > distance[:, 0]).long()                       # outcome code of the farther door
+    red, past, timeouts, jams = [], [], [], []
     for k in seeds:
         policy, _ = load_policy(run, k)
         outcome, returns = run_episodes(core, states, lambda obs, state, policy=policy: policy(obs)[0].argmax(-1))
-        timeouts.append(float((outcome == OUTCOME_TIMEOUT).float().mean()))
-        jams.append(float(((outcome != OUTCOME_TIMEOUT) & (returns == 0)).float().mean()))
-    return {"timeouts": float(np.mean(timeouts)), "jams": float(np.mean(jams)), "training_states": n}
+        door = outcome != OUTCOME_TIMEOUT
+        red.append(float((outcome[door] == 1).float().mean()))
+        past.append(float((outcome[unequal & door] == farther[unequal & door]).float().mean()))
+        timeouts.append(float((~door).float().mean()))
+        jams.append(float((door & (returns == 0)).float().mean()))
+    return {"red_door_share": red, "farther_door_share": past, "training_states": n,
+            "unequal_distance_states": int(unequal.sum()),
+            "failures": {"timeouts": float(np.mean(timeouts)), "jams": float(np.mean(jams))}}
 
 
 def summary(run: RunDir, kwargs: dict) -> dict:
@@ -115,7 +127,7 @@ def summary(run: RunDir, kwargs: dict) -> dict:
         "agreement_ari": {"ari": agreement.ari, "ci": [agreement.low, agreement.high],
                           "undefined": agreement.undefined},
         "symmetry": None if symmetry is None else {"passed": symmetry.passed, "min_asymmetry": symmetry.min_asymmetry},
-        "greedy_training_failures": training_failures(run, kwargs, behavior.seeds),
+        "greedy_training_play": training_behaviour(run, kwargs, behavior.seeds),
     }
 
 
