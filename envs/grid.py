@@ -418,15 +418,7 @@ def cells_to_rc(cells: torch.Tensor, size: int) -> torch.Tensor:
     return torch.stack([rows, cells - rows * size], dim=-1)
 
 
-# --------------------------------------------------------------------------- scripted strategies
-
-
-def move_towards(agent: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Greedy Manhattan action from agent [B, 2] to target [B, 2]: rows first, then columns."""
-    d_row, d_col = (target - agent).unbind(-1)
-    vertical = torch.where(d_row < 0, 0, 2)
-    horizontal = torch.where(d_col > 0, 1, 3)
-    return torch.where(d_row != 0, vertical, horizontal)
+# --------------------------------------------------------------------------- playing episodes
 
 
 @torch.no_grad()

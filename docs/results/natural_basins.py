@@ -93,8 +93,8 @@ def summary(run: RunDir, kwargs: dict) -> dict:
     basins, symmetry = results.basins, results.symmetry
     test = behavior.preference_greedy
     lean, p = test.preference, test.preference_p
-    colour = [k for k, (x, q) in enumerate(zip(lean, p, strict=True)) if q is not None and q < ALPHA and x > 0.5]
-    shape = [k for k, (x, q) in enumerate(zip(lean, p, strict=True)) if q is not None and q < ALPHA and x < 0.5]
+    significant = [(k, x) for k, (x, q) in enumerate(zip(lean, p, strict=True)) if q is not None and q < ALPHA]
+    colour, shape = [k for k, x in significant if x > 0.5], [k for k, x in significant if x < 0.5]
     n = len(lean)
     undecided = [f["neither"] for f in behavior.heldout_labels_greedy]
 
