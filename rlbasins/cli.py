@@ -22,7 +22,7 @@ from rich.table import Table
 
 from rlbasins import __version__
 from rlbasins.core.config import ConfigError, ConfigIssue, ExperimentConfig, json_schema, load_config
-from rlbasins.core.store import CorruptFileError, RunDir, StoreError
+from rlbasins.core.store import CorruptFileError, RunDir, StoreError, atomic_write_bytes
 
 app = typer.Typer(help="Generalization basins of RL policies: train many PPO seeds, compare their "
                        "held-out behaviour, report.", no_args_is_help=True, add_completion=False,
@@ -429,6 +429,65 @@ def _print_sweep(result) -> None:
               + (f"; trend with log₂ parameters: {trends}" if trends else "")
               + (f"; episode shares across settings (Kruskal–Wallis): {graded}" if graded else "")
               + f"; basin labels in every setting: {', '.join(result.persistent_labels) or 'none'}", highlight=False)
+
+
+@app.command("map")
+@_handles_errors
+def basin_map(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), resume: ResumeOpt = False,
+              progress: ProgressOpt = True) -> None:
+    """Basin map: train the config at every value of each basin_map knob (finished points are reused) and
+    measure where seeds split; writes RUNS_DIR/<name>/basin_map.json and basin_map.png (docs/basin_map.md)."""
+    import base64
+
+    from rlbasins.report.figures import basin_map as map_figure
+    from rlbasins.studies.basin_map import run_basin_map
+
+    cfg = load_config(config)
+    if cfg.basin_map is None:
+        raise ConfigError(str(config), [ConfigIssue(path="basin_map", value=None, expected="a basin_map section "
+                                                     "(see configs/basin_map.yaml)")])
+
+    def announce(knob: str | None, value: Any, member: ExperimentConfig) -> None:
+        point = "base" if knob is None else f"{knob} = {value}"
+        out.print(f"point [bold]{point}[/] → {runs_dir / member.name}: {member.seeds.count} seeds × "
+                  f"{member.checkpoint_steps()[-1]:,} steps", highlight=False)
+
+    result = run_basin_map(cfg, runs_dir, resume=resume, show_progress=progress, on_point=announce)
+    _print_basin_map(result)
+    folder = Path(runs_dir) / cfg.name
+    figure = folder / "basin_map.png"
+    atomic_write_bytes(figure, base64.b64decode(map_figure(result).split(",", 1)[1]))
+    out.print(f"basin map → [bold]{folder / 'basin_map.json'}[/] and [bold]{figure}[/]", highlight=False)
+
+
+def _print_basin_map(result) -> None:
+    """The map's table, one row per point: committed shares with Wilson CIs, undecided, bimodality, basins,
+    training."""
+
+    def share(s) -> str:
+        return f"{s.share:.2f} [{s.ci[0]:.2f}, {s.ci[1]:.2f}]"
+
+    table = Table(title=f"basin map {result.name}: seeds committed (exact binomial p < {result.alpha:g} over the "
+                  f"held-out states)")
+    for column in ("knob", "value", "seeds", *(f"→ {label}" for label in result.strategies), "undecided",
+                   "Sarle", "dip p", "basins", "train return (min)", f"trained ≥ {result.success:.0%}", "seconds"):
+        table.add_column(column, justify="left" if column in ("knob", "value") else "right")
+
+    def row(p, knob: str, value: Any) -> None:
+        table.add_row(knob, str(value), str(p.n_seeds), *(share(p.committed[label]) for label in result.strategies),
+                      f"{p.undecided:.1%}",
+                      "–" if p.bimodality_coefficient is None else f"{p.bimodality_coefficient:.2f}",
+                      "–" if p.dip_p is None else f"{p.dip_p:.2g}", str(p.basins),
+                      f"{p.train_return:.2f} ({p.train_return_min:.2f})",
+                      "–" if p.trained is None else share(p.trained), f"{p.seconds:.0f}")
+
+    row(result.base, "base", "")
+    for p in result.points:
+        if p.run_dir != result.base.run_dir:
+            row(p, p.knob, p.value)
+    (out if out.is_terminal else Console(soft_wrap=True, width=180)).print(table)
+    out.print(f"resolving power: a basin of {result.base.resolving_share:.1%} of the seeds or more shows at least "
+              f"one of {result.base.n_seeds} seeds with 95% probability", highlight=False)
 
 
 @app.command()

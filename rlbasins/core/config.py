@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -332,8 +333,9 @@ class ExecutorConfig(_Strict):
                              "resumes from its seeds' last checkpoints.")
 
 
-SWEEP_FIXED_FIELDS: tuple[str, ...] = ("name", "sweep")
-"""Top-level fields a sweep setting may not override (a member's name is ``<name>-<setting>``)."""
+SWEEP_FIXED_FIELDS: tuple[str, ...] = ("name", "sweep", "basin_map")
+"""Top-level fields a sweep setting or a basin-map knob may not override (a member's name is
+``<name>-<setting>``; the study sections describe members, they are not part of one)."""
 
 
 class SweepSetting(BaseModel):
@@ -365,6 +367,23 @@ class SweepConfig(_Strict):
                            "of the barrier means.")
 
 
+class BasinMapConfig(_Strict):
+    """Basin map (``rlbasins map``, :mod:`rlbasins.studies.basin_map`): this config is the base point; every
+    knob is a dotted field with the values to try, one at a time, the other knobs at the base's values. Each
+    point is a run of its own, ``<name>-<knob>-<value>`` (the base: ``<name>-base``), trained and its held-out
+    behaviour measured. Outside the config hash, like ``sweep``."""
+
+    knobs: dict[str, list[Any]] = Field(
+        min_length=1, description="Dotted config field → values to try (one panel of the map per knob), e.g. "
+        "env.kwargs.code_length: [0, 1, 2], ppo.ent_coef: [0.001, 0.01], policy.hidden_sizes: [[32, 32]]. A value "
+        "equal to the base's is the base point (trained once).")
+    alpha: float = Field(0.01, gt=0, lt=0.5, description="A seed is committed to a strategy when the exact binomial "
+                         "test of its decided held-out choices rejects 'both strategies equally likely' at this "
+                         "level.")
+    success: float = Field(0.95, gt=0, le=1, description="A seed learned the training task when its greedy training "
+                           "return is at least this fraction of the optimum.")
+
+
 class ExperimentConfig(_Strict):
     """The complete description of one experiment."""
 
@@ -387,6 +406,7 @@ class ExperimentConfig(_Strict):
     steering: SteeringConfig | None = Field(None, description="Steering by abort (`rlbasins steer`); null: none.")
     sweep: SweepConfig | None = Field(None, description="Scale and architecture sweep (`rlbasins sweep`); "
                                       "null: none.")
+    basin_map: BasinMapConfig | None = Field(None, description="Basin map over knobs (`rlbasins map`); null: none.")
 
     def planted_group(self, index: int) -> PlantedGroup | None:
         """Seed ``index``'s planted group (None without ``env.planted``): round-robin, or by the groups'
@@ -443,11 +463,28 @@ class ExperimentConfig(_Strict):
         ``<name>-<setting>``, without ``sweep`` (raises :class:`ConfigError` like :func:`parse_config`)."""
         members = []
         for i, setting in enumerate(self.sweep.settings):
-            issues, member = _sweep_member(self, i, setting)
+            issues, member = _member(self, f"sweep.settings[{i}]", setting.name, setting.overrides)
             if issues:
                 raise ConfigError(f"sweep.settings[{i}]", issues)
             members.append(member)
         return members
+
+    def map_points(self) -> list[tuple[str | None, Any, ExperimentConfig]]:
+        """The basin map's points as (knob, value, member config): first the base, ``(None, None, <name>-base)``,
+        then every knob value in the order written, its member this config with that one override, named
+        ``<name>-<knob>-<value>`` — or the base member itself where the override changes nothing (raises
+        :class:`ConfigError` like :func:`parse_config`)."""
+        base = self.model_copy(update={"name": f"{self.name}-base", "sweep": None, "basin_map": None})
+        points: list[tuple[str | None, Any, ExperimentConfig]] = [(None, None, base)]
+        for knob, values in self.basin_map.knobs.items():
+            for j, value in enumerate(values):
+                where = f"basin_map.knobs.{knob}[{j}]"
+                issues, member = _member(self, where, f"{knob}-{point_slug(value)}", {knob: value})
+                if issues:
+                    raise ConfigError(where, issues)
+                same = member.model_copy(update={"name": base.name}).hash() == base.hash()
+                points.append((knob, value, base if same else member))
+        return points
 
     def hash(self) -> str:
         """sha256 of everything that determines results (``executor`` only decides where they run).
@@ -456,7 +493,8 @@ class ExperimentConfig(_Strict):
         retraining it changes the hash. Unset optional fields (None) are left out, so that a new
         optional feature leaves the hashes of existing runs alone.
         """
-        science = self.model_dump(mode="json", exclude={"executor", "steering", "sweep"}, exclude_none=True)
+        science = self.model_dump(mode="json", exclude={"executor", "steering", "sweep", "basin_map"},
+                                  exclude_none=True)
         old_names = {new: old for old, new in RENAMED_ANALYSIS_KEYS.items()}
         science["analysis"] = {old_names.get(key, key): value for key, value in science["analysis"].items()}
         if self.reward_model is not None:
@@ -572,6 +610,8 @@ def _semantic_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]
         issues.extend(_grid_issues(cfg))
     if cfg.sweep is not None and not issues:  # members are checked once the base config itself is fine
         issues.extend(_sweep_issues(cfg, base_dir))
+    if cfg.basin_map is not None and not issues:
+        issues.extend(_basin_map_issues(cfg, base_dir))
     return issues
 
 
@@ -613,22 +653,27 @@ def _grid_issues(cfg: ExperimentConfig) -> list[ConfigIssue]:
     return issues
 
 
-def _sweep_member(cfg: ExperimentConfig, index: int, setting: SweepSetting, base_dir: Path | None = None
-                  ) -> tuple[list[ConfigIssue], ExperimentConfig | None]:
-    """The config of setting ``index``, or the issues of its overrides named ``sweep.settings[index].<field>``
-    (relative paths in ``cfg`` are relative to ``base_dir``)."""
-    where = f"sweep.settings[{index}]"
-    data = cfg.model_dump(mode="json", exclude={"sweep"})
-    data["name"] = f"{cfg.name}-{setting.name}"
+def point_slug(value: Any) -> str:
+    """A knob value as part of a run name: JSON without spaces, lists joined by "x", other characters "_"."""
+    text = "x".join(map(str, value)) if isinstance(value, list) else str(value)
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+
+
+def _member(cfg: ExperimentConfig, where: str, suffix: str, overrides: dict[str, Any], base_dir: Path | None = None
+            ) -> tuple[list[ConfigIssue], ExperimentConfig | None]:
+    """``cfg`` with dotted ``overrides``, named ``<name>-<suffix>``, without the study sections; or the issues
+    of the overrides named ``<where>.<field>`` (relative paths in ``cfg`` are relative to ``base_dir``)."""
+    data = cfg.model_dump(mode="json", exclude={"sweep", "basin_map"})
+    data["name"] = f"{cfg.name}-{suffix}"
     issues = []
-    for dotted, value in setting.overrides.items():
+    for dotted, value in overrides.items():
         parts = dotted.split(".")
         if parts[0] == "analysis" and len(parts) > 1 and parts[1] in RENAMED_ANALYSIS_KEYS:  # the old name
             parts[1] = RENAMED_ANALYSIS_KEYS[parts[1]]
         if parts[0] in SWEEP_FIXED_FIELDS:
             issues.append(ConfigIssue(path=f"{where}.{dotted}", value=value,
-                                      expected=f"a field other than {' or '.join(SWEEP_FIXED_FIELDS)} (fixed by "
-                                      "the sweep)"))
+                                      expected=f"a field other than {', '.join(SWEEP_FIXED_FIELDS)} (fixed by "
+                                      "the study)"))
             continue
         node = data
         for part in parts[:-1]:
@@ -646,8 +691,6 @@ def _sweep_member(cfg: ExperimentConfig, index: int, setting: SweepSetting, base
 
 def _sweep_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]:
     """Unique setting names; labelled held-out strategies to share out; every setting a valid config."""
-    from envs.suites import HELDOUT_SUITES
-
     issues: list[ConfigIssue] = []
     seen: set[str] = set()
     for i, setting in enumerate(cfg.sweep.settings):
@@ -655,13 +698,32 @@ def _sweep_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]:
             issues.append(ConfigIssue(path=f"sweep.settings[{i}].name", value=setting.name,
                                       expected="a name no other setting has"))
         seen.add(setting.name)
-    suite = HELDOUT_SUITES.get(cfg.env.id)
-    if not cfg.analysis.enabled or suite is None or suite.labels is None:
-        issues.append(ConfigIssue(path="sweep", value="<settings>", expected="an env whose held-out suite names "
-                                  "strategies (e.g. rlbasins/CueConflict-v0) and analysis.enabled: true; the sweep "
-                                  "compares the strategies' shares"))
+    issues.extend(_labelled_suite_issues(cfg, "sweep", "the sweep compares the strategies' shares"))
     for i, setting in enumerate(cfg.sweep.settings):
-        issues.extend(_sweep_member(cfg, i, setting, base_dir)[0])
+        issues.extend(_member(cfg, f"sweep.settings[{i}]", setting.name, setting.overrides, base_dir)[0])
+    return issues
+
+
+def _labelled_suite_issues(cfg: ExperimentConfig, section: str, why: str) -> list[ConfigIssue]:
+    """A study that shares out strategies needs an env whose held-out suite names them, and the analysis."""
+    from envs.suites import HELDOUT_SUITES
+
+    suite = HELDOUT_SUITES.get(cfg.env.id)
+    if cfg.analysis.enabled and suite is not None and suite.labels is not None:
+        return []
+    return [ConfigIssue(path=section, value=f"<{cfg.env.id}>", expected="an env whose held-out suite names "
+                        f"strategies (e.g. rlbasins/TwoDoors-v0) and analysis.enabled: true; {why}")]
+
+
+def _basin_map_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]:
+    """Labelled strategies to commit to; every knob a non-empty list of values, each a valid config."""
+    issues = _labelled_suite_issues(cfg, "basin_map", "the map counts the seeds committed to each")
+    for knob, values in cfg.basin_map.knobs.items():
+        if not values:
+            issues.append(ConfigIssue(path=f"basin_map.knobs.{knob}", value=values, expected="at least one value"))
+        for j, value in enumerate(values):
+            issues.extend(_member(cfg, f"basin_map.knobs.{knob}[{j}]", f"{knob}-{point_slug(value)}",
+                                  {knob: value}, base_dir)[0])
     return issues
 
 

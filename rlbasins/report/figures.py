@@ -634,3 +634,56 @@ def sweep_stacked(sweep: Any) -> str:
     ax.set(title="Seeds per held-out strategy (numbers: seeds)", ylabel="share of seeds", ylim=(0, 1))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return to_data_uri(fig)
+
+
+def basin_map(result: Any) -> str:
+    """One panel per knob of a :class:`~rlbasins.studies.basin_map.BasinMapResult` (the report layer reads it,
+    never imports it): against the knob's values, the share of seeds committed to each strategy and the share
+    that learned the training task (Wilson 95% bars), and the mean undecided share of held-out states
+    (bootstrap bars); above each point the number of behavioural basins (k), Sarle's coefficient (S) and the
+    dip test's p."""
+    knobs = list(result.knobs)
+    columns = min(3, len(knobs))
+    rows = -(-len(knobs) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.9 * rows), squeeze=False, sharey=True)
+    for ax, knob in zip(axes.flat, knobs, strict=False):
+        panel = result.panel(knob)
+        x = np.arange(len(panel))
+        series = [(f"committed: {label}", [p.committed[label] for p in panel], OKABE_ITO[i], "o", "-")
+                  for i, label in enumerate(result.strategies)]
+        if all(p.trained is not None for p in panel):
+            series.append((f"trained (≥ {result.success:.0%} of optimum)", [p.trained for p in panel], "black",
+                           "s", ":"))
+        dodge = 0.06 * (np.arange(len(series) + 1) - len(series) / 2)  # bars side by side, not on top
+        for (name, shares, colour, marker, style), dx in zip(series, dodge, strict=False):
+            y = np.array([s.share for s in shares])
+            low, high = np.array([s.ci for s in shares]).T
+            ax.errorbar(x + dx, y, yerr=np.maximum([y - low, high - y], 0), color=colour, marker=marker, ls=style,
+                        capsize=3, label=name)
+        undecided = np.array([p.undecided for p in panel])
+        low, high = np.array([p.undecided_ci for p in panel]).T
+        ax.errorbar(x + dodge[-1], undecided, yerr=np.maximum([undecided - low, high - undecided], 0), color="grey",
+                    marker="^", ls="--", capsize=3, label="undecided (mean share of held-out states)")
+        for xi, p in zip(x, panel, strict=True):
+            sarle = "–" if p.bimodality_coefficient is None else f"{p.bimodality_coefficient:.2f}"
+            dip = "–" if p.dip_p is None else f"{p.dip_p:.2g}"
+            ax.text(xi, 1.02, f"k={p.basins}\nS={sarle}\ndip p={dip}", ha="center", va="bottom", fontsize=7)
+        base = result.base_values.get(knob)
+        ticks = [f"{p.value if p.knob is not None else base}" + ("\n(base)" if p.run_dir == result.base.run_dir
+                                                                 else "") for p in panel]
+        ax.set_xticks(x, ticks, fontsize=8)
+        ax.set_xlim(-0.5, len(panel) - 0.5)
+        ax.set(xlabel=knob, ylim=(0, 1.22), yticks=np.linspace(0, 1, 6))
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(knobs):]:
+        ax.set_axis_off()
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share of seeds (undecided: of states)")
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    base = result.base
+    fig.suptitle(f"Basin map {result.name} ({result.env_id}): {base.n_seeds} seeds × {base.total_timesteps:,} steps "
+                 f"at the base; committed: exact binomial p < {result.alpha:g} over {base.probe_states} held-out "
+                 "states", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    return to_data_uri(fig)

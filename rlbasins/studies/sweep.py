@@ -270,7 +270,8 @@ def barrier_means(barrier: np.ndarray, basin_of: np.ndarray, resamples: int, see
     return out
 
 
-def _bootstrap_mean(values: np.ndarray, resamples: int, seed: int = 0) -> list[float]:
+def bootstrap_mean(values: np.ndarray, resamples: int, seed: int = 0) -> list[float]:
+    """Percentile 95% bootstrap CI [low, high] of the mean of ``values`` [n]."""
     rng = np.random.default_rng(seed)
     means = rng.choice(values, (resamples, len(values))).mean(1)
     return np.percentile(means, [2.5, 97.5]).tolist()
@@ -279,7 +280,7 @@ def _bootstrap_mean(values: np.ndarray, resamples: int, seed: int = 0) -> list[f
 # --------------------------------------------------------------------------- one setting
 
 
-def _optimum(cfg: ExperimentConfig) -> float | None:
+def optimum_return(cfg: ExperimentConfig) -> float | None:
     """The best training return: reaching the target in a gridworld (as ``rm ppo``), else None."""
     import torch
 
@@ -319,7 +320,7 @@ def summarize_setting(name: str, overrides: dict[str, Any], run: RunDir, status:
     means = barrier_means(barrier, basin_of, resamples, seed)
     train = np.array(behavior.train_return)
     episodes = {label: np.array([f[label] for f in behavior.heldout_labels_greedy]) for label in behavior.labels}
-    optimum = _optimum(cfg)
+    optimum = optimum_return(cfg)
     trained = int((train >= SUCCESS_FRACTION * optimum).sum()) if optimum is not None else None
     return SettingResult(
         name=name, run_dir=str(run.root), overrides=overrides, hidden_sizes=list(cfg.policy.hidden_sizes),
@@ -333,12 +334,12 @@ def summarize_setting(name: str, overrides: dict[str, Any], run: RunDir, status:
         label_share_ci={k: wilson_interval(c, n).tolist() for k, c in counts.items()},
         episode_shares={k: float(v.mean()) for k, v in episodes.items()},
         seed_episode_shares={k: v.tolist() for k, v in episodes.items()},
-        episode_share_ci={k: _bootstrap_mean(v, resamples, seed) for k, v in episodes.items()},
+        episode_share_ci={k: bootstrap_mean(v, resamples, seed) for k, v in episodes.items()},
         preference_verdict=behavior.preference_greedy.verdict if behavior.preference_greedy else None,
         barrier_metric=conn.barrier_metric,
         barrier_within=means["within"][0], barrier_within_ci=means["within"][1],
         barrier_across=means["across"][0], barrier_across_ci=means["across"][1],
-        train_return=float(train.mean()), train_return_ci=_bootstrap_mean(train, resamples, seed),
+        train_return=float(train.mean()), train_return_ci=bootstrap_mean(train, resamples, seed),
         optimum=optimum, trained_share=trained / n if trained is not None else None,
         trained_share_ci=wilson_interval(trained, n).tolist() if trained is not None else None)
 
