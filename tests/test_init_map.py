@@ -87,6 +87,24 @@ def test_without_a_plane_a_seed_starts_from_its_own_init_seed_as_before() -> Non
         assert all(torch.equal(before[name], value) for name, value in initial(cfg, k).items())
 
 
+@given(st.floats(0.05, 20))
+@settings(max_examples=10, deadline=None)
+def test_init_scale_multiplies_every_weight_matrix_and_leaves_the_biases(scale: float) -> None:
+    plain = parse_config(tiny_config(engine="batched", seeds={"count": 2}))
+    scaled = parse_config(tiny_config(engine="batched", seeds={"count": 2}, policy={"init_scale": scale}))
+    assert scaled.hash() != plain.hash()
+    for k in range(2):
+        before, after = initial(plain, k), initial(scaled, k)
+        for name, value in before.items():
+            assert torch.allclose(after[name], value * scale if value.dim() >= 2 else value), name
+
+
+def test_init_scale_needs_the_batched_engine() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(tiny_config(engine="sb3", policy={"init_scale": 0.5}))
+    assert [issue.path for issue in info.value.issues] == ["policy.init_scale"]
+
+
 def test_the_plane_is_part_of_the_hash() -> None:
     # (a config without a plane keeps its old hash: tests/test_config.py, new optional fields)
     assert plane_config(span=1.0).hash() != plane_config(span=2.0).hash()

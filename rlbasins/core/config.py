@@ -115,6 +115,9 @@ class PolicyConfig(_Strict):
         "null: an MLP on the flattened observation.")
     activation: Literal["tanh", "relu"] = "tanh"
     ortho_init: bool = Field(True, description="Orthogonal init as in SB3 (gain √2, 0.01 policy head).")
+    init_scale: float | None = Field(None, gt=0, description="Multiply every initial weight matrix (not the biases) "
+                                     "by this: below 1 a smaller init, above 1 a larger one; the batched engine "
+                                     "only. null: 1, the init as it is.")
 
 
 class PPOConfig(_Strict):
@@ -597,6 +600,9 @@ def _semantic_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]
                 "or analysis.enabled: false"))
         if cfg.policy.conv_channels is not None and not env_issues:
             issues.extend(_conv_issues(cfg))
+    if cfg.policy.init_scale is not None and cfg.engine != "batched":
+        issues.append(ConfigIssue(path="policy.init_scale", value=cfg.policy.init_scale,
+                                  expected="null with engine: sb3 (SB3 draws its own init); set engine: batched"))
     if cfg.env.planted is not None:
         issues.extend(_planted_issues(cfg))
     if cfg.reward_model is not None:

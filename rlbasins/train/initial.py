@@ -1,7 +1,8 @@
 """Every seed's initial network: an ordinary draw, or a point of the init plane.
 
 Without ``seeds.init_plane`` seed k's network is drawn from its ``init`` factor seed alone (torch's
-default init, then SB3's orthogonal init when ``policy.ortho_init``). With it, seed k = i·R + j of an
+default init, then SB3's orthogonal init when ``policy.ortho_init``, every weight matrix times
+``policy.init_scale`` when set). With it, seed k = i·R + j of an
 R × R grid starts from
 
     θ = θ0 + a_i·u + b_j·v,   a_i, b_j evenly spaced in [−span, span] (a_i = b_i),
@@ -46,7 +47,10 @@ def ordinary_state_dict(policy: PolicyConfig, init_seed: int, obs_shape: Sequenc
     """The network an ordinary seed with ``init`` factor seed ``init_seed`` starts from."""
     torch.manual_seed(init_seed)
     module = ActorCritic.from_config(policy, obs_shape, n_actions)
-    return (module.ortho_init_() if policy.ortho_init else module).state_dict()
+    weights = (module.ortho_init_() if policy.ortho_init else module).state_dict()
+    if policy.init_scale is None:
+        return weights
+    return {name: value * policy.init_scale if value.dim() >= 2 else value for name, value in weights.items()}
 
 
 def _filter_normalized(reference: StateDict, seed: int) -> StateDict:
