@@ -99,6 +99,11 @@ def test_init_scale_multiplies_every_weight_matrix_and_leaves_the_biases(scale: 
             assert torch.allclose(after[name], value * scale if value.dim() >= 2 else value), name
 
 
+def test_init_scale_one_is_the_init_as_it_is() -> None:
+    assert parse_config(tiny_config(engine="batched", policy={"init_scale": 1.0})).hash() == \
+        parse_config(tiny_config(engine="batched")).hash()
+
+
 def test_init_scale_needs_the_batched_engine() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(tiny_config(engine="sb3", policy={"init_scale": 0.5}))

@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 SEED_FACTORS: tuple[str, ...] = ("init", "env", "action", "minibatch")
 """The independent sources of randomness of one PPO run (see :mod:`rlbasins.core.seeding`)."""
@@ -118,6 +127,12 @@ class PolicyConfig(_Strict):
     init_scale: float | None = Field(None, gt=0, description="Multiply every initial weight matrix (not the biases) "
                                      "by this: below 1 a smaller init, above 1 a larger one; the batched engine "
                                      "only. null: 1, the init as it is.")
+
+    @field_validator("init_scale")
+    @classmethod
+    def _scale_one_is_none(cls, value: float | None) -> float | None:
+        """1 is the init as it is: stored as null, so that it is the same config (and hash) as leaving it out."""
+        return None if value == 1 else value
 
 
 class PPOConfig(_Strict):
