@@ -3,9 +3,9 @@
 An environment where seeds can split by exploration lock-in rather than by their initial weights.
 Every training episode has two doors at random cells: a red round door (the colour door) and a blue
 square door (the shape door), the same two objects that CueConflict's held-out states cross. Besides
-the four moves the agent has four keys (actions 4–7). Standing on a door it opens it by pressing that
-door's code, ``code_length`` keys (the colour door: key 4, key 5, key 4, …; the shape door: key 5,
-key 4, …), so a key pressed at random opens a door one time in four. The whole code pays 1 and ends
+the four moves the agent has ``keys`` keys (default 4: actions 4–7). Standing on a door it opens it by
+pressing that door's code, ``code_length`` keys (the colour door: key 4, key 5, key 4, …; the shape door:
+key 5, key 4, …), so a key pressed at random opens a door one time in ``keys``. The whole code pays 1 and ends
 the episode; a wrong key at a door jams it and ends the episode with 0. Walking over a door does
 nothing (a move resets the code entered so far), and a key pressed away from a door is a wasted step.
 Both doors pay the same, so "go to the red door" and "go to the square door" are equally good
@@ -35,7 +35,7 @@ k − 1 keys of the code entered. ``max_steps`` defaults to 3 × size + code_len
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 
@@ -45,7 +45,8 @@ from envs.grid import OUTCOME_ONGOING, GridEnv, GridState, GridVectorEnv, cells_
 FAILED = -1
 """``GridState.progress`` of an agent that pressed a wrong key at a door (the episode ends)."""
 
-KEYS = (4, 5, 6, 7)
+FIRST_KEY = 4
+"""Action index of the first key; actions 0–3 are the moves."""
 CODES = ((4, 5), (5, 4))
 """Each door's code, cycled to ``code_length`` keys: the colour door 4, 5, 4, …; the shape door 5, 4, 5, …"""
 
@@ -53,18 +54,20 @@ CODES = ((4, 5), (5, 4))
 class TwoDoorsCore(CueConflictCore):
     labels = ("colour", "shape")
     strategies_agree_in_training = False
-    n_actions: ClassVar[int] = 8
-    ACTION_DELTAS: ClassVar[torch.Tensor] = torch.tensor([[-1, 0], [0, 1], [1, 0], [0, -1], *[[0, 0]] * 4])
-    """Moves up, right, down, left; keys 4–7 leave the agent where it is."""
     description = ("Held-out TwoDoors states: the red door and the square door at mirror-image positions "
                    "around the agent (equal distance, both orders), or with probe='adjacent' in two cells next to it.")
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
                  device: torch.device | str = "cpu", code_length: int = 1,
-                 probe: Literal["halfway", "adjacent"] = "halfway"):
+                 probe: Literal["halfway", "adjacent"] = "halfway", keys: int = 4):
         if not 0 <= code_length <= 8:
             raise ValueError(f"code_length must be in 0 … 8 (keys to press at a door), got {code_length}")
+        if not 2 <= keys <= 16:
+            raise ValueError(f"keys must be in 2 … 16 (key actions besides the 4 moves), got {keys}")
         self.code_length = int(code_length)
+        self.n_actions = FIRST_KEY + int(keys)
+        self.ACTION_DELTAS = torch.tensor([[-1, 0], [0, 1], [1, 0], [0, -1], *[[0, 0]] * keys])
+        """Moves up, right, down, left; the keys leave the agent where it is."""
         self.channels = (*CueConflictCore.channels, *(f"digit_{k + 1}" for k in range(self.code_length)))
         codes = [[CODES[door][k % 2] for k in range(self.code_length)] for door in range(2)]
         self._codes = torch.tensor(codes, dtype=torch.int64, device=device).reshape(2, self.code_length)
@@ -95,7 +98,7 @@ class TwoDoorsCore(CueConflictCore):
         else:
             right = torch.ones_like(on_door)                                          # the control: any key
         keyed = torch.where(right, state.progress + 1, torch.full_like(state.progress, FAILED))
-        progress = torch.where(actions >= KEYS[0], torch.where(on_door, keyed, state.progress),
+        progress = torch.where(actions >= FIRST_KEY, torch.where(on_door, keyed, state.progress),
                                torch.zeros_like(state.progress))
         return dataclasses.replace(walked, progress=progress)
 
@@ -127,12 +130,12 @@ class TwoDoorsCore(CueConflictCore):
 
     def strategy_actions(self, state: GridState, strategy: int) -> torch.Tensor:
         """Moves towards the door of ``strategy``; standing on it, the next key of its code."""
-        walking = super().strategy_actions(state, strategy)                               # [B, 8], keys never closer
+        walking = super().strategy_actions(state, strategy)                       # [B, n_actions], keys never closer
         on_door, kind = self._door_here(state)
         if self.code_length:
             key = self._codes[kind, state.progress.clamp(0, self.code_length - 1)]
         else:
-            key = torch.full_like(kind, KEYS[0])
+            key = torch.full_like(kind, FIRST_KEY)
         keyed = torch.nn.functional.one_hot(key, self.n_actions).bool()
         return torch.where((on_door & (kind == strategy))[:, None], keyed, walking)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -371,15 +373,36 @@ def test_adjacent_probe_puts_both_single_cue_objects_one_move_away_and_the_first
 
 @pytest.mark.parametrize("code_length", [0, 1, 3])
 @pytest.mark.parametrize("size", [5, 7])
-def test_two_doors_both_strategies_earn_the_optimum_on_every_training_state(code_length: int, size: int) -> None:
+@pytest.mark.parametrize("keys", [4, 8])
+def test_two_doors_both_strategies_earn_the_optimum_on_every_training_state(code_length: int, size: int,
+                                                                            keys: int) -> None:
     core_class = envs.GRID_ENVS["rlbasins/TwoDoors-v0"]
-    start = core_class.training_states(1000, seed=5, size=size, code_length=code_length)
-    core = core_class(num_envs=len(start), size=size, code_length=code_length)
+    start = core_class.training_states(1000, seed=5, size=size, code_length=code_length, keys=keys)
+    core = core_class(num_envs=len(start), size=size, code_length=code_length, keys=keys)
     best = float(core.reward_of(torch.tensor([1, 2]))[0])
     for strategy, outcome_code in ((0, 1), (1, 2)):
         outcome, returns = run_episodes(core, start, scripted(core, strategy))
         assert (outcome == outcome_code).all()
         assert (returns == best).all()
+
+
+@pytest.mark.parametrize("keys", [2, 4, 8])
+def test_two_doors_has_one_action_per_key_and_exactly_one_key_opens_each_door(keys: int) -> None:
+    assert gym.make("rlbasins/TwoDoors-v0", keys=keys).action_space.n == 4 + keys
+    core_class = envs.GRID_ENVS["rlbasins/TwoDoors-v0"]
+    start = core_class.training_states(64, seed=3, size=5, keys=keys)
+    for door in range(2):                                     # the agent on the colour door, then the shape door
+        opened = []
+        for key in range(4, 4 + keys):
+            core = core_class(num_envs=len(start), size=5, keys=keys)
+            core.reset_to(dataclasses.replace(start, agent=start.objects[:, door].clone()))
+            step = core.step(torch.full((len(start),), key))
+            assert step.terminated.all() and (step.outcome == door + 1).all()   # opened or jammed, at this door
+            opened.append(bool((step.reward == 1).all()))
+            assert (step.reward == 1).all() or (step.reward == 0).all()
+        assert opened == [key == 4 + door for key in range(4, 4 + keys)]      # key 4 the colour door, 5 the shape
+    with pytest.raises(ValueError, match="keys"):
+        core_class(keys=1)
 
 
 def test_two_doors_pays_only_for_its_whole_code_and_a_wrong_key_jams_it() -> None:

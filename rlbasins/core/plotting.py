@@ -52,5 +52,14 @@ def states_with_actions(images: list[np.ndarray], probs: np.ndarray, names: list
     return fig
 
 
-ACTION_NAMES = {4: ["up", "right", "down", "left"], 2: ["push left", "push right"],
-                8: ["up", "right", "down", "left", "key 4", "key 5", "key 6", "key 7"]}  # TwoDoors
+MOVES = ["up", "right", "down", "left"]
+
+
+def action_names(n_actions: int) -> list[str]:
+    """Names of an env's actions for plots: the gridworlds' four moves then keys ("key 4", … as TwoDoors
+    numbers them), CartPole's pushes, else the action indices."""
+    if n_actions == 2:
+        return ["push left", "push right"]
+    if n_actions >= 4:
+        return [*MOVES, *(f"key {k}" for k in range(4, n_actions))]
+    return [str(a) for a in range(n_actions)]

@@ -22,7 +22,7 @@ from rlbasins.analysis.training_length import BasinTrajectory
 from rlbasins.core.config import dump_config, load_config
 from rlbasins.core.heldout import evaluation_sample
 from rlbasins.core.logs import TRUE_RETURN_TAG, seed_curves
-from rlbasins.core.plotting import ACTION_NAMES
+from rlbasins.core.plotting import action_names
 from rlbasins.core.store import RunDir, atomic_write_bytes
 from rlbasins.report import figures
 
@@ -195,7 +195,7 @@ def _basin_states_figure(run: RunDir, cfg, found: BasinsResult, names: list[str]
     core = envs.GRID_ENVS[cfg.env.id](num_envs=len(states), **cfg.env.kwargs)
     n_actions = probs.shape[-1]
     return figures.basin_disagreement([core.render(int(i), states) for i in top], basin_probs[top], names,
-                                      ACTION_NAMES.get(n_actions, [str(a) for a in range(n_actions)]))
+                                      action_names(n_actions))
 
 
 def _template():

@@ -27,7 +27,7 @@ from rlbasins.analysis import align, barriers
 from rlbasins.core.checkpoints import load_policy
 from rlbasins.core.config import ConfigError, ConfigIssue, ExperimentConfig, load_config
 from rlbasins.core.heldout import heldout_observations
-from rlbasins.core.plotting import ACTION_NAMES
+from rlbasins.core.plotting import action_names
 from rlbasins.core.policy import ActorCritic
 from rlbasins.core.rollouts import action_probs, play, stack_state_dicts
 from rlbasins.core.seeding import factor_seed
@@ -97,7 +97,7 @@ def _disagreement_figure(cfg: ExperimentConfig, states, indices: list[int], prob
                          probs_b: np.ndarray, names: tuple[str, str]) -> str:
     """The held-out states of largest disagreement, drawn, with both action distributions beside each."""
     n_actions = probs_a.shape[-1]
-    actions = ACTION_NAMES.get(n_actions, [str(a) for a in range(n_actions)])
+    actions = action_names(n_actions)
     drawn = cfg.env.id in envs.GRID_ENVS
     fig, axes = plt.subplots(len(indices), 2 if drawn else 1, figsize=(7 if drawn else 4, 2.4 * len(indices)),
                              squeeze=False)

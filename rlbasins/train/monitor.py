@@ -32,7 +32,7 @@ from envs.suites import get_suite
 from rlbasins.core.config import ExperimentConfig
 from rlbasins.core.heldout import evaluation_sample, heldout_observations
 from rlbasins.core.logs import BEHAVIOR_IMAGE_TAG, divergence_tag, share_tag, strategy_labels, write_scalars
-from rlbasins.core.plotting import ACTION_NAMES, states_with_actions
+from rlbasins.core.plotting import action_names, states_with_actions
 from rlbasins.core.policy import ActorCritic
 from rlbasins.core.rollouts import action_probs
 
@@ -85,7 +85,7 @@ class HeldoutMonitor:
         bars = torch.cat([probs[None, :IMAGE_STATES].cpu(), strategies]).transpose(0, 1).numpy()  # [n, 1 + K, A]
         if self._figure is None:
             self._figure = states_with_actions(self.images, bars, ["this seed", *self.labels],
-                                               ACTION_NAMES[probs.shape[-1]],
+                                               action_names(probs.shape[-1]),
                                                "This seed vs the strategies on held-out states",
                                                size=(5.5, 2.0), dpi=64)
             return self._figure
