@@ -156,6 +156,7 @@ def test_the_map_trains_each_point_once_and_measures_it(tmp_path: Path) -> None:
         assert sum(point["basin_sizes"]) == 4 and len(point["basin_sizes"]) == point["basins"]
         assert point["train_return_min"] <= point["train_return"] <= point["optimum"] == 1.0
         assert (runs / Path(point["run_dir"]).name / "analysis" / "behavior.json").exists()
+        assert point["train_seconds"] > 0 and point["seconds"] > 0
     checkpoints = sorted(runs.glob("bm-*/seeds/*/ckpt/*.safetensors"))
     stamps = [path.stat().st_mtime_ns for path in checkpoints]
 
@@ -164,4 +165,5 @@ def test_the_map_trains_each_point_once_and_measures_it(tmp_path: Path) -> None:
     result = json.loads((runs / "bm" / "basin_map.json").read_text())
     assert [result["base"]["status"], *(p["status"] for p in result["points"])] == ["reused"] * 3
     assert result["base"]["leans"] == base["leans"]
+    assert result["base"]["train_seconds"] == base["train_seconds"]  # the training's time, read from the run
     assert [path.stat().st_mtime_ns for path in checkpoints] == stamps

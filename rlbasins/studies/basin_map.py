@@ -37,6 +37,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,11 @@ class MapPoint:
     """Smallest basin share of which these seeds show at least one seed with 95% probability."""
     seconds: float
     """Wall-clock seconds of this invocation for the point (training, if done, and measuring)."""
+    train_seconds: float | None = None
+    """Wall-clock seconds from the run's creation to its last update (its manifest): the training time, also
+    of a reused point (longer where it was interrupted and resumed)."""
+    trained_at_commit: str | None = None
+    """The rlbasins git commit the point was trained at (its manifest)."""
 
 
 @dataclass
@@ -169,6 +175,7 @@ def measure_point(knob: str | None, value: Any, run: RunDir, status: str, alpha:
     start = time.perf_counter()
     behavior = analyze_behavior(run, show_progress=show_progress)
     cfg = load_config(run.config_path)
+    manifest = run.manifest()
     if behavior.labels is None:
         raise ValueError(f"{cfg.env.id}: its held-out suite names no strategies, so no seed can commit to one")
     test = behavior.preference_greedy
@@ -194,7 +201,10 @@ def measure_point(knob: str | None, value: Any, run: RunDir, status: str, alpha:
         train_return=float(train.mean()), train_return_ci=bootstrap_mean(train, resamples, seed),
         train_return_min=float(train.min()), optimum=optimum,
         trained=None if optimum is None else Share.of_seeds(int((train >= success * optimum).sum()), n),
-        resolving_share=resolving_share(n), seconds=seconds + time.perf_counter() - start)
+        resolving_share=resolving_share(n), seconds=seconds + time.perf_counter() - start,
+        train_seconds=(datetime.fromisoformat(manifest["updated"]) - datetime.fromisoformat(manifest["created"])
+                       ).total_seconds(),
+        trained_at_commit=(manifest.get("git_commit") or "")[:7] or None)
 
 
 def train_point(member: ExperimentConfig, runs_dir: Path, resume: bool, show_progress: bool) -> tuple[RunDir, str]:
