@@ -36,6 +36,20 @@ def test_planted_clusters_are_recovered_with_their_number(method: str, seed: int
     assert agreement.ari == 1.0 if n_basins > 1 else agreement.undefined == basins.ONE_BASIN
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), n_basins=st.integers(1, 2))
+def test_stray_seeds_neither_hide_the_basins_nor_make_new_ones(seed: int, n_basins: int) -> None:
+    # Two seeds far from every basin open eigengaps of their own; the basins must still be found whole.
+    rng = np.random.default_rng(seed)
+    blobs = [rng.normal(0, 0.3, size=(12, 10)) + np.pad(c, (0, 8)) for c in [(0.0, 0.0), (4.0, 0.0)][:n_basins]]
+    strays = np.pad(np.array([[1.5, 3.0], [2.5, -3.0]]), ((0, 0), (0, 8)))
+    points = np.concatenate([*blobs, strays])
+    found = basins.spectral_basins(cdist(points, points))
+    assert found.k == n_basins
+    truth = np.repeat(np.arange(n_basins), 12).tolist()
+    assert n_basins == 1 or basins.ari_with_ci(truth, found.labels[: 12 * n_basins]).ari == 1.0
+
+
 def test_basins_are_described_by_size_share_label_and_medoid() -> None:
     distances, truth = _blobs([(0, 0), (4, 0)], per=6, seed=1)
     clustering = basins.spectral_basins(distances)
