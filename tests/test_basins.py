@@ -3,6 +3,8 @@ basin descriptions, and the preference test."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -48,6 +50,19 @@ def test_stray_seeds_neither_hide_the_basins_nor_make_new_ones(seed: int, n_basi
     assert found.k == n_basins
     truth = np.repeat(np.arange(n_basins), 12).tolist()
     assert n_basins == 1 or basins.ari_with_ci(truth, found.labels[: 12 * n_basins]).ari == 1.0
+
+
+def test_basins_too_far_apart_to_connect_are_found_without_a_warning() -> None:
+    """Groups of seeds 0.01 apart within and 1 across (e.g. all-red against all-square seeds on the probe) get
+    affinities that underflow to 0 across, so the affinity graph is disconnected: the cleanest split there
+    is, found as two basins, and without sklearn's warning (a 64-seed run printed it once per k tried)."""
+    group = np.repeat([0, 1], [12, 4])
+    distances = np.where(group[:, None] == group, 0.01, 1.0) * (1 - np.eye(16))          # [16, 16]
+    assert (basins.affinity(distances)[group == 0][:, group == 1] == 0).all()           # disconnected
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = basins.spectral_basins(distances)
+    assert found.k == 2 and basins.ari_with_ci(group.tolist(), found.labels).ari == 1.0
 
 
 def test_basins_are_described_by_size_share_label_and_medoid() -> None:

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,8 +106,10 @@ def spectral_basins(distances: np.ndarray, k: int | None = None, max_k: int = 8,
 
 
 def _spectral_labels(affinities: np.ndarray, k: int, seed: int) -> np.ndarray:
-    return SpectralClustering(n_clusters=k, affinity="precomputed", random_state=seed,
-                              assign_labels="cluster_qr").fit_predict(affinities)
+    with warnings.catch_warnings():   # well-separated basins leave the affinity graph disconnected: expected here
+        warnings.filterwarnings("ignore", message="Graph is not fully connected")
+        return SpectralClustering(n_clusters=k, affinity="precomputed", random_state=seed,
+                                  assign_labels="cluster_qr").fit_predict(affinities)
 
 
 def agglomerative_basins(distances: np.ndarray, k: int | None = None, max_k: int = 8) -> Clustering:
