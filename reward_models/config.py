@@ -30,7 +30,8 @@ class PreferenceDataConfig(_Strict):
     steps: int = Field(48, gt=0, description="Steps per environment (episodes restart automatically).")
     epsilons: list[float] = Field(
         [1.0, 0.5, 0.2, 0.0], min_length=1,
-        description="The policy mix: ε-greedy experts (GridCore.optimal_actions). ε = 1 is the random policy, "
+        description="The policy mix: ε-greedy experts (GridCore.strategy_actions; half follow each strategy "
+        "where the two differ in training). ε = 1 is the random policy, "
         "ε = 0 the expert, values between stand in for partially trained policies.")
     segment_length: int = Field(8, gt=0, description="Transitions per segment (may span episode boundaries).")
     pairs: int = Field(12000, gt=0, description="Labelled segment pairs in all three splits together.")

@@ -1,7 +1,8 @@
 """Preference data from the training distribution: segments, pairs and synthetic labels.
 
 Transitions come from a batched gridworld core stepping ``num_envs`` environments with
-autoreset, each following one policy of a mix of ε-greedy experts (ε = 1: random, 0: expert).
+autoreset, each following one policy of a mix of ε-greedy experts (ε = 1: random, 0: expert;
+where the two strategies differ in training, as in TwoDoors, half the experts follow each).
 Environments — not pairs — are split into train / validation / test, so the test pairs come
 from episodes the model never saw. A pair is two segments of ``segment_length`` consecutive
 transitions of the same split; a synthetic Bradley–Terry labeller compares their true returns
@@ -139,8 +140,11 @@ def collect_preferences(cfg: RewardModelConfig) -> PreferenceData:
     core = envs.GRID_ENVS[cfg.env_id](num_envs=d.num_envs, **cfg.env_kwargs)
     core.reset(torch.as_tensor(rng.integers(0, 2**32, d.num_envs)))
     epsilon = torch.tensor(d.epsilons, dtype=torch.float32)[torch.arange(d.num_envs) % len(d.epsilons)]
+    # where the two strategies differ in training (TwoDoors), half the experts of each ε follow each one, so
+    # the data favour neither; elsewhere the strategies agree and strategy A is the training target
+    strategy = (torch.arange(d.num_envs) // len(d.epsilons)) % 2 * (not core.strategies_agree_in_training)
     generator = torch.Generator().manual_seed(cfg.seed)
-    transitions, _ = play(core, epsilon, torch.zeros(d.num_envs, dtype=torch.int64), d.steps, generator)
+    transitions, _ = play(core, epsilon, strategy, d.steps, generator)
 
     # envs split into blocks train | val | test; round-robin policies put every policy in every block
     n_val, n_test = max(1, round(d.num_envs * d.val_fraction)), max(1, round(d.num_envs * d.test_fraction))

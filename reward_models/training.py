@@ -43,7 +43,8 @@ def train_reward_model(cfg: RewardModelConfig, data: PreferenceData) -> Training
     """Fit a :class:`RewardModel` to ``data`` as ``cfg.training`` says; returns the best epoch's model."""
     t = cfg.training
     torch.manual_seed(cfg.seed)
-    model = RewardModel(cfg, tuple(data.transitions.obs.shape[1:]), envs.GRID_ENVS[cfg.env_id].n_actions)
+    n_actions = envs.GRID_ENVS[cfg.env_id](num_envs=1, **cfg.env_kwargs).n_actions   # TwoDoors: from its keys
+    model = RewardModel(cfg, tuple(data.transitions.obs.shape[1:]), n_actions)
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
     train, val = data.pairs_in(TRAIN), data.pairs_in(VAL)

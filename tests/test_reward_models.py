@@ -15,6 +15,7 @@ from envs.cue_conflict import CueConflictEnv
 from reward_models.artifact import load_reward_model
 from reward_models.build import build_reward_model
 from reward_models.config import RewardModelConfig
+from reward_models.data import collect_preferences
 from reward_models.zoo.build import ZOO_DIR, zoo_names
 from rlbasins.core.config import ConfigError, parse_config
 from rlbasins.core.logs import read_scalars
@@ -106,6 +107,27 @@ def test_reward_model_training_is_deterministic_on_cpu(tmp_path: Path) -> None:
     assert (tmp_path / "0.safetensors").read_bytes() == (tmp_path / "1.safetensors").read_bytes()
     other = build_reward_model(tiny_recipe(seed=1), tmp_path / "seed1.json")
     assert other["weights_sha256"] != cards[0]["weights_sha256"]
+
+
+def test_two_doors_preference_data_favour_neither_door() -> None:
+    """Both doors pay in training, so the expert mix walks to each equally often: the data open as many red as
+    square doors (with every expert at the red door, ε = 0 alone would open red doors only)."""
+    recipe = RewardModelConfig(env_id="rlbasins/TwoDoors-v0", env_kwargs={"size": 4},
+                               data={"num_envs": 128, "steps": 48, "pairs": 200})
+    t = collect_preferences(recipe).transitions
+    opened = t.reward > 0
+    at_red = (t.obs[:, 0] * t.obs[:, 1]).flatten(1).sum(1) > 0          # agent plane × red plane: on the red door
+    red, square = int((opened & at_red).sum()), int((opened & ~at_red).sum())
+    assert red + square > 500 and abs(red - square) / (red + square) < 0.1, (red, square)
+
+
+def test_a_reward_model_for_other_actions_is_refused(tmp_path: Path) -> None:
+    """TwoDoors' ``keys`` changes the actions but not the observation: the action count is checked too."""
+    card = ZOO_DIR.parent / "below_bar" / "two_doors.json"
+    env = {"id": "rlbasins/TwoDoors-v0", "num_envs": 4, "kwargs": read_card(card)[0]["env_kwargs"]}
+    assert parse_config(rm_experiment(card, env=env)).reward_model == str(card)
+    with pytest.raises(ConfigError, match="reward_model.*for 10 actions.*takes 8"):
+        parse_config(rm_experiment(card, env={**env, "kwargs": {**env["kwargs"], "keys": 6}}))
 
 
 @pytest.mark.slow

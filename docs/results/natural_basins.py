@@ -4,22 +4,25 @@
 
 Runs ``configs/natural_basins.yaml`` (TwoDoors, no planted groups, the env's own reward) as shipped,
 again with two other master seeds (``replicate``: 1; ``untried``: 3, a seed not tried while the config
-was chosen), and as the control with ``code_length: 0`` (either key opens either
-door, so there is no door-specific skill to lock in to), each through the whole pipeline (``rlbasins
-run``: training, held-out behaviour, basins, barriers, symmetry test), and collects per run:
+was chosen), as the control with ``code_length: 0`` (either key opens either door, so there is no
+door-specific skill to lock in to), and ``configs/natural_basins_rm.yaml`` (``rm``: PPO on a frozen learned
+reward model, ``reward_models/zoo/two_doors.yaml``), each through the whole pipeline (``rlbasins run``:
+training, held-out behaviour, basins, barriers, symmetry test), and collects per run:
 
 - training: each seed's greedy return on 200 training episodes (the optimum is 1: open a door);
 - the probe: each seed's share of colour-door choices among its decided greedy episodes on every
   distinct held-out state once, its Wilson 95% interval and exact binomial p, and the undecided share;
 - the basins: seeds significantly committed to each door (p < 0.01), their shares with Wilson CIs,
-  the behavioural clustering, the weight-space clustering and their agreement (ARI with CI);
+  the behavioural clustering, the weight-space clustering and their agreement (ARI with CI); the
+  pipeline's weight-space distance here is the aligned barrier of the held-out decided share, which reads
+  the probe, so the script also clusters the aligned barriers of the *training* return, which does not;
 - the symmetry test of the colour and shape planes;
 - greedy play on 500 training states per seed: the red-door share, the share of episodes that walk to
   the farther door where the doors' distances differ (0 for a policy that takes the nearer door), and why
   episodes fail: timeouts (no door opened in time) or jams (a wrong key).
 
-Run names (default all): ``study``, ``replicate``, ``untried``, ``control``. A run already trained and analysed in
-RUNS_DIR is summarised as it is (its ``seconds`` then count the summary only).
+Run names (default all): ``study``, ``replicate``, ``untried``, ``control``, ``rm``. A run already trained and
+analysed in RUNS_DIR is summarised as it is (its ``seconds`` then count the summary only).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import yaml
 
 from envs.grid import OUTCOME_TIMEOUT, run_episodes
 from envs.two_doors import TwoDoorsCore
+from rlbasins.analysis.basins import ari_with_ci, spectral_basins
 from rlbasins.analysis.behavior import BehaviorResult
 from rlbasins.analysis.pipeline import analyze_run, load_results
 from rlbasins.core.checkpoints import load_policy
@@ -46,18 +50,19 @@ from rlbasins.core.store import RunDir
 from rlbasins.train import train_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "configs" / "natural_basins.yaml"
+CONFIGS = ROOT / "configs"
 ALPHA = 0.01
 RUNS = {                                  # name → changes to the shipped config
     "study": {},
     "replicate": {"seed": 1},
     "untried": {"seed": 3},               # a master seed not tried while the config was chosen
     "control": {"env_kwargs": {"code_length": 0}},
+    "rm": {"config": "natural_basins_rm.yaml"},   # the same on the learned reward model (run name natural_basins_rm)
 }
 
 
 def config(name: str, changes: dict) -> dict:
-    raw = yaml.safe_load(CONFIG.read_text())
+    raw = yaml.safe_load((CONFIGS / changes.get("config", "natural_basins.yaml")).read_text())
     raw["name"] = f"natural_basins_{name}"
     raw["seed"] = changes.get("seed", raw["seed"])
     raw["env"]["kwargs"] = {**raw["env"]["kwargs"], **changes.get("env_kwargs", {})}
@@ -89,6 +94,26 @@ def training_behaviour(run: RunDir, kwargs: dict, seeds: list[int], n: int = 500
             "failures": {"timeouts": float(np.mean(timeouts)), "jams": float(np.mean(jams))}}
 
 
+def training_return_basins(run: RunDir, behaviour_labels: list[int]) -> dict:
+    """Weight-space basins that do not read the held-out probe: spectral clustering of the aligned pairwise
+    barriers of the *training* return (greedy, on ``episodes`` training episodes per path point, so barriers
+    move in steps of 1/episodes), their agreement with the behavioural basins (ARI, CI over seeds), and the
+    mean barrier within and across behavioural basins."""
+    connectivity = json.loads((run.analysis_dir / "connectivity.json").read_text())
+    barrier = np.array(connectivity["matrices"]["aligned"]["train_return"], dtype=float)     # [S, S]
+    clustering = spectral_basins(barrier)
+    agreement = ari_with_ci(behaviour_labels, clustering.labels)
+    labels = np.asarray(behaviour_labels)
+    upper = np.triu_indices(len(labels), 1)
+    same = (labels[:, None] == labels[None])[upper]
+    return {"k": clustering.k, "sizes": np.bincount(clustering.labels).tolist(), "labels": clustering.labels,
+            "episodes_per_point": connectivity["episodes"],
+            "ari_with_behaviour": {"ari": agreement.ari, "ci": [agreement.low, agreement.high],
+                                   "undefined": agreement.undefined},
+            "mean_barrier": {"within_behaviour_basins": float(barrier[upper][same].mean()) if same.any() else None,
+                             "across": float(barrier[upper][~same].mean()) if (~same).any() else None}}
+
+
 def summary(run: RunDir, kwargs: dict) -> dict:
     results = load_results(run)
     behavior = BehaviorResult.load(run.analysis_dir / "behavior.json")
@@ -111,6 +136,7 @@ def summary(run: RunDir, kwargs: dict) -> dict:
         return out
 
     agreement = basins.agreement
+    return_basins = training_return_basins(run, basins.behavior.clustering.labels)
     return {
         "seeds": n, "train_return": behavior.train_return,
         "train_return_min": float(min(behavior.train_return)),
@@ -128,6 +154,7 @@ def summary(run: RunDir, kwargs: dict) -> dict:
                           **clusters(basins.weights.clustering, basins.weights.basins)},
         "agreement_ari": {"ari": agreement.ari, "ci": [agreement.low, agreement.high],
                           "undefined": agreement.undefined},
+        "training_return_basins": return_basins,
         "symmetry": None if symmetry is None else {"passed": symmetry.passed, "min_asymmetry": symmetry.min_asymmetry},
         "greedy_training_play": training_behaviour(run, kwargs, behavior.seeds),
     }
@@ -140,7 +167,7 @@ def main(runs_dir: str, names: list[str]) -> None:
     out = json.loads(path.read_text()) if path.exists() else {"runs": {}}
     for name in names or list(RUNS):
         start = time.perf_counter()
-        cfg = parse_config(config(name, RUNS[name]))
+        cfg = parse_config(config(name, RUNS[name]), base_dir=CONFIGS)   # base_dir: the reward model's path
         run = RunDir(Path(runs_dir) / cfg.name)
         analysed = (run.analysis_dir / "basins.json").exists() and run.manifest()["status"] == "finished"
         if not analysed:                  # a finished and analysed run is summarised again as it is

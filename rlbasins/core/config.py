@@ -857,11 +857,14 @@ def _reward_model_issues(cfg: ExperimentConfig, path: Path) -> list[ConfigIssue]
         env = gym.make(cfg.env.id, **cfg.env.kwargs)
     except Exception:  # an unknown id or bad kwargs: reported on env.* already
         return []
-    shape = list(env.observation_space.shape)
+    shape, n_actions = list(env.observation_space.shape), int(env.action_space.n)
     env.close()
     if shape != card["architecture"]["obs_shape"]:
         return issue(f"a reward model for observations of shape {shape} (env.kwargs give that; the model "
                      f"takes {card['architecture']['obs_shape']})")
+    if n_actions != card["architecture"]["n_actions"]:
+        return issue(f"a reward model for {n_actions} actions (env.kwargs give that; the model takes "
+                     f"{card['architecture']['n_actions']})")
     return []
 
 
