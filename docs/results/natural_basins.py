@@ -6,7 +6,7 @@ Runs ``configs/natural_basins.yaml`` (TwoDoors, no planted groups, the env's own
 again with two other master seeds (``replicate``: 1; ``untried``: 3, a seed not tried while the config
 was chosen), as the control with ``code_length: 0`` (either key opens either door, so there is no
 door-specific skill to lock in to), and ``configs/natural_basins_rm.yaml`` (``rm``: PPO on a frozen learned
-reward model, ``reward_models/zoo/two_doors.yaml``), each through the whole pipeline (``rlbasins run``:
+reward model, ``reward_models/below_bar/two_doors.yaml``), each through the whole pipeline (``rlbasins run``:
 training, held-out behaviour, basins, barriers, symmetry test), and collects per run:
 
 - training: each seed's greedy return on 200 training episodes (the optimum is 1: open a door);
