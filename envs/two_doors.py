@@ -29,7 +29,9 @@ pressed, whether or not it was the right code.
 
 Observation planes: agent, red, blue, square, circle (as CueConflict), then ``code_length`` planes
 ``digit_1 … digit_L``: plane ``digit_k`` is lit at the agent's cell while it stands on a door with
-k − 1 keys of the code entered. ``max_steps`` defaults to 3 × size + code_length.
+k − 1 keys of the code entered. An opened door is gone from the episode's final observation (a jammed one
+stays), so the outcome is visible in the state reached and a reward model of ``next_obs`` can read it, as in
+CueConflict; the policy never acts on a final observation. ``max_steps`` defaults to 3 × size + code_length.
 """
 
 from __future__ import annotations
@@ -117,16 +119,19 @@ class TwoDoorsCore(CueConflictCore):
         return (door if state is None else door & (state.progress == self._presses)).float()
 
     def paint(self, state: GridState) -> tuple[torch.Tensor, torch.Tensor]:
-        index, values = super().paint(state)                                             # the doors' cue planes
+        """The doors' cue planes, an opened door gone (only an episode's final observation shows one: the
+        outcome is visible in the state reached, so a reward model can read it), and the digit plane."""
+        index, values = super().paint(state)                                             # [B, 2 doors · 2 cues]
+        here = self.cell_of(state.objects) == self.cell_of(state.agent)[:, None]         # [B, door]
+        gone = here & (state.progress == self._presses)[:, None]                         # opened
+        values = values.expand(len(state), -1) * (~gone).repeat_interleave(2, dim=1)     # a write of 0: nothing
         if not self.code_length:
             return index, values
-        on_door, _ = self._door_here(state)
-        entering = on_door & (state.progress >= 0) & (state.progress < self.code_length)
+        entering = here.any(1) & (state.progress >= 0) & (state.progress < self.code_length)
         digit = 5 + state.progress.clamp(0, self.code_length - 1)
         # not entering: the digit plane gets the value 0 (a write of 0 into an empty cell changes nothing)
         digit_index = self.flat_index(digit, state.agent)[:, None]
-        return torch.cat([index, digit_index], 1), torch.cat([values.expand(len(state), -1),
-                                                              entering.float()[:, None]], 1)
+        return torch.cat([index, digit_index], 1), torch.cat([values, entering.float()[:, None]], 1)
 
     def strategy_actions(self, state: GridState, strategy: int) -> torch.Tensor:
         """Moves towards the door of ``strategy``; standing on it, the next key of its code."""

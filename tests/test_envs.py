@@ -400,6 +400,12 @@ def test_two_doors_has_one_action_per_key_and_exactly_one_key_opens_each_door(ke
             assert step.terminated.all() and (step.outcome == door + 1).all()   # opened or jammed, at this door
             opened.append(bool((step.reward == 1).all()))
             assert (step.reward == 1).all() or (step.reward == 0).all()
+            # the outcome shows in the state reached: an opened door is gone from the final observation
+            # (its cue planes dark at its cell), a jammed one stays; the other door is always there
+            cue_planes = step.final_obs[:, 1:5]                                  # red, blue, square, circle
+            at = [cue_planes[i, :, r, c].sum() for i, (r, c) in enumerate(start.objects[:, door].tolist())]
+            other = [cue_planes[i, :, r, c].sum() for i, (r, c) in enumerate(start.objects[:, 1 - door].tolist())]
+            assert all(x == (0 if opened[-1] else 2) for x in at) and all(x == 2 for x in other)
         assert opened == [key == 4 + door for key in range(4, 4 + keys)]      # key 4 the colour door, 5 the shape
     with pytest.raises(ValueError, match="keys"):
         core_class(keys=1)
