@@ -20,20 +20,21 @@ def _run(config: str, tmp_path: Path) -> RunDir:
 
 
 @pytest.mark.slow
-def test_quickstart_trains_16_cueconflict_seeds_on_the_learned_reward_and_reports(tmp_path: Path) -> None:
+def test_quickstart_splits_32_twodoors_seeds_into_two_basins_and_reports(tmp_path: Path) -> None:
     run = _run("configs/quickstart.yaml", tmp_path)
     behavior = BehaviorResult.load(run.analysis_dir / "behavior.json")
-    assert behavior.seeds == list(range(16))
-    # greedy success on training states, by the env's own reward (measured 0.82–0.945 per seed at 250,880 steps)
+    assert behavior.seeds == list(range(32))
+    # greedy success on training states (measured 0.83–1.00 per seed at 204,800 steps, mean 0.98)
     assert min(behavior.train_return) >= 0.75, behavior.train_return
-    assert run.manifest()["reward_model_sha256"]
     found = read_json(run.analysis_dir / "basins.json")
-    assert sum(b["size"] for b in found["behaviour"]["basins"]) == 16
+    sizes = sorted(b["size"] for b in found["behaviour"]["basins"])
+    assert sum(sizes) == 32
+    # what the demo is for: seeds alone split, with no planted groups (measured 17 / 15); each basin ≥ 10%
+    assert len(sizes) >= 2 and sizes[-2] >= 4, sizes
     html = run.report_path.read_text()
     for section in ('id="summary"', 'id="training"', 'id="heldout"', 'id="basins"', 'id="connectivity"',
                     'id="early"', 'id="seeds"', 'id="provenance"'):
         assert section in html
-    assert "True return per seed" in html or "True environment return" in html
 
 
 @pytest.mark.slow
