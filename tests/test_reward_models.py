@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -119,6 +120,31 @@ def test_two_doors_preference_data_favour_neither_door() -> None:
     at_red = (t.obs[:, 0] * t.obs[:, 1]).flatten(1).sum(1) > 0          # agent plane × red plane: on the red door
     red, square = int((opened & at_red).sum()), int((opened & ~at_red).sum())
     assert red + square > 500 and abs(red - square) / (red + square) < 0.1, (red, square)
+
+
+@torch.no_grad()
+def test_the_two_doors_model_pays_a_doors_own_key_and_a_wrong_key_like_any_step() -> None:
+    """The shipped TwoDoors model reads the outcome from the state reached (an opened door is gone from the
+    final observation): on 500 training layouts, with the agent on each door, the door's own key is paid far
+    above the other key, and the other key (a jam) about as a plain move (the first model, over obs and action,
+    paid both keys alike)."""
+    card = ZOO_DIR.parent / "below_bar" / "two_doors.json"
+    model = load_reward_model(card).model.eval()
+    core_class = envs.GRID_ENVS["rlbasins/TwoDoors-v0"]
+    start = core_class.training_states(500, seed=11, size=4)
+    core = core_class(num_envs=500, size=4)
+
+    def paid(state, key: int) -> torch.Tensor:
+        obs = core.reset_to(state)
+        step = core.step(torch.full((500,), key))
+        return model(obs, torch.full((500,), key), step.final_obs)
+
+    move = paid(start, 1).mean()                                       # a step right (or into a wall)
+    for door, own, other in ((0, 4, 5), (1, 5, 4)):
+        on_door = dataclasses.replace(start, agent=start.objects[:, door].clone())
+        right, wrong = paid(on_door, own), paid(on_door, other)
+        assert (right > wrong.max() + 1).all(), (right.min(), wrong.max())
+        assert abs(float(wrong.mean() - move)) < 0.2, (wrong.mean(), move)
 
 
 def test_a_reward_model_for_other_actions_is_refused(tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ training, held-out behaviour, basins, barriers, symmetry test), and collects per
   the farther door where the doors' distances differ (0 for a policy that takes the nearer door), and why
   episodes fail: timeouts (no door opened in time) or jams (a wrong key).
 
-Run names (default all): ``study``, ``replicate``, ``untried``, ``control``, ``rm``. A run already trained and
+Run names (default all): ``study``, ``replicate``, ``untried``, ``control``, ``rm``, ``quickstart``
+(``configs/quickstart.yaml`` as shipped, 32 seeds). A run already trained and
 analysed in RUNS_DIR is summarised as it is (its ``seconds`` then count the summary only).
 """
 
@@ -58,6 +59,7 @@ RUNS = {                                  # name → changes to the shipped conf
     "untried": {"seed": 3},               # a master seed not tried while the config was chosen
     "control": {"env_kwargs": {"code_length": 0}},
     "rm": {"config": "natural_basins_rm.yaml"},   # the same on the learned reward model (run name natural_basins_rm)
+    "quickstart": {"config": "quickstart.yaml"},  # make demo's 32-seed, 2.5-minute version
 }
 
 
