@@ -83,9 +83,13 @@ class TwoDoorsCore(CueConflictCore):
         return GridState(agent=cells[:, 0], objects=cells[:, 1:], attributes=self._doors.expand(len(seed), 2, 2),
                          steps=torch.zeros_like(seed), episode=episode, seed=seed)
 
+    def _standing_on(self, state: GridState) -> torch.Tensor:
+        """[B, K] bool: the door (object) the agent stands on."""
+        return self.cell_of(state.objects) == self.cell_of(state.agent)[:, None]
+
     def _door_here(self, state: GridState) -> tuple[torch.Tensor, torch.Tensor]:
         """(on a door [B] bool, which kind of door [B]: 0 colour, 1 shape)."""
-        hit = self.cell_of(state.objects) == self.cell_of(state.agent)[:, None]      # [B, K]
+        hit = self._standing_on(state)                                               # [B, K]
         door = hit.long().argmax(1)
         return hit.any(1), state.attributes[torch.arange(len(state), device=door.device), door, 1]
 
@@ -122,7 +126,7 @@ class TwoDoorsCore(CueConflictCore):
         """The doors' cue planes, an opened door gone (only an episode's final observation shows one: the
         outcome is visible in the state reached, so a reward model can read it), and the digit plane."""
         index, values = super().paint(state)                                             # [B, 2 doors · 2 cues]
-        here = self.cell_of(state.objects) == self.cell_of(state.agent)[:, None]         # [B, door]
+        here = self._standing_on(state)                                                  # [B, door]
         gone = here & (state.progress == self._presses)[:, None]                         # opened
         values = values.expand(len(state), -1) * (~gone).repeat_interleave(2, dim=1)     # a write of 0: nothing
         if not self.code_length:
