@@ -197,9 +197,11 @@ class GridCore:
         raise NotImplementedError
 
     def optimal_actions(self, state: GridState) -> torch.Tensor:
-        """Actions [B, n_actions] (bool) that bring the agent closer to its training target (strategy A's
-        target; in the training distribution both strategies agree) — the expert for supervised losses."""
-        return self.strategy_actions(state, 0)
+        """Actions [B, n_actions] (bool) that bring the agent closer to a training target — the expert for
+        supervised losses: strategy A's, where both strategies agree in training; else either strategy's
+        (both are paid ways through training, e.g. TwoDoors' two doors, and neither is the error)."""
+        actions = self.strategy_actions(state, 0)
+        return actions if self.strategies_agree_in_training else actions | self.strategy_actions(state, 1)
 
     def strategy_actions(self, state: GridState, strategy: int) -> torch.Tensor:
         """Actions [B, n_actions] (bool) that bring the agent closer to strategy ``strategy``'s target."""

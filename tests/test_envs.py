@@ -386,6 +386,20 @@ def test_two_doors_both_strategies_earn_the_optimum_on_every_training_state(code
         assert (returns == best).all()
 
 
+def test_the_two_doors_expert_counts_either_door_and_cue_conflicts_only_the_training_target() -> None:
+    """The expert of the supervised loss (barriers' expert loss): where strategies differ in training, an action
+    towards either paid door is expert, so a seed of either door is not an error; where they agree, strategy A's."""
+    doors = envs.GRID_ENVS["rlbasins/TwoDoors-v0"]
+    start = doors.training_states(500, seed=3, size=4)
+    core = doors(num_envs=len(start), size=4)
+    expert = core.optimal_actions(start)
+    assert torch.equal(expert, core.strategy_actions(start, 0) | core.strategy_actions(start, 1))
+    assert (expert.any(1)).all() and (expert & ~core.strategy_actions(start, 0)).any()
+    cues = CueConflictCore.training_states(200, seed=3)
+    cue = CueConflictCore(num_envs=len(cues))
+    assert torch.equal(cue.optimal_actions(cues), cue.strategy_actions(cues, 0))
+
+
 @pytest.mark.parametrize("keys", [2, 4, 8])
 def test_two_doors_has_one_action_per_key_and_exactly_one_key_opens_each_door(keys: int) -> None:
     assert gym.make("rlbasins/TwoDoors-v0", keys=keys).action_space.n == 4 + keys
