@@ -97,7 +97,7 @@ def _analyze(run: RunDir, progress: bool, step: int | None = None) -> None:
 
     summary = analyze_run(run, step=step, show_progress=progress)
     basins = f"{summary.behavior_k} behavioural basin{'s' * (summary.behavior_k != 1)}"
-    weights = f"{summary.weight_k} in weight space (aligned barriers)" if summary.weight_k else ""
+    weights = f"{summary.weight_k} in weight space (input weights)"
     agreement = f", agreement ARI {_ari(summary.agreement)}"
     planted = "".join(f", planted-truth ARI ({name}) {_ari(value)}"
                       for name, value in (summary.planted_ari or {}).items())

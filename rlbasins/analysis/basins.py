@@ -133,8 +133,8 @@ CLUSTERERS: dict[str, Callable[..., Clustering]] = {"spectral": spectral_basins,
 
 ONE_BASIN = "not defined (one basin)"
 """Why an ARI is not given: a partition into one basin agrees with anything or nothing by convention."""
-NEAREST_MEDOID = "not defined (weight basins are each seed's nearest behavioural medoid, not a clustering)"
-"""Why the weight-space ARIs are not given beyond ``max_pairwise`` seeds."""
+NEAREST_MEDOID = "not defined (beyond max_pairwise seeds a barrier view is each seed's nearest behavioural medoid)"
+"""Why a barrier view's ARIs are not given beyond ``max_pairwise`` seeds (it is not a clustering)."""
 
 
 @dataclass
@@ -244,29 +244,45 @@ def describe_basins(clustering: Clustering, seeds: list[int], distances: np.ndar
     return out
 
 
-def weight_basins(barrier: np.ndarray, seeds: list[int], seed_labels: list[str] | None, pairwise: bool,
-                  anchors: list[int], method: str, max_k: int) -> tuple[Clustering, list[Basin] | None]:
-    """Weight-space basins from the aligned barrier matrix [S, S]: clustered like the behaviour when every
-    pair was measured; else each seed joins the behavioural medoid (``anchors``) it has the lowest barrier
-    to, and the basins are not described (the matrix has only the medoid rows)."""
-    if pairwise:
-        clusters = CLUSTERERS[method](barrier, max_k=max_k)
-        return clusters, describe_basins(clusters, seeds, barrier, seed_labels)
-    nearest = barrier[:, anchors].argmin(1)
-    return Clustering("nearest medoid", len(anchors), nearest.tolist(), "behavioural medoids", []), None
-
-
-def planted_agreement(planted: list[str | None], behavior_labels: list[int], weight_labels: list[int] | None,
-                      seed: int = 0) -> dict[str, Agreement] | None:
-    """The :class:`Agreement` of the behavioural (``behaviour``) and the weight-space (``weights``) basins with
-    the planted groups; None unless every seed was planted. ``weight_labels`` None: the weight basins are
-    nearest medoids, and get no ARI."""
+def planted_codes(planted: list[str | None]) -> list[int] | None:
+    """Each seed's planted group as 0, 1, … (by sorted group name); None unless every seed was planted."""
     if any(label is None for label in planted):
         return None
-    codes = [sorted(set(planted)).index(label) for label in planted]
+    return [sorted(set(planted)).index(label) for label in planted]
+
+
+def planted_agreement(codes: list[int] | None, behavior_labels: list[int], weight_labels: list[int],
+                      seed: int = 0) -> dict[str, Agreement] | None:
+    """The :class:`Agreement` of the behavioural (``behaviour``) and the weight-space (``weights``) basins with
+    the planted groups ``codes`` (:func:`planted_codes`); None when the run is not planted."""
+    if codes is None:
+        return None
     return {"behaviour": ari_with_ci(codes, behavior_labels, seed=seed),
-            "weights": ari_with_ci(codes, weight_labels, seed=seed) if weight_labels is not None
-            else Agreement.not_defined(NEAREST_MEDOID)}
+            "weights": ari_with_ci(codes, weight_labels, seed=seed)}
+
+
+@dataclass
+class WeightView:
+    """One weight-space distance between seeds, clustered, and how its basins compare with the behavioural
+    ones (:mod:`~rlbasins.analysis.weight_space`)."""
+
+    name: str
+    """``input weights``, ``aligned training return barrier``, ``aligned + REPAIR expert loss barrier``, …"""
+    metric: str
+    """``input_weights``, or the barrier's metric (``train_return``, ``loss``, ``heldout_decided``)."""
+    variant: str | None
+    """The barrier's policies, ``aligned`` or ``aligned_repair``; None for the input weights."""
+    reads: str
+    """What the distance is computed from: no state, training states, or the held-out states."""
+    clustering: Clustering
+    within: float | None
+    """Mean distance between seeds of one behavioural basin (None: no such pair measured)."""
+    across: float | None
+    """Mean distance between seeds of different behavioural basins (None: one basin)."""
+    agreement: Agreement
+    """ARI with the behavioural basins."""
+    planted: Agreement | None
+    """ARI with the planted groups (planted runs only)."""
 
 
 @dataclass
@@ -283,12 +299,16 @@ class BehaviorBasins:
 
 @dataclass
 class WeightBasins:
-    """The weight-space basins of a run: clusters of the aligned barrier matrix (or nearest medoid)."""
+    """The weight-space basins of a run: clusters of a distance between the seeds' weights that reads no state
+    (``distance``), and every weight-space view beside it (:mod:`~rlbasins.analysis.weight_space`)."""
 
     distance: str
     clustering: Clustering
     basins: list[Basin] | None
-    """None beyond ``max_pairwise`` seeds: each seed joined its nearest medoid, and the basins are not described."""
+    """None in files written before the input-weight distance, when a barrier beyond ``max_pairwise`` seeds
+    defined the basins (each seed joined its nearest behavioural medoid)."""
+    views: list[WeightView] | None = None
+    """The input weights, then each aligned barrier without and with REPAIR; None in files written before."""
 
 
 @dataclass

@@ -14,10 +14,10 @@ left on a :class:`RunAnalysis` and is timed under its name:
    factors for runs with ``seeds.grid`` (:mod:`~rlbasins.analysis.seed_factors`); and, for a two-cue
    env, the symmetry test of its first layers from step 0 (:mod:`~rlbasins.analysis.symmetry`);
 4. Git Re-Basin alignment of all seeds into one unit order (:mod:`~rlbasins.analysis.align`);
-5. barriers naive and aligned (and with REPAIR, for MLPs) between every pair of seeds (N ≤
-   ``max_pairwise``) or from every seed to the behavioural basins' medoids
-   (:mod:`~rlbasins.analysis.barriers`);
-6. weight-space basins from the aligned barrier matrix (:func:`~rlbasins.analysis.basins.weight_basins`);
+5. barriers naive, aligned and aligned with REPAIR between every pair of seeds (N ≤ ``max_pairwise``) or
+   from every seed to the behavioural basins' medoids (:mod:`~rlbasins.analysis.barriers`);
+6. weight-space basins from the seeds' input weights, which read no state, and every aligned barrier
+   clustered beside them as another view (:mod:`~rlbasins.analysis.weight_space`);
 7. full interpolation curves for representative pairs within and across basins.
 
 Then the agreement of the two kinds of basins (ARI with a bootstrap CI) and, for planted experiments,
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from envs.suites import get_suite
-from rlbasins.analysis import align, barriers, basins
+from rlbasins.analysis import align, barriers, basins, weight_space
 from rlbasins.analysis.basin_count import BasinCount, basin_count
 from rlbasins.analysis.behavior import BehaviorResult, analyze_behavior, total_variation_matrix
 from rlbasins.analysis.early import EarlyDetection, choose_target, early_detection
@@ -53,6 +53,9 @@ from rlbasins.core.heldout import evaluation_sample, fingerprint_inputs
 from rlbasins.core.seeding import factor_seed
 from rlbasins.core.store import RunDir, atomic_write_bytes
 
+INPUT_WEIGHTS = "input weights (per input, the norm of the actor's first-layer weights; reads no state)"
+"""The distance between seeds that defines the weight-space basins (:mod:`~rlbasins.analysis.weight_space`)."""
+
 
 @dataclass
 class AnalysisSummary:
@@ -60,7 +63,7 @@ class AnalysisSummary:
 
     n_seeds: int
     behavior_k: int
-    weight_k: int | None
+    weight_k: int
     agreement: basins.Agreement
     """Of the behavioural and the weight-space basins."""
     planted_ari: dict[str, basins.Agreement] | None
@@ -105,7 +108,7 @@ class RunAnalysis:
     probe: barriers.PathProbe | None = None
     anchors: list[int] | None = None             # the behavioural basins' medoids (seed indices)
     barrier_study: barriers.BarrierStudy | None = None
-    weight_clusters: basins.Clustering | None = None
+    weight_views: list[basins.WeightView] | None = None   # the input weights first (they define the basins)
     weight_basins: list[basins.Basin] | None = None
 
     @property
@@ -191,9 +194,20 @@ def _barriers(a: RunAnalysis) -> None:
 
 
 def _weight_basins(a: RunAnalysis) -> None:
-    a.weight_clusters, a.weight_basins = basins.weight_basins(
-        a.barrier_study.matrix(), a.seeds, a.behavior.dominant_labels(), a.barrier_study.pairwise, a.anchors,
-        a.settings.basins.method, a.settings.basins.max_k)
+    a.weight_views = weight_space.weight_views(
+        a.template, a.state_dicts, a.barrier_study, a.anchors, a.behavior_clusters.labels, _planted_codes(a),
+        a.settings.basins.method, a.settings.basins.max_k, seed=a.cfg.seed)
+    a.weight_basins = basins.describe_basins(a.weight_views[0].clustering, a.seeds,
+                                             weight_space.input_distances(a.template, a.state_dicts),
+                                             a.behavior.dominant_labels())
+
+
+def _planted(a: RunAnalysis) -> list[str | None]:
+    return [a.manifest["seeds"][str(k)].get("planted") for k in a.seeds]
+
+
+def _planted_codes(a: RunAnalysis) -> list[int] | None:
+    return basins.planted_codes(_planted(a))
 
 
 def _paths(a: RunAnalysis) -> None:
@@ -255,22 +269,20 @@ def _run_stage(a: RunAnalysis, stage: Stage) -> None:
 
 def _write_basins(a: RunAnalysis) -> AnalysisSummary:
     """``basins.json`` (both kinds of basins, their agreement, the planted truth's) and ``basins.csv``."""
-    seeds, metric = a.seeds, a.barrier_study.barrier_metric
-    clustered = a.weight_clusters.labels if a.barrier_study.pairwise else None  # else nearest medoids: no ARI
-    agreement = basins.ari_with_ci(a.behavior_clusters.labels, clustered, seed=a.cfg.seed) if clustered \
-        else basins.Agreement.not_defined(basins.NEAREST_MEDOID)
-    planted = [a.manifest["seeds"][str(k)].get("planted") for k in seeds]
-    planted_ari = basins.planted_agreement(planted, a.behavior_clusters.labels, clustered, a.cfg.seed)
+    seeds, inputs = a.seeds, a.weight_views[0]
+    planted = _planted(a)
+    planted_ari = basins.planted_agreement(_planted_codes(a), a.behavior_clusters.labels, inputs.clustering.labels,
+                                           a.cfg.seed)
     found = basins.BasinsResult(
         seeds, planted if planted_ari else None,
         basins.BehaviorBasins("total variation on held-out states", a.behavior_clusters, a.behavior_basins,
                               a.stability, a.outliers),
-        basins.WeightBasins(f"aligned {metric} barrier", a.weight_clusters, a.weight_basins),
-        agreement, planted_ari, a.behavior.preference_greedy.verdict if a.behavior.preference_greedy else None,
+        basins.WeightBasins(INPUT_WEIGHTS, inputs.clustering, a.weight_basins, a.weight_views),
+        inputs.agreement, planted_ari, a.behavior.preference_greedy.verdict if a.behavior.preference_greedy else None,
         a.seconds)
     found.save(a.run.analysis_dir / "basins.json")
-    _write_basin_table(a.run, seeds, a.behavior_clusters, a.weight_clusters, planted, a.behavior)
-    return AnalysisSummary(len(seeds), a.behavior_clusters.k, a.weight_clusters.k, agreement, planted_ari,
+    _write_basin_table(a.run, seeds, a.behavior_clusters, inputs.clustering, planted, a.behavior)
+    return AnalysisSummary(len(seeds), a.behavior_clusters.k, inputs.clustering.k, inputs.agreement, planted_ari,
                            found.preference_verdict, a.studies["early"], a.seconds, a.studies["trajectory"],
                            a.studies["basin_count"], a.studies["init_map"], a.studies["seed_factors"],
                            [o.seed for o in a.outliers.outliers], a.studies["symmetry"])

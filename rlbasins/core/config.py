@@ -221,12 +221,13 @@ class BarriersConfig(_Strict):
     episodes: int = Field(16, gt=0, description="Training episodes per path point (sampled actions) for the "
                           "return barrier; also the held-out episodes of the representative paths.")
     n_states: int = Field(256, gt=0, description="Validation states for the supervised-loss barrier.")
-    repair: bool = Field(True, description="Also measure aligned barriers after REPAIR renormalisation.")
+    repair: bool = Field(True, description="Also measure aligned barriers after REPAIR renormalisation (every "
+                         "metric; MLP units and conv channels).")
     max_pairwise: int = Field(64, ge=2, description="Up to this many seeds: every pair; beyond: each seed to the "
                               "behavioural basins' medoids.")
     barrier_metric: Literal["auto", "heldout_decided", "loss", "train_return"] = Field(
-        "auto", description="Barrier that defines weight-space basins; auto: held-out commitment where the env "
-        "names two strategies, else the supervised loss where it has an expert, else the training return.")
+        "auto", description="The barrier the report plots and the sweep compares (every metric is measured and "
+        "clustered as a weight-space view); auto: the training return, which reads no held-out state.")
 
 
 class BasinsConfig(_Strict):

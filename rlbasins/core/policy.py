@@ -76,7 +76,7 @@ class ActorCritic(nn.Module):
             raise ValueError(f"conv_channels need image observations [C, H, W], got shape {self.obs_shape}")
         self.n_actions, self.hidden_sizes, self.activation = n_actions, list(hidden_sizes), activation
         # the shape a batch is reshaped to: convolutions need the image, an MLP the flat vector
-        self._input_shape = self.obs_shape if self.conv_channels else (math.prod(self.obs_shape),)
+        self.input_shape = self.obs_shape if self.conv_channels else (math.prod(self.obs_shape),)
         self.actor = _trunk(self.obs_shape, self.conv_channels, self.hidden_sizes, n_actions, activation)
         self.critic = _trunk(self.obs_shape, self.conv_channels, self.hidden_sizes, 1, activation)
 
@@ -98,18 +98,18 @@ class ActorCritic(nn.Module):
                 nn.init.zeros_(layer.bias)
         return self
 
-    def _inputs(self, obs: torch.Tensor) -> torch.Tensor:
+    def inputs(self, obs: torch.Tensor) -> torch.Tensor:
         """obs [B, *obs_shape] or [B, D] → [B, C, H, W] for a CNN, [B, D] for an MLP (float)."""
-        return obs.reshape(obs.shape[0], *self._input_shape).float()
+        return obs.reshape(obs.shape[0], *self.input_shape).float()
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """obs [B, *obs_shape] (or flattened [B, D]) → (logits [B, n_actions], value [B])."""
-        x = self._inputs(obs)
+        x = self.inputs(obs)
         return self.actor(x), self.critic(x).squeeze(-1)
 
     def action_probs(self, obs: torch.Tensor) -> torch.Tensor:
         """obs [B, *obs_shape] (or flattened [B, D]) → action probabilities [B, n_actions]."""
-        return torch.softmax(self.actor(self._inputs(obs)), dim=-1)
+        return torch.softmax(self.actor(self.inputs(obs)), dim=-1)
 
 
 def sb3_to_exchange(sb3_state: dict[str, torch.Tensor], n_hidden: int) -> dict[str, torch.Tensor]:

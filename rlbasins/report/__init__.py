@@ -11,7 +11,8 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 import envs
-from rlbasins.analysis.barriers import BarrierStudy
+from rlbasins.analysis import weight_space
+from rlbasins.analysis.barriers import METRIC_NAMES, BarrierStudy
 from rlbasins.analysis.basin_count import BasinCount
 from rlbasins.analysis.basins import BasinsResult
 from rlbasins.analysis.behavior import BehaviorResult, mean_to_others
@@ -27,19 +28,19 @@ from rlbasins.core.store import RunDir, atomic_write_bytes
 from rlbasins.report import figures
 
 METRIC_UNITS = {"loss": "nats", "train_return": "return", "heldout_decided": "share of episodes"}
-METRIC_NAMES = {"loss": "expert loss", "train_return": "training return", "heldout_decided": "held-out commitment"}
 VARIANTS = ("naive", "aligned", "aligned_repair")
-VARIANT_NAMES = {"naive": "naive", "aligned": "aligned", "aligned_repair": "aligned + REPAIR"}
+VARIANT_NAMES = {"naive": "naive", **weight_space.VARIANT_NAMES}
 
 
 def _barrier_panels(conn: BarrierStudy) -> list[tuple[str, np.ndarray, str]]:
-    """Every variant on the metric they share, then the aligned basin-defining metric if it differs."""
+    """Every variant on the naive comparison's metric, then the aligned ones on the plotted metric if it differs."""
     shared = next(m for m in conn.matrices["naive"])
     panels = [(f"{VARIANT_NAMES[v]}: {METRIC_NAMES[shared]}", conn.matrix(v, shared), METRIC_UNITS[shared])
               for v in VARIANTS if v in conn.matrices]
     metric = conn.barrier_metric
     if metric != shared:
-        panels.append((f"aligned: {METRIC_NAMES[metric]}", conn.matrix("aligned", metric), METRIC_UNITS[metric]))
+        panels += [(f"{VARIANT_NAMES[v]}: {METRIC_NAMES[metric]}", conn.matrix(v, metric), METRIC_UNITS[metric])
+                   for v in VARIANTS[1:] if metric in conn.matrices.get(v, {})]
     return panels
 
 
