@@ -13,6 +13,7 @@ from rlbasins.analysis.behavior import (
     _label_summary,
     argmax_agreement_matrix,
     stacked_action_probs,
+    strategy_distance_matrix,
     total_variation_matrix,
 )
 from rlbasins.core.heldout import distinct_state_groups
@@ -95,5 +96,23 @@ def test_repeating_each_state_changes_no_fraction_interval_or_count(seed: int, s
     for mine, theirs in zip(once[0] + once[1], repeated[0] + repeated[1], strict=True):  # fractions, intervals
         assert mine.keys() == theirs.keys() and all(np.allclose(mine[k], theirs[k]) for k in mine)
     assert np.allclose(once[2], repeated[2]) and np.allclose(once[3], repeated[3])
+    assert np.allclose(once[4], repeated[4]) and once[4].shape == (seeds, states, 3)  # per distinct state
+    assert np.allclose(once[4].mean(1), [[f[k] for k in ("colour", "shape", "neither")] for f in once[0]])
     # the counts are over the distinct states: at most one per state
     assert (once[2] + once[3] <= states + 1e-9).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), seeds=st.integers(2, 6), states=st.integers(1, 10))
+def test_the_strategy_distance_is_a_total_variation_between_strategy_shares(seed: int, seeds: int,
+                                                                           states: int) -> None:
+    shares = np.random.default_rng(seed).dirichlet(np.ones(3), size=(seeds, states))          # [S, D, 3]
+    distances = strategy_distance_matrix(shares)
+    assert np.allclose(distances, distances.T) and np.allclose(np.diag(distances), 0)
+    assert (distances >= -1e-12).all() and (distances <= 1 + 1e-12).all()
+    # which states a seed takes a strategy on does not matter, only how often: shuffled states, same distance
+    shuffled = np.stack([s[np.random.default_rng(seed + i).permutation(states)] for i, s in enumerate(shares)])
+    assert np.allclose(strategy_distance_matrix(shuffled), distances)
+    pure = np.zeros((2, states, 3))
+    pure[0, :, 0] = pure[1, :, 1] = 1  # always colour vs always shape
+    assert strategy_distance_matrix(pure)[0, 1] == 1.0

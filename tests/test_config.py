@@ -48,6 +48,10 @@ MALFORMED = {
     "unknown engine": (tiny_config(engine="jax"), "engine", "'sb3' or 'batched'"),
     "top level not a mapping": ([1, 2, 3], "<top level>", "mapping"),
     "env without held-out suite": (tiny_config(env__id="MountainCar-v0"), "env.id", "held-out suite"),
+    "strategy distance without strategies": (tiny_config(analysis__basins={"distance": "strategies"}),
+                                             "analysis.basins.distance", "CartPole-v1 names no strategies"),
+    "unknown behavioural distance": (tiny_config(analysis__basins={"distance": "weights"}),
+                                     "analysis.basins.distance", "'actions' or 'strategies'"),
 }
 
 

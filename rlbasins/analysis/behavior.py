@@ -76,6 +76,15 @@ def jensen_shannon_matrix(probs: torch.Tensor, chunk: int = 64) -> torch.Tensor:
     return matrix.fill_diagonal_(0.0)
 
 
+def strategy_distance_matrix(shares: np.ndarray) -> np.ndarray:
+    """shares [S, D, L] (each seed's greedy share of each held-out label, strategies and ``neither``, on each of D
+    distinct states) → [S, S] total variation between the seeds' label shares over the states: ½‖s̄_i − s̄_j‖₁,
+    s̄ = the mean over states. 0: the same strategy mix; 1: no label in common. Blind to how a seed acts, it
+    sees only which strategy it ends in, so undecided states do not drown a lean in action noise."""
+    mean = np.asarray(shares, float).mean(1)                                           # [S, L]
+    return 0.5 * np.abs(mean[:, None] - mean[None]).sum(-1)
+
+
 def argmax_agreement_matrix(probs: torch.Tensor) -> torch.Tensor:
     """probs [S, N, A] → [S, S] fraction of states where the greedy actions coincide."""
     onehot = torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).float()  # [S, N, A]
@@ -141,23 +150,25 @@ class BehaviorResult(Result):
 
 def _label_summary(outcomes: np.ndarray, labels: tuple[str, str], groups: np.ndarray):
     """outcomes [S, E] of episodes from states in distinct-state ``groups`` [E] → (per-seed fractions,
-    per-seed Wilson intervals, counts of A [S], counts of B [S]).
+    per-seed Wilson intervals, counts of A [S], counts of B [S], per-state shares [S, D, 3] of A, B, neither).
 
     Each distinct state counts once, as its copies' share of each label, so a state repeated (or
     resampled) does not narrow the intervals: the counts are over distinct states (equal to episode
     counts when every start differs)."""
     n_groups = int(groups.max()) + 1
     copies = np.bincount(groups, minlength=n_groups)                       # [D]
-    counts = {}
+    counts, shares = {}, []
     for name in labels:
         per_state = np.zeros((len(outcomes), n_groups))
         np.add.at(per_state, (slice(None), groups), outcomes == name)
-        counts[name] = (per_state / copies).sum(1)                         # [S] effective count of states
+        shares.append(per_state / copies)                                  # [S, D] share of the state's copies
+        counts[name] = shares[-1].sum(1)                                   # [S] effective count of states
     counts["neither"] = n_groups - counts[labels[0]] - counts[labels[1]]
+    shares.append(1 - shares[0] - shares[1])
     fractions = [{name: float(counts[name][i] / n_groups) for name in counts} for i in range(len(outcomes))]
     intervals = [{name: wilson_interval(counts[name][i], n_groups).tolist() for name in counts}
                  for i in range(len(outcomes))]
-    return fractions, intervals, counts[labels[0]], counts[labels[1]]
+    return fractions, intervals, counts[labels[0]], counts[labels[1]], np.stack(shares, -1)
 
 
 def analyze_behavior(run: RunDir, step: int | None = None, show_progress: bool = True,
@@ -208,8 +219,8 @@ def analyze_behavior(run: RunDir, step: int | None = None, show_progress: bool =
         n_states=held.n_states, n_episodes=held.n_episodes, n_distinct_starts=int(groups.max()) + 1,
     )
     if labelled:
-        fractions, intervals, count_a, count_b = _label_summary(greedy.outcomes, suite.labels, groups)
-        sampled_fractions, _, sampled_a, sampled_b = _label_summary(sampled.outcomes, suite.labels, groups)
+        fractions, intervals, count_a, count_b, shares = _label_summary(greedy.outcomes, suite.labels, groups)
+        sampled_fractions, _, sampled_a, sampled_b, _ = _label_summary(sampled.outcomes, suite.labels, groups)
         result.labels = [*suite.labels, "neither"]
         result.heldout_labels_greedy, result.heldout_labels_greedy_ci = fractions, intervals
         result.heldout_labels_sampled = sampled_fractions
@@ -219,6 +230,11 @@ def analyze_behavior(run: RunDir, step: int | None = None, show_progress: bool =
     result.save(run.analysis_dir / "behavior.json")
     _write_array(run.analysis_dir / "heldout_probs.npy", probs)
     _write_array(run.analysis_dir / "noise_probs.npy", noise_probs)
+    strategy_shares = run.analysis_dir / "heldout_strategy_shares.npy"
+    if labelled:  # [S, D, 3] greedy share of each label per distinct state: the strategy distance, resampled
+        _write_array(strategy_shares, torch.as_tensor(shares))
+    else:
+        strategy_shares.unlink(missing_ok=True)
     _write_seed_table(run.analysis_dir / "seeds.csv", result)
     return result
 

@@ -4,8 +4,9 @@ The analysis is :data:`STAGES`, an ordered list of :class:`Stage`; each reads wh
 left on a :class:`RunAnalysis` and is timed under its name:
 
 1. behaviour of every seed on held-out states (:mod:`~rlbasins.analysis.behavior`);
-2. behavioural basins: clustering of the total-variation matrix, with stability under
-   resampling of the held-out states (:mod:`~rlbasins.analysis.basins`), and the seeds that belong to
+2. behavioural basins: clustering of the total-variation matrix of held-out action distributions (or,
+   with ``analysis.basins.distance: strategies``, of the seeds' held-out strategy shares), with stability
+   under resampling of the held-out states (:mod:`~rlbasins.analysis.basins`), and the seeds that belong to
    none of them (:mod:`~rlbasins.analysis.outliers`);
 3. the optional studies that need only the behaviour, each written to its own file:
    early detection (:mod:`~rlbasins.analysis.early`), training length
@@ -39,7 +40,12 @@ import torch
 from envs.suites import get_suite
 from rlbasins.analysis import align, barriers, basins, weight_space
 from rlbasins.analysis.basin_count import BasinCount, basin_count
-from rlbasins.analysis.behavior import BehaviorResult, analyze_behavior, total_variation_matrix
+from rlbasins.analysis.behavior import (
+    BehaviorResult,
+    analyze_behavior,
+    strategy_distance_matrix,
+    total_variation_matrix,
+)
 from rlbasins.analysis.early import EarlyDetection, choose_target, early_detection
 from rlbasins.analysis.init_map import InitMap, init_map
 from rlbasins.analysis.outliers import OutlierTest, outlier_test
@@ -53,6 +59,9 @@ from rlbasins.core.heldout import evaluation_sample, fingerprint_inputs
 from rlbasins.core.seeding import factor_seed
 from rlbasins.core.store import RunDir, atomic_write_bytes
 
+BEHAVIOURAL_DISTANCES = {"actions": "total variation on held-out states",
+                         "strategies": "total variation between greedy held-out strategy shares"}
+"""What the behavioural basins cluster, by ``analysis.basins.distance``."""
 INPUT_WEIGHTS = "input weights (per input, the norm of the actor's first-layer weights; reads no state)"
 """The distance between seeds that defines the weight-space basins (:mod:`~rlbasins.analysis.weight_space`)."""
 
@@ -95,7 +104,10 @@ class RunAnalysis:
     heldout_obs: torch.Tensor | None = None     # [N, *obs_shape] the held-out observations
     noise_obs: torch.Tensor | None = None       # [M, *obs_shape] out-of-distribution noise inputs
     tv: np.ndarray | None = None                # [S, S] total variation between the seeds' held-out behaviour
-    probs: torch.Tensor | None = None           # [S, N, A] held-out action distributions
+    distances: np.ndarray | None = None         # [S, S] the behavioural distance the basins cluster
+    distance_of: Callable[[np.ndarray], np.ndarray] | None = None
+    """The behavioural distance on a resample of its held-out units (indices [n_units]) → [S, S]."""
+    n_units: int | None = None                  # held-out states (actions) or distinct states (strategies)
     behavior_clusters: basins.Clustering | None = None
     stability: basins.Stability | None = None
     behavior_basins: list[basins.Basin] | None = None
@@ -138,14 +150,28 @@ def _behavior(a: RunAnalysis) -> None:
     a.tv = np.array(a.behavior.total_variation)
 
 
+def _behavioural_distance(a: RunAnalysis) -> None:
+    """The distance the behavioural basins cluster (``analysis.basins.distance``), and how to recompute it on a
+    resample of its held-out units (for stability and the basin count)."""
+    if a.settings.basins.distance == "strategies":
+        shares = np.load(a.run.analysis_dir / "heldout_strategy_shares.npy", allow_pickle=False)  # [S, D, 3]
+        a.distance_of, a.n_units = (lambda idx: strategy_distance_matrix(shares[:, idx])), shares.shape[1]
+        a.distances = strategy_distance_matrix(shares)
+    else:
+        probs = torch.as_tensor(np.load(a.run.analysis_dir / "heldout_probs.npy", allow_pickle=False))  # [S, N, A]
+        a.distance_of, a.n_units = (lambda idx: total_variation_matrix(probs[:, idx]).numpy()), probs.shape[1]
+        a.distances = a.tv
+
+
 def _behavior_basins(a: RunAnalysis) -> None:
     settings = a.settings.basins
-    a.behavior_clusters = basins.CLUSTERERS[settings.method](a.tv, max_k=settings.max_k)
-    a.probs = torch.as_tensor(np.load(a.run.analysis_dir / "heldout_probs.npy", allow_pickle=False))
-    a.stability = basins.stability(lambda idx: total_variation_matrix(a.probs[:, idx]).numpy(), a.behavior_clusters,
-                                   a.probs.shape[1], resamples=settings.resamples, seed=a.cfg.seed)
-    a.behavior_basins = basins.describe_basins(a.behavior_clusters, a.seeds, a.tv, a.behavior.dominant_labels())
-    a.outliers = outlier_test(a.tv, a.behavior_clusters.labels, a.seeds)
+    _behavioural_distance(a)
+    a.behavior_clusters = basins.CLUSTERERS[settings.method](a.distances, max_k=settings.max_k)
+    a.stability = basins.stability(a.distance_of, a.behavior_clusters, a.n_units, resamples=settings.resamples,
+                                   seed=a.cfg.seed)
+    a.behavior_basins = basins.describe_basins(a.behavior_clusters, a.seeds, a.distances,
+                                               a.behavior.dominant_labels())
+    a.outliers = outlier_test(a.distances, a.behavior_clusters.labels, a.seeds)
 
 
 def _final_step(a: RunAnalysis) -> int:
@@ -154,7 +180,7 @@ def _final_step(a: RunAnalysis) -> int:
 
 def _early(a: RunAnalysis) -> EarlyDetection:
     target = choose_target(a.settings.early.target, a.behavior_clusters.labels, a.behavior.preferred_strategies())
-    return early_detection(a.run, a.seeds, _final_step(a), *target, a.tv, a.heldout_obs, a.noise_obs,
+    return early_detection(a.run, a.seeds, _final_step(a), *target, a.distances, a.heldout_obs, a.noise_obs,
                            a.settings.early, seed=a.cfg.seed, show_progress=a.show_progress, labels=a.behavior.labels)
 
 
@@ -165,8 +191,8 @@ def _training_length(a: RunAnalysis) -> BasinTrajectory:
 
 
 def _basin_count(a: RunAnalysis) -> BasinCount:
-    return basin_count(a.seeds, a.tv, a.behavior_clusters, a.settings.basin_count, a.settings.basins.max_k,
-                       lambda idx: total_variation_matrix(a.probs[:, idx]).numpy(), a.probs.shape[1], seed=a.cfg.seed)
+    return basin_count(a.seeds, a.distances, a.behavior_clusters, a.settings.basin_count, a.settings.basins.max_k,
+                       a.distance_of, a.n_units, seed=a.cfg.seed)
 
 
 def _init_map(a: RunAnalysis) -> InitMap:
@@ -188,7 +214,7 @@ def _alignment(a: RunAnalysis) -> None:
 
 
 def _barriers(a: RunAnalysis) -> None:
-    a.anchors = basins.medoids(a.tv, a.behavior_clusters.labels)  # used beyond max_pairwise seeds
+    a.anchors = basins.medoids(a.distances, a.behavior_clusters.labels)  # used beyond max_pairwise seeds
     a.barrier_study = barriers.barrier_study(a.template, a.state_dicts, a.aligned, a.probe, a.seeds, a.anchors,
                                              a.settings.barriers, a.settings.align, a.cfg.env.id, a.show_progress)
 
@@ -212,7 +238,7 @@ def _planted_codes(a: RunAnalysis) -> list[int] | None:
 
 def _paths(a: RunAnalysis) -> None:
     a.barrier_study.paths = barriers.representative_paths(
-        a.behavior_clusters, a.tv, a.seeds, a.state_dicts, a.aligned, a.probe, a.settings.barriers.points,
+        a.behavior_clusters, a.distances, a.seeds, a.state_dicts, a.aligned, a.probe, a.settings.barriers.points,
         "aligned_repair" in a.barrier_study.matrices)
 
 
@@ -275,8 +301,8 @@ def _write_basins(a: RunAnalysis) -> AnalysisSummary:
                                            a.cfg.seed)
     found = basins.BasinsResult(
         seeds, planted if planted_ari else None,
-        basins.BehaviorBasins("total variation on held-out states", a.behavior_clusters, a.behavior_basins,
-                              a.stability, a.outliers),
+        basins.BehaviorBasins(BEHAVIOURAL_DISTANCES[a.settings.basins.distance or "actions"], a.behavior_clusters,
+                              a.behavior_basins, a.stability, a.outliers),
         basins.WeightBasins(INPUT_WEIGHTS, inputs.clustering, a.weight_basins, a.weight_views),
         inputs.agreement, planted_ari, a.behavior.preference_greedy.verdict if a.behavior.preference_greedy else None,
         a.seconds)

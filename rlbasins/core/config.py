@@ -233,6 +233,11 @@ class BarriersConfig(_Strict):
 class BasinsConfig(_Strict):
     method: Literal["spectral", "agglomerative"] = Field(
         "spectral", description="spectral (k by eigengap) or agglomerative (k by silhouette); k = 1 allowed.")
+    distance: Literal["actions", "strategies"] | None = Field(
+        None, description="What the behavioural basins cluster. null or actions: the total variation between the "
+        "seeds' held-out action distributions; strategies: the total variation between their greedy held-out "
+        "strategy shares (envs that name strategies), where a lean stays visible when many held-out states are "
+        "undecided (partial separation), but two ways of acting that end in the same strategy look alike.")
     max_k: int = Field(8, ge=2, description="Most basins considered.")
     resamples: int = Field(50, ge=10, description="Bootstrap resamples of held-out states for cluster stability.")
 
@@ -614,6 +619,11 @@ def _semantic_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]
                 path="env.id", value=cfg.env.id,
                 expected=f"an env with a held-out suite ({', '.join(sorted(HELDOUT_SUITES))}), "
                 "or analysis.enabled: false"))
+        elif cfg.analysis.basins.distance == "strategies" and HELDOUT_SUITES[cfg.env.id].labels is None:
+            named = sorted(env for env, suite in HELDOUT_SUITES.items() if suite.labels is not None)
+            issues.append(ConfigIssue(
+                path="analysis.basins.distance", value="strategies",
+                expected=f"actions: {cfg.env.id} names no strategies (strategies needs one of {', '.join(named)})"))
         if cfg.policy.conv_channels is not None and not env_issues:
             issues.extend(_conv_issues(cfg))
     if cfg.policy.init_scale is not None and cfg.engine != "batched":
