@@ -2,7 +2,9 @@
 
     .venv/bin/python docs/results/planted_controls.py RUNS_DIR
 
-RUNS_DIR holds the analysed runs planted_rare, planted_partial, planted_partial45 and planted_outlier.
+RUNS_DIR holds analysed runs of :data:`RUNS` (planted_rare, planted_partial, planted_partial45, planted_outlier,
+planted_three); those it lacks keep their earlier entry. planted_partial and planted_partial45 were measured with the
+first version of configs/planted_partial.yaml (mix 0.25); docs/results/planted_partial.py covers the current one.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 RUNS = {"planted_rare": "configs/planted_rare.yaml",
-        "planted_partial": "configs/planted_partial.yaml",
-        "planted_partial45": "configs/planted_partial.yaml with mix 0.45 in both groups, name planted_partial45",
-        "planted_outlier": "configs/planted_rare.yaml with shares 47/48 and 1/48, name planted_outlier"}
+        "planted_partial": "configs/planted_partial.yaml as of commit 5568d85 (mix 0.25)",
+        "planted_partial45": "configs/planted_partial.yaml as of commit 5568d85 with mix 0.45, name planted_partial45",
+        "planted_outlier": "configs/planted_rare.yaml with shares 47/48 and 1/48, name planted_outlier",
+        "planted_three": "configs/planted_three.yaml"}
 
 
 def control(run: Path, config: str) -> dict:
@@ -50,10 +53,16 @@ def control(run: Path, config: str) -> dict:
 
 
 def main(runs_dir: str) -> None:
+    """Summarise the runs of :data:`RUNS` found in ``runs_dir``; controls not found keep their entry from the
+    JSON already written (each entry names the commit it was analysed at)."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    out = {"commit": commit, "hardware": "2-core x86-64 CPU, no GPU",
-           "controls": {name: control(Path(runs_dir) / name, config) for name, config in RUNS.items()}}
     path = Path(__file__).with_suffix(".json")
+    out = json.loads(path.read_text()) if path.exists() else {"hardware": "2-core x86-64 CPU, no GPU", "controls": {}}
+    first = out.pop("commit", None)  # the first version named one commit for every control
+    for entry in out["controls"].values():
+        entry.setdefault("commit", first)
+    out["controls"].update({name: {**control(Path(runs_dir) / name, config), "commit": commit}
+                            for name, config in RUNS.items() if (Path(runs_dir) / name).exists()})
     path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
     print(f"→ {path}")
 
