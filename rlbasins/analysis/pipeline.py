@@ -220,11 +220,11 @@ def _barriers(a: RunAnalysis) -> None:
 
 
 def _weight_basins(a: RunAnalysis) -> None:
+    inputs = weight_space.input_distances(a.template, a.state_dicts)
     a.weight_views = weight_space.weight_views(
-        a.template, a.state_dicts, a.barrier_study, a.anchors, a.behavior_clusters.labels, _planted_codes(a),
+        inputs, a.barrier_study, a.anchors, a.behavior_clusters.labels, _planted_codes(a),
         a.settings.basins.method, a.settings.basins.max_k, seed=a.cfg.seed)
-    a.weight_basins = basins.describe_basins(a.weight_views[0].clustering, a.seeds,
-                                             weight_space.input_distances(a.template, a.state_dicts),
+    a.weight_basins = basins.describe_basins(a.weight_views[0].clustering, a.seeds, inputs,
                                              a.behavior.dominant_labels())
 
 

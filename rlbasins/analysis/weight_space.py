@@ -84,14 +84,13 @@ def weight_view(metric: str, variant: str | None, distances: np.ndarray, pairwis
                              if planted_codes is not None else None)
 
 
-def weight_views(template: ActorCritic, state_dicts: list[StateDict], study: BarrierStudy, anchors: list[int],
-                 behavior_labels: list[int], planted_codes: list[int] | None, method: str, max_k: int,
-                 seed: int = 0) -> list[basins.WeightView]:
-    """The input-weights view first, then every aligned barrier matrix of ``study`` (each metric, without and
-    with REPAIR where measured)."""
+def weight_views(inputs: np.ndarray, study: BarrierStudy, anchors: list[int], behavior_labels: list[int],
+                 planted_codes: list[int] | None, method: str, max_k: int, seed: int = 0) -> list[basins.WeightView]:
+    """The input-weights view (of :func:`input_distances` ``inputs`` [S, S]) first, then every aligned barrier
+    matrix of ``study`` (each metric, without and with REPAIR where measured)."""
     common = dict(anchors=anchors, behavior_labels=behavior_labels, planted_codes=planted_codes, method=method,
                   max_k=max_k, seed=seed)
-    views = [weight_view("input_weights", None, input_distances(template, state_dicts), True, **common)]
+    views = [weight_view("input_weights", None, inputs, True, **common)]
     for variant in ("aligned", "aligned_repair"):
         for metric in study.matrices.get(variant, {}):
             views.append(weight_view(metric, variant, study.matrix(variant, metric), study.pairwise, **common))
