@@ -103,7 +103,6 @@ class RunAnalysis:
     behavior: BehaviorResult | None = None
     heldout_obs: torch.Tensor | None = None     # [N, *obs_shape] the held-out observations
     noise_obs: torch.Tensor | None = None       # [M, *obs_shape] out-of-distribution noise inputs
-    tv: np.ndarray | None = None                # [S, S] total variation between the seeds' held-out behaviour
     distances: np.ndarray | None = None         # [S, S] the behavioural distance the basins cluster
     distance_of: Callable[[np.ndarray], np.ndarray] | None = None
     """The behavioural distance on a resample of its held-out units (indices [n_units]) → [S, S]."""
@@ -147,7 +146,6 @@ class Stage:
 def _behavior(a: RunAnalysis) -> None:
     a.behavior = analyze_behavior(a.run, step=a.step, show_progress=a.show_progress, settings=a.settings)
     a.heldout_obs, a.noise_obs = fingerprint_inputs(a.cfg, evaluation_sample(a.cfg))
-    a.tv = np.array(a.behavior.total_variation)
 
 
 def _behavioural_distance(a: RunAnalysis) -> None:
@@ -160,7 +158,7 @@ def _behavioural_distance(a: RunAnalysis) -> None:
     else:
         probs = torch.as_tensor(np.load(a.run.analysis_dir / "heldout_probs.npy", allow_pickle=False))  # [S, N, A]
         a.distance_of, a.n_units = (lambda idx: total_variation_matrix(probs[:, idx]).numpy()), probs.shape[1]
-        a.distances = a.tv
+        a.distances = np.array(a.behavior.total_variation)
 
 
 def _behavior_basins(a: RunAnalysis) -> None:
