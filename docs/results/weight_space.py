@@ -28,14 +28,20 @@ from rlbasins.core.store import RunDir
 RUNS = {"planted_basins": "configs/planted_basins.yaml (MLP [64, 64], 32 seeds)",
         "planted_cnn": "configs/planted_basins.yaml with policy {conv_channels: [8], hidden_sizes: [32]}, "
                        "seeds.count 16, name planted_cnn",
-        "natural_basins": "configs/natural_basins.yaml (TwoDoors, MLP [32, 32], 64 seeds)"}
+        "natural_basins": "configs/natural_basins.yaml (TwoDoors, MLP [32, 32], 64 seeds)",
+        "natural_basins_untried": "configs/natural_basins.yaml with seed: 3",
+        "natural_basins_replicate": "configs/natural_basins.yaml with seed: 1",
+        "natural_basins_control": "configs/natural_basins.yaml with env.kwargs.code_length: 0 (control)",
+        "natural_basins_rm": "configs/natural_basins_rm.yaml (the second TwoDoors reward model)",
+        "quickstart": "configs/quickstart.yaml (TwoDoors, MLP [16, 16], 32 seeds)"}
 
 
 def _within_across(distances: np.ndarray, groups: list) -> dict[str, float]:
     groups = np.asarray(groups)
     same = (groups[:, None] == groups[None]) & ~np.eye(len(groups), dtype=bool)
+    across = distances[groups[:, None] != groups[None]]
     return {"within": round(float(distances[same].mean()), 4),
-            "across": round(float(distances[groups[:, None] != groups[None]].mean()), 4)}
+            "across": round(float(across.mean()), 4) if across.size else None}
 
 
 def whole_vector_distances(run: RunDir, seeds: list[int], groups: list) -> dict[str, dict]:
