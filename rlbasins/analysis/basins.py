@@ -251,14 +251,14 @@ def planted_codes(planted: list[str | None]) -> list[int] | None:
     return [sorted(set(planted)).index(label) for label in planted]
 
 
-def planted_agreement(codes: list[int] | None, behavior_labels: list[int], weight_labels: list[int],
+def planted_agreement(codes: list[int] | None, behavior_labels: list[int], weights: Agreement | None,
                       seed: int = 0) -> dict[str, Agreement] | None:
-    """The :class:`Agreement` of the behavioural (``behaviour``) and the weight-space (``weights``) basins with
-    the planted groups ``codes`` (:func:`planted_codes`); None when the run is not planted."""
+    """The :class:`Agreement` of the behavioural (``behaviour``) basins with the planted groups ``codes``
+    (:func:`planted_codes`), beside the weight-space basins' (``weights``, already measured by their view);
+    None when the run is not planted."""
     if codes is None:
         return None
-    return {"behaviour": ari_with_ci(codes, behavior_labels, seed=seed),
-            "weights": ari_with_ci(codes, weight_labels, seed=seed)}
+    return {"behaviour": ari_with_ci(codes, behavior_labels, seed=seed), "weights": weights}
 
 
 @dataclass

@@ -295,7 +295,7 @@ def _write_basins(a: RunAnalysis) -> AnalysisSummary:
     """``basins.json`` (both kinds of basins, their agreement, the planted truth's) and ``basins.csv``."""
     seeds, inputs = a.seeds, a.weight_views[0]
     planted = _planted(a)
-    planted_ari = basins.planted_agreement(_planted_codes(a), a.behavior_clusters.labels, inputs.clustering.labels,
+    planted_ari = basins.planted_agreement(_planted_codes(a), a.behavior_clusters.labels, inputs.planted,
                                            a.cfg.seed)
     found = basins.BasinsResult(
         seeds, planted if planted_ari else None,
