@@ -17,6 +17,7 @@ from rlbasins.cli import app
 from rlbasins.core.config import ConfigError, parse_config
 from rlbasins.studies.sweep import barrier_means, graded_test, homogeneity_test, spearman_trend
 from tests.conftest import tiny_cueconflict_config, write_yaml
+from tests.test_escaping import ESCAPED, SCRIPT, write_sweep_with_a_hostile_setting_name
 
 LABELS = ["colour", "shape", "neither"]
 
@@ -178,6 +179,8 @@ def test_sweep_trains_each_setting_once_and_compares_them(tmp_path: Path) -> Non
         sorted((runs / "sw-w16" / "seeds").rglob("*.safetensors"))
     assert checkpoints and (runs / "sw-w8" / "report.html").exists() and (runs / "sw-w16" / "report.html").exists()
     stamps = [path.stat().st_mtime_ns for path in checkpoints]
+    hostile = write_sweep_with_a_hostile_setting_name(runs / "sw" / "sweep.json", tmp_path / "hostile")
+    assert ESCAPED in hostile and SCRIPT not in hostile  # setting names are text, not markup
 
     again = CliRunner().invoke(app, command)  # finished members are reused, not trained again
     assert again.exit_code == 0, again.output

@@ -8,7 +8,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, Template
 
 import envs
 from rlbasins.analysis import weight_space
@@ -54,7 +54,7 @@ def write_report(run: RunDir, steering: Any = None) -> Path:
         raise FileNotFoundError(f"{behavior_path} is missing; run `rlbasins analyze {run.root}` first")
     behavior = BehaviorResult.load(behavior_path)
     seeds = behavior.seeds
-    steps, returns = seed_curves(run.tb_dir, seeds)
+    imported = manifest.get("imported")  # trained elsewhere (rlbasins.train.interop): no training logs
     tv = np.array(behavior.total_variation)
     agreement = np.array(behavior.argmax_agreement)
     threshold = gym.spec(cfg.env.id).reward_threshold
@@ -80,15 +80,17 @@ def write_report(run: RunDir, steering: Any = None) -> Path:
             path.curves = {name: path.curves[name] for name in VARIANTS if name in path.curves}
     off_diagonal = tv[~np.eye(len(seeds), dtype=bool)]
     basin_names = found.basin_names() if found else []
-    html = _template().render(
+    html = template("report.html.j2").render(
         cfg=cfg, manifest=manifest, config_yaml=dump_config(cfg), rows=rows, behavior=behavior,
         not_finished=not_finished, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         summary=dict(n=len(seeds), train_mean=float(np.mean(behavior.train_return)),
                      solved=sum(r >= threshold for r in behavior.train_return) if threshold else None,
                      threshold=threshold, tv_mean=float(off_diagonal.mean()) if off_diagonal.size else 0.0,
                      tv_max=float(off_diagonal.max()) if off_diagonal.size else 0.0),
-        fig_curves=figures.learning_curves(steps, returns, seeds, title="Training return per seed" + (
-            " (the learned reward PPO trains on)" if cfg.reward_model else "")),
+        imported=imported,
+        fig_curves=None if imported else figures.learning_curves(
+            *seed_curves(run.tb_dir, seeds), seeds,
+            title="Training return per seed" + (" (the learned reward PPO trains on)" if cfg.reward_model else "")),
         fig_true_curves=figures.learning_curves(*seed_curves(run.tb_dir, seeds, TRUE_RETURN_TAG), seeds,
                                                 title="True return per seed (the env's reward, not seen by PPO)")
         if cfg.reward_model else None,
@@ -199,6 +201,8 @@ def _basin_states_figure(run: RunDir, cfg, found: BasinsResult, names: list[str]
                                       action_names(n_actions))
 
 
-def _template():
-    env = Environment(loader=PackageLoader("rlbasins.report", "templates"), autoescape=select_autoescape())
-    return env.get_template("report.html.j2")
+def template(name: str) -> Template:
+    """The report template ``name`` (e.g. ``report.html.j2``), with every ``{{ value }}`` HTML-escaped: seed
+    error strings, config text and run names come from users and files, and must show as text.
+    (``select_autoescape()`` matches file names ending in ``.html``, not ``.html.j2``, so it is not used.)"""
+    return Environment(loader=PackageLoader("rlbasins.report", "templates"), autoescape=True).get_template(name)

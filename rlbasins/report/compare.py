@@ -32,7 +32,7 @@ from rlbasins.core.policy import ActorCritic
 from rlbasins.core.rollouts import action_probs, play, stack_state_dicts
 from rlbasins.core.seeding import factor_seed
 from rlbasins.core.store import RunDir, atomic_write_bytes
-from rlbasins.report import METRIC_UNITS, figures
+from rlbasins.report import METRIC_UNITS, figures, template
 
 REF_PATTERN = re.compile(r"^(?P<run>.+?):(?P<seed>\d+)(?:@(?P<step>\d+))?$")
 
@@ -227,7 +227,7 @@ def compare(a: PolicyRef, b: PolicyRef, output: Path, n_strips: int = 3, n_top: 
         names[0], names[1], cfg.env.id, len(tv), float(agree.mean()), float(tv.mean()), by_type,
         labels={names[k]: sides[k].label for k in range(2)}, strategies={names[k]: sides[k].strategy for k in range(2)},
         barriers={variant: curves.barriers for variant, curves in paths[0].curves.items()}, metric=metric)
-    html = _template().render(
+    html = template("compare.html.j2").render(
         result=result, names=names, sides=sides, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         suite=suite.description, labels=[*suite.labels, "neither"] if suite.labels else None,
         fig_top=_disagreement_figure(cfg, states, top, probs[0], probs[1], names),
@@ -239,8 +239,3 @@ def compare(a: PolicyRef, b: PolicyRef, output: Path, n_strips: int = 3, n_top: 
     return result
 
 
-def _template():
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
-    env = Environment(loader=PackageLoader("rlbasins.report", "templates"), autoescape=select_autoescape())
-    return env.get_template("compare.html.j2")

@@ -8,10 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-
 from rlbasins.core.store import atomic_write_bytes
-from rlbasins.report import METRIC_NAMES, METRIC_UNITS, figures
+from rlbasins.report import METRIC_NAMES, METRIC_UNITS, figures, template
 
 
 def sweep_figures(sweep: Any) -> dict[str, str]:
@@ -25,8 +23,7 @@ def write_sweep_report(sweep: Any, folder: Path) -> Path:
     path = Path(folder) / "sweep.html"
     reports = {s.name: Path(os.path.relpath(Path(s.run_dir) / "report.html", path.parent)).as_posix()
                for s in sweep.settings}
-    environment = Environment(loader=PackageLoader("rlbasins.report", "templates"), autoescape=select_autoescape())
-    html = environment.get_template("sweep.html.j2").render(
+    html = template("sweep.html.j2").render(
         sweep=sweep, reports=reports, metric_names=METRIC_NAMES, metric_units=METRIC_UNITS,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **sweep_figures(sweep))
     atomic_write_bytes(path, html.encode())
