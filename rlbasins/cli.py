@@ -332,6 +332,92 @@ def compare(
         _screenshots(path, screenshots)
 
 
+EnvOpt = Annotated[str | None, typer.Option("--env", help="Gymnasium id of the env the policies act in, e.g. "
+                                            "CartPole-v1 (its spaces are checked against the files').",
+                                            show_default=False)]
+EnvKwargsOpt = Annotated[str | None, typer.Option("--env-kwargs", help="The env's kwargs as a YAML/JSON mapping, e.g. "
+                                                  "'{size: 4, code_length: 1}'.", show_default=False)]
+BaseConfigOpt = Annotated[Path | None, typer.Option("--config", help="Take the env and the analysis settings from "
+                                                    "this experiment YAML instead of --env.", show_default=False)]
+NameOpt = Annotated[str | None, typer.Option("--name", help="Experiment name (default: the run directory's name).",
+                                             show_default=False)]
+ImportOutOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Run directory to create (default: "
+                                                   "runs/NAME).", show_default=False)]
+
+
+def _env_kwargs(text: str | None) -> dict[str, Any]:
+    import yaml
+
+    value = yaml.safe_load(text) if text else {}
+    if not isinstance(value, dict):
+        raise ConfigError("--env-kwargs", [ConfigIssue(path="--env-kwargs", value=text, expected="a mapping, e.g. "
+                                                       "'{size: 4}'")])
+    return value
+
+
+def _import_target(sources: list[Path], name: str | None, output: Path | None) -> tuple[str, Path]:
+    name = name or (output.name if output else sources[0].stem)
+    return name, output or Path("runs") / name
+
+
+def _print_imported(run: RunDir) -> None:
+    manifest, cfg = run.manifest(), load_config(run.config_path)
+    checkpoints = sum(len(s["sources"]) for s in manifest["seeds"].values())
+    out.print(f"[green]imported[/] {len(manifest['seeds'])} seeds ({checkpoints} checkpoints) of {cfg.env.id}, "
+              f"policy {cfg.policy.hidden_sizes} {cfg.policy.activation} → [bold]{run.root}[/]; next: "
+              f"`rlbasins analyze {run.root}` and `rlbasins report {run.root}`", highlight=False)
+
+
+@app.command("import-sb3")
+@_handles_errors
+def import_sb3(
+    sources: Annotated[list[Path], typer.Argument(help="SB3 PPO zips, one per seed; a folder of zips is one seed "
+                                                  "whose zips are its checkpoints.", show_default=False)],
+    env: EnvOpt = None, env_kwargs: EnvKwargsOpt = None, config: BaseConfigOpt = None, name: NameOpt = None,
+    output: ImportOutOpt = None, overwrite: OverwriteOpt = False,
+) -> None:
+    """Turn Stable-Baselines3 PPO zips (MlpPolicy, Discrete actions) into a run directory, without unpickling."""
+    from rlbasins.train.interop import import_sb3 as run_import
+
+    name, target = _import_target(sources, name, output)
+    _print_imported(run_import(sources, target, env_id=env, env_kwargs=_env_kwargs(env_kwargs), config=config,
+                               name=name, overwrite=overwrite))
+
+
+@app.command("import-torch")
+@_handles_errors
+def import_torch(
+    layout: Annotated[Path, typer.Argument(help="YAML layout: actor and critic key prefixes, activation "
+                                           "(see docs/import.md).", show_default=False)],
+    sources: Annotated[list[Path], typer.Argument(help="Safetensors state dicts, one per seed; a folder of "
+                                                  "<step>.safetensors files is one seed.", show_default=False)],
+    env: EnvOpt = None, env_kwargs: EnvKwargsOpt = None, config: BaseConfigOpt = None, name: NameOpt = None,
+    output: ImportOutOpt = None, overwrite: OverwriteOpt = False,
+) -> None:
+    """Turn plain-torch (CleanRL-style nn.Sequential) actor-critics into a run directory."""
+    from rlbasins.train.interop import import_torch as run_import
+
+    name, target = _import_target(sources, name, output)
+    _print_imported(run_import(layout, sources, target, env_id=env, env_kwargs=_env_kwargs(env_kwargs),
+                               config=config, name=name, overwrite=overwrite))
+
+
+@app.command()
+@_handles_errors
+def export(
+    ref: Annotated[str, typer.Argument(help="RUN_DIR:SEED[@STEP], e.g. runs/quickstart:3", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The SB3 zip to write.", show_default=False)],
+) -> None:
+    """Write one seed as a Stable-Baselines3 PPO zip (`PPO.load(FILE, env=...)` loads it; MLP policies)."""
+    from rlbasins.report.compare import PolicyRef
+    from rlbasins.train.interop import export_sb3
+
+    policy = PolicyRef.parse(ref, "REF")
+    policy.run.manifest()
+    path = export_sb3(policy.run, policy.seed, policy.step, output)
+    out.print(f"exported {ref} → [bold]{path}[/] (load with stable_baselines3.PPO.load)", highlight=False)
+
+
 @app.command()
 @_handles_errors
 def steer(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), resume: ResumeOpt = False,

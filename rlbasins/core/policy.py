@@ -126,6 +126,14 @@ def sb3_to_exchange(sb3_state: dict[str, torch.Tensor], n_hidden: int) -> dict[s
     return out
 
 
+def exchange_to_sb3(weights: dict[str, torch.Tensor], n_hidden: int) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`sb3_to_exchange`: an MLP's exchange-format state dict → SB3 ``MlpPolicy`` names."""
+    renames = {f"actor.{2 * n_hidden}.": "action_net.", f"critic.{2 * n_hidden}.": "value_net.",
+               "actor.": "mlp_extractor.policy_net.", "critic.": "mlp_extractor.value_net."}
+    return {next(new + name[len(old):] for old, new in renames.items() if name.startswith(old)): tensor.clone()
+            for name, tensor in weights.items()}
+
+
 def _mlp_plan(trunk: nn.Module) -> list[tuple[str, Any]] | None:
     """The layers of an ``nn.Sequential`` of Linear and Tanh/ReLU as (kind, name or function); else None."""
     if not isinstance(trunk, nn.Sequential):

@@ -24,7 +24,8 @@ from rlbasins.train.base import SeedOutcome, SeedTask, stop_step
 from rlbasins.train.executors import get_executor
 
 
-def _versions() -> dict[str, str]:
+def software_versions() -> dict[str, str]:
+    """Versions of rlbasins and of the libraries that decide its results (recorded in every manifest)."""
     import gymnasium
     import numpy
     import stable_baselines3
@@ -35,7 +36,7 @@ def _versions() -> dict[str, str]:
             "numpy": numpy.__version__}
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     """The rlbasins source commit (suffixed ``-dirty`` with local changes), when installed from git."""
     here = Path(__file__).resolve().parent
     try:
@@ -48,7 +49,7 @@ def _git_commit() -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -66,9 +67,9 @@ def _new_manifest(cfg: ExperimentConfig, indices: list[int] | None = None) -> di
     """A fresh manifest listing seeds ``0..seeds.count-1``, or only ``indices``."""
     indices = range(cfg.seeds.count) if indices is None else sorted(indices)
     return {
-        "experiment": cfg.name, "status": "running", "created": _now(), "updated": _now(),
+        "experiment": cfg.name, "status": "running", "created": utc_now(), "updated": utc_now(),
         "config_hash": cfg.hash(), "reward_model_sha256": cfg.reward_model_sha256(), "engine": cfg.engine,
-        "device": str(resolve_device(cfg.device)), "versions": _versions(), "git_commit": _git_commit(),
+        "device": str(resolve_device(cfg.device)), "versions": software_versions(), "git_commit": git_commit(),
         "seeds": {str(k): _seed_entry(cfg, k) for k in indices},
     }
 
@@ -135,7 +136,7 @@ def train_experiment(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, re
         def on_done(outcome: SeedOutcome) -> None:
             manifest["seeds"][str(outcome.index)].update(
                 status=outcome.status, last_step=outcome.last_step, error=outcome.error)
-            manifest["updated"] = _now()
+            manifest["updated"] = utc_now()
             run.write_manifest(manifest)
 
         for task in tasks:
@@ -155,6 +156,6 @@ def train_experiment(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, re
         manifest["status"] = "finished" if statuses <= {"finished", "failed", "aborted"} else "interrupted"
         if manifest["status"] == "finished":
             write_summaries(run.tb_dir, cfg, manifest, RunDir.seeds_with_status(manifest, "finished"))
-        manifest["updated"] = _now()
+        manifest["updated"] = utc_now()
         run.write_manifest(manifest)
     return run

@@ -74,10 +74,18 @@ def build_model(cfg: ExperimentConfig, task: SeedTask) -> PPO:
     venv.seed(seeds.env)
     if cfg.reward_model is not None:
         venv = LearnedRewardVecEnv(venv, learned_reward(cfg.reward_model))
-    ppo = cfg.ppo
     torch.manual_seed(seeds.init)
-    model = PPO(
-        "MlpPolicy", venv, seed=None, device=resolve_device(cfg.device), verbose=0,
+    model = ppo_model(cfg, venv, resolve_device(cfg.device))
+    torch.manual_seed(seeds.action)
+    return model
+
+
+def ppo_model(cfg: ExperimentConfig, venv, device: torch.device) -> PPO:
+    """An SB3 PPO ``MlpPolicy`` on ``venv`` with ``cfg``'s hyper-parameters and architecture (its weights drawn
+    from torch's global generator as it stands)."""
+    ppo = cfg.ppo
+    return PPO(
+        "MlpPolicy", venv, seed=None, device=device, verbose=0,
         learning_rate=_schedule(ppo.learning_rate, ppo.lr_schedule), n_steps=ppo.n_steps,
         batch_size=ppo.batch_size, n_epochs=ppo.n_epochs, gamma=ppo.gamma, gae_lambda=ppo.gae_lambda,
         clip_range=_schedule(ppo.clip_range, ppo.clip_range_schedule), clip_range_vf=ppo.clip_range_vf,
@@ -87,8 +95,6 @@ def build_model(cfg: ExperimentConfig, task: SeedTask) -> PPO:
                            activation_fn=ACTIVATIONS[cfg.policy.activation],
                            ortho_init=cfg.policy.ortho_init),
     )
-    torch.manual_seed(seeds.action)
-    return model
 
 
 def _training_state(model: PPO) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
