@@ -94,3 +94,43 @@ def test_report_and_compare_render_in_chromium(browser, reported: RunDir, tmp_pa
     result = runner.invoke(app, ["compare", f"{reported.root}:0", f"{reported.root}:1", "-o", str(diff)])
     assert result.exit_code == 0, result.output
     _assert_renders(diff, tmp_path / "compare", COMPARE_SECTIONS)
+
+
+MANY_SEEDS = 256
+
+
+@pytest.fixture(scope="module")
+def reported_many(tmp_path_factory) -> RunDir:
+    """256 TwoDoors seeds × 4,096 steps (barely trained: what is tested is the page, not the science), analysed
+    with small samples and reported (about 2 minutes on 2 cores)."""
+    data = {"name": "many", "seed": 0, "device": "cpu",
+            "env": {"id": "rlbasins/TwoDoors-v0", "kwargs": {"size": 4, "code_length": 1, "probe": "adjacent"},
+                    "num_envs": 8},
+            "policy": {"hidden_sizes": [16, 16]},
+            "ppo": {"total_timesteps": 4096, "n_steps": 64, "batch_size": 256, "n_epochs": 2},
+            "seeds": {"count": MANY_SEEDS}, "engine": "batched", "checkpoints": {"every": 2048},
+            "analysis": {"heldout": {"n_states": 104, "n_episodes": 26}, "train_episodes": 8,
+                         "barriers": {"points": 3, "episodes": 4, "n_states": 32}, "basins": {"resamples": 10},
+                         "early": {"detectors": []}, "training_length": {"enabled": False},
+                         "basin_count": {"enabled": False}}}
+    run = train_experiment(parse_config(data), tmp_path_factory.mktemp("runs"), show_progress=False)
+    for command in (["analyze", str(run.root), "--no-progress"], ["report", str(run.root)]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 0, result.output
+    return run
+
+
+@pytest.mark.slow
+def test_a_256_seed_report_stays_small_and_readable(reported_many: RunDir) -> None:
+    html = reported_many.report_path.read_text()
+    assert len(html.encode()) < 5_000_000
+    assert "<details><summary>One row per seed (256;" in html  # the per-seed table starts collapsed
+
+
+@pytest.mark.slow
+def test_a_256_seed_report_loads_in_under_a_second(browser, reported_many: RunDir, tmp_path: Path) -> None:
+    from rlbasins.report.browser import open_in_browser
+
+    check = open_in_browser(reported_many.report_path, tmp_path)
+    assert check.console_errors == [] and check.broken_images == []
+    assert 0 < check.load_ms < 1000

@@ -14,7 +14,7 @@ import envs
 from rlbasins.analysis import weight_space
 from rlbasins.analysis.barriers import METRIC_NAMES, BarrierStudy
 from rlbasins.analysis.basin_count import BasinCount
-from rlbasins.analysis.basins import BasinsResult
+from rlbasins.analysis.basins import BasinsResult, medoids
 from rlbasins.analysis.behavior import BehaviorResult, mean_to_others
 from rlbasins.analysis.init_map import InitMap
 from rlbasins.analysis.pipeline import load_results
@@ -80,6 +80,12 @@ def write_report(run: RunDir, steering: Any = None) -> Path:
             path.curves = {name: path.curves[name] for name in VARIANTS if name in path.curves}
     off_diagonal = tv[~np.eye(len(seeds), dtype=bool)]
     basin_names = found.basin_names() if found else []
+    for i, row in enumerate(rows):
+        row["basin"] = basin_names[basin_labels[i]] if found else None
+    rows = [rows[i] for i in order]  # the table grouped by basin, as the figures
+    # many seeds: each behavioural basin's medoid stands for it in the training curves
+    highlight = {f"{name}: medoid, seed {seeds[i]}": i
+                 for name, i in zip(basin_names, medoids(tv, basin_labels), strict=True)} if found else None
     html = template("report.html.j2").render(
         cfg=cfg, manifest=manifest, config_yaml=dump_config(cfg), rows=rows, behavior=behavior,
         not_finished=not_finished, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -89,9 +95,10 @@ def write_report(run: RunDir, steering: Any = None) -> Path:
                      tv_max=float(off_diagonal.max()) if off_diagonal.size else 0.0),
         imported=imported,
         fig_curves=None if imported else figures.learning_curves(
-            *seed_curves(run.tb_dir, seeds), seeds,
+            *seed_curves(run.tb_dir, seeds), seeds, highlight=highlight,
             title="Training return per seed" + (" (the learned reward PPO trains on)" if cfg.reward_model else "")),
         fig_true_curves=figures.learning_curves(*seed_curves(run.tb_dir, seeds, TRUE_RETURN_TAG), seeds,
+                                                highlight=highlight,
                                                 title="True return per seed (the env's reward, not seen by PPO)")
         if cfg.reward_model else None,
         fig_returns=figures.seed_returns(seeds, {

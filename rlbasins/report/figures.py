@@ -21,14 +21,28 @@ from rlbasins.analysis.training_length import BasinTrajectory  # noqa: E402
 from rlbasins.core.plotting import OKABE_ITO, states_with_actions, to_data_uri  # noqa: E402
 from rlbasins.core.stats import average_linkage  # noqa: E402
 
+LEGEND_SEEDS = 16
+"""Up to this many seeds a figure gives each seed its own line and legend entry; beyond, a band across seeds
+and the highlighted seeds only (a legend of 256 entries covers the plot it explains)."""
+
 
 def learning_curves(steps: np.ndarray, returns: np.ndarray, seeds: list[int], max_points: int = 40,
-                    bootstrap_reps: int = 500, title: str = "Training return per seed") -> str:
-    """returns [S, T] training-episode return per seed: thin lines per seed, the mean, and the IQM
-    with a 95% stratified-bootstrap CI band computed at up to ``max_points`` steps."""
+                    bootstrap_reps: int = 500, title: str = "Training return per seed",
+                    highlight: dict[str, int] | None = None) -> str:
+    """returns [S, T] training-episode return per seed: the IQM with a 95% stratified-bootstrap CI band
+    computed at up to ``max_points`` steps and the mean; up to :data:`LEGEND_SEEDS` seeds a thin line per
+    seed, beyond that the 10–90% band across seeds and the curves of ``highlight`` {label: row of returns}
+    (the report passes each basin's medoid)."""
     fig, ax = plt.subplots(figsize=(8, 4.2))
-    for i, k in enumerate(seeds):
-        ax.plot(steps, returns[i], lw=0.8, alpha=0.55, color=OKABE_ITO[i % len(OKABE_ITO)], label=f"seed {k}")
+    if len(seeds) <= LEGEND_SEEDS:
+        for i, k in enumerate(seeds):
+            ax.plot(steps, returns[i], lw=0.8, alpha=0.55, color=OKABE_ITO[i % len(OKABE_ITO)], label=f"seed {k}")
+    else:
+        low, high = np.percentile(returns, [10, 90], axis=0)
+        ax.fill_between(steps, low, high, color=OKABE_ITO[5], alpha=0.25, lw=0,
+                        label=f"10–90% of {len(seeds)} seeds")
+        for j, (label, i) in enumerate((highlight or {}).items()):
+            ax.plot(steps, returns[i], lw=1.2, color=OKABE_ITO[j % len(OKABE_ITO)], label=label)
     picked = np.unique(np.linspace(0, len(steps) - 1, min(max_points, len(steps))).astype(int))
     scores = {int(t): returns[:, t:t + 1] for t in picked}  # rliable: [runs, tasks] per step
     point, interval = get_interval_estimates(scores, lambda x: np.array([aggregate_iqm(x)]), reps=bootstrap_reps)
@@ -40,8 +54,16 @@ def learning_curves(steps: np.ndarray, returns: np.ndarray, seeds: list[int], ma
     ax.set(title=title, xlabel="environment steps per seed",
            ylabel="mean episode return (last 100 episodes)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2 if len(seeds) <= 16 else 1, loc="lower right")
+    ax.legend(fontsize=7, ncol=2 if len(seeds) <= LEGEND_SEEDS else 1, loc="lower right")
     return to_data_uri(fig)
+
+
+def _seed_ticks(seeds: list[int], order: list[int] | None = None, most: int = 32) -> tuple[list[int], list[str]]:
+    """Tick positions and labels for a seed axis: every seed up to ``most``, else about ``most // 2`` of them."""
+    order = list(range(len(seeds))) if order is None else order
+    positions = list(range(len(order))) if len(order) <= most else list(range(0, len(order),
+                                                                             -(-len(order) // (most // 2))))
+    return positions, [str(seeds[order[i]]) for i in positions]
 
 
 def seed_matrix(matrix: np.ndarray, seeds: list[int], title: str, colorbar_label: str,
@@ -50,9 +72,9 @@ def seed_matrix(matrix: np.ndarray, seeds: list[int], title: str, colorbar_label
     size = min(3 + 0.35 * len(seeds), 12)
     fig, ax = plt.subplots(figsize=(size + 1.2, size))
     image = ax.imshow(matrix, cmap="viridis", vmin=vmin, vmax=vmax)
-    ticks = range(len(seeds)) if len(seeds) <= 32 else range(0, len(seeds), max(1, len(seeds) // 16))
-    ax.set_xticks(list(ticks), [str(seeds[i]) for i in ticks])
-    ax.set_yticks(list(ticks), [str(seeds[i]) for i in ticks])
+    ticks, names = _seed_ticks(seeds)
+    ax.set_xticks(ticks, names, fontsize=7 if len(seeds) > 32 else None)
+    ax.set_yticks(ticks, names, fontsize=7 if len(seeds) > 32 else None)
     ax.set(title=title, xlabel="seed", ylabel="seed")
     if len(seeds) <= 12:
         for i in range(len(seeds)):
@@ -66,14 +88,14 @@ def seed_matrix(matrix: np.ndarray, seeds: list[int], title: str, colorbar_label
 
 def seed_returns(seeds: list[int], groups: dict[str, list[float]], threshold: float | None = None) -> str:
     """Grouped bars: per seed, mean return under each evaluation condition."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(seeds) * len(groups)), 3.8))
+    fig, ax = plt.subplots(figsize=(min(14, max(6, 0.5 * len(seeds) * len(groups))), 3.8))
     width = 0.8 / len(groups)
     x = np.arange(len(seeds))
     for g, (name, values) in enumerate(groups.items()):
         ax.bar(x + (g - (len(groups) - 1) / 2) * width, values, width, label=name, color=OKABE_ITO[g])
     if threshold is not None:
         ax.axhline(threshold, color="black", lw=0.8, ls="--", label="env's reward threshold")
-    ax.set_xticks(x, [str(k) for k in seeds])
+    ax.set_xticks(*_seed_ticks(seeds))
     ax.set(title="Final policy: mean episode return by seed", xlabel="seed", ylabel="mean episode return")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     ax.grid(axis="y", alpha=0.3)
@@ -84,16 +106,16 @@ def strategy_fractions(seeds: list[int], fractions: list[dict[str, float]], labe
     """Left: per seed, the share of held-out episodes following each strategy (stacked bars).
     Right: the distribution across seeds of the preference for strategy A among decided episodes —
     two peaks mean seeds commit to different strategies (basins), one central peak a shared mix."""
-    fig, (bars, hist) = plt.subplots(1, 2, figsize=(11, max(3.2, 0.28 * len(seeds) + 1.2)),
+    fig, (bars, hist) = plt.subplots(1, 2, figsize=(11, min(12, max(3.2, 0.28 * len(seeds) + 1.2))),
                                      gridspec_kw={"width_ratios": [3, 2]})
     colours = [OKABE_ITO[0], OKABE_ITO[1], "#BBBBBB"]
     left = np.zeros(len(seeds))
     y = np.arange(len(seeds))
     for label, colour in zip(labels, colours, strict=True):
         share = np.array([f[label] for f in fractions])
-        bars.barh(y, share, left=left, color=colour, label=label, height=0.8)
+        bars.barh(y, share, left=left, color=colour, label=label, height=0.8 if len(seeds) <= 64 else 1.0)
         left += share
-    bars.set_yticks(y, [str(k) for k in seeds], fontsize=7 if len(seeds) > 24 else 9)
+    bars.set_yticks(*_seed_ticks(seeds, most=48), fontsize=7 if len(seeds) > 24 else 9)
     bars.invert_yaxis()
     bars.set(title="Strategy per seed on held-out states", xlabel="fraction of held-out episodes", ylabel="seed",
              xlim=(0, 1))
@@ -118,11 +140,11 @@ def barrier_matrices(panels: list[tuple[str, np.ndarray, str]], seeds: list[int]
         finite = matrix[np.isfinite(matrix)]
         vmax[unit] = max(vmax.get(unit, 0.0), float(finite.max()) if finite.size else 0.0)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.4), squeeze=False)
-    ticks = list(range(0, len(order), max(1, len(order) // 16)))
+    ticks, names = _seed_ticks(seeds, order)
     for ax, (title, matrix, unit) in zip(axes[0], panels, strict=True):
         image = ax.imshow(matrix[np.ix_(order, order)], cmap="viridis", vmin=0, vmax=vmax[unit] or 1.0)
-        ax.set_xticks(ticks, [str(seeds[order[i]]) for i in ticks], fontsize=7)
-        ax.set_yticks(ticks, [str(seeds[order[i]]) for i in ticks], fontsize=7)
+        ax.set_xticks(ticks, names, fontsize=7)
+        ax.set_yticks(ticks, names, fontsize=7)
         ax.set(title=title, xlabel="seed (by basin)", ylabel="seed (by basin)")
         fig.colorbar(image, ax=ax, label=f"barrier ({unit})", fraction=0.046, pad=0.03)
     fig.tight_layout()
@@ -180,9 +202,9 @@ def divergence_dendrogram(matrix: np.ndarray, seeds: list[int], basins: list[int
     strip_ax.imshow([[matplotlib.colors.to_rgb(c) for c in colours]], aspect="auto")
     strip_ax.set_axis_off()
     image = heat_ax.imshow(matrix[np.ix_(leaves, leaves)], cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ticks = range(len(leaves)) if len(leaves) <= 40 else range(0, len(leaves), max(1, len(leaves) // 20))
-    heat_ax.set_xticks(list(ticks), [str(seeds[leaves[i]]) for i in ticks], fontsize=7, rotation=90)
-    heat_ax.set_yticks(list(ticks), [str(seeds[leaves[i]]) for i in ticks], fontsize=7)
+    ticks, names = _seed_ticks(seeds, leaves, most=40)
+    heat_ax.set_xticks(ticks, names, fontsize=7, rotation=90)
+    heat_ax.set_yticks(ticks, names, fontsize=7)
     heat_ax.set(xlabel="seed", ylabel="seed")
     fig.colorbar(image, cax=fig.add_subplot(grid[2, 1]), label="mean total variation (0 same … 1 disjoint)")
     return to_data_uri(fig)
