@@ -302,7 +302,8 @@ def _write_run(out: Path, cfg: ExperimentConfig, arch: Architecture, seeds: list
             manifest["seeds"][str(k)] = {
                 "status": "finished", "last_step": seed.checkpoints[-1].step, "error": None,
                 "factor_seeds": {factor: seed.seed for factor in SEED_FACTORS}, "planted": None,
-                "sources": [{"file": str(c.source), "sha256": c.sha256, "step": c.step} for c in seed.checkpoints],
+                "sources": [{"file": str(c.source.resolve()), "sha256": c.sha256, "step": c.step}
+                            for c in seed.checkpoints],
                 "hyperparameters": seed.hyperparameters}
         run.write_manifest(manifest)
     return run
