@@ -28,6 +28,7 @@ from rlbasins.cli import app
 from rlbasins.core.checkpoints import load_policy
 from rlbasins.core.config import load_config
 from rlbasins.core.heldout import evaluation_sample, heldout_observations
+from rlbasins.core.logs import read_scalars
 from rlbasins.core.store import RunDir, read_json, sha256_file
 
 PLAIN_SB3_SCRIPT = textwrap.dedent('''
@@ -151,6 +152,25 @@ def test_a_seed_trained_here_exports_to_sb3_with_the_same_action_probabilities(t
     obs = _heldout_obs(trained)
     with torch.no_grad():
         assert (policy.action_probs(obs) - _sb3_probs(model, obs)).abs().max() <= 1e-6
+
+
+def test_seeds_of_a_two_strategy_env_round_trip_through_sb3_and_are_analysed(trained: RunDir, tmp_path: Path) -> None:
+    for k in range(4):  # each seed as SB3 checkpoint zips at two steps: early detection has something to read
+        for step in (15360, 30720):
+            _invoke("export", f"{trained.root}:{k}@{step}", "-o", tmp_path / "zips" / f"seed{k}" / f"{step}.zip")
+    back = tmp_path / "back"
+    _invoke("import-sb3", *sorted((tmp_path / "zips").iterdir()), "--config", trained.config_path, "-o", back)
+    run = RunDir(back)
+    for k in range(4):
+        assert [e.step for e in run.seed(k).entries()] == [15360, 30720]
+        for step in (15360, 30720):
+            here, there = load_policy(run, k, step)[0].state_dict(), load_policy(trained, k, step)[0].state_dict()
+            assert all(torch.equal(here[name], there[name]) for name in there)
+    _invoke("analyze", back, "--no-progress")
+    behavior = read_json(run.analysis_dir / "behavior.json")
+    assert behavior["labels"] == ["colour", "shape", "neither"] and behavior["preference_greedy"] is not None
+    assert not (run.analysis_dir / "symmetry.json").exists()  # it needs each seed's initialisation: not imported
+    assert read_scalars(run.tb_dir / "seed_0") == {}  # no training logs came with them: nothing, not an error
 
 
 # --------------------------------------------------------------------------- untrusted files

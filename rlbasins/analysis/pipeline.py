@@ -240,6 +240,12 @@ def _paths(a: RunAnalysis) -> None:
         "aligned_repair" in a.barrier_study.matrices)
 
 
+def _initialised(a: RunAnalysis) -> bool:
+    """Every seed has its step-0 checkpoint (policies imported from elsewhere may not): the symmetry test
+    compares each seed's first layers with their initialisation."""
+    return all(0 in {e.step for e in a.run.seed(k).entries()} for k in a.seeds)
+
+
 STAGES: list[Stage] = [
     Stage("behaviour", _behavior),
     Stage("behavioural basins", _behavior_basins),
@@ -251,7 +257,7 @@ STAGES: list[Stage] = [
           "seed_factors", lambda a: a.cfg.seeds.grid is not None),
     Stage(None, _policies_and_probe),
     Stage("symmetry", lambda a: symmetry_of(a.run, a.cfg, a.seeds, a.state_dicts, a.behavior.steps), "symmetry",
-          lambda a: a.step != 0 and has_cue_planes(a.cfg.env.id, a.cfg.env.kwargs)),
+          lambda a: a.step != 0 and has_cue_planes(a.cfg.env.id, a.cfg.env.kwargs) and _initialised(a)),
     Stage("alignment", _alignment),
     Stage("barriers", _barriers),
     Stage(None, _weight_basins),

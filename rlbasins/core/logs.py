@@ -63,8 +63,11 @@ def read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """All scalars of one TensorBoard run: tag → (steps [T], values [T]).
 
     A resumed seed may have logged some steps twice (after its last checkpoint and again after
-    resuming); the later value wins.
+    resuming); the later value wins. A run that logged nothing (no such folder: policies imported from
+    elsewhere) has no scalars.
     """
+    if not Path(run_dir).is_dir():
+        return {}
     accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     accumulator.Reload()
     curves = {}
