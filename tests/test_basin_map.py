@@ -129,23 +129,34 @@ def test_the_dip_test_tells_two_modes_from_one() -> None:
 # --------------------------------------------------------------------------- the map
 
 
-def test_the_map_trains_each_point_once_and_measures_it(tmp_path: Path) -> None:
-    config = write_yaml(tmp_path / "map.yaml", map_config({"env.kwargs.code_length": [0], "ppo.learning_rate": [1e-3]}))
+def test_the_map_trains_each_point_once_and_measures_it(tmp_path: Path, monkeypatch) -> None:
+    import rlbasins.train
+
+    config = write_yaml(tmp_path / "map.yaml", map_config({"env.kwargs.code_length": [0], "ppo.learning_rate": [1e-3],
+                                                           "ppo.ent_coef": [0.01]}))
     runs = tmp_path / "runs"
+    batches = []  # the runs each call of train_together trained: one lockstep batch each
+    real = rlbasins.train.train_together
+    monkeypatch.setattr(rlbasins.train, "train_together",
+                        lambda cfgs, *args, **kwargs: batches.append([c.name for c in cfgs]) or real(cfgs, *args,
+                                                                                                     **kwargs))
     command = ["map", str(config), "--runs-dir", str(runs), "--no-progress"]
     first = CliRunner().invoke(app, command)
     assert first.exit_code == 0, first.output
     assert "resolving power" in first.output
+    # the entropy point differs from the base in a per-seed PPO setting only: one batch; the env kwarg needs its own
+    assert sorted(map(sorted, batches)) == [["bm-base", "bm-ppo.ent_coef-0.01"], ["bm-env.kwargs.code_length-0"]]
     result = json.loads((runs / "bm" / "basin_map.json").read_text())
     assert (runs / "bm" / "basin_map.png").read_bytes()[:4] == b"\x89PNG"
-    assert sorted(p.name for p in runs.iterdir()) == ["bm", "bm-base", "bm-env.kwargs.code_length-0"]
+    assert sorted(p.name for p in runs.iterdir()) == ["bm", "bm-base", "bm-env.kwargs.code_length-0",
+                                                      "bm-ppo.ent_coef-0.01"]
     assert result["strategies"] == ["colour", "shape"] and result["base_values"] == {
-        "env.kwargs.code_length": None, "ppo.learning_rate": 1e-3}
-    base, (code0, lr) = result["base"], result["points"]
+        "env.kwargs.code_length": None, "ppo.learning_rate": 1e-3, "ppo.ent_coef": 0.0}
+    base, (code0, lr, ent) = result["base"], result["points"]
     assert (code0["knob"], code0["value"], lr["knob"], lr["value"]) == ("env.kwargs.code_length", 0,
                                                                         "ppo.learning_rate", 1e-3)
     assert lr["run_dir"] == base["run_dir"] and lr["leans"] == base["leans"]  # the base's value: the base point
-    for point in (base, code0):
+    for point in (base, code0, ent):
         assert point["status"] == "trained" and point["n_seeds"] == 4 and point["probe_states"] == 104
         assert len(point["leans"]) == len(point["lean_p"]) == 4
         committed = point["committed"]
@@ -163,7 +174,7 @@ def test_the_map_trains_each_point_once_and_measures_it(tmp_path: Path) -> None:
     again = CliRunner().invoke(app, command)  # finished points are reused, not trained again
     assert again.exit_code == 0, again.output
     result = json.loads((runs / "bm" / "basin_map.json").read_text())
-    assert [result["base"]["status"], *(p["status"] for p in result["points"])] == ["reused"] * 3
+    assert [result["base"]["status"], *(p["status"] for p in result["points"])] == ["reused"] * 4
     assert result["base"]["leans"] == base["leans"]
     assert result["base"]["train_seconds"] == base["train_seconds"]  # the training's time, read from the run
     assert [path.stat().st_mtime_ns for path in checkpoints] == stamps

@@ -224,3 +224,54 @@ def test_other_architectures_fall_back_to_vmap() -> None:
         expected_logits, expected_values = module(obs[s])
         assert torch.allclose(logits[s], expected_logits, atol=1e-6)
         assert torch.allclose(values[s], expected_values, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- a grid of settings in one batch
+
+GRID_SETTINGS = [
+    {},
+    {"ppo": {"learning_rate": 3e-4, "ent_coef": 0.0}, "policy": {"init_scale": 0.5}},
+    {"ppo": {"lr_schedule": "linear", "clip_range": 0.1, "clip_range_schedule": "linear", "clip_range_vf": 0.2,
+             "target_kl": 0.02, "gamma": 0.9, "gae_lambda": 0.8, "vf_coef": 1.0, "max_grad_norm": 0.3}},
+]
+
+
+def _grid_member(i: int, setting: dict):
+    from tests.conftest import tiny_cueconflict_config
+
+    data = tiny_cueconflict_config()
+    data.update(name=f"grid{i}", seeds={"count": 3}, checkpoints={"every": 4096})
+    data["ppo"] = {**data["ppo"], "total_timesteps": 8192, **setting.get("ppo", {})}
+    data["policy"] = {**data["policy"], **setting.get("policy", {})}
+    return parse_config(data)
+
+
+def test_a_grid_of_settings_trains_in_one_batch_as_each_setting_would_alone(tmp_path: Path) -> None:
+    from rlbasins.train import train_together
+
+    members = [_grid_member(i, setting) for i, setting in enumerate(GRID_SETTINGS)]
+    together = train_together(members, tmp_path / "grid", show_progress=False)
+    for run, cfg in zip(together, members, strict=True):
+        alone = train_experiment(cfg, tmp_path / "alone", show_progress=False)
+        assert run.manifest()["status"] == "finished" and load_config(run.config_path).hash() == cfg.hash()
+        for k in range(3):
+            steps = [e.step for e in alone.seed(k).entries()]
+            assert [e.step for e in run.seed(k).entries()] == steps == [0, 4096, 8192]
+            for step in steps:  # every checkpoint: weights, Adam, env state, the same bytes
+                for load in ("load_policy", "load_state"):
+                    mine, theirs = getattr(run.seed(k), load)(step)[0], getattr(alone.seed(k), load)(step)[0]
+                    assert mine.keys() == theirs.keys()
+                    assert all(torch.equal(mine[name], theirs[name]) for name in mine), (cfg.name, k, step, load)
+    finals = [run.seed(0).load_policy(8192)[0]["actor.0.weight"] for run in together]
+    assert not torch.equal(finals[0], finals[1]) and not torch.equal(finals[0], finals[2])  # the settings acted
+
+
+def test_configs_that_differ_in_shape_cannot_train_together(tmp_path: Path) -> None:
+    from rlbasins.train import lockstep_issue, train_together
+
+    wide = _grid_member(1, {"policy": {"hidden_sizes": [64, 64]}})
+    assert "differ in more than" in lockstep_issue([_grid_member(0, {}), wide])
+    assert "same name" in lockstep_issue([_grid_member(0, {}), _grid_member(0, {"ppo": {"ent_coef": 0.0}})])
+    with pytest.raises(ValueError, match="cannot train together"):
+        train_together([_grid_member(0, {}), wide], tmp_path, show_progress=False)
+    assert not (tmp_path / "grid0").exists()

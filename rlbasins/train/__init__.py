@@ -10,6 +10,8 @@ from __future__ import annotations
 import platform
 import shutil
 import subprocess
+from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -119,43 +121,105 @@ def train_experiment(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, re
     Raises :class:`~rlbasins.core.store.StoreError` when the directory is locked by another process,
     holds a finished run (without ``overwrite``), or an unfinished one (without ``resume``).
     """
+    return train_together([cfg], runs_dir, resume=resume, overwrite=overwrite, show_progress=show_progress,
+                          seeds=seeds, until_step=until_step)[0]
+
+
+def lockstep_issue(cfgs: list[ExperimentConfig]) -> str | None:
+    """Why ``cfgs`` cannot train as one lockstep batch (:func:`train_together`), or None when they can."""
+    from rlbasins.train.batched import SEEDWISE, lockstep_key
+
+    if len({c.name for c in cfgs}) < len(cfgs):
+        return "two of them have the same name (one run directory)"
+    if any(c.engine != "batched" or c.executor.kind != "local" or c.env.planted for c in cfgs):
+        return "a grid trains on the batched engine, local executor, without env.planted"
+    if len({lockstep_key(c) for c in cfgs}) > 1:
+        return (f"they differ in more than the per-seed PPO settings ({', '.join(SEEDWISE)}, the two schedules) "
+                "and policy.init_scale")
+    return None
+
+
+def train_together(cfgs: list[ExperimentConfig], runs_dir: Path | str = "runs", *, resume: bool = False,
+                   overwrite: bool = False, show_progress: bool = True, seeds: list[int] | None = None,
+                   until_step: int | None = None) -> list[RunDir]:
+    """Train every seed of each config in ``cfgs`` into its own ``runs_dir/<name>`` (the rules of
+    :func:`train_experiment` for each), all at once.
+
+    One config trains on its engine and executor. Several (a grid of settings) train as one lockstep batch
+    of the batched engine in this process, the PureJaxRL way: their seeds differ only in their PPO settings
+    (:data:`~rlbasins.train.batched.SEEDWISE`) and init scale, held per seed as tensors
+    (:func:`lockstep_issue` says when configs do not qualify). Each seed's checkpoints are the same bytes as
+    its run trained alone. Each run directory stays a run of its own config (analysis and reports read it
+    unchanged).
+    """
     from rlbasins.core.progress import training_progress
 
-    run = RunDir(Path(runs_dir) / cfg.name)
-    stop = stop_step(cfg, until_step)
-    with run_lock(run.root):
-        manifest = _prepare(run, cfg, resume, overwrite, seeds)
-        for k in seeds or []:
-            manifest["seeds"].setdefault(str(k), _seed_entry(cfg, k))
-        todo = [k for k in RunDir.seeds_with_status(manifest, "pending", "running", "interrupted")
-                if (seeds is None or k in seeds) and _checkpointed_step(run, k) < stop]
-        tasks = [SeedTask(k, seed_factors(cfg, k), cfg.model_dump(mode="json"), str(run.root), until_step)
-                 for k in todo]
-        end = cfg.checkpoint_steps()[-1]
+    if len(cfgs) > 1 and (issue := lockstep_issue(cfgs)) is not None:
+        raise ValueError(f"{', '.join(c.name for c in cfgs)} cannot train together: {issue}")
+    runs = [RunDir(Path(runs_dir) / cfg.name) for cfg in cfgs]
+    stop = stop_step(cfgs[0], until_step)
+    with ExitStack() as locks:
+        for run in runs:
+            locks.enter_context(run_lock(run.root))
+        manifests, tasks = [], []
+        for run, cfg in zip(runs, cfgs, strict=True):
+            manifest = _prepare(run, cfg, resume, overwrite, seeds)
+            for k in seeds or []:
+                manifest["seeds"].setdefault(str(k), _seed_entry(cfg, k))
+            todo = [k for k in RunDir.seeds_with_status(manifest, "pending", "running", "interrupted")
+                    if (seeds is None or k in seeds) and _checkpointed_step(run, k) < stop]
+            tasks.append([SeedTask(k, seed_factors(cfg, k), cfg.model_dump(mode="json"), str(run.root), until_step)
+                          for k in todo])
+            for task in tasks[-1]:
+                manifest["seeds"][str(task.index)]["status"] = "running"
+            run.write_manifest(manifest)
+            manifests.append(manifest)
 
-        def on_done(outcome: SeedOutcome) -> None:
+        def on_done(member: int, outcome: SeedOutcome) -> None:
+            manifest = manifests[member]
             manifest["seeds"][str(outcome.index)].update(
                 status=outcome.status, last_step=outcome.last_step, error=outcome.error)
             manifest["updated"] = utc_now()
+            runs[member].write_manifest(manifest)
+
+        if any(tasks):
+            # one bar per seed of every run; seed indices need not be 0..n-1
+            position = {key: i for i, key in enumerate((m, int(k)) for m, manifest in enumerate(manifests)
+                                                        for k in manifest["seeds"])}
+            with training_progress(len(position), cfgs[0].checkpoint_steps()[-1], enabled=show_progress) as bar:
+                for (m, k) in position:
+                    entry = manifests[m]["seeds"][str(k)]
+                    if entry["status"] in ("finished", "failed", "aborted") or entry["last_step"] >= stop:
+                        bar.advance_seed(position[m, k], entry["last_step"])
+                if len(cfgs) == 1:
+                    get_executor(cfgs[0].executor).run(
+                        cfgs[0], tasks[0], lambda index, steps: bar.advance_seed(position[0, index], steps),
+                        lambda outcome: on_done(0, outcome))
+                else:
+                    _train_lockstep(cfgs, tasks, bar, position, on_done)
+        for run, cfg, manifest in zip(runs, cfgs, manifests, strict=True):
+            statuses = {s["status"] for s in manifest["seeds"].values()}
+            manifest["status"] = "finished" if statuses <= {"finished", "failed", "aborted"} else "interrupted"
+            if manifest["status"] == "finished":
+                write_summaries(run.tb_dir, cfg, manifest, RunDir.seeds_with_status(manifest, "finished"))
+            manifest["updated"] = utc_now()
             run.write_manifest(manifest)
+    return runs
 
-        for task in tasks:
-            manifest["seeds"][str(task.index)]["status"] = "running"
-        run.write_manifest(manifest)
-        if tasks:
-            position = {int(k): i for i, k in enumerate(manifest["seeds"])}  # seed indices need not be 0..n-1
-            with training_progress(len(position), end, enabled=show_progress) as progress:
-                def advance(index: int, steps: int) -> None:
-                    progress.advance_seed(position[index], steps)
 
-                for k, s in manifest["seeds"].items():
-                    if s["status"] in ("finished", "failed", "aborted") or s["last_step"] >= stop:
-                        advance(int(k), s["last_step"])
-                get_executor(cfg.executor).run(cfg, tasks, advance, on_done)
-        statuses = {s["status"] for s in manifest["seeds"].values()}
-        manifest["status"] = "finished" if statuses <= {"finished", "failed", "aborted"} else "interrupted"
-        if manifest["status"] == "finished":
-            write_summaries(run.tb_dir, cfg, manifest, RunDir.seeds_with_status(manifest, "finished"))
-        manifest["updated"] = utc_now()
-        run.write_manifest(manifest)
-    return run
+def _train_lockstep(cfgs: list[ExperimentConfig], tasks: list[list[SeedTask]], bar, position: dict,
+                    on_done: Callable[[int, SeedOutcome], None]) -> None:
+    """The seeds of several runs (``tasks[m]`` of ``cfgs[m]``) as one batched trainer."""
+    from rlbasins.train.batched import BatchedTrainer
+
+    members = [m for m, member_tasks in enumerate(tasks) for _ in member_tasks]
+    flat = [task for member_tasks in tasks for task in member_tasks]
+    trainer = BatchedTrainer(cfgs[members[0]], flat, cfgs[members[0]].env.kwargs)
+
+    def advance(index: int, steps: int) -> None:  # every seed moves in lockstep: each run's seed `index`
+        for m in range(len(cfgs)):
+            if (m, index) in position:
+                bar.advance_seed(position[m, index], steps)
+
+    for member, outcome in zip(members, trainer.run(advance), strict=True):
+        on_done(member, outcome)

@@ -23,6 +23,7 @@ M = batch_size, D = flattened observation size, A = number of actions.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ import torch
 
 import envs
 from envs.grid import draws
-from rlbasins.core.config import ExperimentConfig
+from rlbasins.core.config import ExperimentConfig, SeedsConfig
 from rlbasins.core.devices import resolve_device
 from rlbasins.core.logs import EPISODE_LENGTH_TAG, RETURN_TAG, TRUE_RETURN_TAG, SeedScalarLogger
 from rlbasins.core.policy import ActorCritic, StackedPolicy
@@ -146,12 +147,16 @@ class SeedwiseAdam:
         self.v = {n: torch.zeros_like(p) for n, p in params.items()}
 
     @torch.no_grad()
-    def step(self, lr: float, active: torch.Tensor) -> None:
-        """One update of the seeds where ``active`` [S] is set (same formula as ``torch.optim.Adam``)."""
+    def step(self, lr: torch.Tensor, active: torch.Tensor) -> None:
+        """One update of the seeds where ``active`` [S] is set, each at its learning rate ``lr`` [S] (same
+        formula as ``torch.optim.Adam``)."""
         beta1, beta2 = ADAM_BETAS
         self.step_count += active.float()
         bias1 = 1 - beta1 ** self.step_count.clamp(min=1)                      # [S]
         bias2 = 1 - beta2 ** self.step_count.clamp(min=1)
+        # lr / bias1 as PyTorch computes a Python float over a tensor (reciprocal, then multiply): a seed's
+        # update has the same bits whether its learning rate is one float for all seeds or its own entry
+        step_size = bias1.reciprocal() * lr                                    # [S]
         for name, param in self.params.items():
             shape = (-1,) + (1,) * (param.dim() - 1)
             mask = active.view(shape)
@@ -159,7 +164,7 @@ class SeedwiseAdam:
             m = torch.where(mask, beta1 * self.m[name] + (1 - beta1) * grad, self.m[name])
             v = torch.where(mask, beta2 * self.v[name] + (1 - beta2) * grad * grad, self.v[name])
             denom = v.sqrt() / bias2.sqrt().view(shape) + ADAM_EPS            # torch.optim.Adam's order
-            param.copy_(torch.where(mask, param - (lr / bias1).view(shape) * m / denom, param))
+            param.copy_(torch.where(mask, param - step_size.view(shape) * m / denom, param))
             self.m[name], self.v[name] = m, v
 
     def seed_state(self, s: int) -> dict[str, torch.Tensor]:
@@ -175,8 +180,9 @@ class SeedwiseAdam:
         self.step_count[s] = tensors["adam.step"][0]
 
 
-def clip_grad_norm_per_seed(params: dict[str, torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Scale each seed's gradient to norm ≤ ``max_norm`` (``clip_grad_norm_`` per seed); returns norms [S]."""
+def clip_grad_norm_per_seed(params: dict[str, torch.Tensor], max_norm: float | torch.Tensor) -> torch.Tensor:
+    """Scale each seed's gradient to norm ≤ ``max_norm`` (a float, or [S] float32: one per seed;
+    ``clip_grad_norm_`` per seed); returns norms [S]."""
     norms = torch.sqrt(sum(p.grad.pow(2).flatten(1).sum(1) for p in params.values()))
     scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
     for p in params.values():
@@ -185,6 +191,60 @@ def clip_grad_norm_per_seed(params: dict[str, torch.Tensor], max_norm: float) ->
 
 
 # --------------------------------------------------------------------------- training
+
+
+SEEDWISE = ("learning_rate", "clip_range", "clip_range_vf", "ent_coef", "vf_coef", "gamma", "gae_lambda",
+            "max_grad_norm", "target_kl")
+"""The PPO settings that may differ between seeds trained in lockstep (:class:`SeedSettings`): everything that
+does not change a tensor's shape. ``lr_schedule`` and ``clip_range_schedule`` may differ too."""
+
+
+@dataclass
+class SeedSettings:
+    """Every seed's PPO settings as float64 columns [S, 1] (None on a seed: NaN), so that seeds with different
+    settings train in one lockstep batch (a grid of settings, PureJaxRL-style). A value is computed in float64,
+    as Python computes a config's float, and cast to the tensors' float32 where it is used: a seed's result
+    is bit-identical whether its settings are shared by the batch or not."""
+
+    values: dict[str, torch.Tensor]       # name → [S, 1] float64
+    linear_lr: torch.Tensor               # [S, 1] bool: learning rate decays linearly to 0
+    linear_clip: torch.Tensor             # [S, 1] bool: clip range decays linearly to 0
+
+    @classmethod
+    def of(cls, cfgs: list[ExperimentConfig], device: torch.device) -> SeedSettings:
+        def column(values: list[Any], dtype=torch.float64) -> torch.Tensor:
+            return torch.tensor(values, dtype=dtype, device=device)[:, None]
+
+        values = {name: column([math.nan if (v := getattr(c.ppo, name)) is None else v for c in cfgs])
+                  for name in SEEDWISE}
+        return cls(values, column([c.ppo.lr_schedule == "linear" for c in cfgs], torch.bool),
+                   column([c.ppo.clip_range_schedule == "linear" for c in cfgs], torch.bool))
+
+    def __getattr__(self, name: str) -> torch.Tensor:
+        """``settings.gamma`` → [S, 1] float64."""
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def scheduled(self, progress_remaining: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(learning rate, clip range) [S, 1] float64 at ``progress_remaining`` (1 → 0)."""
+        lr = torch.where(self.linear_lr, self.learning_rate * progress_remaining, self.learning_rate)
+        clip = torch.where(self.linear_clip, self.clip_range * progress_remaining, self.clip_range)
+        return lr, clip
+
+
+def lockstep_key(cfg: ExperimentConfig) -> str:
+    """Configs with equal keys can train in one lockstep batch: they differ at most in name, seeds and the
+    :data:`SEEDWISE` settings and schedules, and ``policy.init_scale`` (each seed's init is its own); the
+    architecture, env, rollout and minibatch shapes, checkpoint schedule, device, reward model and analysis
+    settings are shared."""
+    free = {"learning_rate": None, "clip_range": None, "clip_range_vf": None, "ent_coef": None, "vf_coef": None,
+            "gamma": None, "gae_lambda": None, "max_grad_norm": None, "target_kl": None, "lr_schedule": None,
+            "clip_range_schedule": None}
+    shared = cfg.model_copy(update={"name": "-", "seeds": SeedsConfig(), "ppo": cfg.ppo.model_copy(update=free),
+                                    "policy": cfg.policy.model_copy(update={"init_scale": None})})
+    return shared.hash()
 
 
 @dataclass
@@ -199,9 +259,11 @@ class Rollout:
     starts: torch.Tensor      # [S, T, E] 1.0 where the sample is an episode's first
 
 
-def gae(rollout: Rollout, last_values: torch.Tensor, last_starts: torch.Tensor, gamma: float,
-        lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """SB3's ``compute_returns_and_advantage`` for all seeds: (advantages, returns), each [S, T, E]."""
+def gae(rollout: Rollout, last_values: torch.Tensor, last_starts: torch.Tensor, gamma: torch.Tensor,
+        lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SB3's ``compute_returns_and_advantage`` for all seeds: (advantages, returns), each [S, T, E]; ``gamma``
+    and ``lam`` [S, 1] float64, one per seed (γ·λ is formed in float64, as SB3 forms it from two floats)."""
+    gamma, decay = gamma.float(), (gamma * lam).float()
     advantages = torch.zeros_like(rollout.rewards)
     running = torch.zeros_like(last_values)
     steps = rollout.rewards.shape[1]
@@ -209,7 +271,7 @@ def gae(rollout: Rollout, last_values: torch.Tensor, last_starts: torch.Tensor, 
         next_values = last_values if t == steps - 1 else rollout.values[:, t + 1]
         next_non_terminal = 1.0 - (last_starts if t == steps - 1 else rollout.starts[:, t + 1])
         delta = rollout.rewards[:, t] + gamma * next_values * next_non_terminal - rollout.values[:, t]
-        running = delta + gamma * lam * next_non_terminal * running
+        running = delta + decay * next_non_terminal * running
         advantages[:, t] = running
     return advantages, advantages + rollout.values
 
@@ -257,14 +319,22 @@ class BatchedTrainer:
     def __init__(self, cfg: ExperimentConfig, tasks: list[SeedTask], env_kwargs: dict[str, Any],
                  sync_free: bool | None = None):
         self.cfg, self.tasks = cfg, tasks
+        # each task's own config: tasks of several runs (a grid of settings) may train together when their
+        # configs share a lockstep_key; cfg stands for what they share
+        self.task_cfgs = [ExperimentConfig.model_validate(task.config) for task in tasks]
+        if len({lockstep_key(c) for c in self.task_cfgs} | {lockstep_key(cfg)}) > 1:
+            raise ValueError("seeds trained in lockstep must share everything but the per-seed PPO settings "
+                             f"({', '.join(SEEDWISE)}), their schedules and the init scale")
         # Batched matmuls over one matrix take a different BLAS path than over several, which
         # would make a lone seed's floats differ from the same seed among others; a lone seed
         # therefore runs beside a ghost copy of itself whose results are never kept.
         slots = tasks if len(tasks) > 1 else tasks * 2
         self.device = resolve_device(cfg.device)
         self.sync_free = self.device.type != "cpu" if sync_free is None else sync_free
-        self.run_dir = RunDir(tasks[0].run_root)
-        self.stores = [self.run_dir.seed(task.index) for task in tasks]
+        self.stores = [RunDir(task.run_root).seed(task.index) for task in tasks]
+        self.settings = SeedSettings.of(self.task_cfgs * (len(slots) // len(tasks)), self.device)
+        self.any_vf_clip = any(c.ppo.clip_range_vf is not None for c in self.task_cfgs)
+        self.any_target_kl = any(c.ppo.target_kl is not None for c in self.task_cfgs)
         self.action_seeds = _seed_column(slots, "action", self.device)
         self.minibatch_seeds = _seed_column(slots, "minibatch", self.device)
         self.env = BatchedEnv(cfg, env_kwargs, _seed_column(slots, "env", self.device), self.device, self.sync_free)
@@ -273,8 +343,8 @@ class BatchedTrainer:
         probe = gym.make(cfg.env.id, **env_kwargs)
         self.obs_shape, n_actions = tuple(probe.observation_space.shape), int(probe.action_space.n)
         probe.close()
-        self.policy = StackedPolicy([self._initial_policy(task, self.obs_shape, n_actions) for task in slots],
-                                    self.device)
+        self.policy = StackedPolicy([self._initial_policy(task, ExperimentConfig.model_validate(task.config),
+                                                          self.obs_shape, n_actions) for task in slots], self.device)
         self.adam = SeedwiseAdam(self.policy.params)
         self.failed = torch.zeros(len(slots), dtype=torch.bool, device=self.device)
         self.failed_at = torch.zeros(len(slots), dtype=torch.int64, device=self.device)  # step of the first NaN
@@ -285,19 +355,21 @@ class BatchedTrainer:
         self.episode_return = torch.zeros(len(self.starts), device=self.device)       # the reward trained on
         self.true_episode_return = torch.zeros(len(self.starts), device=self.device)  # the env's (with a model)
         self.episode_length = torch.zeros(len(self.starts), device=self.device)
-        self.scalars = SeedScalarLogger([self.run_dir.tb_dir / f"seed_{task.index}" for task in tasks])
+        self.scalars = SeedScalarLogger([RunDir(task.run_root).tb_dir / f"seed_{task.index}" for task in tasks])
         self._resume()
 
-    def _initial_policy(self, task: SeedTask, obs_shape: tuple[int, ...], n_actions: int) -> ActorCritic:
+    @staticmethod
+    def _initial_policy(task: SeedTask, task_cfg: ExperimentConfig, obs_shape: tuple[int, ...],
+                        n_actions: int) -> ActorCritic:
         """Seed ``task``'s initial network: from its ``init`` factor seed alone, or its point of the init plane."""
-        policy = ActorCritic.from_config(self.cfg.policy, obs_shape, n_actions)
-        policy.load_state_dict(initial_state_dict(self.cfg, task, obs_shape, n_actions))
+        policy = ActorCritic.from_config(task_cfg.policy, obs_shape, n_actions)
+        policy.load_state_dict(initial_state_dict(task_cfg, task, obs_shape, n_actions))
         return policy
 
     # ---- checkpoints
 
     def _save(self) -> None:
-        for s, (task, store) in enumerate(zip(self.tasks, self.stores, strict=True)):
+        for s, (task, task_cfg, store) in enumerate(zip(self.tasks, self.task_cfgs, self.stores, strict=True)):
             if self.failed[s]:
                 continue
             rows = slice(s * self.cfg.env.num_envs, (s + 1) * self.cfg.env.num_envs)
@@ -309,7 +381,7 @@ class BatchedTrainer:
                 tensors["true_episode_return"] = self.true_episode_return[rows].cpu()
             meta = {"num_timesteps": self.num_timesteps, "envs": encode(env_meta)}
             store.save(self.num_timesteps, self.policy.seed_weights(s),
-                       policy_metadata(self.cfg, task, self.num_timesteps, self.obs_shape), tensors, meta)
+                       policy_metadata(task_cfg, task, self.num_timesteps, self.obs_shape), tensors, meta)
 
     def _checkpoint(self, monitor: HeldoutMonitor | None) -> None:
         """Save every live seed and log its held-out behaviour (``monitor`` is None when the env names
@@ -418,7 +490,7 @@ class BatchedTrainer:
             reward = train_reward.view(S, E)
             if final_obs is not None and (self.sync_free or bool(truncated.any())):  # bootstrap as SB3 does
                 final_value = self.policy.values(final_obs.view(S, E, *final_obs.shape[1:]))
-                reward = reward + cfg.ppo.gamma * final_value * truncated.view(S, E)
+                reward = reward + self.settings.gamma.float() * final_value * truncated.view(S, E)
             obs_buf[:, t], actions[:, t] = obs, action
             log_probs[:, t] = torch.log_softmax(logits, -1).gather(-1, action[..., None]).squeeze(-1)
             values[:, t], rewards[:, t], starts[:, t] = value, reward, self.starts.view(S, E)
@@ -443,7 +515,8 @@ class BatchedTrainer:
         """n_epochs of minibatch PPO updates for every seed (SB3's ``PPO.train``)."""
         ppo = self.cfg.ppo
         S = self.slots
-        advantages, returns = gae(rollout, *last, ppo.gamma, ppo.gae_lambda)
+        settings = self.settings
+        advantages, returns = gae(rollout, *last, settings.gamma, settings.gae_lambda)
         n = rollout.actions[0].numel()                                                 # N samples per seed
 
         def flat(x):  # [S, T, E, ...] → [S, N, ...]
@@ -452,8 +525,12 @@ class BatchedTrainer:
         samples = {"obs": flat(rollout.obs), "actions": flat(rollout.actions),
                    "old_log_probs": flat(rollout.log_probs), "old_values": flat(rollout.values),
                    "advantages": flat(advantages), "returns": flat(returns)}
-        lr = ppo.learning_rate * (progress_remaining if ppo.lr_schedule == "linear" else 1.0)
-        clip = ppo.clip_range * (progress_remaining if ppo.clip_range_schedule == "linear" else 1.0)
+        lr, clip = settings.scheduled(progress_remaining)                             # [S, 1] float64
+        low, high, clip32 = (1 - clip).float(), (1 + clip).float(), clip.float()       # as SB3 forms them
+        vf_clip = settings.clip_range_vf.nan_to_num(math.inf).float()                  # [S, 1]; inf: none
+        kl_limit = (1.5 * settings.target_kl).float()[:, 0]                             # [S]; NaN: none
+        ent_coef, vf_coef = settings.ent_coef.float()[:, 0], settings.vf_coef.float()[:, 0]
+        max_grad_norm, lr32 = settings.max_grad_norm.float()[:, 0], lr.float()[:, 0]
         active = ~self.failed
         stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("policy_loss", "value_loss", "entropy",
                                                                   "approx_kl", "clip_fraction")}
@@ -474,31 +551,31 @@ class BatchedTrainer:
                     adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
                 log_ratio = log_prob - mb["old_log_probs"]
                 ratio = torch.exp(log_ratio)
-                policy_loss = -torch.min(adv * ratio, adv * ratio.clamp(1 - clip, 1 + clip)).mean(1)  # [S]
-                if ppo.clip_range_vf is not None:
+                policy_loss = -torch.min(adv * ratio, adv * ratio.clamp(low, high)).mean(1)  # [S]
+                if self.any_vf_clip:  # a seed without value clipping keeps its values untouched
                     old_v = mb["old_values"]
-                    values = old_v + (values - old_v).clamp(-ppo.clip_range_vf, ppo.clip_range_vf)
+                    clipped = old_v + (values - old_v).clamp(-vf_clip, vf_clip)
+                    values = torch.where(vf_clip.isinf(), values, clipped)
                 value_loss = (mb["returns"] - values).pow(2).mean(1)
                 entropy_loss = -entropy.mean(1)
                 with torch.no_grad():
                     log_ratio = log_ratio.detach()
                     approx_kl = ((ratio - 1) - log_ratio).mean(1)                       # [S]
-                    if ppo.target_kl is not None:
-                        active = active & ~(approx_kl > 1.5 * ppo.target_kl)
+                    if self.any_target_kl:  # NaN (no target) never stops a seed
+                        active = active & ~(approx_kl > kl_limit)
                     stats["approx_kl"].append(approx_kl)
-                    stats["clip_fraction"].append(((ratio - 1).abs() > clip).float().mean(1))
-                loss = policy_loss + ppo.ent_coef * entropy_loss + ppo.vf_coef * value_loss  # [S]
+                    stats["clip_fraction"].append(((ratio - 1).abs() > clip32).float().mean(1))
+                loss = policy_loss + ent_coef * entropy_loss + vf_coef * value_loss  # [S]
                 for p in self.policy.params.values():
                     p.grad = None
                 loss.sum().backward()  # a sum of per-seed losses: gradients never mix seeds
-                clip_grad_norm_per_seed(self.policy.params, ppo.max_grad_norm)
-                self.adam.step(lr, active)
+                clip_grad_norm_per_seed(self.policy.params, max_grad_norm)
+                self.adam.step(lr32, active)
                 stats["policy_loss"].append(policy_loss.detach())
                 stats["value_loss"].append(value_loss.detach())
                 stats["entropy"].append(-entropy_loss.detach())
         summary = {k: torch.stack(v).mean(0) for k, v in stats.items()}
-        summary["learning_rate"] = torch.full((S,), lr, device=self.device)
-        summary["clip_range"] = torch.full((S,), clip, device=self.device)
+        summary["learning_rate"], summary["clip_range"] = lr32, clip32[:, 0]
         return summary
 
     def _check_finite(self) -> None:
