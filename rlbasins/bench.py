@@ -3,6 +3,7 @@
 ``rlbasins bench envs``: batched env-core steps per second at several batch sizes, next to the
 gymnasium single-env view of the same environment (the speed SB3 sees per environment).
 ``rlbasins bench ppo``: SB3 on every core vs the batched engine, the compute floor, memory.
+``rlbasins bench grid``: a grid of settings in one lockstep batch vs as many seeds of one setting.
 ``rlbasins bench analysis``: seconds per stage of the full analysis of N seeds.
 """
 
@@ -253,6 +254,55 @@ def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, s
     return {"what": "ppo", "env": env_id, "device": device, "n_epochs": n_epochs, "n_steps": n_steps,
             "batch_size": batch_size, "num_envs": 8, "cores": cores,
             "torch": torch.__version__, "sb3_all_cores_env_steps_per_s": sb3, "batched": rows}
+
+
+# --------------------------------------------------------------------------- a grid of settings
+
+
+GRID_LEARNING_RATES = (1e-4, 2e-4, 3e-4, 5e-4, 7e-4, 1e-3, 2e-3, 3e-3)
+GRID_ENTROPY = (0.0, 0.003, 0.01, 0.03)
+
+
+def bench_grid(env_id: str, settings: int, seeds: int, n_epochs: int, device: str, n_steps: int = 128,
+               batch_size: int = 256, iterations: int = 5) -> dict:
+    """Env-steps/s of ``settings`` × ``seeds`` seeds trained as one lockstep batch, each setting its own learning
+    rate and entropy coefficient (:func:`rlbasins.train.train_together`), against ``settings × seeds`` seeds of
+    one setting in the same process: PPO iterations of the two alternate, the median of ``iterations`` each."""
+    import tempfile
+
+    from rlbasins.core.seeding import experiment_seeds
+    from rlbasins.train.base import SeedTask
+    from rlbasins.train.batched import BatchedTrainer
+
+    base = bench_config(env_id, n_epochs, seeds, device, 10**9, n_steps, batch_size)
+    members = [base.model_copy(update={"name": f"bench-{i}", "ppo": base.ppo.model_copy(update={
+        "learning_rate": GRID_LEARNING_RATES[i % len(GRID_LEARNING_RATES)],
+        "ent_coef": GRID_ENTROPY[i % len(GRID_ENTROPY)]})}) for i in range(settings)]
+    plain = bench_config(env_id, n_epochs, settings * seeds, device, 10**9, n_steps, batch_size)
+    with tempfile.TemporaryDirectory() as root:
+        def tasks(cfg: ExperimentConfig, count: int) -> list[SeedTask]:
+            factor_seeds = experiment_seeds(cfg.seed, count, cfg.seeds.vary, cfg.seeds.grid)
+            return [SeedTask(k, factor_seeds[k], cfg.model_dump(mode="json"), f"{root}/{cfg.name}")
+                    for k in range(count)]
+
+        trainers = {"one setting": BatchedTrainer(plain, tasks(plain, settings * seeds), plain.env.kwargs),
+                    "grid": BatchedTrainer(base, [t for m in members for t in tasks(m, seeds)], base.env.kwargs)}
+        seconds: dict[str, list[float]] = {name: [] for name in trainers}
+        for i in range(iterations + 1):  # the first iteration of each is a warm-up
+            for name, trainer in trainers.items():
+                start = time.perf_counter()
+                trainer.train_iteration(progress_remaining=1.0)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                if i:
+                    seconds[name].append(time.perf_counter() - start)
+        for trainer in trainers.values():
+            trainer.close()
+    rates = {name: settings * seeds * plain.rollout_size / statistics.median(s) for name, s in seconds.items()}
+    return {"what": "grid", "env": env_id, "device": device, "settings": settings, "seeds_per_setting": seeds,
+            "n_epochs": n_epochs, "n_steps": n_steps, "batch_size": batch_size, "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "env_steps_per_s": rates,
+            "grid_over_one_setting": rates["grid"] / rates["one setting"]}
 
 
 # --------------------------------------------------------------------------- engine equivalence

@@ -629,6 +629,29 @@ def bench_envs(
     write_json(result, output)
 
 
+@bench_app.command("grid")
+@_handles_errors
+def bench_grid(
+    env: Annotated[str, typer.Option("--env", help="Env id.")] = "rlbasins/CueConflict-v0",
+    settings: Annotated[int, typer.Option(help="Settings in the grid (each its own lr and entropy).")] = 8,
+    seeds: Annotated[int, typer.Option(help="Seeds per setting.")] = 32,
+    epochs: Annotated[int, typer.Option(help="PPO epochs per iteration.")] = 4,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    iterations: Annotated[int, typer.Option(help="Timed PPO iterations of each (alternating).")] = 5,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the results as JSON.")] = None,
+) -> None:
+    """A grid of settings trained as one lockstep batch vs the same number of seeds of one setting."""
+    from rlbasins.bench import bench_grid as measure
+    from rlbasins.bench import write_json
+
+    result = measure(env, settings, seeds, epochs, device, iterations=iterations)
+    rates = result["env_steps_per_s"]
+    out.print(f"{env}, {settings} settings × {seeds} seeds on {device}: grid {rates['grid']:,.0f} env-steps/s, "
+              f"{settings * seeds} seeds of one setting {rates['one setting']:,.0f} → grid / one setting "
+              f"{result['grid_over_one_setting']:.2f}", highlight=False)
+    write_json(result, output)
+
+
 @bench_app.command("ppo")
 def bench_ppo(
     env: Annotated[str, typer.Option("--env", help="Env id.")] = "CartPole-v1",
