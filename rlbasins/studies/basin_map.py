@@ -6,7 +6,7 @@ The study (``rlbasins map CONFIG``, the config's ``basin_map`` section):
 
 1. **Points.** The base config and, per knob, the config with each of its values (:meth:`~rlbasins.core.config.
    ExperimentConfig.map_points`); each a run of its own (``<name>-base``, ``<name>-<knob>-<value>``), trained
-   on the config's engine (:func:`train_points`). On the batched engine the points that differ only in PPO
+   on the config's engine (:func:`~rlbasins.train.train_runs`). On the batched engine the points that differ only in PPO
    settings or init scale (learning rate, entropy coefficient, …) train together as one lockstep batch in one
    process, each seed's checkpoints the same bytes as its point trained alone; env kwargs and width need
    points of their own. A finished point is reused, an unfinished one continues with ``resume``.
@@ -51,7 +51,7 @@ from rlbasins.analysis.behavior import analyze_behavior
 from rlbasins.core.config import ExperimentConfig, load_config
 from rlbasins.core.results import Result
 from rlbasins.core.stats import wilson_interval
-from rlbasins.core.store import RunDir, StoreError
+from rlbasins.core.store import RunDir
 from rlbasins.studies.sweep import bootstrap_mean, optimum_return
 
 
@@ -209,46 +209,6 @@ def measure_point(knob: str | None, value: Any, run: RunDir, status: str, alpha:
         trained_at_commit=(manifest.get("git_commit") or "")[:7] or None)
 
 
-def train_points(members: list[ExperimentConfig], runs_dir: Path, resume: bool, show_progress: bool,
-                 on_train: Callable[[ExperimentConfig], Any] | None = None) -> dict[str, tuple[RunDir, str, float]]:
-    """Train every member whose run is not finished (a finished one is reused) → {name: (its run, "trained" or
-    "reused", training seconds)}. Members that may share a lockstep batch (the batched engine: points that differ
-    only in PPO settings or init scale, :func:`~rlbasins.train.lockstep_issue`) train together in one process
-    (:func:`~rlbasins.train.train_together`; each seed's checkpoints as if trained alone), their time shared
-    equally. Refuses a directory that holds another config's run, or an unfinished one without ``resume``.
-    ``on_train(member)`` is called before a member trains."""
-    from rlbasins.train import lockstep_issue, train_together
-    from rlbasins.train.batched import lockstep_key
-
-    out: dict[str, tuple[RunDir, str, float]] = {}
-    groups: dict[str, list[ExperimentConfig]] = {}
-    for member in members:
-        run = RunDir(runs_dir / member.name)
-        if run.exists():
-            manifest = run.manifest()
-            if manifest["config_hash"] != member.hash():
-                raise StoreError(f"{run.root} holds a run of another config (hash {manifest['config_hash'][:12]}…, "
-                                 f"this point {member.hash()[:12]}…); delete it or rename the map (`name`)")
-            if manifest["status"] == "finished":
-                out[member.name] = (run, "reused", 0.0)
-                continue
-            if not resume:
-                raise StoreError(f"{run.root} holds an unfinished point; pass --resume to continue it")
-        key = lockstep_key(member) if lockstep_issue([member]) is None else f"alone:{member.name}"
-        groups.setdefault(key, []).append(member)
-    for group in groups.values():
-        for member in group:
-            if on_train is not None:
-                on_train(member)
-        start = time.perf_counter()
-        runs = train_together(group, runs_dir, resume=True, show_progress=show_progress)
-        for member, run in zip(group, runs, strict=True):
-            if run.manifest()["status"] != "finished":
-                raise RuntimeError(f"{run.root}: not every seed finished; see its manifest.json")
-            out[member.name] = (run, "trained", (time.perf_counter() - start) / len(group))
-    return out
-
-
 def _dotted(data: dict[str, Any], knob: str) -> Any:
     for part in knob.split("."):
         if not isinstance(data, dict) or part not in data:
@@ -262,6 +222,8 @@ def run_basin_map(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, resum
                   ) -> BasinMapResult:
     """The whole map (see the module docstring): every point trained (or reused) and measured, then
     ``runs_dir/<name>/basin_map.json``. ``on_point(knob, value, member)`` is called before each new point."""
+    from rlbasins.train import train_runs
+
     runs_dir = Path(runs_dir)
     settings = cfg.basin_map
     where: dict[str, tuple[str | None, Any]] = {}  # a member's first (knob, value)
@@ -269,8 +231,8 @@ def run_basin_map(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, resum
     for knob, value, member in cfg.map_points():
         where.setdefault(member.name, (knob, value))
         members.setdefault(member.name, member)
-    trained = train_points(list(members.values()), runs_dir, resume, show_progress,
-                           None if on_point is None else lambda member: on_point(*where[member.name], member))
+    trained = train_runs(list(members.values()), runs_dir, resume, show_progress,
+                         None if on_point is None else lambda member: on_point(*where[member.name], member))
     measured: dict[str, MapPoint] = {}
     points = []
     for knob, value, member in cfg.map_points():

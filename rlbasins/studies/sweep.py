@@ -5,7 +5,8 @@ The study (``rlbasins sweep CONFIG``, the config's ``sweep`` section):
 
 1. **Members.** Every setting is the config with its dotted overrides (``policy.hidden_sizes``,
    ``policy.conv_channels``, ``policy.activation``, ``ppo.total_timesteps``, …), a run of its own named
-   ``<name>-<setting>``, trained (:func:`~rlbasins.train.train_experiment`), analysed
+   ``<name>-<setting>``, trained (:func:`~rlbasins.train.train_runs`: on the batched engine, settings that
+   differ only in PPO settings or init scale train together as one lockstep batch), analysed
    (:func:`~rlbasins.analysis.pipeline.analyze_run`) and reported (:func:`~rlbasins.report.write_report`)
    as any run. A finished member is reused (never
    retrained), an analysed one is not analysed again; an unfinished one continues with ``resume``.
@@ -364,22 +365,15 @@ def _member_status(member: ExperimentConfig, run: RunDir, resume: bool) -> str:
     return "reuse" if analysed and run.report_path.exists() else "analyse"
 
 
-def run_member(member: ExperimentConfig, runs_dir: Path, resume: bool, show_progress: bool,
-               report: Callable[[RunDir], Any]) -> tuple[RunDir, str]:
-    """Train (or continue), analyse and ``report`` one member as needed; returns its run and what was done."""
+def finish_member(run: RunDir, todo: str, show_progress: bool, report: Callable[[RunDir], Any]) -> str:
+    """Analyse and ``report`` a trained member as needed (``todo`` from :func:`_member_status`); returns what
+    was done."""
     from rlbasins.analysis.pipeline import analyze_run
-    from rlbasins.train import train_experiment
 
-    run = RunDir(runs_dir / member.name)
-    todo = _member_status(member, run, resume)
-    if todo == "train":
-        run = train_experiment(member, runs_dir, resume=run.exists(), show_progress=show_progress)
-        if run.manifest()["status"] != "finished":
-            raise RuntimeError(f"{run.root}: not every seed finished; see its manifest.json")
     if todo != "reuse":
         analyze_run(run, show_progress=show_progress)
         report(run)
-    return run, {"train": "trained", "analyse": "analysed", "reuse": "reused"}[todo]
+    return {"train": "trained", "analyse": "analysed", "reuse": "reused"}[todo]
 
 
 def summarize_sweep(cfg: ExperimentConfig, members: list[tuple[RunDir, str]]) -> SweepResult:
@@ -412,12 +406,19 @@ def run_sweep(cfg: ExperimentConfig, report: Callable[[RunDir], Any], runs_dir: 
     :func:`rlbasins.report.write_report`: studies sit below the report, so they are handed it).
     ``on_member(setting_name, member_config)`` is called before each member starts (e.g. to print it).
     """
+    from rlbasins.train import train_runs
+
     runs_dir = Path(runs_dir)
-    members = []
-    for setting, member in zip(cfg.sweep.settings, cfg.sweep_members(), strict=True):
+    configs = cfg.sweep_members()
+    names = {member.name: setting.name for setting, member in zip(cfg.sweep.settings, configs, strict=True)}
+    todo = {member.name: _member_status(member, RunDir(runs_dir / member.name), resume) for member in configs}
+    for member in configs:
         if on_member is not None:
-            on_member(setting.name, member)
-        members.append(run_member(member, runs_dir, resume, show_progress, report))
+            on_member(names[member.name], member)
+    # settings that differ only in PPO settings train together as one lockstep batch (the batched engine)
+    train_runs([m for m in configs if todo[m.name] == "train"], runs_dir, resume, show_progress)
+    members = [(RunDir(runs_dir / m.name), finish_member(RunDir(runs_dir / m.name), todo[m.name], show_progress,
+                                                         report)) for m in configs]
     result = summarize_sweep(cfg, members)
     result.save(sweep_dir(cfg, runs_dir) / "sweep.json")
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 import platform
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import datetime, timezone
@@ -205,6 +206,44 @@ def train_together(cfgs: list[ExperimentConfig], runs_dir: Path | str = "runs", 
             manifest["updated"] = utc_now()
             run.write_manifest(manifest)
     return runs
+
+
+def train_runs(cfgs: list[ExperimentConfig], runs_dir: Path | str, resume: bool, show_progress: bool,
+               on_train: Callable[[ExperimentConfig], Any] | None = None) -> dict[str, tuple[RunDir, str, float]]:
+    """The runs of a study (sweep settings, map points): each config trained unless its run is finished (then
+    reused) → {name: (its run, "trained" or "reused", training seconds)}. Configs that may share a lockstep batch
+    (:func:`lockstep_issue`: on the batched engine, those that differ only in PPO settings or init scale) train
+    together (:func:`train_together`), their time shared equally. Refuses a directory that holds another
+    config's run, or an unfinished one without ``resume``; ``on_train(cfg)`` is called before a config trains."""
+    from rlbasins.train.batched import lockstep_key
+
+    out: dict[str, tuple[RunDir, str, float]] = {}
+    groups: dict[str, list[ExperimentConfig]] = {}
+    for cfg in cfgs:
+        run = RunDir(Path(runs_dir) / cfg.name)
+        if run.exists():
+            manifest = run.manifest()
+            if manifest["config_hash"] != cfg.hash():
+                raise StoreError(f"{run.root} holds a run of another config (hash {manifest['config_hash'][:12]}…, "
+                                 f"this one {cfg.hash()[:12]}…); delete it or rename the study (`name`)")
+            if manifest["status"] == "finished":
+                out[cfg.name] = (run, "reused", 0.0)
+                continue
+            if not resume:
+                raise StoreError(f"{run.root} holds an unfinished run; pass --resume to continue it")
+        key = lockstep_key(cfg) if lockstep_issue([cfg]) is None else f"alone:{cfg.name}"
+        groups.setdefault(key, []).append(cfg)
+    for group in groups.values():
+        for cfg in group:
+            if on_train is not None:
+                on_train(cfg)
+        start = time.perf_counter()
+        runs = train_together(group, runs_dir, resume=True, show_progress=show_progress)
+        for cfg, run in zip(group, runs, strict=True):
+            if run.manifest()["status"] != "finished":
+                raise RuntimeError(f"{run.root}: not every seed finished; see its manifest.json")
+            out[cfg.name] = (run, "trained", (time.perf_counter() - start) / len(group))
+    return out
 
 
 def _train_lockstep(cfgs: list[ExperimentConfig], tasks: list[list[SeedTask]], bar, position: dict,
