@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 from typer.testing import CliRunner
 
 from rlbasins.cli import app
-from rlbasins.core.config import ConfigError, parse_config
+from rlbasins.core.config import ConfigError, dump_config, parse_config
 from rlbasins.studies.sweep import barrier_means, graded_test, homogeneity_test, spearman_trend
 from tests.conftest import tiny_cueconflict_config, write_yaml
 from tests.test_escaping import ESCAPED, SCRIPT, write_sweep_with_a_hostile_setting_name
@@ -65,6 +66,25 @@ def test_bad_overrides_are_named_by_setting_and_field() -> None:
                            "sweep.settings[3].sweep.permutations"}
     assert "did you mean 'policy'" in issues["sweep.settings[2].polcy"].expected
     assert "no other setting" in issues["sweep.settings[3].name"].expected
+
+
+def test_a_grid_is_a_product_of_settings_read_once() -> None:
+    data = sweep_config([{"name": "narrow", "policy.hidden_sizes": [8]}],
+                        grid={"ppo.learning_rate": [3e-4, 1e-3], "ppo.ent_coef": [0.0, 0.01]})
+    cfg = parse_config(data)
+    assert [s.name for s in cfg.sweep.settings] == [
+        "narrow", "learning_rate-0.0003_ent_coef-0.0", "learning_rate-0.0003_ent_coef-0.01",
+        "learning_rate-0.001_ent_coef-0.0", "learning_rate-0.001_ent_coef-0.01"]
+    assert cfg.sweep.settings[4].overrides == {"ppo.learning_rate": 1e-3, "ppo.ent_coef": 0.01}
+    assert cfg.sweep.grid is None  # expanded: the resolved config lists the settings, so reading it again adds none
+    assert [s.name for s in parse_config(yaml.safe_load(dump_config(cfg))).sweep.settings] == \
+        [s.name for s in cfg.sweep.settings]
+    members = cfg.sweep_members()
+    assert (members[4].ppo.learning_rate, members[4].ppo.ent_coef) == (1e-3, 0.01)
+
+    with pytest.raises(ConfigError) as info:  # a bad value is named where it lands
+        parse_config(sweep_config([], grid={"ppo.learning_rate": [-1.0, 1e-3]}))
+    assert [issue.path for issue in info.value.issues] == ["sweep.settings[0].ppo.learning_rate"]
 
 
 def test_sweep_needs_two_settings_and_a_labelled_env() -> None:

@@ -13,6 +13,7 @@ import difflib
 import functools
 import hashlib
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -385,10 +386,29 @@ class SweepConfig(_Strict):
     settings: list[SweepSetting] = Field(
         min_length=2, description="At least 2 settings with unique names, each overriding fields of this config "
         "by dotted path (policy.hidden_sizes, policy.activation, ppo.total_timesteps, …).")
+    grid: dict[str, list[Any]] | None = Field(
+        None, description="A product of values, {dotted field: [values]}: one setting per combination, named "
+        "<field>-<value>_… by the fields' last parts, appended to settings when the config is read (the resolved "
+        "config lists them). E.g. {ppo.learning_rate: [3e-4, 1e-3], ppo.ent_coef: [0, 0.01]}: 4 settings. "
+        "Settings that differ only in PPO settings train as one lockstep batch (the batched engine).")
     permutations: int = Field(10_000, ge=100, description="Permutations of the chi-square homogeneity test "
                               "(used when expected counts are small).")
     bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples of seeds for the CIs of the trend and "
                            "of the barrier means.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _grid_to_settings(cls, data: Any) -> Any:
+        """``grid`` becomes settings (once: the resolved config keeps the settings and ``grid: null``)."""
+        if not isinstance(data, dict) or not isinstance(data.get("grid"), dict) or not data["grid"]:
+            return data
+        grid = data["grid"]
+        if not all(isinstance(values, list) and values for values in grid.values()):
+            return data  # the field's own validation names the bad entry
+        combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+        named = [{"name": "_".join(f"{knob.rsplit('.', 1)[-1]}-{point_slug(v)}" for knob, v in combo.items()),
+                  **combo} for combo in combos]
+        return {**data, "settings": [*(data.get("settings") or []), *named], "grid": None}
 
 
 class BasinMapConfig(_Strict):
