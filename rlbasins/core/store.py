@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -274,6 +275,12 @@ class RunDir:
         self.tb_dir = self.root / "tb"
         self.analysis_dir = self.root / "analysis"
         self.report_path = self.root / "report.html"
+
+    def clear(self) -> None:
+        """Delete everything in the run directory but its lock (``--overwrite``; the caller holds the lock)."""
+        for child in self.root.iterdir():
+            if child.name != ".lock":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
 
     def seed(self, k: int) -> SeedStore:
         return SeedStore(self.root / "seeds" / str(k))

@@ -8,7 +8,6 @@ an engine (:mod:`rlbasins.train.sb3`, :mod:`rlbasins.train.batched`) here or on 
 from __future__ import annotations
 
 import platform
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -81,9 +80,7 @@ def _prepare(run: RunDir, cfg: ExperimentConfig, resume: bool, overwrite: bool,
              indices: list[int] | None = None) -> dict[str, Any]:
     """Apply the overwrite/resume rules; return the manifest to continue with. Caller holds the lock."""
     if run.exists() and overwrite:
-        for child in run.root.iterdir():
-            if child.name != ".lock":
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        run.clear()
     elif run.exists():
         manifest = run.manifest()
         if manifest["config_hash"] != cfg.hash():

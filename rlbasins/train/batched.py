@@ -239,9 +239,7 @@ def lockstep_key(cfg: ExperimentConfig) -> str:
     :data:`SEEDWISE` settings and schedules, and ``policy.init_scale`` (each seed's init is its own); the
     architecture, env, rollout and minibatch shapes, checkpoint schedule, device, reward model and analysis
     settings are shared."""
-    free = {"learning_rate": None, "clip_range": None, "clip_range_vf": None, "ent_coef": None, "vf_coef": None,
-            "gamma": None, "gae_lambda": None, "max_grad_norm": None, "target_kl": None, "lr_schedule": None,
-            "clip_range_schedule": None}
+    free = dict.fromkeys((*SEEDWISE, "lr_schedule", "clip_range_schedule"))
     shared = cfg.model_copy(update={"name": "-", "seeds": SeedsConfig(), "ppo": cfg.ppo.model_copy(update=free),
                                     "policy": cfg.policy.model_copy(update={"init_scale": None})})
     return shared.hash()
@@ -332,7 +330,8 @@ class BatchedTrainer:
         self.device = resolve_device(cfg.device)
         self.sync_free = self.device.type != "cpu" if sync_free is None else sync_free
         self.stores = [RunDir(task.run_root).seed(task.index) for task in tasks]
-        self.settings = SeedSettings.of(self.task_cfgs * (len(slots) // len(tasks)), self.device)
+        slot_cfgs = self.task_cfgs * (len(slots) // len(tasks))
+        self.settings = SeedSettings.of(slot_cfgs, self.device)
         self.any_vf_clip = any(c.ppo.clip_range_vf is not None for c in self.task_cfgs)
         self.any_target_kl = any(c.ppo.target_kl is not None for c in self.task_cfgs)
         self.action_seeds = _seed_column(slots, "action", self.device)
@@ -343,8 +342,8 @@ class BatchedTrainer:
         probe = gym.make(cfg.env.id, **env_kwargs)
         self.obs_shape, n_actions = tuple(probe.observation_space.shape), int(probe.action_space.n)
         probe.close()
-        self.policy = StackedPolicy([self._initial_policy(task, ExperimentConfig.model_validate(task.config),
-                                                          self.obs_shape, n_actions) for task in slots], self.device)
+        self.policy = StackedPolicy([self._initial_policy(task, task_cfg, self.obs_shape, n_actions)
+                                     for task, task_cfg in zip(slots, slot_cfgs, strict=True)], self.device)
         self.adam = SeedwiseAdam(self.policy.params)
         self.failed = torch.zeros(len(slots), dtype=torch.bool, device=self.device)
         self.failed_at = torch.zeros(len(slots), dtype=torch.int64, device=self.device)  # step of the first NaN

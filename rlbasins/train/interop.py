@@ -22,7 +22,6 @@ import json
 import math
 import pickle
 import re
-import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,19 +206,27 @@ def sb3_architecture(model: SB3Zip, env: gym.Env) -> Architecture:
                       None)
     if activation is None:
         raise _issue(source, "policy_kwargs.activation_fn", activation_text, "torch.nn.Tanh or torch.nn.ReLU")
-    if not isinstance(env.action_space, gym.spaces.Discrete):
-        raise _issue(source, "--env", str(env.action_space), "an env with a Discrete action space")
-    obs_shape = tuple(int(d) for d in env.observation_space.shape)
-    n_actions = int(env.action_space.n)
     zip_shape = _serialized_field(data, "observation_space", "_shape")
     zip_actions = _serialized_field(data, "action_space", "n")
-    if zip_shape is not None and tuple(int(d) for d in zip_shape) != obs_shape:
-        raise _issue(source, "observation_space", list(zip_shape), f"the env's observation shape {list(obs_shape)}")
-    if zip_actions is not None and int(zip_actions) != n_actions:
-        raise _issue(source, "action_space.n", int(zip_actions), f"the env's {n_actions} actions")
-    inputs, outputs = actor[0].shape[1], weights[f"actor.{2 * depth}.weight"].shape[0]
+    if zip_shape is not None and list(map(int, zip_shape)) != list(env.observation_space.shape):
+        raise _issue(source, "observation_space", list(zip_shape),
+                     f"the env's observation shape {list(env.observation_space.shape)}")
+    if zip_actions is not None and int(zip_actions) != getattr(env.action_space, "n", None):
+        raise _issue(source, "action_space.n", int(zip_actions), f"the env's action space {env.action_space}")
+    return fitted_architecture(source, "policy.pth", env, weights, hidden, activation)
+
+
+def fitted_architecture(source: Path, where: str, env: gym.Env, weights: dict[str, torch.Tensor], hidden: list[int],
+                        activation: str) -> Architecture:
+    """The architecture of exchange-format ``weights`` (``hidden`` layers) once they are checked to act in ``env``:
+    a Discrete action space, the flattened observation as input, one logit per action (``where``: the file's
+    part to name)."""
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        raise _issue(source, "--env", str(env.action_space), "an env with a Discrete action space")
+    obs_shape, n_actions = tuple(int(d) for d in env.observation_space.shape), int(env.action_space.n)
+    inputs, outputs = weights["actor.0.weight"].shape[1], weights[f"actor.{2 * len(hidden)}.weight"].shape[0]
     if inputs != math.prod(obs_shape) or outputs != n_actions:
-        raise _issue(source, "policy.pth", f"input {inputs}, {outputs} actions",
+        raise _issue(source, where, f"input {inputs}, {outputs} actions",
                      f"a policy for the env: input {math.prod(obs_shape)}, {n_actions} actions")
     return Architecture(obs_shape, n_actions, hidden, activation)
 
@@ -282,9 +289,7 @@ def _write_run(out: Path, cfg: ExperimentConfig, arch: Architecture, seeds: list
         raise StoreError(f"{out} already holds a run; pass --overwrite to replace it or choose another -o")
     with run_lock(run.root):
         if run.exists():
-            for child in run.root.iterdir():
-                if child.name != ".lock":
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+            run.clear()
         atomic_write_bytes(run.config_path, dump_config(cfg).encode())
         manifest: dict[str, Any] = {
             "experiment": cfg.name, "status": "finished", "created": utc_now(), "updated": utc_now(),
@@ -466,14 +471,7 @@ def import_torch(layout_path: Path, sources: list[Path], out: Path, *, env_id: s
                     f"critic.{2 * depth}.weight" not in weights or weights[f"critic.{2 * depth}.weight"].shape[0] != 1:
                 raise _issue(path, f"{layout.critic}.*", "", f"a critic with the actor's hidden sizes {hidden} and one "
                              "value output")
-            if not isinstance(env.action_space, gym.spaces.Discrete):
-                raise _issue(path, "--env", str(env.action_space), "an env with a Discrete action space")
-            here = Architecture(tuple(int(d) for d in env.observation_space.shape), int(env.action_space.n), hidden,
-                                layout.activation)
-            head = weights[f"actor.{2 * depth}.weight"]
-            if weights["actor.0.weight"].shape[1] != math.prod(here.obs_shape) or head.shape[0] != here.n_actions:
-                raise _issue(path, f"{layout.actor}.0.weight", list(weights["actor.0.weight"].shape),
-                             f"a policy for the env: input {math.prod(here.obs_shape)}, {here.n_actions} actions")
+            here = fitted_architecture(path, f"{layout.actor}.*", env, weights, hidden, layout.activation)
             if arch is not None and here != arch:
                 raise _issue(path, "policy", here, f"the architecture of the other files ({arch})")
             arch = here
