@@ -172,9 +172,10 @@ def _policy_class_name(data: dict[str, Any]) -> str:
     return match.group(1) if match else "unknown"
 
 
-def sb3_architecture(model: SB3Zip, env: gym.Env) -> Architecture:
+def sb3_architecture(model: SB3Zip, env: gym.Env) -> tuple[Architecture, dict[str, torch.Tensor]]:
     """Check that ``model`` is a PPO ``MlpPolicy`` with a discrete action space that fits ``env`` and
-    return its architecture; otherwise raise :class:`ConfigError` naming what is not supported."""
+    return (its architecture, its weights in the exchange format); otherwise raise :class:`ConfigError` naming what
+    is not supported."""
     data, source = model.data, model.path
     module = str(_serialized_field(data, "policy_class", "__module__") or "")
     name = _policy_class_name(data)
@@ -213,7 +214,7 @@ def sb3_architecture(model: SB3Zip, env: gym.Env) -> Architecture:
                      f"the env's observation shape {list(env.observation_space.shape)}")
     if zip_actions is not None and int(zip_actions) != getattr(env.action_space, "n", None):
         raise _issue(source, "action_space.n", int(zip_actions), f"the env's action space {env.action_space}")
-    return fitted_architecture(source, "policy.pth", env, weights, hidden, activation)
+    return fitted_architecture(source, "policy.pth", env, weights, hidden, activation), weights
 
 
 def fitted_architecture(source: Path, where: str, env: gym.Env, weights: dict[str, torch.Tensor], hidden: list[int],
@@ -338,10 +339,10 @@ def _ppo_settings(model: SB3Zip) -> dict[str, Any]:
     """The zip's PPO hyper-parameters that :class:`PPOConfig` accepts (each checked on its own): plain values, and
     constant schedules (``ConstantSchedule(val=0.2)``); any other schedule is left at the config's default and
     kept as text in the seed's ``hyperparameters``."""
-    settings = {}
+    settings, stored = {}, model.hyperparameters()
     for key in PPO_FIELDS:
         value = model.plain(key)
-        constant = re.fullmatch(r"ConstantSchedule\(val=([-+.e\d]+)\)", str(model.hyperparameters().get(key)))
+        constant = re.fullmatch(r"ConstantSchedule\(val=([-+.e\d]+)\)", str(stored.get(key)))
         if value is None and constant:  # a constant schedule's value, from the text SB3 wrote beside it
             value = float(constant.group(1))
         if value is None:
@@ -381,11 +382,11 @@ def import_sb3(sources: list[Path], out: Path, *, env_id: str | None = None, env
         models = sorted((read_sb3_zip(p) for p in group), key=lambda m: m.step)
         checkpoints = []
         for model in models:
-            here = sb3_architecture(model, env)
+            here, weights = sb3_architecture(model, env)
             if arch is not None and here != arch:
                 raise _issue(model.path, "policy", here, f"the architecture of the other files ({arch})")
             arch = here
-            checkpoints.append(ImportedCheckpoint(model.step, sb3_to_exchange(model.state, len(here.hidden_sizes)),
+            checkpoints.append(ImportedCheckpoint(model.step, weights,
                                                   model.path, model.sha256))
         steps = [c.step for c in checkpoints]
         if len(set(steps)) != len(steps):
