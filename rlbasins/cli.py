@@ -129,7 +129,7 @@ def _analyze(run: RunDir, progress: bool, step: int | None = None) -> None:
 def _symmetry_line(result) -> str:
     """A :class:`~rlbasins.analysis.symmetry.SymmetryResult` in one line."""
     a, b = result.cue_labels
-    verdict = "PASS" if result.passed else "FAIL: no seed can split the cues"
+    verdict = "PASS" if result.passed else "FAIL: training cannot tell the two features apart"
     return (f"{verdict}: smallest first-layer asymmetry of the {a} and {b} weights {result.min_asymmetry:.2g} "
             f"over {len(result.seeds)} seeds (threshold {result.threshold:g})")
 
@@ -265,8 +265,9 @@ def symmetry(run_dir: RunDirArg,
                  "--checkpoint", help="Compare step 0 with this env step (default: each seed's last).")] = None,
              threshold: Annotated[float, typer.Option(
                  "--threshold", help="Smallest asymmetry that passes.")] = 0.01) -> None:
-    """Could training tell a two-cue env's cues apart? Compare the first-layer weight changes on the two cues'
-    planes (writes RUN_DIR/analysis/symmetry.json; exit 1 when the test fails)."""
+    """Could training tell the two strategies' features apart? Compare the first-layer weight changes on the two
+    cues' planes (GoalOrPlace: on the goal plane's cells and the agent plane) (writes RUN_DIR/analysis/symmetry.json;
+    exit 1 when the test fails)."""
     from rlbasins.analysis.symmetry import symmetry_test
 
     run = RunDir(run_dir)
@@ -281,9 +282,9 @@ def symmetry(run_dir: RunDirArg,
     run.analysis_dir.mkdir(exist_ok=True)
     result.save(run.analysis_dir / "symmetry.json")
     layers = list(result.asymmetry)
-    table = Table("seed", *(f"{layer} asymmetry" for layer in layers), *(f"{layer} shared change" for layer in layers),
-                  title=f"‖Δ_A − Δ_B‖ / ‖(Δ_A + Δ_B)/2‖ and ‖(Δ_A + Δ_B)/2‖ ({result.cue_labels[0]} vs "
-                        f"{result.cue_labels[1]} planes, step 0 → {max(result.steps):,})")
+    table = Table("seed", *(f"{layer} asymmetry" for layer in layers), *(f"{layer} denominator" for layer in layers),
+                  title=f"asymmetry {result.statistic} and its denominator ({result.cue_labels[0]} vs "
+                        f"{result.cue_labels[1]} features, step 0 → {max(result.steps):,})")
     for i, k in enumerate(result.seeds):
         table.add_row(str(k), *(f"{result.asymmetry[layer][i]:.2g}" for layer in layers),
                       *(f"{result.shared_change[layer][i]:.3g}" for layer in layers))

@@ -15,14 +15,15 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
 from envs.cue_conflict import CueConflictCore
-from envs.grid import OUTCOME_TIMEOUT, GridCore, distinct_cells, hash32, run_episodes
+from envs.grid import OUTCOME_ONGOING, OUTCOME_TIMEOUT, GridCore, cells_to_rc, distinct_cells, hash32, run_episodes
 from envs.suites import get_suite
 from envs.two_doors import FAILED
 
 ENV_IDS = list(envs.GRID_ENVS)
 CUE_CONFLICT = "rlbasins/CueConflict-v0"
 PLANTED = [(CUE_CONFLICT, {"informative": "colour"}), (CUE_CONFLICT, {"informative": "shape"})]
-VARIANTS = [(env_id, {}) for env_id in ENV_IDS] + PLANTED
+GOAL_REGION = [("rlbasins/GoalOrPlace-v0", {"region": 2, "probe": "adjacent"})]
+VARIANTS = [(env_id, {}) for env_id in ENV_IDS] + PLANTED + GOAL_REGION
 """(env id, kwargs): every env as registered, and the planted CueConflict variants."""
 VARIANT_IDS = [env_id.split("/")[1] + "".join(f"-{v}" for v in kwargs.values()) for env_id, kwargs in VARIANTS]
 
@@ -466,3 +467,60 @@ def test_two_doors_probe_offers_both_doors_and_the_strategies_take_their_own(pro
     for strategy, outcome_code in ((0, 1), (1, 2)):
         outcome, returns = run_episodes(core, states, scripted(core, strategy))
         assert (outcome == outcome_code).all() and (returns == 1).all()
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_goal_or_place_region_1_is_the_fixed_corner_layout(seed: int) -> None:
+    """``region: 1`` draws the agent exactly as the original layout did: uniform over the cells but the corner."""
+    core = envs.GRID_ENVS["rlbasins/GoalOrPlace-v0"](num_envs=64, size=5)
+    seeds, episodes = torch.full((64,), seed), torch.arange(64)
+    state = core.layout(seeds, episodes)
+    original = cells_to_rc(distinct_cells(seeds, episodes, 5, 1, excluded=4)[:, 0], 5)
+    assert torch.equal(state.agent, original) and (state.objects[:, 0] == torch.tensor([0, 4])).all()
+
+
+def test_goal_or_place_region_draws_the_goal_in_it_and_the_corner_ends_only_held_out_episodes() -> None:
+    core_class = envs.GRID_ENVS["rlbasins/GoalOrPlace-v0"]
+    core = core_class(num_envs=4000, size=5, region=2)
+    state = core.layout(torch.arange(4000), torch.zeros(4000, dtype=torch.int64))
+    goals = {tuple(g) for g in state.objects[:, 0].tolist()}
+    assert goals == {(0, 3), (0, 4), (1, 3), (1, 4)}                      # every cell of the 2 × 2 region
+    assert (core.cell_of(state.agent) != core.cell_of(state.objects[:, 0])).all()
+    # in training the empty corner is an ordinary cell; held out (goal outside the region) it is "place"
+    on_corner = dataclasses.replace(state, agent=torch.tensor([[0, 4]]).expand(4000, 2))
+    outcome = core.resolve(on_corner)
+    at_corner_goal = (state.objects[:, 0] == torch.tensor([0, 4])).all(1)
+    assert (outcome[at_corner_goal] == 3).all() and (outcome[~at_corner_goal] == OUTCOME_ONGOING).all()
+    heldout = core_class.enumerate_heldout(5, region=2)
+    assert len(heldout) > 0 and not core.in_region(heldout.objects[:, 0]).any()
+    assert (core.resolve(dataclasses.replace(heldout, agent=torch.tensor([[0, 4]]).expand(len(heldout), 2)))
+            == 2).all()
+    # a larger region leaves out the held-out goals that fall inside it: agent (1, 3), goal (2, 2) at region 3
+    assert len(core_class.enumerate_heldout(5, region=3)) < len(core_class.enumerate_heldout(5, region=1)) == 8
+    with pytest.raises(ValueError, match="region must be in 1 … size − 1"):
+        core_class(size=5, region=5)
+
+
+@pytest.mark.parametrize("region", [1, 2])
+def test_goal_or_place_adjacent_probe_decides_on_the_first_move(region: int) -> None:
+    """The goal is one move away, away from the corner: the goal strategy ends there in one step, the place
+    strategy's first move is another one and it ends at the empty corner, on every state."""
+    core_class = envs.GRID_ENVS["rlbasins/GoalOrPlace-v0"]
+    heldout = core_class.enumerate_heldout(5, region=region, probe="adjacent")
+    assert len(heldout) == (38 if region == 1 else 36)
+    assert ((heldout.objects[:, 0] - heldout.agent).abs().sum(-1) == 1).all()
+    cells = torch.cat([heldout.agent, heldout.objects[:, 0]], 1).tolist()
+    assert len({tuple(c) for c in cells}) == len(heldout)                   # every state distinct
+    first_moves = []
+    for strategy in (0, 1):
+        core = core_class(num_envs=len(heldout), region=region, probe="adjacent")
+        outcomes, _ = run_episodes(core, heldout, scripted(core, strategy))
+        assert {core_class.outcome_name(c) for c in outcomes.tolist()} == {core_class.labels[strategy]}
+        first_moves.append(scripted(core, strategy)(None, heldout))
+    assert (first_moves[0] != first_moves[1]).all()
+    env = gym.make("rlbasins/GoalOrPlace-v0", region=region, probe="adjacent")
+    drawn = get_suite("rlbasins/GoalOrPlace-v0").sample_states(env, np.random.default_rng(0), 64)
+    assert ((drawn.objects[:, 0] - drawn.agent).abs().sum(-1) == 1).all()
+    with pytest.raises(ValueError, match="probe"):
+        core_class(probe="halfway")

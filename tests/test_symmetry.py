@@ -12,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from rlbasins.analysis.symmetry import cue_channels, symmetry_test, weight_asymmetry
+from rlbasins.analysis.symmetry import (
+    GOAL_STATISTIC,
+    cue_channels,
+    goal_asymmetry,
+    symmetry_test,
+    weight_asymmetry,
+)
 from rlbasins.cli import app
 from rlbasins.core.config import parse_config
 from rlbasins.core.store import RunDir
@@ -46,6 +52,43 @@ def test_asymmetry_is_the_relative_norm_of_the_cue_difference() -> None:
     # swapping the roles of the cues changes nothing; the channels outside both cues are ignored
     end[:, 0] = 100.0
     assert weight_asymmetry(start, end, B, A, OBS)[0] == pytest.approx(value)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), region=st.integers(1, 4))
+def test_goal_asymmetry_ignores_a_change_shared_by_the_region_cells(seed: int, region: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    obs = (2, 5, 5)                                   # GoalOrPlace's planes: agent, goal
+    start = torch.randn(3, *obs, generator=g)
+    change = torch.randn(3, *obs, generator=g)
+    change[:, 1, :region, 5 - region:] = torch.randn(3, 1, 1, generator=g)   # one change for every region cell
+    value, agent = goal_asymmetry(start.flatten(1), (start + change).flatten(1), region, obs)
+    assert value < 1e-6 and agent == pytest.approx(float(change[:, 0].norm()), rel=1e-6)
+    change[0, 1, 0, 4] += 1.0                         # the corner cell alone moves: position-dependent
+    if region > 1:
+        assert goal_asymmetry(start.flatten(1), (start + change).flatten(1), region, obs)[0] > 0.01
+    with pytest.raises(ValueError, match="Linear first layer"):
+        goal_asymmetry(start.reshape(3, 2, 5, 5), start.reshape(3, 2, 5, 5), region, obs)
+
+
+def goal_or_place_run(tmp_path, region: int) -> tuple[RunDir, dict]:
+    data = tiny_cueconflict_config()
+    data["env"] = {"id": "rlbasins/GoalOrPlace-v0", "kwargs": {"region": region}, "num_envs": 4}
+    data.update(seeds={"count": 2}, checkpoints={"every": 2048})
+    data["ppo"]["total_timesteps"] = 2048
+    return train_experiment(parse_config(data), tmp_path / f"region{region}", show_progress=False), data
+
+
+def test_goal_or_place_fails_with_a_fixed_goal_and_passes_with_a_goal_region(tmp_path) -> None:
+    """With the goal always in the corner its plane is one image: the weights off the corner never move and the
+    corner's move as a bias (asymmetry exactly 0); a goal drawn from a 2 × 2 region is learned cell by cell."""
+    fixed, data = goal_or_place_run(tmp_path, 1)
+    result = symmetry_test(fixed, parse_config(data), [0, 1])
+    assert not result.passed and result.min_asymmetry == 0.0 and result.statistic == GOAL_STATISTIC
+    assert all(v > 1e-2 for layer in result.shared_change.values() for v in layer)  # the agent plane trained
+    moving, data = goal_or_place_run(tmp_path, 2)
+    result = symmetry_test(moving, parse_config(data), [0, 1])
+    assert result.passed and result.reads_goal_plane and result.cue_labels == ("goal", "place")
 
 
 def test_envs_without_paired_cue_planes_say_so() -> None:

@@ -1,5 +1,5 @@
-"""The symmetry test of the two-cue envs, with and without ``nuisance`` → docs/results/symmetry.json
-(see docs/symmetry.md).
+"""The symmetry test of every two-strategy env: the two-cue envs with and without ``nuisance``, TwoDoors, and
+GoalOrPlace with a fixed goal and a goal region → docs/results/symmetry.json (see docs/symmetry.md).
 
     .venv/bin/python docs/results/symmetry.py RUNS_DIR
 
@@ -30,6 +30,10 @@ VARIANTS = {                                   # name → (env id, env kwargs, p
     "cue_conflict_nuisance0.5_mlp": ("rlbasins/CueConflict-v0", {"nuisance": 0.5}, MLP),
     "cue_conflict_nuisance0.5_cnn": ("rlbasins/CueConflict-v0", {"nuisance": 0.5}, CNN),
     "task_or_proxy_nuisance0.5_mlp": ("rlbasins/TaskOrProxy-v0", {"nuisance": 0.5}, MLP),
+    "two_doors_mlp": ("rlbasins/TwoDoors-v0", {"size": 4, "code_length": 1}, MLP),
+    "goal_or_place_mlp": ("rlbasins/GoalOrPlace-v0", {}, MLP),
+    "goal_or_place_region2_mlp": ("rlbasins/GoalOrPlace-v0", {"region": 2}, MLP),
+    "goal_or_place_region3_mlp": ("rlbasins/GoalOrPlace-v0", {"region": 3}, MLP),
 }
 
 
@@ -52,7 +56,8 @@ def main(runs_dir: str) -> None:
         found = symmetry_test(run, cfg, list(range(cfg.seeds.count)))
         results[name] = {"env_id": env_id, "env_kwargs": kwargs, "policy": policy, "passed": found.passed,
                          "min_asymmetry": found.min_asymmetry, "threshold": found.threshold,
-                         "asymmetry": found.asymmetry, "shared_change": found.shared_change,
+                         "statistic": found.statistic, "asymmetry": found.asymmetry,
+                         "shared_change": found.shared_change,
                          "seconds": round(time.perf_counter() - start, 1)}
         print(f"{name}: {'PASS' if found.passed else 'FAIL'} min asymmetry {found.min_asymmetry:.2g}", flush=True)
     out = {"commit": commit, "hardware": f"2-core {platform.machine()} CPU, no GPU",

@@ -50,7 +50,7 @@ from rlbasins.analysis.early import EarlyDetection, choose_target, early_detecti
 from rlbasins.analysis.init_map import InitMap, init_map
 from rlbasins.analysis.outliers import OutlierTest, outlier_test
 from rlbasins.analysis.seed_factors import SeedFactorStudy, seed_factor_study
-from rlbasins.analysis.symmetry import SymmetryResult, has_cue_planes, symmetry_of
+from rlbasins.analysis.symmetry import SymmetryResult, has_symmetry_test, symmetry_of
 from rlbasins.analysis.training_length import BasinTrajectory, basin_trajectory
 from rlbasins.core.checkpoints import load_policies
 from rlbasins.core.config import AnalysisConfig, ExperimentConfig, load_config
@@ -257,7 +257,7 @@ STAGES: list[Stage] = [
           "seed_factors", lambda a: a.cfg.seeds.grid is not None),
     Stage(None, _policies_and_probe),
     Stage("symmetry", lambda a: symmetry_of(a.run, a.cfg, a.seeds, a.state_dicts, a.behavior.steps), "symmetry",
-          lambda a: a.step != 0 and has_cue_planes(a.cfg.env.id, a.cfg.env.kwargs) and _initialised(a)),
+          lambda a: a.step != 0 and has_symmetry_test(a.cfg) and _initialised(a)),
     Stage("alignment", _alignment),
     Stage("barriers", _barriers),
     Stage(None, _weight_basins),

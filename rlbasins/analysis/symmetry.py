@@ -1,4 +1,4 @@
-"""Could training tell the two strategies' features apart? The symmetry test of a two-cue env.
+"""Could training tell the two strategies' features apart? The symmetry test of a two-strategy env.
 
 A seed can only settle on one strategy if the two strategies' input features get different
 gradients in training. In a two-cue env (:class:`envs.two_cues.TwoCueCore`: CueConflict,
@@ -19,6 +19,15 @@ which is of float rounding size (about 1e-6) when the planes coincide and of ord
 training treats them differently. A run passes when every seed's asymmetry is at least
 ``threshold`` (default 0.01, four orders of magnitude above rounding). This is a necessary
 condition for natural basins, not a sufficient one: it says the data *can* break the tie.
+
+GoalOrPlace's strategies read different planes of different structure: the goal strategy reads the
+goal plane, the place strategy the agent's position. With the goal always in the corner
+(``region: 1``) the goal plane is one fixed image, so its first-layer weights off the corner get no
+gradient and the corner's weights move as a bias does: training cannot teach a policy to look at the
+goal. The test there (:data:`GOAL_STATISTIC`) is the part of the goal plane's weight change that
+differs between the cells the goal can occupy in training (its change minus the mean over those
+cells: exactly 0 with ``region: 1``), relative to the agent plane's change. A Conv2d shares its
+weights across cells, so this test needs a Linear first layer (an MLP policy).
 """
 
 from __future__ import annotations
@@ -38,6 +47,11 @@ FIRST_LAYERS = ("actor.0.weight", "critic.0.weight")
 """The exchange-format names of the two trunks' first layers (Linear or Conv2d)."""
 
 DEFAULT_THRESHOLD = 0.01
+PAIRED_STATISTIC = "‖Δ_A − Δ_B‖ / ‖(Δ_A + Δ_B)/2‖"
+"""The two-cue envs' asymmetry: Δ_A, Δ_B the first-layer weight changes on the two cues' matched planes."""
+GOAL_STATISTIC = "‖Δ_goal − mean over region cells‖ / ‖Δ_agent‖"
+"""GoalOrPlace's: Δ_goal the goal plane's weight change on the cells of the training goal's region,
+Δ_agent the agent plane's (the place strategy's feature)."""
 
 
 @dataclass(frozen=True)
@@ -49,19 +63,37 @@ class SymmetryResult(Result):
     cue_channels: tuple[tuple[int, ...], tuple[int, ...]]   # input channels of cue A and of cue B
     seeds: list[int]
     steps: list[int]                                        # the checkpoint compared with step 0, per seed
-    asymmetry: dict[str, list[float]]                       # first layer → per seed ‖Δ_A − Δ_B‖ / ‖(Δ_A + Δ_B) / 2‖
-    shared_change: dict[str, list[float]]                   # first layer → per seed ‖(Δ_A + Δ_B) / 2‖
+    asymmetry: dict[str, list[float]]                       # first layer → per seed :attr:`statistic`
+    shared_change: dict[str, list[float]]                   # first layer → per seed, the statistic's denominator
     threshold: float
     min_asymmetry: float                                    # over seeds and first layers
     passed: bool                                            # min_asymmetry ≥ threshold
+    statistic: str = PAIRED_STATISTIC                       # PAIRED_STATISTIC or GOAL_STATISTIC
+
+    @property
+    def reads_goal_plane(self) -> bool:
+        """GoalOrPlace's test (:data:`GOAL_STATISTIC`) rather than the two-cue envs'."""
+        return self.statistic == GOAL_STATISTIC
 
 
 def _two_cue_core(env_id: str, env_kwargs: dict | None):
     """The batched core of ``env_id`` if it has paired cue planes, else None."""
+    core = _core(env_id, env_kwargs)
+    return core if getattr(core, "cue_channels", None) is not None else None
+
+
+def _core(env_id: str, env_kwargs: dict | None):
+    """The batched gridworld core of ``env_id``, or None for an env without one."""
     env = gym.make(env_id, **(env_kwargs or {}))
     core = getattr(env.unwrapped, "core", None)
     env.close()
-    return core if getattr(core, "cue_channels", None) is not None else None
+    return core
+
+
+def _goal_core(env_id: str, env_kwargs: dict | None):
+    """The batched core of ``env_id`` if its goal strategy reads a goal plane in a region (GoalOrPlace), else None."""
+    core = _core(env_id, env_kwargs)
+    return core if getattr(core, "region", None) is not None else None
 
 
 def _checked_core(env_id: str, env_kwargs: dict | None):
@@ -70,7 +102,7 @@ def _checked_core(env_id: str, env_kwargs: dict | None):
     if core is None:
         raise ValueError(f"{env_id} has no paired cue planes, so it has no two-cue symmetry test; "
                          "it is defined for the two-cue envs (rlbasins/CueConflict-v0, rlbasins/TaskOrProxy-v0, "
-                         "rlbasins/TwoDoors-v0)")
+                         "rlbasins/TwoDoors-v0) and, reading the goal plane cell by cell, rlbasins/GoalOrPlace-v0")
     return core
 
 
@@ -83,9 +115,11 @@ def cue_channels(env_id: str, env_kwargs: dict | None = None) -> tuple[tuple[str
     return tuple(core.labels), core.cue_channels
 
 
-def has_cue_planes(env_id: str, env_kwargs: dict | None = None) -> bool:
-    """Whether ``env_id`` is a two-cue env, i.e. has a symmetry test."""
-    return _two_cue_core(env_id, env_kwargs) is not None
+def has_symmetry_test(cfg: ExperimentConfig) -> bool:
+    """Whether the symmetry test is defined for ``cfg``: a two-cue env, or GoalOrPlace with an MLP policy."""
+    if _two_cue_core(cfg.env.id, cfg.env.kwargs) is not None:
+        return True
+    return _goal_core(cfg.env.id, cfg.env.kwargs) is not None and cfg.policy.conv_channels is None
 
 
 def weight_asymmetry(initial: torch.Tensor, final: torch.Tensor, channels_a: tuple[int, ...],
@@ -100,6 +134,22 @@ def weight_asymmetry(initial: torch.Tensor, final: torch.Tensor, channels_a: tup
     return float(torch.linalg.vector_norm(a - b)) / max(shared, 1e-30), shared
 
 
+def goal_asymmetry(initial: torch.Tensor, final: torch.Tensor, region: int, obs_shape: tuple[int, int, int],
+                   goal_channel: int = 1, agent_channel: int = 0) -> tuple[float, float]:
+    """(asymmetry, agent-plane change) of one Linear first layer, ``initial``/``final`` weights [out, C·H·W], of
+    GoalOrPlace (:data:`GOAL_STATISTIC`): the goal plane's change on the ``region`` × ``region`` cells at the
+    top-right corner, less its mean over those cells, relative to the agent plane's change."""
+    if initial.dim() != 2:
+        raise ValueError("GoalOrPlace's symmetry test reads the goal plane's first-layer weights cell by cell, so it "
+                         "needs a Linear first layer (an MLP policy); a convolution shares its weights across cells")
+    delta = (final - initial).double().reshape(initial.shape[0], *obs_shape)
+    width = obs_shape[2]
+    goal = delta[:, goal_channel, :region, width - region:].flatten(1)                # [out, region²]
+    position_dependent = goal - goal.mean(1, keepdim=True)
+    agent = float(torch.linalg.vector_norm(delta[:, agent_channel]))
+    return float(torch.linalg.vector_norm(position_dependent)) / max(agent, 1e-30), agent
+
+
 def symmetry_test(run: RunDir, cfg: ExperimentConfig, seeds: list[int], step: int | None = None,
                   threshold: float = DEFAULT_THRESHOLD) -> SymmetryResult:
     """The symmetry test of ``seeds`` of ``run``: their step-0 checkpoints against those at ``step``
@@ -112,19 +162,31 @@ def symmetry_of(run: RunDir, cfg: ExperimentConfig, seeds: list[int], final: lis
                 steps: list[int], threshold: float = DEFAULT_THRESHOLD) -> SymmetryResult:
     """The symmetry test of ``seeds`` whose state dicts ``final`` (at ``steps``) are already loaded:
     each against its step-0 checkpoint in ``run``."""
-    core = _checked_core(cfg.env.id, cfg.env.kwargs)
-    labels, (channels_a, channels_b), obs_shape = tuple(core.labels), core.cue_channels, core.observation_shape
+    goal_core = _goal_core(cfg.env.id, cfg.env.kwargs)
+    core = goal_core if goal_core is not None else _checked_core(cfg.env.id, cfg.env.kwargs)
+    obs_shape = core.observation_shape
+    if goal_core is not None:
+        channels_a, channels_b = (1,), (0,)                                    # the goal plane; the agent plane
+
+        def measure(start: torch.Tensor, end: torch.Tensor) -> tuple[float, float]:
+            return goal_asymmetry(start, end, goal_core.region, obs_shape)
+    else:
+        channels_a, channels_b = core.cue_channels
+
+        def measure(start: torch.Tensor, end: torch.Tensor) -> tuple[float, float]:
+            return weight_asymmetry(start, end, channels_a, channels_b, obs_shape)
     _, initial, _ = load_policies(run, seeds, step=0)
     asymmetry: dict[str, list[float]] = {name: [] for name in FIRST_LAYERS}
     shared: dict[str, list[float]] = {name: [] for name in FIRST_LAYERS}
     for start, end in zip(initial, final, strict=True):
         for name in FIRST_LAYERS:
-            value, change = weight_asymmetry(start[name], end[name], channels_a, channels_b, obs_shape)
+            value, change = measure(start[name], end[name])
             asymmetry[name].append(value)
             shared[name].append(change)
     if not np.all(np.array([shared[name] for name in FIRST_LAYERS]) > 0):
         raise ValueError("a first layer did not change at all between step 0 and the last checkpoint: "
                          "train the run before testing its symmetry")
     lowest = float(min(min(values) for values in asymmetry.values()))
-    return SymmetryResult(cfg.env.id, labels, (channels_a, channels_b), list(seeds), steps, asymmetry, shared,
-                          threshold, lowest, lowest >= threshold)
+    return SymmetryResult(cfg.env.id, tuple(core.labels), (channels_a, channels_b), list(seeds), steps, asymmetry,
+                          shared, threshold, lowest, lowest >= threshold,
+                          GOAL_STATISTIC if goal_core is not None else PAIRED_STATISTIC)
