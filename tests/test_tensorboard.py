@@ -283,6 +283,37 @@ def test_the_scalar_logger_writes_finite_values_per_seed_and_drops_the_ghost_col
     assert not (tmp_path / "seed_2").exists()
 
 
+@pytest.mark.parametrize("fixture", ["batched", "sb3"])
+def test_read_scalars_reads_what_tbparse_reads(fixture: str, request) -> None:
+    """rlbasins' own event-file reader (no pure-Python CRC) against tbparse, on both engines' logs."""
+    run, cfg = request.getfixturevalue(fixture)
+    frame = _scalars(run)
+    for k in range(cfg.seeds.count):
+        ours = read_scalars(run.tb_dir / f"seed_{k}")
+        theirs = frame[frame.dir_name == f"seed_{k}"]
+        assert set(ours) == set(theirs.tag) and len(ours) >= 5
+        for tag, (steps, values) in ours.items():
+            rows = theirs[theirs.tag == tag].sort_values("step")
+            assert steps.tolist() == rows.step.tolist()
+            np.testing.assert_array_equal(values, rows.value.to_numpy(dtype=np.float64))
+
+
+def test_read_scalars_takes_tensor_scalars_and_stops_at_a_cut_off_record(tmp_path: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(tmp_path)
+    for step in range(5):
+        writer.add_scalar("old", 0.5 * step, step)
+        writer.add_scalar("new", 2.0 * step, step, new_style=True)   # a scalar tensor (TensorBoard's newer form)
+    writer.close()
+    read = read_scalars(tmp_path)
+    assert read["old"][1].tolist() == [0.0, 0.5, 1.0, 1.5, 2.0] and read["new"][1].tolist() == [0, 2, 4, 6, 8]
+    (path,) = tmp_path.glob("events.out.tfevents.*")
+    path.write_bytes(path.read_bytes()[:-3])                               # a writer killed mid-record
+    cut = read_scalars(tmp_path)
+    assert cut["new"][0].tolist() == [0, 1, 2, 3] and cut["old"][0].tolist() == [0, 1, 2, 3, 4]
+
+
 def test_the_scalar_logger_reraises_a_writing_error_in_the_training_thread(tmp_path: Path) -> None:
     logger = SeedScalarLogger([tmp_path / "seed_0"])
 

@@ -13,14 +13,17 @@ import os
 import queue
 import re
 import shutil
+import struct
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.stats import trim_mean
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.util.tensor_util import make_ndarray
 
 import envs
 from rlbasins.core.config import ExperimentConfig
@@ -59,20 +62,52 @@ def divergence_tag(label: str) -> str:
     return f"heldout/divergence_to_{label}"
 
 
+def event_records(path: Path) -> Iterator[bytes]:
+    """The records of one TensorBoard event file (TFRecord: a little-endian uint64 length, its CRC, the
+    data, the data's CRC).
+
+    The CRCs are not checked: TensorBoard's own reader computes CRC-32C in pure Python when TensorFlow is
+    absent, about a second per seed's log, which made reading the logs most of an analysis. A record cut
+    off at the end (a writer killed mid-write) ends the file, as it does for TensorBoard.
+    """
+    data = Path(path).read_bytes()
+    offset = 0
+    while offset + 12 <= len(data):
+        (length,) = struct.unpack_from("<Q", data, offset)
+        start = offset + 12
+        if start + length + 4 > len(data):
+            return
+        yield data[start:start + length]
+        offset = start + length + 4
+
+
 def read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """All scalars of one TensorBoard run: tag → (steps [T], values [T]).
 
-    A resumed seed may have logged some steps twice (after its last checkpoint and again after
-    resuming); the later value wins. A run that logged nothing (no such folder: policies imported from
-    elsewhere) has no scalars.
+    Reads the run's event files in name order (TensorBoard's order: by creation time), scalars written as
+    ``simple_value`` or as scalar tensors. A resumed seed may have logged some steps twice (after its last
+    checkpoint and again after resuming); the later value wins. A run that logged nothing (no such folder:
+    policies imported from elsewhere) has no scalars.
     """
     if not Path(run_dir).is_dir():
         return {}
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    accumulator.Reload()
+    by_tag: dict[str, dict[int, float]] = {}
+    for path in sorted(p for p in Path(run_dir).iterdir() if "tfevents" in p.name and p.is_file()):
+        for record in event_records(path):
+            event = Event.FromString(record)
+            if event.WhichOneof("what") != "summary":
+                continue
+            for value in event.summary.value:
+                kind = value.WhichOneof("value")
+                if kind == "simple_value":
+                    number = value.simple_value
+                elif kind == "tensor" and value.metadata.plugin_data.plugin_name == "scalars":
+                    number = float(make_ndarray(value.tensor))
+                else:
+                    continue
+                by_tag.setdefault(value.tag, {})[event.step] = number
     curves = {}
-    for tag in accumulator.Tags()["scalars"]:
-        by_step = {event.step: event.value for event in accumulator.Scalars(tag)}
+    for tag, by_step in by_tag.items():
         steps = np.array(sorted(by_step), dtype=np.int64)
         curves[tag] = (steps, np.array([by_step[s] for s in steps], dtype=np.float64))
     return curves
