@@ -70,6 +70,21 @@ def test_repair_leaves_the_endpoints_unchanged(probe) -> None:
     assert torch.allclose(before, after, atol=1e-4)
 
 
+def test_repair_from_per_seed_statistics_equals_repair_from_the_endpoints(probe) -> None:
+    """The barrier matrix computes each seed's unit statistics once and picks them per path point; that must
+    renormalise exactly as computing them from the endpoints of every point does."""
+    seeds = stack_state_dicts([random_cue_policy(s).state_dict() for s in range(3)])
+    left, right = torch.tensor([0, 0, 1, 2]), torch.tensor([1, 2, 2, 0])
+    weights = torch.tensor([0.25, 0.5, 0.5, 0.75])
+    a, b = ({k: v[rows] for k, v in seeds.items()} for rows in (left, right))
+    params = barriers.interpolate(a, b, weights)
+    stats = barriers.unit_statistics(probe.template, seeds, probe.validation_obs)
+    picked = barriers.repair(probe.template, params, barriers.pick_statistics(stats, left),
+                             barriers.pick_statistics(stats, right), weights, probe.validation_obs)
+    direct = barriers.repair(probe.template, params, a, b, weights, probe.validation_obs)
+    assert all(torch.allclose(picked[k], direct[k], rtol=1e-5, atol=1e-6) for k in direct)
+
+
 def test_repair_restores_the_variance_of_interpolated_units(probe) -> None:
     a, b = (stack_state_dicts([random_cue_policy(s).state_dict()]) for s in (1, 2))
     half = torch.tensor([0.5])

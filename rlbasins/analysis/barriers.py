@@ -130,52 +130,98 @@ def _stacked_layer(layer: Layer, prefix: str, params: Params, h: torch.Tensor) -
     return out.reshape(n, count, -1, *out.shape[2:]).transpose(0, 1)                          # [P, N, C', H', W']
 
 
+UnitStats = dict[str, tuple[torch.Tensor, torch.Tensor]]
+"""Per hidden layer (``"actor.0"``, …) of P stacked policies: their units' pre-activation (mean, std), each
+[P, units]."""
+
+
+def _trunk_walk(template: ActorCritic, trunk: str) -> tuple[list[Layer], int]:
+    """The layers of one trunk as REPAIR walks them, and the index of its output layer (left alone)."""
+    layers = _repair_layers(getattr(template, trunk))
+    return layers, max(i for i, layer in enumerate(layers) if layer[0] in ("linear", "conv"))
+
+
+def _pooled(pre: torch.Tensor) -> tuple[int, ...]:
+    """The dims a unit's statistics pool over: the states, and the positions for a convolution."""
+    return (1, *range(3, pre.dim()))
+
+
 @torch.no_grad()
-def repair(template: ActorCritic, params: Params, ends_a: Params, ends_b: Params, weights: torch.Tensor,
-           obs: torch.Tensor) -> Params:
+def unit_statistics(template: ActorCritic, params: Params, obs: torch.Tensor) -> UnitStats:
+    """The (mean, std) [P, units] of every hidden unit's pre-activation of P stacked policies ``params`` on
+    ``obs`` [N, ...] (what REPAIR interpolates). Computed once per seed, they serve every path from it."""
+    unsupported = repair_unsupported(template)
+    if unsupported is not None:
+        raise ValueError(f"{unsupported}; set analysis.barriers.repair: false")
+    count = len(next(iter(params.values())))
+    device = next(iter(params.values())).device
+    inputs = template.inputs(obs).to(device)
+    stats: UnitStats = {}
+    for trunk in ("actor", "critic"):
+        layers, last = _trunk_walk(template, trunk)
+        h = inputs.expand(count, *inputs.shape)
+        for layer in layers[:last]:
+            kind, name, fn = layer
+            if kind == "activation":
+                h = fn(h)
+            elif kind == "flatten":
+                h = h.flatten(2)
+            else:
+                h = _stacked_layer(layer, trunk, params, h)
+                std, mean = torch.std_mean(h, _pooled(h))
+                stats[f"{trunk}.{name}"] = (mean, std)
+    return stats
+
+
+def pick_statistics(stats: UnitStats, rows: torch.Tensor) -> UnitStats:
+    """The statistics of the policies ``rows`` [P'] of ``stats``."""
+    return {layer: (mean[rows], std[rows]) for layer, (mean, std) in stats.items()}
+
+
+@torch.no_grad()
+def repair(template: ActorCritic, params: Params, ends_a: Params | UnitStats, ends_b: Params | UnitStats,
+           weights: torch.Tensor, obs: torch.Tensor) -> Params:
     """Rescale the hidden units of P interpolated policies so that, on ``obs`` [N, ...], each unit's
     pre-activation mean and std equal the interpolation (by ``weights`` [P]) of the endpoints'.
 
     A unit is a Linear layer's output or a convolution's output channel (its statistics pooled over the
-    states and the positions, as REPAIR does for convolutions). ``params``, ``ends_a``, ``ends_b``: stacked
-    {name: [P, ...]}; returns new stacked params. Raises ValueError for an architecture it cannot repair
+    states and the positions, as REPAIR does for convolutions). ``params``: stacked {name: [P, ...]};
+    ``ends_a``, ``ends_b``: the endpoints, stacked params {name: [P, ...]} or their :func:`unit_statistics`;
+    returns new stacked params. Raises ValueError for an architecture it cannot repair
     (:func:`repair_unsupported`).
     """
     unsupported = repair_unsupported(template)
     if unsupported is not None:
         raise ValueError(f"{unsupported}; set analysis.barriers.repair: false")
+    stats_a, stats_b = (ends if isinstance(next(iter(ends.values())), tuple) else unit_statistics(template, ends, obs)
+                        for ends in (ends_a, ends_b))
     out = dict(params)
     count = len(weights)
     device = next(iter(params.values())).device
     inputs = template.inputs(obs).to(device)
+    w = weights.float().to(device).view(-1, 1)
     for trunk in ("actor", "critic"):
-        layers = _repair_layers(getattr(template, trunk))
-        last = max(i for i, layer in enumerate(layers) if layer[0] in ("linear", "conv"))
-        h = {key: inputs.expand(count, *inputs.shape) for key in ("path", "a", "b")}
-        for i, layer in enumerate(layers):
+        layers, last = _trunk_walk(template, trunk)
+        h = inputs.expand(count, *inputs.shape)
+        for layer in layers[:last]:
             kind, name, fn = layer
             if kind == "activation":
-                h = {key: fn(value) for key, value in h.items()}
+                h = fn(h)
                 continue
             if kind == "flatten":
-                h = {key: value.flatten(2) for key, value in h.items()}
+                h = h.flatten(2)
                 continue
-            sources = {"path": out, "a": ends_a, "b": ends_b}
-            pre = {key: _stacked_layer(layer, trunk, src, h[key]) for key, src in sources.items()}
-            if i != last:  # a hidden layer: renormalise; the output layer is left alone
-                pooled = (1, *range(3, pre["path"].dim()))              # states, and positions for a convolution
-                shape = (count, 1, -1, *[1] * (pre["path"].dim() - 3))  # [P, units] → over states and positions
-                w = weights.float().to(device).view(-1, 1)
-                target_mean = (1 - w) * pre["a"].mean(pooled) + w * pre["b"].mean(pooled)        # [P, units]
-                target_std = (1 - w) * pre["a"].std(pooled) + w * pre["b"].std(pooled)
-                mean, std = pre["path"].mean(pooled), pre["path"].std(pooled)
-                scale = target_std / (std + REPAIR_EPS)
-                names = f"{trunk}.{name}.weight", f"{trunk}.{name}.bias"
-                weight = out[names[0]]
-                out[names[0]] = weight * scale.view(*scale.shape, *[1] * (weight.dim() - 2)).to(weight.dtype)
-                out[names[1]] = ((out[names[1]] - mean) * scale + target_mean).to(out[names[1]].dtype)
-                pre["path"] = (pre["path"] - mean.view(shape)) * scale.view(shape) + target_mean.view(shape)
-            h = pre
+            pre = _stacked_layer(layer, trunk, out, h)
+            (mean_a, std_a), (mean_b, std_b) = stats_a[f"{trunk}.{name}"], stats_b[f"{trunk}.{name}"]
+            target_mean, target_std = (1 - w) * mean_a + w * mean_b, (1 - w) * std_a + w * std_b   # [P, units]
+            std, mean = torch.std_mean(pre, _pooled(pre))
+            scale = target_std / (std + REPAIR_EPS)
+            names = f"{trunk}.{name}.weight", f"{trunk}.{name}.bias"
+            weight = out[names[0]]
+            out[names[0]] = weight * scale.view(*scale.shape, *[1] * (weight.dim() - 2)).to(weight.dtype)
+            out[names[1]] = ((out[names[1]] - mean) * scale + target_mean).to(out[names[1]].dtype)
+            shape = (count, 1, -1, *[1] * (pre.dim() - 3))              # [P, units] → over states and positions
+            h = (pre - mean.view(shape)) * scale.view(shape) + target_mean.view(shape)
     return out
 
 
@@ -329,6 +375,7 @@ def barrier_matrix(state_dicts: Sequence[StateDict], probe: PathProbe, pairs: Se
     ends = {name: torch.stack([sd[name] for sd in state_dicts]) for name in state_dicts[0]}
     metrics = probe.metrics if metrics is None else metrics
     endpoint_values = probe.measure(ends, metrics)
+    seed_stats = unit_statistics(probe.template, ends, probe.validation_obs) if repair_units else None
     interior = weights[1:-1]
     out = {m: np.empty(len(pairs)) for m in metrics}
     for first in range(0, len(pairs), pairs_per_chunk):
@@ -336,11 +383,10 @@ def barrier_matrix(state_dicts: Sequence[StateDict], probe: PathProbe, pairs: Se
         left = torch.tensor([i for i, _ in chunk]).repeat_interleave(len(interior))
         right = torch.tensor([j for _, j in chunk]).repeat_interleave(len(interior))
         w = interior.repeat(len(chunk))
-        ends_a = {k: v[left] for k, v in ends.items()}
-        ends_b = {k: v[right] for k, v in ends.items()}
-        params = interpolate(ends_a, ends_b, w)
+        params = interpolate({k: v[left] for k, v in ends.items()}, {k: v[right] for k, v in ends.items()}, w)
         if repair_units:
-            params = repair(probe.template, params, ends_a, ends_b, w, probe.validation_obs)
+            params = repair(probe.template, params, pick_statistics(seed_stats, left),
+                            pick_statistics(seed_stats, right), w, probe.validation_obs)
         measured = probe.measure(params, metrics)
         for m in metrics:
             path = measured[m].reshape(len(chunk), len(interior))
