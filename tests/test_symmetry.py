@@ -89,6 +89,8 @@ def test_goal_or_place_fails_with_a_fixed_goal_and_passes_with_a_goal_region(tmp
     moving, data = goal_or_place_run(tmp_path, 2)
     result = symmetry_test(moving, parse_config(data), [0, 1])
     assert result.passed and result.reads_goal_plane and result.cue_labels == ("goal", "place")
+    failed = CliRunner().invoke(app, ["symmetry", str(fixed.root)])
+    assert failed.exit_code == 1 and GOAL_STATISTIC in " ".join(failed.output.split()) and "FAIL" in failed.output
 
 
 def test_envs_without_paired_cue_planes_say_so() -> None:
