@@ -80,13 +80,11 @@ class GoalOrPlaceCore(GridCore):
         return (0, self.size - 1)
 
     def layout(self, seed: torch.Tensor, episode: torch.Tensor) -> GridState:
-        if self.region == 1:
-            goal = self._place.expand(len(seed), 2)
-        else:  # uniform over the region, from a draw of its own (the agent's is the first, as with region 1)
-            index = (draws(seed, episode, 2)[:, 1] * self.region**2) >> 32                     # [B] in [0, region²)
-            goal = torch.stack([index // self.region, self.size - self.region + index % self.region], dim=1)
+        random = draws(seed, episode, 2)          # the agent's draw first, as the fixed-corner layout had it
+        index = (random[:, 1] * self.region**2) >> 32                                  # [B] in [0, region²)
+        goal = torch.stack([index // self.region, self.size - self.region + index % self.region], dim=1)
         # the agent: uniform over the other cells (distinct_cells excludes one fixed cell, so shift past the goal)
-        agent = (draws(seed, episode, 1)[:, 0] * (self.size**2 - 1)) >> 32
+        agent = (random[:, 0] * (self.size**2 - 1)) >> 32
         agent = cells_to_rc(agent + (agent >= self.cell_of(goal)).long(), self.size)
         return GridState(agent=agent, objects=goal[:, None], attributes=torch.ones_like(goal[:, None]),
                          steps=torch.zeros_like(seed), episode=episode, seed=seed)

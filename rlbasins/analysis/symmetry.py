@@ -76,12 +76,6 @@ class SymmetryResult(Result):
         return self.statistic == GOAL_STATISTIC
 
 
-def _two_cue_core(env_id: str, env_kwargs: dict | None):
-    """The batched core of ``env_id`` if it has paired cue planes, else None."""
-    core = _core(env_id, env_kwargs)
-    return core if getattr(core, "cue_channels", None) is not None else None
-
-
 def _core(env_id: str, env_kwargs: dict | None):
     """The batched gridworld core of ``env_id``, or None for an env without one."""
     env = gym.make(env_id, **(env_kwargs or {}))
@@ -90,16 +84,20 @@ def _core(env_id: str, env_kwargs: dict | None):
     return core
 
 
-def _goal_core(env_id: str, env_kwargs: dict | None):
-    """The batched core of ``env_id`` if its goal strategy reads a goal plane in a region (GoalOrPlace), else None."""
+def _has_cue_planes(core) -> bool:
+    return getattr(core, "cue_channels", None) is not None
+
+
+def _reads_goal_region(core) -> bool:
+    """Whether the goal strategy of ``core`` reads a goal plane in a region (GoalOrPlace)."""
+    return getattr(core, "region", None) is not None
+
+
+def _checked_core(env_id: str, env_kwargs: dict | None, goal_region: bool = False):
+    """The core of ``env_id`` if it has paired cue planes (or, with ``goal_region``, reads a goal plane in a
+    region); ValueError otherwise."""
     core = _core(env_id, env_kwargs)
-    return core if getattr(core, "region", None) is not None else None
-
-
-def _checked_core(env_id: str, env_kwargs: dict | None):
-    """The two-cue core of ``env_id``; ValueError for an env without paired cue planes."""
-    core = _two_cue_core(env_id, env_kwargs)
-    if core is None:
+    if not (_has_cue_planes(core) or (goal_region and _reads_goal_region(core))):
         raise ValueError(f"{env_id} has no paired cue planes, so it has no two-cue symmetry test; "
                          "it is defined for the two-cue envs (rlbasins/CueConflict-v0, rlbasins/TaskOrProxy-v0, "
                          "rlbasins/TwoDoors-v0) and, reading the goal plane cell by cell, rlbasins/GoalOrPlace-v0")
@@ -117,9 +115,8 @@ def cue_channels(env_id: str, env_kwargs: dict | None = None) -> tuple[tuple[str
 
 def has_symmetry_test(cfg: ExperimentConfig) -> bool:
     """Whether the symmetry test is defined for ``cfg``: a two-cue env, or GoalOrPlace with an MLP policy."""
-    if _two_cue_core(cfg.env.id, cfg.env.kwargs) is not None:
-        return True
-    return _goal_core(cfg.env.id, cfg.env.kwargs) is not None and cfg.policy.conv_channels is None
+    core = _core(cfg.env.id, cfg.env.kwargs)
+    return _has_cue_planes(core) or (_reads_goal_region(core) and cfg.policy.conv_channels is None)
 
 
 def weight_asymmetry(initial: torch.Tensor, final: torch.Tensor, channels_a: tuple[int, ...],
@@ -162,14 +159,14 @@ def symmetry_of(run: RunDir, cfg: ExperimentConfig, seeds: list[int], final: lis
                 steps: list[int], threshold: float = DEFAULT_THRESHOLD) -> SymmetryResult:
     """The symmetry test of ``seeds`` whose state dicts ``final`` (at ``steps``) are already loaded:
     each against its step-0 checkpoint in ``run``."""
-    goal_core = _goal_core(cfg.env.id, cfg.env.kwargs)
-    core = goal_core if goal_core is not None else _checked_core(cfg.env.id, cfg.env.kwargs)
+    core = _checked_core(cfg.env.id, cfg.env.kwargs, goal_region=True)
+    reads_goal = _reads_goal_region(core)
     obs_shape = core.observation_shape
-    if goal_core is not None:
+    if reads_goal:
         channels_a, channels_b = (1,), (0,)                                    # the goal plane; the agent plane
 
         def measure(start: torch.Tensor, end: torch.Tensor) -> tuple[float, float]:
-            return goal_asymmetry(start, end, goal_core.region, obs_shape)
+            return goal_asymmetry(start, end, core.region, obs_shape)
     else:
         channels_a, channels_b = core.cue_channels
 
@@ -189,4 +186,4 @@ def symmetry_of(run: RunDir, cfg: ExperimentConfig, seeds: list[int], final: lis
     lowest = float(min(min(values) for values in asymmetry.values()))
     return SymmetryResult(cfg.env.id, tuple(core.labels), (channels_a, channels_b), list(seeds), steps, asymmetry,
                           shared, threshold, lowest, lowest >= threshold,
-                          GOAL_STATISTIC if goal_core is not None else PAIRED_STATISTIC)
+                          GOAL_STATISTIC if reads_goal else PAIRED_STATISTIC)
