@@ -135,30 +135,25 @@ UnitStats = dict[str, tuple[torch.Tensor, torch.Tensor]]
 [P, units]."""
 
 
-def _trunk_walk(template: ActorCritic, trunk: str) -> tuple[list[Layer], int]:
-    """The layers of one trunk as REPAIR walks them, and the index of its output layer (left alone)."""
-    layers = _repair_layers(getattr(template, trunk))
-    return layers, max(i for i, layer in enumerate(layers) if layer[0] in ("linear", "conv"))
-
-
 def _pooled(pre: torch.Tensor) -> tuple[int, ...]:
     """The dims a unit's statistics pool over: the states, and the positions for a convolution."""
     return (1, *range(3, pre.dim()))
 
 
-@torch.no_grad()
-def unit_statistics(template: ActorCritic, params: Params, obs: torch.Tensor) -> UnitStats:
-    """The (mean, std) [P, units] of every hidden unit's pre-activation of P stacked policies ``params`` on
-    ``obs`` [N, ...] (what REPAIR interpolates). Computed once per seed, they serve every path from it."""
+def _walk_hidden(template: ActorCritic, params: Params, obs: torch.Tensor,
+                 visit: Callable[[str, torch.Tensor], torch.Tensor]) -> None:
+    """Run both trunks of P stacked policies ``params`` on ``obs`` [N, ...] up to their output layers, calling
+    ``visit(layer, pre)`` on every hidden Linear or Conv2d pre-activation ([P, N, units] or [P, N, C, H, W]; layer
+    "actor.0", …) and going on with what it returns. ``params`` is read layer by layer, so ``visit`` may
+    replace the current layer's entries. ValueError for an architecture REPAIR cannot walk."""
     unsupported = repair_unsupported(template)
     if unsupported is not None:
         raise ValueError(f"{unsupported}; set analysis.barriers.repair: false")
     count = len(next(iter(params.values())))
-    device = next(iter(params.values())).device
-    inputs = template.inputs(obs).to(device)
-    stats: UnitStats = {}
+    inputs = template.inputs(obs).to(next(iter(params.values())).device)
     for trunk in ("actor", "critic"):
-        layers, last = _trunk_walk(template, trunk)
+        layers = _repair_layers(getattr(template, trunk))
+        last = max(i for i, layer in enumerate(layers) if layer[0] in ("linear", "conv"))  # the output layer
         h = inputs.expand(count, *inputs.shape)
         for layer in layers[:last]:
             kind, name, fn = layer
@@ -167,9 +162,21 @@ def unit_statistics(template: ActorCritic, params: Params, obs: torch.Tensor) ->
             elif kind == "flatten":
                 h = h.flatten(2)
             else:
-                h = _stacked_layer(layer, trunk, params, h)
-                std, mean = torch.std_mean(h, _pooled(h))
-                stats[f"{trunk}.{name}"] = (mean, std)
+                h = visit(f"{trunk}.{name}", _stacked_layer(layer, trunk, params, h))
+
+
+@torch.no_grad()
+def unit_statistics(template: ActorCritic, params: Params, obs: torch.Tensor) -> UnitStats:
+    """The (mean, std) [P, units] of every hidden unit's pre-activation of P stacked policies ``params`` on
+    ``obs`` [N, ...] (what REPAIR interpolates). Computed once per seed, they serve every path from it."""
+    stats: UnitStats = {}
+
+    def record(layer: str, pre: torch.Tensor) -> torch.Tensor:
+        std, mean = torch.std_mean(pre, _pooled(pre))
+        stats[layer] = (mean, std)
+        return pre
+
+    _walk_hidden(template, params, obs, record)
     return stats
 
 
@@ -190,38 +197,23 @@ def repair(template: ActorCritic, params: Params, ends_a: Params | UnitStats, en
     returns new stacked params. Raises ValueError for an architecture it cannot repair
     (:func:`repair_unsupported`).
     """
-    unsupported = repair_unsupported(template)
-    if unsupported is not None:
-        raise ValueError(f"{unsupported}; set analysis.barriers.repair: false")
     stats_a, stats_b = (ends if isinstance(next(iter(ends.values())), tuple) else unit_statistics(template, ends, obs)
                         for ends in (ends_a, ends_b))
     out = dict(params)
-    count = len(weights)
-    device = next(iter(params.values())).device
-    inputs = template.inputs(obs).to(device)
-    w = weights.float().to(device).view(-1, 1)
-    for trunk in ("actor", "critic"):
-        layers, last = _trunk_walk(template, trunk)
-        h = inputs.expand(count, *inputs.shape)
-        for layer in layers[:last]:
-            kind, name, fn = layer
-            if kind == "activation":
-                h = fn(h)
-                continue
-            if kind == "flatten":
-                h = h.flatten(2)
-                continue
-            pre = _stacked_layer(layer, trunk, out, h)
-            (mean_a, std_a), (mean_b, std_b) = stats_a[f"{trunk}.{name}"], stats_b[f"{trunk}.{name}"]
-            target_mean, target_std = (1 - w) * mean_a + w * mean_b, (1 - w) * std_a + w * std_b   # [P, units]
-            std, mean = torch.std_mean(pre, _pooled(pre))
-            scale = target_std / (std + REPAIR_EPS)
-            names = f"{trunk}.{name}.weight", f"{trunk}.{name}.bias"
-            weight = out[names[0]]
-            out[names[0]] = weight * scale.view(*scale.shape, *[1] * (weight.dim() - 2)).to(weight.dtype)
-            out[names[1]] = ((out[names[1]] - mean) * scale + target_mean).to(out[names[1]].dtype)
-            shape = (count, 1, -1, *[1] * (pre.dim() - 3))              # [P, units] → over states and positions
-            h = (pre - mean.view(shape)) * scale.view(shape) + target_mean.view(shape)
+    w = weights.float().to(next(iter(params.values())).device).view(-1, 1)
+
+    def renormalise(layer: str, pre: torch.Tensor) -> torch.Tensor:
+        (mean_a, std_a), (mean_b, std_b) = stats_a[layer], stats_b[layer]
+        target_mean, target_std = (1 - w) * mean_a + w * mean_b, (1 - w) * std_a + w * std_b     # [P, units]
+        std, mean = torch.std_mean(pre, _pooled(pre))
+        scale = target_std / (std + REPAIR_EPS)
+        weight, bias = out[f"{layer}.weight"], out[f"{layer}.bias"]
+        out[f"{layer}.weight"] = weight * scale.view(*scale.shape, *[1] * (weight.dim() - 2)).to(weight.dtype)
+        out[f"{layer}.bias"] = ((bias - mean) * scale + target_mean).to(bias.dtype)
+        shape = (len(w), 1, -1, *[1] * (pre.dim() - 3))                 # [P, units] → over states and positions
+        return (pre - mean.view(shape)) * scale.view(shape) + target_mean.view(shape)
+
+    _walk_hidden(template, out, obs, renormalise)
     return out
 
 
