@@ -126,3 +126,18 @@ def test_preference_test_gives_each_seed_an_interval_around_its_lean_and_an_exac
     else:
         assert (low, high) == (0.0, 1.0) and result.preference_p[0] is None
     assert even_low < 0.5 < even_high and result.preference_p[1] == 1.0    # 30 vs 30: no lean
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(2, 70), k_a=st.integers(1, 5), k_b=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_resampled_ari_is_sklearns_ari_on_every_resample(n: int, k_a: int, k_b: int, seed: int) -> None:
+    """One contingency-table computation for all resamples gives sklearn's adjusted Rand index on each,
+    its conventions included (one cluster on both sides, or all singletons: 1.0)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(seed)
+    a = np.unique(rng.integers(k_a, size=n), return_inverse=True)[1]
+    b = np.unique(rng.integers(k_b, size=n), return_inverse=True)[1]
+    rows = rng.integers(n, size=(16, n))
+    expected = [adjusted_rand_score(a[r], b[r]) for r in rows]
+    np.testing.assert_allclose(basins.resampled_ari(a, b, rows), expected, rtol=0, atol=1e-12)
