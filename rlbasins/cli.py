@@ -758,7 +758,8 @@ def bench_analysis(
     table.add_row("[bold]total[/]", f"[bold]{result['total_seconds']:.1f}[/]")
     out.print(table)
     out.print(f"{result['total_seconds']:.0f} s = {result['fraction_of_target']:.0%} of the "
-              f"{result['target_seconds']:.0f} s target for 64 seeds on 2 CPU cores", highlight=False)
+              f"{result['target_seconds']:.0f} s target for {result['target_seeds']} seeds on 2 CPU cores",
+              highlight=False)
     write_json(result, output)
 
 

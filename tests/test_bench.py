@@ -52,3 +52,19 @@ def test_bench_grid_times_a_grid_against_one_setting_of_as_many_seeds(tmp_path: 
     assert rates["grid"] > 0 and rates["one setting"] > 0
     assert measured["grid_over_one_setting"] == rates["grid"] / rates["one setting"]
     assert "grid / one setting" in result.output
+
+
+def test_bench_analysis_times_every_stage_of_a_run_against_its_target(trained, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained.root, run)
+    output = tmp_path / "analysis.json"
+    result = CliRunner().invoke(app, ["bench", "analysis", "--run", str(run), "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    measured = json.loads(output.read_text())
+    assert measured["seeds"] == 5 and measured["train_seconds"] is None
+    assert {"behaviour", "barriers", "early detection"} <= set(measured["stages"])
+    assert (measured["target_seeds"], measured["target_seconds"]) == (64, 10.0)          # up to 64 seeds
+    assert measured["total_seconds"] >= sum(measured["stages"].values()) > 0
+    assert "target for 64 seeds" in result.output
