@@ -299,19 +299,26 @@ def test_read_scalars_reads_what_tbparse_reads(fixture: str, request) -> None:
 
 
 def test_read_scalars_takes_tensor_scalars_and_stops_at_a_cut_off_record(tmp_path: Path) -> None:
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.util.tensor_util import make_tensor_proto
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(tmp_path)
     for step in range(5):
         writer.add_scalar("old", 0.5 * step, step)
         writer.add_scalar("new", 2.0 * step, step, new_style=True)   # a scalar tensor (TensorBoard's newer form)
+        if step:                                  # TensorFlow's writers name the plugin on a tag's first value only
+            bare = Summary.Value(tag="new", tensor=make_tensor_proto(np.float32(-step)))
+            writer._get_file_writer().add_summary(Summary(value=[bare]), 10 + step)
     writer.close()
     read = read_scalars(tmp_path)
-    assert read["old"][1].tolist() == [0.0, 0.5, 1.0, 1.5, 2.0] and read["new"][1].tolist() == [0, 2, 4, 6, 8]
+    assert read["old"][1].tolist() == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert read["new"][0].tolist() == [0, 1, 2, 3, 4, 11, 12, 13, 14]
+    assert read["new"][1].tolist() == [0, 2, 4, 6, 8, -1, -2, -3, -4]
     (path,) = tmp_path.glob("events.out.tfevents.*")
     path.write_bytes(path.read_bytes()[:-3])                               # a writer killed mid-record
     cut = read_scalars(tmp_path)
-    assert cut["new"][0].tolist() == [0, 1, 2, 3] and cut["old"][0].tolist() == [0, 1, 2, 3, 4]
+    assert cut["new"][0].tolist() == [0, 1, 2, 3, 4, 11, 12, 13] and cut["old"][0].tolist() == [0, 1, 2, 3, 4]
 
 
 def test_the_scalar_logger_reraises_a_writing_error_in_the_training_thread(tmp_path: Path) -> None:

@@ -92,6 +92,7 @@ def read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if not Path(run_dir).is_dir():
         return {}
     by_tag: dict[str, dict[int, float]] = {}
+    tensor_scalars: set[str] = set()          # a writer may name a tag's plugin on its first value only
     for path in sorted(p for p in Path(run_dir).iterdir() if "tfevents" in p.name and p.is_file()):
         for record in event_records(path):
             event = Event.FromString(record)
@@ -99,9 +100,11 @@ def read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                 continue
             for value in event.summary.value:
                 kind = value.WhichOneof("value")
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    tensor_scalars.add(value.tag)
                 if kind == "simple_value":
                     number = value.simple_value
-                elif kind == "tensor" and value.metadata.plugin_data.plugin_name == "scalars":
+                elif kind == "tensor" and value.tag in tensor_scalars:
                     number = float(make_ndarray(value.tensor))
                 else:
                     continue
