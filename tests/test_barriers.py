@@ -59,11 +59,16 @@ def test_a_permuted_copy_aligns_back_and_has_zero_aligned_barrier(probe, seed: i
     assert all(after[m][0] <= naive[m][0] for m in after)
 
 
+def endpoint_statistics(probe, a, b):
+    """The unit statistics REPAIR interpolates, of stacked endpoints ``a`` and ``b``."""
+    return (barriers.unit_statistics(probe.template, ends, probe.validation_obs) for ends in (a, b))
+
+
 def test_repair_leaves_the_endpoints_unchanged(probe) -> None:
     a, b = (stack_state_dicts([random_cue_policy(s).state_dict()] * 2) for s in (1, 2))
     weights = torch.tensor([0.0, 1.0])
     params = barriers.interpolate(a, b, weights)
-    repaired = barriers.repair(probe.template, params, a, b, weights, probe.validation_obs)
+    repaired = barriers.repair(probe.template, params, *endpoint_statistics(probe, a, b), weights, probe.validation_obs)
     obs = probe.validation_obs.float().expand(2, *probe.validation_obs.shape)
     before = StackedPolicy.from_params(probe.template, params).logits(obs)
     after = StackedPolicy.from_params(probe.template, repaired).logits(obs)
@@ -72,7 +77,7 @@ def test_repair_leaves_the_endpoints_unchanged(probe) -> None:
 
 def test_repair_from_per_seed_statistics_equals_repair_from_the_endpoints(probe) -> None:
     """The barrier matrix computes each seed's unit statistics once and picks them per path point; that must
-    renormalise exactly as computing them from the endpoints of every point does."""
+    renormalise exactly as computing them from the (repeated) endpoints of every point does."""
     seeds = stack_state_dicts([random_cue_policy(s).state_dict() for s in range(3)])
     left, right = torch.tensor([0, 0, 1, 2]), torch.tensor([1, 2, 2, 0])
     weights = torch.tensor([0.25, 0.5, 0.5, 0.75])
@@ -81,7 +86,7 @@ def test_repair_from_per_seed_statistics_equals_repair_from_the_endpoints(probe)
     stats = barriers.unit_statistics(probe.template, seeds, probe.validation_obs)
     picked = barriers.repair(probe.template, params, barriers.pick_statistics(stats, left),
                              barriers.pick_statistics(stats, right), weights, probe.validation_obs)
-    direct = barriers.repair(probe.template, params, a, b, weights, probe.validation_obs)
+    direct = barriers.repair(probe.template, params, *endpoint_statistics(probe, a, b), weights, probe.validation_obs)
     assert all(torch.allclose(picked[k], direct[k], rtol=1e-5, atol=1e-6) for k in direct)
 
 
@@ -89,7 +94,7 @@ def test_repair_restores_the_variance_of_interpolated_units(probe) -> None:
     a, b = (stack_state_dicts([random_cue_policy(s).state_dict()]) for s in (1, 2))
     half = torch.tensor([0.5])
     mid = barriers.interpolate(a, b, half)
-    repaired = barriers.repair(probe.template, mid, a, b, half, probe.validation_obs)
+    repaired = barriers.repair(probe.template, mid, *endpoint_statistics(probe, a, b), half, probe.validation_obs)
     obs = probe.validation_obs.reshape(len(probe.validation_obs), -1).float()
 
     def first_layer_std(params):

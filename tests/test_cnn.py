@@ -181,7 +181,8 @@ def test_repair_leaves_a_cnns_endpoints_unchanged() -> None:
     ends_a, ends_b, weights = _stacked(a, a), _stacked(b, b), torch.tensor([0.0, 1.0])
     obs = torch.rand(32, *CUE_SHAPE)
     params = barriers.interpolate(ends_a, ends_b, weights)
-    repaired = barriers.repair(a, params, ends_a, ends_b, weights, obs)
+    repaired = barriers.repair(a, params, *(barriers.unit_statistics(a, ends, obs) for ends in (ends_a, ends_b)),
+                               weights, obs)
     for s, policy in enumerate((a, b)):
         policy.load_state_dict({name: value[s] for name, value in repaired.items()})
         reference = (a, b)[s].fresh_copy()
@@ -198,7 +199,8 @@ def test_repair_restores_each_channels_spread_in_an_interpolated_cnn() -> None:
     ends_a, ends_b, half = _stacked(a), _stacked(b), torch.tensor([0.5])
     obs = torch.rand(64, *CUE_SHAPE)
     mid = barriers.interpolate(ends_a, ends_b, half)
-    repaired = barriers.repair(a, mid, ends_a, ends_b, half, obs)
+    repaired = barriers.repair(a, mid, *(barriers.unit_statistics(a, ends, obs) for ends in (ends_a, ends_b)), half,
+                               obs)
 
     def second_conv(params) -> torch.Tensor:  # [N, 6, H, W] pre-activations of the actor's second conv
         policy = a.fresh_copy()
@@ -223,7 +225,9 @@ def test_repair_refuses_a_layer_it_cannot_renormalise_and_says_what_to_do() -> N
     assert "actor holds another kind of layer" in barriers.repair_unsupported(policy)
     stacked = {k: v[None] for k, v in policy.state_dict().items()}
     with pytest.raises(ValueError, match="another kind of layer.*analysis.barriers.repair: false"):
-        barriers.repair(policy, stacked, stacked, stacked, torch.zeros(1), torch.zeros(4, *CUE_SHAPE))
+        barriers.unit_statistics(policy, stacked, torch.zeros(4, *CUE_SHAPE))
+    with pytest.raises(ValueError, match="another kind of layer.*analysis.barriers.repair: false"):
+        barriers.repair(policy, stacked, {}, {}, torch.zeros(1), torch.zeros(4, *CUE_SHAPE))
 
 
 # --------------------------------------------------------------------------- batched training and checkpoints

@@ -186,19 +186,17 @@ def pick_statistics(stats: UnitStats, rows: torch.Tensor) -> UnitStats:
 
 
 @torch.no_grad()
-def repair(template: ActorCritic, params: Params, ends_a: Params | UnitStats, ends_b: Params | UnitStats,
-           weights: torch.Tensor, obs: torch.Tensor) -> Params:
+def repair(template: ActorCritic, params: Params, stats_a: UnitStats, stats_b: UnitStats, weights: torch.Tensor,
+           obs: torch.Tensor) -> Params:
     """Rescale the hidden units of P interpolated policies so that, on ``obs`` [N, ...], each unit's
     pre-activation mean and std equal the interpolation (by ``weights`` [P]) of the endpoints'.
 
     A unit is a Linear layer's output or a convolution's output channel (its statistics pooled over the
     states and the positions, as REPAIR does for convolutions). ``params``: stacked {name: [P, ...]};
-    ``ends_a``, ``ends_b``: the endpoints, stacked params {name: [P, ...]} or their :func:`unit_statistics`;
-    returns new stacked params. Raises ValueError for an architecture it cannot repair
+    ``stats_a``, ``stats_b``: the endpoints' :func:`unit_statistics`, one row per interpolated policy (see
+    :func:`pick_statistics`); returns new stacked params. Raises ValueError for an architecture it cannot repair
     (:func:`repair_unsupported`).
     """
-    stats_a, stats_b = (ends if isinstance(next(iter(ends.values())), tuple) else unit_statistics(template, ends, obs)
-                        for ends in (ends_a, ends_b))
     out = dict(params)
     w = weights.float().to(next(iter(params.values())).device).view(-1, 1)
 
@@ -348,7 +346,10 @@ def path_curves(a: StateDict, b: StateDict, probe: PathProbe, points: int = 11, 
     stacked_b = {k: v[None].expand(points, *v.shape) for k, v in b.items()}
     params = interpolate(stacked_a, stacked_b, weights)
     if repair_units:
-        params = repair(probe.template, params, stacked_a, stacked_b, weights, probe.validation_obs)
+        ends = unit_statistics(probe.template, {k: torch.stack([a[k], b[k]]) for k in a}, probe.validation_obs)
+        first, second = torch.zeros(points, dtype=torch.long), torch.ones(points, dtype=torch.long)
+        params = repair(probe.template, params, pick_statistics(ends, first), pick_statistics(ends, second),
+                        weights, probe.validation_obs)
     measured = probe.measure(params, heldout=heldout)
     barriers = {m: float(barrier(measured[m], weights.numpy(), HIGHER_IS_BETTER[m])) for m in probe.metrics}
     return PathCurves(weights.tolist(), {k: v.tolist() for k, v in measured.items()}, barriers)
