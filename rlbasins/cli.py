@@ -198,9 +198,10 @@ def _rarefied(rare, n_seeds: int) -> str:
 
 def _report(run: RunDir) -> Path:
     from rlbasins.report import write_report
+    from rlbasins.studies.diversity import load as load_diversity
     from rlbasins.studies.steering import load as load_steering
 
-    path = write_report(run, steering=load_steering(run))
+    path = write_report(run, steering=load_steering(run), diversity=load_diversity(run))
     out.print(f"report → [bold]{path}[/]  (open file://{path.resolve()})", highlight=False)
     return path
 
@@ -458,6 +459,46 @@ def steer(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), resume: Resume
     _report(run_dir)
     if not result.reached:
         raise typer.Exit(1)
+
+
+@app.command()
+@_handles_errors
+def diversify(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), resume: ResumeOpt = False,
+              overwrite: OverwriteOpt = False, progress: ProgressOpt = True,
+              method: Annotated[list[str] | None, typer.Option(
+                  "--method", help="ridge, random (ridge's control) or iid; repeat for several (default: all). "
+                  "iid, the baseline, always runs.", show_default=False)] = None,
+              budget: Annotated[int | None, typer.Option(
+                  "--budget", help="Env steps per method (default: diversity.budget, else seeds.count × "
+                  "ppo.total_timesteps).", show_default=False, min=1)] = None) -> None:
+    """Diversity search: basins found per env step by Ridge Rider branches, random branches and i.i.d. seeds at
+    equal compute; writes RUNS_DIR/<name>/diversity.json and the report (docs/diversity.md)."""
+    from rlbasins.studies.diversity import METHODS, DiversityError
+    from rlbasins.studies.diversity import diversify as run_diversify
+
+    cfg = load_config(config)
+    methods = tuple(method or METHODS)
+    try:
+        result = run_diversify(cfg, runs_dir, methods=methods, budget=budget, resume=resume, overwrite=overwrite,
+                               show_progress=progress)
+    except DiversityError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    table = Table(title=f"{result.basins} basins pooled; budget {result.budget:,} env steps per method")
+    for column in ("method", "seeds", "env steps (Hessian)", "basins by B/2", "basins by B", "rarest basin share",
+                   "trained"):
+        table.add_column(column)
+    for m in result.methods:
+        table.add_row(m.method, str(len(m.seeds)), f"{m.env_steps + m.search_steps:,} ({m.search_steps:,})",
+                      f"{result.found_at(m.method, result.budget / 2):.2f}",
+                      f"{result.found_at(m.method, result.budget):.2f}",
+                      f"{m.basin_shares[result.rarest_basin]:.2f}", f"{m.trained}/{len(m.seeds)}")
+    out.print(table)
+    for m in result.methods:
+        if m.method != "iid":
+            out.print(f"{m.method} {'beats' if result.beats_iid(m.method) else 'does not beat'} iid (the basins iid "
+                      "finds with the budget, found with half of it)", highlight=False)
+    _report(RunDir(Path(runs_dir) / cfg.name))
 
 
 @app.command()

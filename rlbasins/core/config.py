@@ -332,6 +332,39 @@ class SteeringConfig(_Strict):
                         "steering compute): measures wrong aborts and the no-steering baseline exactly.")
 
 
+class PopulationConfig(_Strict):
+    """A population trained jointly (DvD, Parker-Holder et al. 2020): seeds k·size … (k+1)·size − 1 form
+    population k, and each member's PPO loss gets −bonus · log det K over its population, K the RBF kernel of
+    the members' action distributions on fixed noise inputs (not training states, not the held-out probe).
+    In the config hash: it changes what every seed computes, and its members are not independent seeds."""
+
+    size: int = Field(8, ge=2, le=64, description="Members per population (seeds.count must be a multiple).")
+    bonus: float = Field(0.1, ge=0, description="Weight of the log-determinant diversity bonus in each "
+                         "member's loss.")
+    noise_inputs: int = Field(32, gt=0, le=4096, description="Out-of-distribution inputs (uniform within the "
+                              "observation bounds) the members' action distributions are compared on.")
+    length_scale: float = Field(0.5, gt=0, description="RBF kernel length scale, in the root-mean-square "
+                                "difference of action probabilities per input.")
+
+
+class DiversityConfig(_Strict):
+    """Diversity search (``rlbasins diversify``, :mod:`rlbasins.studies.diversity`): Ridge Rider branches, and
+    a control, against i.i.d. seeds at equal compute. Outside the config hash: it decides which seeds train
+    and where they start, in run directories of their own."""
+
+    directions: int = Field(4, gt=0, le=64, description="ridge: Hessian eigenvectors per base seed, the most "
+                            "negative first; each gives two branches (+ and −).")
+    branch_at: NonNegativeInt = Field(0, description="ridge: the env step the base seeds branch at (a scheduled "
+                                      "checkpoint before the end; 0: their initialisation).")
+    budget: int | None = Field(None, gt=0, description="Env steps each method may spend (ridge's Hessian work "
+                               "counted in); null: seeds.count × ppo.total_timesteps.")
+    lanczos_tol: float = Field(1e-6, gt=0, lt=1, description="ridge: relative tolerance of the Lanczos "
+                               "eigenvalues.")
+    resamples: int = Field(1000, ge=100, description="Bootstrap resamples of the rarefaction curves' intervals.")
+    population: PopulationConfig = Field(PopulationConfig(), description="population: the populations trained "
+                                         "(their size, the bonus weight, the noise inputs).")
+
+
 _RAY_FIELDS: tuple[str, ...] = ("address", "group_size", "cpus_per_group", "gpus_per_group", "max_retries")
 """The ``executor`` fields that only ``kind: ray`` reads."""
 
@@ -451,6 +484,10 @@ class ExperimentConfig(_Strict):
     sweep: SweepConfig | None = Field(None, description="Scale and architecture sweep (`rlbasins sweep`); "
                                       "null: none.")
     basin_map: BasinMapConfig | None = Field(None, description="Basin map over knobs (`rlbasins map`); null: none.")
+    diversity: DiversityConfig | None = Field(None, description="Diversity search (`rlbasins diversify`); "
+                                              "null: its defaults.")
+    population: PopulationConfig | None = Field(None, description="Train the seeds as populations with a "
+                                                "diversity bonus (DvD; batched engine); null: independent seeds.")
 
     def planted_group(self, index: int) -> PlantedGroup | None:
         """Seed ``index``'s planted group (None without ``env.planted``): round-robin, or by the groups'
@@ -537,7 +574,7 @@ class ExperimentConfig(_Strict):
         retraining it changes the hash. Unset optional fields (None) are left out, so that a new
         optional feature leaves the hashes of existing runs alone.
         """
-        science = self.model_dump(mode="json", exclude={"executor", "steering", "sweep", "basin_map"},
+        science = self.model_dump(mode="json", exclude={"executor", "steering", "sweep", "basin_map", "diversity"},
                                   exclude_none=True)
         old_names = {new: old for old, new in RENAMED_ANALYSIS_KEYS.items()}
         science["analysis"] = {old_names.get(key, key): value for key, value in science["analysis"].items()}
@@ -660,6 +697,10 @@ def _semantic_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue]
         issues.extend(_steering_issues(cfg))
     if cfg.seeds.grid is not None:
         issues.extend(_grid_issues(cfg))
+    if cfg.diversity is not None:
+        issues.extend(_diversity_issues(cfg))
+    if cfg.population is not None:
+        issues.extend(_population_issues(cfg))
     if cfg.sweep is not None and not issues:  # members are checked once the base config itself is fine
         issues.extend(_sweep_issues(cfg, base_dir))
     if cfg.basin_map is not None and not issues:
@@ -776,6 +817,32 @@ def _basin_map_issues(cfg: ExperimentConfig, base_dir: Path) -> list[ConfigIssue
         for j, value in enumerate(values):
             issues.extend(_member(cfg, f"basin_map.knobs.{knob}[{j}]", f"{knob}-{point_slug(value)}",
                                   {knob: value}, base_dir)[0])
+    return issues
+
+
+def _population_issues(cfg: ExperimentConfig) -> list[ConfigIssue]:
+    """A population trains whole, in one lockstep batch of the batched engine."""
+    size, issues = cfg.population.size, []
+    if cfg.seeds.count % size:
+        issues.append(ConfigIssue(path="population.size", value=size,
+                                  expected=f"a divisor of seeds.count ({cfg.seeds.count}): populations are whole"))
+    if cfg.engine != "batched" or cfg.executor.kind != "local" or cfg.env.planted is not None:
+        issues.append(ConfigIssue(path="population", value=cfg.population.model_dump(),
+                                  expected="null unless engine: batched, executor: local and no env.planted (a "
+                                  "population's members train together, in one batch)"))
+    return issues
+
+
+def _diversity_issues(cfg: ExperimentConfig) -> list[ConfigIssue]:
+    """The branch step is a checkpoint before the end; the budget pays for at least one seed."""
+    div, schedule, issues = cfg.diversity, cfg.checkpoint_steps(), []
+    if div.branch_at not in schedule[:-1]:
+        issues.append(ConfigIssue(path="diversity.branch_at", value=div.branch_at,
+                                  expected="a scheduled checkpoint before the end "
+                                  f"({', '.join(map(str, schedule[:-1]))})"))
+    if div.budget is not None and div.budget < schedule[-1]:
+        issues.append(ConfigIssue(path="diversity.budget", value=div.budget,
+                                  expected=f"at least one seed's training ({schedule[-1]:,} env steps)"))
     return issues
 
 

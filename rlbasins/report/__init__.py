@@ -44,9 +44,10 @@ def _barrier_panels(conn: BarrierStudy) -> list[tuple[str, np.ndarray, str]]:
     return panels
 
 
-def write_report(run: RunDir, steering: Any = None) -> Path:
-    """Render ``report.html`` from the run's manifest, TensorBoard logs and ``analysis/``; ``steering``: the
-    steering study's result (:func:`rlbasins.studies.steering.load`), drawn when given (the CLI passes it)."""
+def write_report(run: RunDir, steering: Any = None, diversity: Any = None) -> Path:
+    """Render ``report.html`` from the run's manifest, TensorBoard logs and ``analysis/``; ``steering`` and
+    ``diversity``: the results of those studies (:func:`rlbasins.studies.steering.load`,
+    :func:`rlbasins.studies.diversity.load`), drawn when given (the CLI passes them)."""
     manifest = run.manifest()  # first: names a directory that is not a run
     cfg = load_config(run.config_path)
     behavior_path = run.analysis_dir / "behavior.json"
@@ -117,6 +118,7 @@ def write_report(run: RunDir, steering: Any = None) -> Path:
                                           "fraction of held-out states with the same greedy action"),
         early=early, fig_early=figures.early_detection(early) if early and not early.skipped else None,
         **_steering_context(steering),
+        diversity=diversity, fig_diversity=figures.diversity(diversity) if diversity else None,
         trajectory=trajectory, **_trajectory_figures(trajectory, basin_names),
         counted=counted, **_basin_count_figures(counted),
         mapped=results.init_map, **_init_map_figures(results.init_map),

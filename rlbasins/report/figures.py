@@ -467,6 +467,37 @@ def steering(result: Any) -> str:
     return to_data_uri(fig)
 
 
+def diversity(result: Any) -> str:
+    """Diversity search (``result``: a :class:`~rlbasins.studies.diversity.DiversityResult`): expected basins
+    found against env steps per method with bootstrap bands (left); each method's seeds by pooled basin (right)."""
+    fig, (curves, shares) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [3, 2]})
+    for i, method in enumerate(result.methods):
+        colour = OKABE_ITO[i % len(OKABE_ITO)]
+        steps, ci = np.array(method.curve.steps), np.array(method.curve.found_ci)
+        curves.step(steps, method.curve.found_mean, where="post", color=colour, label=method.method)
+        curves.fill_between(steps, ci[:, 0], ci[:, 1], step="post", color=colour, alpha=0.15)
+    for x, name in ((result.budget / 2, "B/2"), (result.budget, "B")):
+        curves.axvline(x, color="black", lw=0.7, ls="--")
+        curves.text(x, 0.02, name, transform=curves.get_xaxis_transform(), fontsize=7, ha="right")
+    curves.set(xlabel="env steps (ridge: Hessian work counted in)", ylabel="expected basins found",
+               title=f"Basins found ({result.basins} pooled)", ylim=(0, result.basins + 0.5))
+    curves.legend(fontsize=8, loc="lower right")
+    curves.grid(alpha=0.3)
+    names = result.basin_strategies or [f"basin {b}" for b in range(result.basins)]
+    bottom = np.zeros(len(result.methods))
+    for b in range(result.basins):
+        values = np.array([m.basin_shares[b] for m in result.methods])
+        shares.bar(range(len(result.methods)), values, bottom=bottom, color=OKABE_ITO[(b + 4) % len(OKABE_ITO)],
+                   label=f"{b}: {names[b]}" + (" (rarest)" if b == result.rarest_basin else ""))
+        bottom += values
+    shares.set_xticks(range(len(result.methods)), [f"{m.method}\n{len(m.seeds)} seeds" for m in result.methods],
+                      fontsize=8)
+    shares.set(ylabel="share of the method's seeds", title="Seeds by pooled basin", ylim=(0, 1))
+    shares.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
 def behavior_drift(trajectory: BasinTrajectory) -> str:
     """Against the training fraction: how far each seed's held-out behaviour still is from its own final
     behaviour (drift) and how different the seeds are from each other (spread), with bootstrap bands (top);

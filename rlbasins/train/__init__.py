@@ -123,6 +123,36 @@ def train_experiment(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, re
                           seeds=seeds, until_step=until_step)[0]
 
 
+def start_from(cfg: ExperimentConfig, runs_dir: Path | str, step: int,
+               starts: dict[int, tuple[RunDir, int, dict[str, Any]]], overwrite: bool = False) -> RunDir:
+    """A new run of ``cfg`` whose seeds start at checkpoint ``step`` from other seeds' training states with
+    weights of their own — branches: ``starts`` maps each seed index k of the new run to (source run, source
+    seed, weights). Seed k gets the source seed's optimiser, env and rollout state at ``step`` and the given
+    weights; its manifest entry is ``interrupted`` at ``step``, so :func:`train_experiment` with ``resume``
+    continues it from there with seed k's own factor seeds (the schedules still count from step 0). The
+    directory must not hold a run (unless ``overwrite``)."""
+    from rlbasins.train.base import policy_metadata
+
+    run = RunDir(Path(runs_dir) / cfg.name)
+    with run_lock(run.root):
+        if run.exists() and not overwrite:
+            raise StoreError(f"{run.root} already holds a run; pass --overwrite to branch again")
+        if run.exists():
+            run.clear()
+        atomic_write_bytes(run.config_path, dump_config(cfg).encode())
+        manifest = _new_manifest(cfg, list(starts))
+        for k, (source, source_seed, weights) in starts.items():
+            store = source.seed(source_seed)
+            _, source_meta = store.load_policy(step)
+            tensors, meta = store.load_state(step)
+            task = SeedTask(k, seed_factors(cfg, k), {}, str(run.root))
+            run.seed(k).save(step, weights, policy_metadata(cfg, task, step, source_meta["obs_shape"]), tensors, meta)
+            manifest["seeds"][str(k)].update(status="interrupted", last_step=step)
+        manifest["status"] = "interrupted"
+        run.write_manifest(manifest)
+    return run
+
+
 def lockstep_issue(cfgs: list[ExperimentConfig]) -> str | None:
     """Why ``cfgs`` cannot train as one lockstep batch (:func:`train_together`), or None when they can."""
     from rlbasins.train.batched import SEEDWISE, lockstep_key

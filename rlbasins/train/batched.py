@@ -14,6 +14,8 @@ engine only makes them share tensor operations:
 - updates: per-seed losses are summed (so gradients never mix), gradient norms are clipped
   per seed, Adam is applied per seed with its own step count, and target-KL early stopping
   and NaN freezing mask individual seeds;
+- populations (``population``): the one exception to independence, on purpose: a DvD diversity bonus over
+  each population's behaviour on noise inputs joins the summed loss (:mod:`rlbasins.train.population`);
 - planted experiments (``env.planted``): the seeds of each env variant train together, one
   variant after the other (:func:`env_groups`); a seed's result is the same as without the others.
 
@@ -41,6 +43,7 @@ from rlbasins.core.store import RunDir
 from rlbasins.train.base import ProgressCallback, SeedOutcome, SeedTask, policy_metadata, stop_step
 from rlbasins.train.initial import initial_state_dict
 from rlbasins.train.learned_reward import learned_reward
+from rlbasins.train.population import PopulationBonus
 from rlbasins.train.resume import decode, encode, restore_env, snapshot_env
 
 if TYPE_CHECKING:
@@ -311,11 +314,12 @@ class BatchedTrainer:
     or not any happened, failures are recorded on the device, TensorBoard scalars are copied
     without waiting). On the CPU a sync costs nothing and the checks it allows skip work; either
     way the results are bit-identical. The trainer's TensorBoard writers stay open until
-    :meth:`run` ends or :meth:`close`.
+    :meth:`run` ends or :meth:`close`. ``at_step`` starts from that checkpoint instead of the latest common
+    one; ``log=False`` opens no TensorBoard file (a trainer that only looks, e.g. :meth:`rollout_samples`).
     """
 
     def __init__(self, cfg: ExperimentConfig, tasks: list[SeedTask], env_kwargs: dict[str, Any],
-                 sync_free: bool | None = None):
+                 sync_free: bool | None = None, at_step: int | None = None, log: bool = True):
         self.cfg, self.tasks = cfg, tasks
         # each task's own config: tasks of several runs (a grid of settings) may train together when their
         # configs share a lockstep_key; cfg stands for what they share
@@ -342,6 +346,8 @@ class BatchedTrainer:
         probe = gym.make(cfg.env.id, **env_kwargs)
         self.obs_shape, n_actions = tuple(probe.observation_space.shape), int(probe.action_space.n)
         probe.close()
+        self.population = None if cfg.population is None else PopulationBonus(
+            cfg, [task.index for task in tasks], probe.observation_space, self.obs)
         self.policy = StackedPolicy([self._initial_policy(task, task_cfg, self.obs_shape, n_actions)
                                      for task, task_cfg in zip(slots, slot_cfgs, strict=True)], self.device)
         self.adam = SeedwiseAdam(self.policy.params)
@@ -354,8 +360,9 @@ class BatchedTrainer:
         self.episode_return = torch.zeros(len(self.starts), device=self.device)       # the reward trained on
         self.true_episode_return = torch.zeros(len(self.starts), device=self.device)  # the env's (with a model)
         self.episode_length = torch.zeros(len(self.starts), device=self.device)
-        self.scalars = SeedScalarLogger([RunDir(task.run_root).tb_dir / f"seed_{task.index}" for task in tasks])
-        self._resume()
+        self.scalars = SeedScalarLogger([RunDir(task.run_root).tb_dir / f"seed_{task.index}" for task in tasks]
+                                        if log else [])
+        self._resume(at_step)
 
     @staticmethod
     def _initial_policy(task: SeedTask, task_cfg: ExperimentConfig, obs_shape: tuple[int, ...],
@@ -391,12 +398,15 @@ class BatchedTrainer:
             monitor.log([self.scalars.writers[s] for s in live],
                         {name: p.detach()[live] for name, p in self.policy.params.items()}, self.num_timesteps)
 
-    def _resume(self) -> None:
-        """Continue from the latest step that every seed has checkpointed (all seeds move together)."""
+    def _resume(self, at_step: int | None = None) -> None:
+        """Continue from the latest step that every seed has checkpointed (all seeds move together), or from
+        ``at_step`` (0 without checkpoints: the start)."""
         common = set.intersection(*({e.step for e in store.entries()} for store in self.stores))
-        if not common:
+        if at_step is not None and at_step not in common | {0}:
+            raise ValueError(f"not every seed has a checkpoint at step {at_step} (common steps: {sorted(common)})")
+        if not common or at_step == 0:
             return
-        step = max(common)
+        step = max(common) if at_step is None else at_step
         rows_per_seed = self.cfg.env.num_envs
         with torch.no_grad():
             for s in range(self.slots):
@@ -510,20 +520,32 @@ class BatchedTrainer:
         episodes = (finished_return, finished_true_return, finished_length, finished)
         return rollout, (last_values, self.starts.view(S, E)), episodes
 
+    def _samples(self, rollout: Rollout, last: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A rollout as PPO's samples, each [S, N, ...]: obs, actions, old_log_probs, old_values, advantages
+        (GAE) and returns."""
+        advantages, returns = gae(rollout, *last, self.settings.gamma, self.settings.gae_lambda)
+        n = rollout.actions[0].numel()
+
+        def flat(x):  # [S, T, E, ...] → [S, N, ...]
+            return x.reshape(self.slots, n, *x.shape[3:])
+
+        return {"obs": flat(rollout.obs), "actions": flat(rollout.actions), "old_log_probs": flat(rollout.log_probs),
+                "old_values": flat(rollout.values), "advantages": flat(advantages), "returns": flat(returns)}
+
+    def rollout_samples(self) -> dict[str, torch.Tensor]:
+        """The samples of one rollout of every seed from where the trainer stands ([S, N, ...] each, see
+        :meth:`_samples`), without training: the batch PPO's next update would see (a fixed batch for a
+        training loss). Advances the envs; nothing is saved."""
+        rollout, last, _ = self._collect()
+        return {name: value[:len(self.tasks)] for name, value in self._samples(rollout, last).items()}
+
     def _update(self, rollout: Rollout, last: tuple[torch.Tensor, torch.Tensor], progress_remaining: float):
         """n_epochs of minibatch PPO updates for every seed (SB3's ``PPO.train``)."""
         ppo = self.cfg.ppo
         S = self.slots
         settings = self.settings
-        advantages, returns = gae(rollout, *last, settings.gamma, settings.gae_lambda)
-        n = rollout.actions[0].numel()                                                 # N samples per seed
-
-        def flat(x):  # [S, T, E, ...] → [S, N, ...]
-            return x.reshape(S, n, *x.shape[3:])
-
-        samples = {"obs": flat(rollout.obs), "actions": flat(rollout.actions),
-                   "old_log_probs": flat(rollout.log_probs), "old_values": flat(rollout.values),
-                   "advantages": flat(advantages), "returns": flat(returns)}
+        samples = self._samples(rollout, last)
+        n = samples["actions"].shape[1]                                                # N samples per seed
         lr, clip = settings.scheduled(progress_remaining)                             # [S, 1] float64
         low, high, clip32 = (1 - clip).float(), (1 + clip).float(), clip.float()       # as SB3 forms them
         vf_clip = settings.clip_range_vf.nan_to_num(math.inf).float()                  # [S, 1]; inf: none
@@ -533,6 +555,8 @@ class BatchedTrainer:
         active = ~self.failed
         stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("policy_loss", "value_loss", "entropy",
                                                                   "approx_kl", "clip_fraction")}
+        if self.population is not None:
+            stats["population_log_det"] = []
         iteration = self.num_timesteps // self.cfg.rollout_size
         seeds = torch.arange(S, device=self.device)[:, None]
         for epoch in range(ppo.n_epochs):
@@ -567,7 +591,12 @@ class BatchedTrainer:
                 loss = policy_loss + ent_coef * entropy_loss + vf_coef * value_loss  # [S]
                 for p in self.policy.params.values():
                     p.grad = None
-                loss.sum().backward()  # a sum of per-seed losses: gradients never mix seeds
+                total = loss.sum()  # a sum of per-seed losses: gradients never mix seeds ...
+                if self.population is not None:  # ... but through a population's diversity bonus
+                    bonus, log_det = self.population.loss(self.policy, self.failed)
+                    total = total + bonus
+                    stats["population_log_det"].append(log_det)
+                total.backward()
                 clip_grad_norm_per_seed(self.policy.params, max_grad_norm)
                 self.adam.step(lr32, active)
                 stats["policy_loss"].append(policy_loss.detach())
