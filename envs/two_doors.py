@@ -27,11 +27,17 @@ geometry, so that the choice is one observable act, but their objects are the tr
 ``colour``, ``shape``, ``neither`` (a timeout); an episode is labelled by the door at which a key was
 pressed, whether or not it was the right code.
 
+``shape_code_length`` (default: ``code_length``) gives the shape door a code of its own length, the one
+asymmetry between the doors: with ``code_length`` 1 and ``shape_code_length`` 2 a random key opens the colour
+door one time in four and the square door one time in sixteen, so fewer seeds happen on the square door's
+skill first and its basin can be made rare, while both doors still pay 1 once their code is known.
+
 Observation planes: agent, red, blue, square, circle (as CueConflict), then ``code_length`` planes
-``digit_1 … digit_L``: plane ``digit_k`` is lit at the agent's cell while it stands on a door with
-k − 1 keys of the code entered. An opened door is gone from the episode's final observation (a jammed one
-stays), so the outcome is visible in the state reached and a reward model of ``next_obs`` can read it, as in
-CueConflict; the policy never acts on a final observation. ``max_steps`` defaults to 3 × size + code_length.
+``digit_1 … digit_L`` (L the longer code's length): plane ``digit_k`` is lit at the agent's cell while it
+stands on a door with k − 1 keys of its code entered. An opened door is gone from the episode's final
+observation (a jammed one stays), so the outcome is visible in the state reached and a reward model of
+``next_obs`` can read it, as in CueConflict; the policy never acts on a final observation. ``max_steps``
+defaults to 3 × size + L.
 """
 
 from __future__ import annotations
@@ -61,19 +67,23 @@ class TwoDoorsCore(CueConflictCore):
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
                  device: torch.device | str = "cpu", code_length: int = 1,
-                 probe: Literal["halfway", "adjacent"] = "halfway", keys: int = 4):
-        if not 0 <= code_length <= 8:
-            raise ValueError(f"code_length must be in 0 … 8 (keys to press at a door), got {code_length}")
+                 probe: Literal["halfway", "adjacent"] = "halfway", keys: int = 4,
+                 shape_code_length: int | None = None):
+        for name, value in (("code_length", code_length), ("shape_code_length", shape_code_length)):
+            if value is not None and not 0 <= value <= 8:
+                raise ValueError(f"{name} must be in 0 … 8 (keys to press at a door), got {value}")
         if not 2 <= keys <= 16:
             raise ValueError(f"keys must be in 2 … 16 (key actions besides the 4 moves), got {keys}")
-        self.code_length = int(code_length)
+        lengths = (int(code_length), int(code_length if shape_code_length is None else shape_code_length))
+        self.code_length = max(lengths)                 # digit planes: the longer code's
         self.n_actions = FIRST_KEY + int(keys)
         self.ACTION_DELTAS = torch.tensor([[-1, 0], [0, 1], [1, 0], [0, -1], *[[0, 0]] * keys])
         """Moves up, right, down, left; the keys leave the agent where it is."""
         self.channels = (*CueConflictCore.channels, *(f"digit_{k + 1}" for k in range(self.code_length)))
-        codes = [[CODES[door][k % 2] for k in range(self.code_length)] for door in range(2)]
+        codes = [[CODES[door][k % 2] for k in range(self.code_length)] for door in range(2)]  # shorter: a prefix
         self._codes = torch.tensor(codes, dtype=torch.int64, device=device).reshape(2, self.code_length)
-        self._presses = max(self.code_length, 1)        # keys that open a door (code_length 0: any one key)
+        self._lengths = torch.tensor(lengths, device=device)                     # [door] keys of its code
+        self._presses = self._lengths.clamp(min=1)      # [door] keys that open it (length 0: any one key)
         self._doors = torch.tensor([[1, 0], [0, 1]], device=device)  # (red, square) of the colour door, shape door
         super().__init__(num_envs, size, 3 * size + self.code_length if max_steps is None else max_steps, device,
                          probe=probe)
@@ -99,10 +109,9 @@ class TwoDoorsCore(CueConflictCore):
         does nothing."""
         walked = super().move(state, actions)
         on_door, kind = self._door_here(state)
+        right = self._lengths[kind] == 0                                               # the control: any key
         if self.code_length:
-            right = actions == self._codes[kind, state.progress.clamp(0, self.code_length - 1)]
-        else:
-            right = torch.ones_like(on_door)                                          # the control: any key
+            right = right | (actions == self._codes[kind, state.progress.clamp(0, self.code_length - 1)])
         keyed = torch.where(right, state.progress + 1, torch.full_like(state.progress, FAILED))
         progress = torch.where(actions >= FIRST_KEY, torch.where(on_door, keyed, state.progress),
                                torch.zeros_like(state.progress))
@@ -110,7 +119,7 @@ class TwoDoorsCore(CueConflictCore):
 
     def resolve(self, state: GridState) -> torch.Tensor:
         on_door, kind = self._door_here(state)
-        ended = on_door & ((state.progress == self._presses) | (state.progress == FAILED))
+        ended = on_door & ((state.progress == self._presses[kind]) | (state.progress == FAILED))
         return torch.where(ended, kind + 1, OUTCOME_ONGOING)    # outcome bit 0: colour door, bit 1: shape door
 
     def reward_of(self, outcome: torch.Tensor, state: GridState | None = None) -> torch.Tensor:
@@ -120,18 +129,21 @@ class TwoDoorsCore(CueConflictCore):
         the best training return).
         """
         door = (outcome >= 1) & (outcome <= 3)
-        return (door if state is None else door & (state.progress == self._presses)).float()
+        if state is None:
+            return door.float()
+        return (door & (state.progress == self._presses[self._door_here(state)[1]])).float()
 
     def paint(self, state: GridState) -> tuple[torch.Tensor, torch.Tensor]:
         """The doors' cue planes, an opened door gone (only an episode's final observation shows one: the
         outcome is visible in the state reached, so a reward model can read it), and the digit plane."""
         index, values = super().paint(state)                                             # [B, 2 doors · 2 cues]
         here = self._standing_on(state)                                                  # [B, door]
-        gone = here & (state.progress == self._presses)[:, None]                         # opened
+        gone = here & (state.progress[:, None] == self._presses)                         # opened
         values = values.expand(len(state), -1) * (~gone).repeat_interleave(2, dim=1)     # a write of 0: nothing
         if not self.code_length:
             return index, values
-        entering = here.any(1) & (state.progress >= 0) & (state.progress < self.code_length)
+        on_door, kind = self._door_here(state)
+        entering = on_door & (state.progress >= 0) & (state.progress < self._lengths[kind])
         digit = 5 + state.progress.clamp(0, self.code_length - 1)
         # not entering: the digit plane gets the value 0 (a write of 0 into an empty cell changes nothing)
         digit_index = self.flat_index(digit, state.agent)[:, None]
@@ -141,10 +153,10 @@ class TwoDoorsCore(CueConflictCore):
         """Moves towards the door of ``strategy``; standing on it, the next key of its code."""
         walking = super().strategy_actions(state, strategy)                       # [B, n_actions], keys never closer
         on_door, kind = self._door_here(state)
+        key = torch.full_like(kind, FIRST_KEY)                                     # a door of length 0: any key
         if self.code_length:
-            key = self._codes[kind, state.progress.clamp(0, self.code_length - 1)]
-        else:
-            key = torch.full_like(kind, FIRST_KEY)
+            coded = self._codes[kind, state.progress.clamp(0, self.code_length - 1)]
+            key = torch.where(self._lengths[kind] > 0, coded, key)
         keyed = torch.nn.functional.one_hot(key, self.n_actions).bool()
         return torch.where((on_door & (kind == strategy))[:, None], keyed, walking)
 

@@ -372,14 +372,15 @@ def test_adjacent_probe_puts_both_single_cue_objects_one_move_away_and_the_first
 # --------------------------------------------------------------------------- TwoDoors
 
 
-@pytest.mark.parametrize("code_length", [0, 1, 3])
+@pytest.mark.parametrize("codes", [(0, None), (1, None), (3, None), (1, 2), (2, 0)])
 @pytest.mark.parametrize("size", [5, 7])
 @pytest.mark.parametrize("keys", [4, 8])
-def test_two_doors_both_strategies_earn_the_optimum_on_every_training_state(code_length: int, size: int,
+def test_two_doors_both_strategies_earn_the_optimum_on_every_training_state(codes: tuple, size: int,
                                                                             keys: int) -> None:
     core_class = envs.GRID_ENVS["rlbasins/TwoDoors-v0"]
-    start = core_class.training_states(1000, seed=5, size=size, code_length=code_length, keys=keys)
-    core = core_class(num_envs=len(start), size=size, code_length=code_length, keys=keys)
+    lengths = dict(code_length=codes[0], shape_code_length=codes[1])
+    start = core_class.training_states(1000, seed=5, size=size, keys=keys, **lengths)
+    core = core_class(num_envs=len(start), size=size, keys=keys, **lengths)
     best = float(core.reward_of(torch.tensor([1, 2]))[0])
     for strategy, outcome_code in ((0, 1), (1, 2)):
         outcome, returns = run_episodes(core, start, scripted(core, strategy))
@@ -442,6 +443,23 @@ def test_two_doors_pays_only_for_its_whole_code_and_a_wrong_key_jams_it() -> Non
                 assert not step.terminated[0]                    # a move off the door and back restarts the code
         assert step.terminated[0] and step.outcome[0] == 1 and step.reward[0] == paid
         assert step.final_state.progress[0] == (2 if paid else FAILED)
+
+
+def test_two_doors_shape_code_length_makes_the_square_door_alone_harder_to_open() -> None:
+    """code_length 1, shape_code_length 2: the colour door opens with key 4, the square door needs 5 then 4 (a
+    random key opens it one time in 16 instead of 4); both pay 1; the digit planes are the longer code's."""
+    core_class = envs.GRID_ENVS["rlbasins/TwoDoors-v0"]
+    core = core_class(num_envs=4, size=5, code_length=1, shape_code_length=2)
+    assert core.observation_shape == (7, 5, 5) and core.max_steps == 17
+    start = core_class.training_states(4, seed=2, size=5, code_length=1, shape_code_length=2)
+    start.agent = torch.stack([start.objects[0, 0], start.objects[1, 0], start.objects[2, 1], start.objects[3, 1]])
+    core.reset_to(start)
+    first = core.step(torch.tensor([4, 5, 5, 4]))
+    assert first.terminated.tolist() == [True, True, False, True]
+    assert first.reward.tolist() == [1, 0, 0, 0] and first.outcome.tolist() == [1, 1, OUTCOME_ONGOING, 2]
+    assert core.observe()[2, 6].sum() == 1                        # digit_2 lit: one key of the square code in
+    second = core.step(torch.tensor([0, 0, 4, 0]))
+    assert second.terminated[2] and second.reward[2] == 1 and second.outcome[2] == 2
 
 
 def test_two_doors_code_length_zero_opens_either_door_with_either_key_and_keeps_cue_conflicts_planes() -> None:
