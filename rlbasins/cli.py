@@ -496,8 +496,10 @@ def diversify(config: ConfigArg, runs_dir: RunsDirOpt = Path("runs"), resume: Re
     out.print(table)
     for m in result.methods:
         if m.method != "iid":
+            split = f"; {m.pairs_split[0]}/{m.pairs_split[1]} ± branch pairs ended in different basins" \
+                if m.pairs_split else ""
             out.print(f"{m.method} {'beats' if result.beats_iid(m.method) else 'does not beat'} iid (the basins iid "
-                      "finds with the budget, found with half of it)", highlight=False)
+                      f"finds with the budget, found with half of it){split}", highlight=False)
     _report(RunDir(Path(runs_dir) / cfg.name))
 
 

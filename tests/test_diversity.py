@@ -145,6 +145,8 @@ def test_diversify_branches_bases_keeps_the_probe_out_and_counts_basins(tmp_path
     assert trained == ridge_m.env_steps
     assert ridge_m.search_steps > 0 and ridge_m.hessian_products > 0 and random_m.search_steps == 0
     assert ridge_m.total_steps > result.budget >= random_m.total_steps    # the Hessian is billed on top
+    assert ridge_m.pairs_split[1] == random_m.pairs_split[1] == 4            # 2 bases × 2 directions, ± each
+    assert 0 <= ridge_m.pairs_split[0] <= 4 and iid.pairs_split is None
 
     # a branch is its base's state with the actor moved by α along ±eᵢ; random moves the same α
     iid_run, ridge_run = RunDir(runs / "div"), RunDir(runs / "div" / "ridge")

@@ -131,6 +131,9 @@ class MethodResult:
     """[basins] Wilson 95% interval of each share (over seeds: branches of one base are not independent)."""
     curve: Curve
     branches: list[Branch] | None = None
+    pairs_split: list[int] | None = None
+    """Branched methods: [pairs whose + and − branches ended in different basins, pairs] (both finished): Ridge
+    Rider's claim is that the two sides of a ridge lead to different solutions; random is its control."""
 
     @property
     def total_steps(self) -> int:
@@ -454,6 +457,14 @@ def _measure(cfg: ExperimentConfig, div: DiversityConfig, budget: int, run: RunD
             units = [[br.seed for br in branches if br.base == b and br.seed in basin_of] for b in range(bases)]
             env_steps = bases * (c + 2 * div.directions * (end - c))
         unit_steps = (env_steps + bill["steps"]) / len(units)
+        pairs_split = None
+        if branches is not None:
+            sides = {}
+            for br in branches:
+                if br.seed in basin_of:
+                    sides.setdefault((br.base, br.direction), []).append(basin_of[br.seed])
+            both = [pair for pair in sides.values() if len(pair) == 2]
+            pairs_split = [sum(a != b for a, b in both), len(both)]
         returns = behavior.train_return
         trained = sum(r >= SUCCESS_FRACTION * optimum for r in returns) if optimum else len(returns)
         results.append(MethodResult(
@@ -463,7 +474,8 @@ def _measure(cfg: ExperimentConfig, div: DiversityConfig, budget: int, run: RunD
             strategies=strategies[m], train_return=returns, trained=int(trained),
             basin_shares=[float(np.mean(own == b)) for b in range(n_basins)],
             basin_share_ci=[wilson_interval(int(np.sum(own == b)), len(own)).tolist() for b in range(n_basins)],
-            curve=rarefaction_curve(units, basin_of, unit_steps, div.resamples, seed=cfg.seed), branches=branches))
+            curve=rarefaction_curve(units, basin_of, unit_steps, div.resamples, seed=cfg.seed), branches=branches,
+            pairs_split=pairs_split))
     sizes = np.bincount(labels, minlength=n_basins)
     iid_shares = np.array(results[0].basin_shares)
     rarest = int(min(range(n_basins), key=lambda b: (iid_shares[b], sizes[b])))
