@@ -479,7 +479,7 @@ def diversity(result: Any) -> str:
     for x, name in ((result.budget / 2, "B/2"), (result.budget, "B")):
         curves.axvline(x, color="black", lw=0.7, ls="--")
         curves.text(x, 0.02, name, transform=curves.get_xaxis_transform(), fontsize=7, ha="right")
-    curves.set(xlabel="env steps (ridge: Hessian work counted in)", ylabel="expected basins found",
+    curves.set(xlabel="env steps (each search's own work counted in)", ylabel="expected basins found",
                title=f"Basins found ({result.basins} pooled)", ylim=(0, result.basins + 0.5))
     curves.legend(fontsize=8, loc="lower right")
     curves.grid(alpha=0.3)
@@ -493,7 +493,7 @@ def diversity(result: Any) -> str:
     shares.set_xticks(range(len(result.methods)), [f"{m.method}\n{len(m.seeds)} seeds" for m in result.methods],
                       fontsize=8)
     shares.set(ylabel="share of the method's seeds", title="Seeds by pooled basin", ylim=(0, 1))
-    shares.legend(fontsize=7, loc="upper right")
+    shares.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return to_data_uri(fig)
 

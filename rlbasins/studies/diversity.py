@@ -155,6 +155,8 @@ class DiversityResult(Result):
     """[basins] the preferred strategy most of each basin's seeds share (envs that name strategies)."""
     rarest_basin: int
     """The basin with the smallest share among the iid seeds (ties: the smallest basin overall)."""
+    population_size: int
+    population_bonus: float
     methods: list[MethodResult]
     probe: dict
     """objective_samples, probe_states_dropped, probe_observations: the objective never saw a probe state."""
@@ -280,17 +282,21 @@ def diversify(cfg: ExperimentConfig, runs_dir: Path | str = "runs", methods: tup
     iid_cfg = cfg.model_copy(update={"seeds": cfg.seeds.model_copy(update={"count": budget // end}),
                                      "population": None})
 
-    started = time.perf_counter()
-    run = train_experiment(iid_cfg, runs_dir, resume=resume, overwrite=overwrite, show_progress=show_progress)
+    seconds: dict[str, float] = {}
+
+    def train(name: str, method_cfg: ExperimentConfig, root: Path, **options) -> RunDir:
+        """Train one method's run, timing it unless it was finished already."""
+        method_run = RunDir(root / method_cfg.name)
+        finished = method_run.exists() and method_run.manifest()["status"] == "finished" and not overwrite
+        started = time.perf_counter()
+        trained = train_experiment(method_cfg, root, show_progress=show_progress, **options)
+        if not finished:
+            seconds[name] = time.perf_counter() - started
+        return trained
+
+    run = train("iid", iid_cfg, Path(runs_dir), resume=resume, overwrite=overwrite)
     timings = run.root / TIMINGS_FILE
-    seconds = read_json(timings) if timings.exists() else {}
-
-    def trained(name: str, since: float) -> None:
-        if time.perf_counter() - since > 1.0:    # trained now, not found finished
-            seconds[name] = time.perf_counter() - since
-            atomic_write_json(timings, seconds)
-
-    trained("iid", started)
+    seconds = {**(read_json(timings) if timings.exists() else {}), **seconds}
     probe = probe_observations(iid_cfg)
     plans: dict[str, dict] = {}
     search = None
@@ -301,16 +307,13 @@ def diversify(cfg: ExperimentConfig, runs_dir: Path | str = "runs", methods: tup
             search = search or _search(iid_cfg, run, bases, div, probe, show_progress)
             _start_branches(method_cfg, run, name, search, c)
         plans[name] = read_json(method_run.root / BRANCHES_FILE)
-        started = time.perf_counter()
-        train_experiment(method_cfg, run.root, resume=True, show_progress=show_progress)
-        trained(name, started)
+        train(name, method_cfg, run.root, resume=True)
     if "population" in methods:
         count = (budget // end) // size * size
         pop_cfg = iid_cfg.model_copy(update={"name": "population", "population": div.population,
                                              "seeds": iid_cfg.seeds.model_copy(update={"count": count})})
-        started = time.perf_counter()
-        train_experiment(pop_cfg, run.root, resume=resume, overwrite=overwrite, show_progress=show_progress)
-        trained("population", started)
+        train("population", pop_cfg, run.root, resume=resume, overwrite=overwrite)
+    atomic_write_json(timings, seconds)
     result = _measure(iid_cfg, div, budget, run, [m for m in METHODS if m in methods or m == "iid"], bases, plans,
                       seconds, len(probe), show_progress)
     result.save(run.root / RESULT_FILE)
@@ -487,7 +490,8 @@ def _measure(cfg: ExperimentConfig, div: DiversityConfig, budget: int, run: RunD
     probe = {"probe_observations": probe_size, "objective_samples": ridge_bill.get("objective_samples"),
              "probe_states_dropped": ridge_bill.get("probe_states_dropped")}
     return DiversityResult(cfg.name, budget, end, div.branch_at, div.directions,
-                           n_basins, sizes.tolist(), names, rarest, results, probe, optimum)
+                           n_basins, sizes.tolist(), names, rarest, div.population.size, div.population.bonus, results,
+                           probe, optimum)
 
 
 def load(run: RunDir) -> DiversityResult | None:
