@@ -92,3 +92,15 @@ def test_population_training_differs_from_iid_by_the_bonus_alone(tmp_path: Path)
 
     tags = read_scalars(RunDir(one.root).tb_dir / "seed_0")
     assert "train/population_log_det" in tags
+
+
+def test_the_bonus_reads_noise_inputs_never_a_probe_state() -> None:
+    """The population's objective sees training rollouts (as every seed's PPO does) and its noise inputs; the
+    noise inputs are none of the held-out probe's observations (the analysis's and 4,096 more of the suite)."""
+    from rlbasins.studies.diversity import off_probe, probe_observations
+
+    cfg = parse_config(population_config(size=2))
+    space = gym.make(cfg.env.id, **cfg.env.kwargs).observation_space
+    bonus = PopulationBonus(cfg, [0, 1, 2, 3], space, torch.zeros(3, *space.shape))
+    assert off_probe(bonus.inputs, probe_observations(cfg)).all()
+    assert len(bonus.inputs) == cfg.population.noise_inputs
