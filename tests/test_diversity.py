@@ -184,6 +184,15 @@ def test_diversify_branches_bases_keeps_the_probe_out_and_counts_basins(tmp_path
     assert resumed.method("ridge").search_steps == ridge_m.search_steps
 
 
+def test_diversify_refuses_seed_grids_it_would_overwrite(tmp_path: Path) -> None:
+    data = diversity_config()
+    data["seeds"] = {"count": 8, "grid": {"init": 2, "data": 4}}
+    result = CliRunner().invoke(app, ["diversify", str(write_yaml(tmp_path / "div.yaml", data)), "--runs-dir",
+                                      str(tmp_path / "runs"), "--no-progress"])
+    assert result.exit_code == 2 and "seeds.grid" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
 def test_diversify_names_a_budget_too_small_for_one_base(tmp_path: Path) -> None:
     config = write_yaml(tmp_path / "div.yaml", diversity_config(directions=8))
     result = CliRunner().invoke(app, ["diversify", str(config), "--runs-dir", str(tmp_path / "runs"),

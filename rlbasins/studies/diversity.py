@@ -266,6 +266,9 @@ def diversify(cfg: ExperimentConfig, runs_dir: Path | str = "runs", methods: tup
         raise DiversityError(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
     if cfg.engine != "batched":
         raise DiversityError("diversify trains on the batched engine; set `engine: batched`")
+    if cfg.seeds.grid or cfg.seeds.init_plane or cfg.env.planted:
+        raise DiversityError("diversify draws ordinary seeds (it sets the branches' seed grid itself); remove "
+                             "seeds.grid, seeds.init_plane and env.planted")
     div = _settings(cfg, budget)
     end = cfg.checkpoint_steps()[-1]
     c, k = div.branch_at, div.directions
@@ -297,7 +300,7 @@ def diversify(cfg: ExperimentConfig, runs_dir: Path | str = "runs", methods: tup
     run = train("iid", iid_cfg, Path(runs_dir), resume=resume, overwrite=overwrite)
     timings = run.root / TIMINGS_FILE
     seconds = {**(read_json(timings) if timings.exists() else {}), **seconds}
-    probe = probe_observations(iid_cfg)
+    probe = probe_observations(iid_cfg) if branched else None      # what the Hessian's batches must not hold
     plans: dict[str, dict] = {}
     search = None
     for name in branched:
@@ -315,7 +318,7 @@ def diversify(cfg: ExperimentConfig, runs_dir: Path | str = "runs", methods: tup
         train("population", pop_cfg, run.root, resume=resume, overwrite=overwrite)
     atomic_write_json(timings, seconds)
     result = _measure(iid_cfg, div, budget, run, [m for m in METHODS if m in methods or m == "iid"], bases, plans,
-                      seconds, len(probe), show_progress)
+                      seconds, None if probe is None else len(probe), show_progress)
     result.save(run.root / RESULT_FILE)
     return result
 
@@ -419,7 +422,7 @@ def _start_branches(method_cfg: ExperimentConfig, run: RunDir, name: str, search
 
 
 def _measure(cfg: ExperimentConfig, div: DiversityConfig, budget: int, run: RunDir, methods: list[str], bases: int,
-             plans: dict[str, dict], seconds: dict[str, float], probe_size: int,
+             plans: dict[str, dict], seconds: dict[str, float], probe_size: int | None,
              show_progress: bool) -> DiversityResult:
     """Evaluate every method's seeds on the held-out probe, cluster them together, and count."""
     from rlbasins.analysis.basins import CLUSTERERS
