@@ -70,9 +70,11 @@ def test_a_population_bonus_moves_its_own_members_only() -> None:
     assert moved[1] > 0 and moved[3] > 0 and moved[0] == 0 and moved[2] == 0
 
 
-def test_incomplete_populations_are_refused() -> None:
+def test_incomplete_or_mixed_populations_are_refused() -> None:
     with pytest.raises(ValueError, match="populations train whole"):
         _bonus(2, [0, 1, 2])
+    with pytest.raises(ValueError, match="not in a grid of settings"):
+        _bonus(2, [0, 1, 0, 1])                      # two runs' seeds 0 and 1 in one lockstep batch
 
 
 @pytest.mark.slow

@@ -34,6 +34,8 @@ class PopulationBonus:
 
     def __init__(self, cfg: ExperimentConfig, indices: list[int], space: gym.spaces.Box, reference: torch.Tensor):
         pop = cfg.population
+        if len(set(indices)) < len(indices):
+            raise ValueError("a population's seeds train as one run, not in a grid of settings (seed indices repeat)")
         self.size, self.weight, self.length_scale = pop.size, pop.bonus, pop.length_scale
         groups: dict[int, list[int]] = {}
         for slot, index in enumerate(indices):
