@@ -3,6 +3,7 @@ objective, and the whole study through the CLI on a tiny TwoDoors experiment."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import gymnasium as gym
@@ -21,7 +22,6 @@ from rlbasins.studies.diversity import (
     BRANCHES_FILE,
     RESULT_FILE,
     DiversityResult,
-    expected_found,
     off_probe,
     rarefaction_curve,
 )
@@ -56,13 +56,14 @@ def test_diversity_config_is_validated_and_outside_the_hash() -> None:
 # --------------------------------------------------------------------------- rarefaction
 
 
-@settings(max_examples=50, deadline=None)
-@given(sizes=st.lists(st.integers(1, 20), min_size=1, max_size=6))
-def test_expected_found_over_single_seed_units_is_hurlberts_rarefaction(sizes: list[int]) -> None:
-    total = sum(sizes)
-    for n in range(1, total + 1):
-        assert expected_found(np.array(sizes), total, n) == pytest.approx(represented_basins(sizes, n))
-    assert expected_found(np.array(sizes), total, total) == pytest.approx(len(sizes))
+@settings(max_examples=40, deadline=None)
+@given(units=st.lists(st.sets(st.integers(0, 3), min_size=1), min_size=1, max_size=7))
+def test_rarefaction_over_units_is_the_mean_over_every_subset_of_units(units: list[set[int]]) -> None:
+    """The closed form against brute force: the distinct basins of every n-subset of the units, averaged."""
+    holding = np.array([sum(b in unit for unit in units) for b in range(4)])
+    for n in range(1, len(units) + 1):
+        brute = np.mean([len(set().union(*subset)) for subset in itertools.combinations(units, n)])
+        assert represented_basins(holding, n, units=len(units)) == pytest.approx(brute)
 
 
 @settings(max_examples=30, deadline=None)

@@ -115,10 +115,12 @@ def default_sizes(n_seeds: int) -> list[int]:
     return [*sizes, n_seeds]
 
 
-def represented_basins(basin_sizes: list[int], n: int) -> float:
+def represented_basins(basin_sizes: list[int] | np.ndarray, n: int, units: int | None = None) -> float:
     """Expected number of basins with at least one seed in a random n-subset of the seeds (without
-    replacement): Σ_b 1 − C(S − s_b, n) / C(S, n)."""
-    total = int(sum(basin_sizes))
+    replacement): Σ_b 1 − C(S − s_b, n) / C(S, n). With ``units``, the draws are of U units that may hold
+    several seeds each (a base's branches, a population) and ``basin_sizes`` count the units holding each
+    basin: Σ_b 1 − C(U − u_b, n) / C(U, n)."""
+    total = int(sum(basin_sizes)) if units is None else int(units)
 
     def log_choose(a: int, b: int) -> float:
         return gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1)

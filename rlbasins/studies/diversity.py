@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rlbasins.analysis.basin_count import represented_basins
 from rlbasins.core.config import DiversityConfig, ExperimentConfig, SeedGrid, load_config
 from rlbasins.core.results import Result, to_json
 from rlbasins.core.store import RunDir, atomic_write_json, read_json
@@ -179,19 +180,6 @@ class DiversityResult(Result):
 # --------------------------------------------------------------------------- rarefaction
 
 
-def expected_found(unit_counts: np.ndarray, units: int, n: int) -> float:
-    """Expected basins among n of ``units`` units drawn without replacement, basin b being in
-    ``unit_counts[b]`` of them: Σ_b 1 − C(U − u_b, n) / C(U, n)."""
-    from scipy.special import gammaln
-
-    def log_choose(a, b):
-        return gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1)
-
-    counts = np.asarray(unit_counts, float)
-    missed = np.where(units - counts >= n, np.exp(log_choose(units - counts, n) - log_choose(units, n)), 0.0)
-    return float(np.sum(1.0 - missed))
-
-
 def rarefaction_curve(units: list[list[int]], basin_of: dict[int, int], unit_steps: float, resamples: int,
                       seed: int = 0) -> Curve:
     """Expected basins found by n = 1 … U units (each a list of seeds), with a bootstrap interval over units."""
@@ -200,9 +188,9 @@ def rarefaction_curve(units: list[list[int]], basin_of: dict[int, int], unit_ste
     for u, seeds in enumerate(units):
         holds[u, [basin_of[s] for s in seeds]] = True
     sizes = range(1, len(units) + 1)
-    means = [expected_found(holds.sum(0), len(units), n) for n in sizes]
+    means = [represented_basins(holds.sum(0), n, units=len(units)) for n in sizes]
     rng = np.random.default_rng(seed)
-    boot = np.array([[expected_found(holds[draw].sum(0), len(units), n) for n in sizes]
+    boot = np.array([[represented_basins(holds[draw].sum(0), n, units=len(units)) for n in sizes]
                      for draw in rng.integers(len(units), size=(resamples, len(units)))])
     low, high = np.percentile(boot, [2.5, 97.5], axis=0)
     return Curve([round(n * unit_steps) for n in sizes], means, [[float(a), float(b)] for a, b in zip(low, high,
