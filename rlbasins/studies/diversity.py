@@ -393,13 +393,15 @@ def _start_branches(method_cfg: ExperimentConfig, run: RunDir, name: str, search
         actor, loss, eigen = search.actor[b], search.losses[b], search.eigen[b]
         others = random_directions(actor, k, factor_seed(method_cfg.seed, "diversity", b)) if name == "random" \
             else None
+        with torch.no_grad():
+            before = float(loss(actor))
         for j in range(2 * k):
             i, sign = j // 2, 1 - 2 * (j % 2)
             alpha = search.steps[b][j][0]
             direction = {n: sign * v for n, v in (eigen.vectors[i] if others is None else others[i]).items()}
             branched = moved(actor, direction, alpha)
             with torch.no_grad():
-                before, after = float(loss(actor)), float(loss(branched))
+                after = float(loss(branched))
             seed = j * bases + b
             starts[seed] = (run, b, {**search.weights[b], **{n: v.float() for n, v in branched.items()}})
             branches.append(Branch(seed, b, i, sign, float(eigen.values[i]) if others is None else None, alpha,
