@@ -6,6 +6,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from envs.suites import get_suite
 from rlbasins.core.policy import ActorCritic, StackedPolicy
@@ -47,3 +48,42 @@ def test_batched_core_rollouts_match_the_gymnasium_view(env_id: str, greedy: boo
     np.testing.assert_array_equal(core.outcomes, view.outcomes)
 
 
+
+
+def test_policies_that_finish_early_leave_the_batch_without_changing_anyones_episodes(monkeypatch) -> None:
+    """Half the policies always push the cart left and end every episode within a dozen steps, the other
+    half balance the pole (push towards where it falls); once the first half are done the batch shrinks to
+    the others (the core rebuilt from their envs' states), and every policy's episodes stay those it plays
+    alone."""
+    import envs
+    from envs.cartpole import CartPoleCore
+
+    built: list[int] = []
+
+    class CountingCore(CartPoleCore):
+        def __init__(self, num_envs: int = 1, **kwargs) -> None:
+            built.append(num_envs)
+            super().__init__(num_envs, **kwargs)
+
+    monkeypatch.setitem(envs.BATCHED_CORES, "CartPole-v1", CountingCore)
+    template = ActorCritic(4, 2, [16, 16])
+    policies = []
+    for i in range(8):
+        sd = {name: torch.zeros_like(value) for name, value in template.state_dict().items()}
+        if i % 2:  # balance: hidden unit 0 = tanh(θ + θ'), pushed right when it is positive
+            sd["actor.0.weight"][0] = torch.tensor([0.0, 0.0, 1.0 + 0.1 * i, 1.0])
+            sd["actor.2.weight"][0, 0] = 1.0
+            sd["actor.4.weight"][:, 0] = torch.tensor([-20.0, 20.0])
+        else:      # always left
+            sd["actor.4.bias"] = torch.tensor([20.0, -20.0])
+        policies.append(sd)
+    seeds = list(range(6))
+    for greedy in (True, False):
+        built.clear()
+        together = play(template, stack_state_dicts(policies), "CartPole-v1", {}, seeds, greedy=greedy,
+                        action_seed=3)
+        assert built[0] == 8 * len(seeds) and min(built) <= 4 * len(seeds)        # the batch did shrink
+        for i, sd in enumerate(policies):
+            alone = play(template, stack_state_dicts([sd]), "CartPole-v1", {}, seeds, greedy=greedy, action_seed=3)
+            np.testing.assert_array_equal(together.returns[i], alone.returns[0])
+        assert together.returns[::2].max() < together.returns[1::2].min()          # the left-pushers ended first

@@ -294,8 +294,8 @@ def _similarity(spec: PermutationSpec, perms: Arrays, ref: Arrays, other: Arrays
     non-permuted entry: a convolution's kernel positions, the H·W columns of a channel's block."""
     similarity = np.zeros((n, n))
     for name, axis in axes:
-        w_ref = np.moveaxis(ref[name], axis, 0).reshape(n, -1)
-        w_other = np.moveaxis(_permuted(spec, perms, name, other[name], except_axis=axis), axis, 0).reshape(n, -1)
+        w_ref = np.swapaxes(ref[name], 0, axis).reshape(n, -1)
+        w_other = np.swapaxes(_permuted(spec, perms, name, other[name], except_axis=axis), 0, axis).reshape(n, -1)
         similarity += w_ref @ w_other.T
     return similarity
 

@@ -135,7 +135,10 @@ def exchange_to_sb3(weights: dict[str, torch.Tensor], n_hidden: int) -> dict[str
 
 
 def _mlp_plan(trunk: nn.Module) -> list[tuple[str, Any]] | None:
-    """The layers of an ``nn.Sequential`` of Linear and Tanh/ReLU as (kind, name or function); else None."""
+    """The layers of an ``nn.Sequential`` of Linear and Tanh/ReLU as (kind, name or function); else None.
+    An activation right after a Linear runs in place on its fresh output (autograd allows it: neither
+    ``baddbmm`` nor the activation's backward needs the pre-activation), which saves an allocation and a pass
+    over memory."""
     if not isinstance(trunk, nn.Sequential):
         return None
     plan: list[tuple[str, Any]] = []
@@ -143,7 +146,11 @@ def _mlp_plan(trunk: nn.Module) -> list[tuple[str, Any]] | None:
         if isinstance(layer, nn.Linear):
             plan.append(("linear", name))
         elif type(layer) in (nn.Tanh, nn.ReLU):
-            plan.append(("activation", torch.tanh if isinstance(layer, nn.Tanh) else torch.relu))
+            after_linear = bool(plan) and plan[-1][0] == "linear"
+            if isinstance(layer, nn.Tanh):
+                plan.append(("activation", torch.tanh_ if after_linear else torch.tanh))
+            else:
+                plan.append(("activation", torch.relu_ if after_linear else torch.relu))
         else:
             return None
     return plan

@@ -115,6 +115,9 @@ def _core_for(env_id: str, env_kwargs: dict[str, Any]) -> type | None:
 def _play_core(policy: StackedPolicy, core_class: type, env_kwargs: dict[str, Any],
                reset_seeds: Sequence[int], starts: GridState | None, greedy: bool, action_seed: int,
                device: torch.device) -> EpisodeBatch:
+    """Episodes on a batched core. Whenever a quarter or more of the policies in the batch have ended all
+    their episodes, they leave it (the core keeps the others' envs, the policy their rows): a policy's
+    episodes are the same either way, since a row never depends on the other rows."""
     count, n_episodes = len(next(iter(policy.params.values()))), len(reset_seeds)
     core = core_class(num_envs=count * n_episodes, device=device, **env_kwargs)
     seeds = torch.as_tensor(list(reset_seeds), dtype=torch.int64, device=device)
@@ -124,20 +127,33 @@ def _play_core(policy: StackedPolicy, core_class: type, env_kwargs: dict[str, An
         starts = starts.to(device) if isinstance(starts, GridState) else torch.as_tensor(np.asarray(starts),
                                                                                           device=device)
         obs = core.reset_to(starts[torch.arange(count * n_episodes, device=device) % n_episodes])
-    done = torch.zeros(count * n_episodes, dtype=torch.bool, device=device)
+    done = torch.zeros(count * n_episodes, dtype=torch.bool, device=device)          # [P·E], every episode
     outcome = torch.full((count * n_episodes,), OUTCOME_ONGOING, dtype=torch.int64, device=device)
     returns = torch.zeros(count * n_episodes, device=device)
+    rows = torch.arange(count * n_episodes, device=device)                            # [P'·E] the core's envs
+    playing = count                                                                   # P' policies in the batch
     for t in range(core.max_steps):
-        probs = policy.logits(obs.view(count, n_episodes, -1)).softmax(-1)       # [P, E, A]
+        probs = policy.logits(obs.view(playing, n_episodes, -1)).softmax(-1)            # [P', E, A]
         actions = choose_actions(probs, greedy, None if greedy else step_uniforms(seeds, action_seed, t))
         step = core.step(actions.reshape(-1))
-        returns += torch.where(done, torch.zeros_like(step.reward), step.reward)
-        ended = ~done & (step.terminated | step.truncated)
-        outcome = torch.where(ended, step.outcome, outcome)
-        done |= ended
+        before = done[rows]
+        returns[rows] += torch.where(before, torch.zeros_like(step.reward), step.reward)
+        ended = ~before & (step.terminated | step.truncated)
+        outcome[rows] = torch.where(ended, step.outcome, outcome[rows])
+        finished = (before | ended).view(playing, n_episodes).all(1)                  # [P']
+        done[rows] = before | ended
         obs = step.obs
-        if bool(done.all()):
+        n_finished = int(finished.sum())
+        if n_finished == playing:
             break
+        if 4 * n_finished >= playing:
+            keep = (~finished).nonzero().squeeze(1)                                    # [P'']
+            envs_kept = (keep[:, None] * n_episodes + torch.arange(n_episodes, device=device)).reshape(-1)
+            rows, obs, playing = rows[envs_kept], obs[envs_kept], len(keep)
+            policy = StackedPolicy.from_params(policy.template, {k: v[keep] for k, v in policy.params.items()})
+            kept_state = {name: value[envs_kept] for name, value in core.state_dict().items()}
+            core = core_class(num_envs=len(envs_kept), device=device, **env_kwargs)
+            core.load_state_dict(kept_state)
     outcome = outcome.view(count, n_episodes).cpu().numpy()
     if hasattr(core_class, "outcome_name"):
         names = np.array([core_class.outcome_name(c) for c in range(-1, 5)], dtype=object)[outcome + 1]
