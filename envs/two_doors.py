@@ -32,6 +32,11 @@ asymmetry between the doors: with ``code_length`` 1 and ``shape_code_length`` 2 
 door one time in four and the square door one time in sixteen, so fewer seeds happen on the square door's
 skill first and its basin can be made rare, while both doors still pay 1 once their code is known.
 
+``shape_door_salience`` (default 1) is the value of the square door's two planes (blue, square) where the red
+door's are 1: a continuous asymmetry between the doors (the input a policy has to pick the door up from is
+weaker, and so are the gradients on its first-layer weights), for basins of any share between the balanced
+doors' and none. Both doors still pay 1.
+
 Observation planes: agent, red, blue, square, circle (as CueConflict), then ``code_length`` planes
 ``digit_1 … digit_L`` (L the longer code's length): plane ``digit_k`` is lit at the agent's cell while it
 stands on a door with k − 1 keys of its code entered. An opened door is gone from the episode's final
@@ -68,7 +73,10 @@ class TwoDoorsCore(CueConflictCore):
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
                  device: torch.device | str = "cpu", code_length: int = 1,
                  probe: Literal["halfway", "adjacent"] = "halfway", keys: int = 4,
-                 shape_code_length: int | None = None):
+                 shape_code_length: int | None = None, shape_door_salience: float = 1.0):
+        if not 0 < shape_door_salience <= 1:
+            raise ValueError(f"shape_door_salience must be in (0, 1] (the square door's plane value, the red "
+                             f"door's being 1), got {shape_door_salience}")
         for name, value in (("code_length", code_length), ("shape_code_length", shape_code_length)):
             if value is not None and not 0 <= value <= 8:
                 raise ValueError(f"{name} must be in 0 … 8 (keys to press at a door), got {value}")
@@ -85,6 +93,7 @@ class TwoDoorsCore(CueConflictCore):
         self._lengths = torch.tensor(lengths, device=device)                     # [door] keys of its code
         self._presses = self._lengths.clamp(min=1)      # [door] keys that open it (length 0: any one key)
         self._doors = torch.tensor([[1, 0], [0, 1]], device=device)  # (red, square) of the colour door, shape door
+        self.shape_door_salience = float(shape_door_salience)
         super().__init__(num_envs, size, 3 * size + self.code_length if max_steps is None else max_steps, device,
                          probe=probe)
 
@@ -140,6 +149,10 @@ class TwoDoorsCore(CueConflictCore):
         here = self._standing_on(state)                                                  # [B, door]
         gone = here & (state.progress[:, None] == self._presses)                         # opened
         values = values.expand(len(state), -1) * (~gone).repeat_interleave(2, dim=1)     # a write of 0: nothing
+        if self.shape_door_salience != 1:                                                # the square door dimmer
+            square = state.attributes[:, :, 1] == 1                                      # [B, door]
+            scale = torch.where(square, self.shape_door_salience, 1.0).repeat_interleave(2, dim=1)
+            values = values * scale
         if not self.code_length:
             return index, values
         on_door, kind = self._door_here(state)

@@ -462,6 +462,28 @@ def test_two_doors_shape_code_length_makes_the_square_door_alone_harder_to_open(
     assert second.terminated[2] and second.reward[2] == 1 and second.outcome[2] == 2
 
 
+def test_two_doors_shape_door_salience_dims_the_square_doors_planes_only() -> None:
+    """The square door's blue and square planes take the salience, the red door's stay 1, wherever the doors
+    are (training and held-out states); dynamics and pay do not change; out-of-range values are refused."""
+    core_class = envs.GRID_ENVS["rlbasins/TwoDoors-v0"]
+    plain, dim = core_class(num_envs=64, size=4), core_class(num_envs=64, size=4, shape_door_salience=0.3)
+    seeds = torch.arange(64)
+    obs_plain, obs_dim = plain.reset(seeds), dim.reset(seeds)
+    blue, square = plain.channels.index("blue"), plain.channels.index("square")
+    np.testing.assert_allclose(obs_dim[:, [blue, square]], 0.3 * obs_plain[:, [blue, square]])
+    others = [c for c in range(len(plain.channels)) if c not in (blue, square)]
+    assert torch.equal(obs_dim[:, others], obs_plain[:, others])
+    actions = torch.randint(plain.n_actions, (64,), generator=torch.Generator().manual_seed(0))
+    a, b = plain.step(actions), dim.step(actions)
+    assert torch.equal(a.reward, b.reward) and torch.equal(a.outcome, b.outcome)
+    held = core_class.heldout_states(32, seed=1, size=4, probe="adjacent")
+    dim_held = core_class(num_envs=32, size=4, probe="adjacent", shape_door_salience=0.3).reset_to(held)
+    assert dim_held[:, square].amax() == pytest.approx(0.3) and dim_held[:, plain.channels.index("red")].amax() == 1
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="shape_door_salience"):
+            core_class(num_envs=1, shape_door_salience=bad)
+
+
 def test_two_doors_code_length_zero_opens_either_door_with_either_key_and_keeps_cue_conflicts_planes() -> None:
     core_class = envs.GRID_ENVS["rlbasins/TwoDoors-v0"]
     core = core_class(num_envs=4, code_length=0)
