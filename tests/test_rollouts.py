@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+import envs
+from envs.cartpole import CartPoleCore
 from envs.suites import get_suite
 from rlbasins.core.policy import ActorCritic, StackedPolicy
 from rlbasins.core.rollouts import _play_gym, play, stack_state_dicts
@@ -55,9 +57,6 @@ def test_policies_that_finish_early_leave_the_batch_without_changing_anyones_epi
     half balance the pole (push towards where it falls); once the first half are done the batch shrinks to
     the others (the core rebuilt from their envs' states), and every policy's episodes stay those it plays
     alone."""
-    import envs
-    from envs.cartpole import CartPoleCore
-
     built: list[int] = []
 
     class CountingCore(CartPoleCore):
