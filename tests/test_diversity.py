@@ -184,6 +184,11 @@ def test_diversify_branches_bases_keeps_the_probe_out_and_counts_basins(tmp_path
     assert [m.basins for m in resumed.methods] == [m.basins for m in result.methods]
     assert resumed.method("ridge").search_steps == ridge_m.search_steps
 
+    # resumed with other branching settings: refused, naming the run whose branches they would contradict
+    other = write_yaml(tmp_path / "div_other.yaml", diversity_config(lanczos_tol=1e-3))
+    refused = CliRunner().invoke(app, ["diversify", str(other), "--runs-dir", str(runs), "--no-progress", "--resume"])
+    assert refused.exit_code == 2 and "was branched with" in refused.output and "lanczos_tol" in refused.output
+
 
 def test_diversify_refuses_seed_grids_it_would_overwrite(tmp_path: Path) -> None:
     data = diversity_config()

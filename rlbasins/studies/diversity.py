@@ -296,8 +296,12 @@ def diversify(cfg: ExperimentConfig, runs_dir: Path | str = "runs", methods: tup
         method_run = RunDir(run.root / name)
         if not (resume and method_run.exists()):
             search = search or _search(iid_cfg, run, bases, div, probe, show_progress)
-            _start_branches(method_cfg, run, name, search, c)
+            _start_branches(method_cfg, run, name, search, c, _branching(div))
         plans[name] = read_json(method_run.root / BRANCHES_FILE)
+        made = plans[name].get("settings")
+        if made is not None and made != _branching(div):
+            raise DiversityError(f"{method_run.root} was branched with {made}, not {_branching(div)}: give the "
+                                 f"experiment another name or runs directory, or pass --overwrite")
         train(name, method_cfg, run.root, resume=True)
     if "population" in methods:
         count = (budget // end) // size * size
@@ -312,7 +316,12 @@ def diversify(cfg: ExperimentConfig, runs_dir: Path | str = "runs", methods: tup
 
 
 BRANCHES_FILE = "branches.json"
-"""In a method's run directory: its branches and the bill of the search that made them."""
+"""In a method's run directory: its branches, the settings and the bill of the search that made them."""
+
+
+def _branching(div: DiversityConfig) -> dict:
+    """The settings that decide a method's branches (a resumed run must have been branched with them)."""
+    return {"branch_at": div.branch_at, "directions": div.directions, "lanczos_tol": div.lanczos_tol}
 
 
 @dataclass
@@ -381,8 +390,10 @@ def _search(cfg: ExperimentConfig, run: RunDir, bases: int, div: DiversityConfig
     return search
 
 
-def _start_branches(method_cfg: ExperimentConfig, run: RunDir, name: str, search: _Search, step: int) -> None:
-    """Write the branches of ``name`` as checkpoints at ``step`` of its run and list them in its branches file."""
+def _start_branches(method_cfg: ExperimentConfig, run: RunDir, name: str, search: _Search, step: int,
+                    settings: dict) -> None:
+    """Write the branches of ``name`` as checkpoints at ``step`` of its run and list them, with the search's
+    ``settings``, in its branches file."""
     from rlbasins.core.seeding import factor_seed
     from rlbasins.train import start_from
     from rlbasins.train.ridge import moved, random_directions
@@ -408,7 +419,8 @@ def _start_branches(method_cfg: ExperimentConfig, run: RunDir, name: str, search
                                    before, after))
     method_run = start_from(method_cfg, run.root, step, starts, overwrite=True)
     bill = search.bill if name == "ridge" else {"steps": 0, "products": 0, "seconds": 0.0}
-    atomic_write_json(method_run.root / BRANCHES_FILE, {"branches": [to_json(b) for b in branches], "bill": bill})
+    atomic_write_json(method_run.root / BRANCHES_FILE, {"branches": [to_json(b) for b in branches], "bill": bill,
+                                                        "settings": settings})
 
 
 def _measure(cfg: ExperimentConfig, div: DiversityConfig, budget: int, run: RunDir, methods: list[str], bases: int,
