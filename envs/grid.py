@@ -157,7 +157,6 @@ class GridCore:
         self.device = torch.device(device)
         self.sync_free = self.device.type != "cpu"
         self._agent_value = torch.ones(1, device=self.device)
-        self._rows = torch.arange(num_envs, device=self.device)
         self.state = self.layout(torch.zeros(num_envs, dtype=torch.int64, device=self.device),
                                  torch.zeros(num_envs, dtype=torch.int64, device=self.device))
 
