@@ -2,7 +2,8 @@
 
 ``rlbasins bench envs``: batched env-core steps per second at several batch sizes, next to the
 gymnasium single-env view of the same environment (the speed SB3 sees per environment).
-``rlbasins bench ppo``: SB3 on every core vs the batched engine, the compute floor, memory.
+``rlbasins bench ppo``: SB3 on every core vs the batched engine, the compute floor, memory; with
+``--reward-model``, the engine on a frozen reward model vs on the env's own reward.
 ``rlbasins bench grid``: a grid of settings in one lockstep batch vs as many seeds of one setting.
 ``rlbasins bench analysis``: seconds per stage of the full analysis of N seeds.
 """
@@ -104,19 +105,56 @@ def write_json(result: dict, path: Path | None) -> None:
 
 
 def bench_config(env_id: str, n_epochs: int, seeds: int, device: str, total_timesteps: int, n_steps: int = 128,
-                 batch_size: int = 256):
-    """The PPO settings every engine is measured with: 8 envs × ``n_steps``, minibatch ``batch_size``, 2×64 tanh."""
+                 batch_size: int = 256, hidden: tuple[int, ...] = (64, 64), env_kwargs: dict | None = None,
+                 reward_model: str | None = None):
+    """The PPO settings every engine is measured with: 8 envs × ``n_steps``, minibatch ``batch_size``, tanh actor
+    and critic of widths ``hidden``; the env's own reward, or the frozen model whose card is ``reward_model``."""
     from rlbasins.core.config import parse_config
 
     return parse_config({
-        "name": "bench", "device": device, "engine": "batched", "env": {"id": env_id, "num_envs": 8},
+        "name": "bench", "device": device, "engine": "batched",
+        "env": {"id": env_id, "num_envs": 8, "kwargs": env_kwargs or {}}, "reward_model": reward_model,
+        "policy": {"hidden_sizes": list(hidden)},
         "ppo": {"total_timesteps": total_timesteps, "n_steps": n_steps, "batch_size": batch_size,
                 "n_epochs": n_epochs},
         "seeds": {"count": seeds}, "checkpoints": {"every": total_timesteps}, "analysis": {"enabled": False}})
 
 
-def _sb3_worker(args: tuple[str, int, int, int, int]) -> None:
-    env_id, n_epochs, steps, n_steps, batch_size = args
+def _trainer(cfgs: list[ExperimentConfig], seeds: int, root: str):
+    """One :class:`~rlbasins.train.batched.BatchedTrainer` over ``seeds`` seeds of each config (trained in one
+    lockstep batch), its run directories under ``root``."""
+    from rlbasins.core.seeding import experiment_seeds
+    from rlbasins.train.base import SeedTask
+    from rlbasins.train.batched import BatchedTrainer
+
+    tasks = []
+    for cfg in cfgs:
+        factor_seeds = experiment_seeds(cfg.seed, seeds, cfg.seeds.vary, cfg.seeds.grid)
+        tasks += [SeedTask(k, factor_seeds[k], cfg.model_dump(mode="json"), f"{root}/{cfg.name}")
+                  for k in range(seeds)]
+    return BatchedTrainer(cfgs[0], tasks, cfgs[0].env.kwargs)
+
+
+def alternating_rates(trainers: dict[str, Any], env_steps: int, iterations: int, device: str) -> dict[str, float]:
+    """Env-steps/s of each trainer ({name: BatchedTrainer}, each ``env_steps`` env steps per PPO iteration): their
+    iterations alternate (so that the machine's drifts hit all of them alike), after one warm-up iteration each;
+    the median of ``iterations`` timed iterations per trainer."""
+    seconds: dict[str, list[float]] = {name: [] for name in trainers}
+    for i in range(iterations + 1):
+        for name, trainer in trainers.items():
+            start = time.perf_counter()
+            trainer.train_iteration(progress_remaining=1.0)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if i:
+                seconds[name].append(time.perf_counter() - start)
+    for trainer in trainers.values():
+        trainer.close()
+    return {name: env_steps / statistics.median(s) for name, s in seconds.items()}
+
+
+def _sb3_worker(args: tuple[str, int, int, int, int, tuple[int, ...]]) -> None:
+    env_id, n_epochs, steps, n_steps, batch_size, hidden = args
     import torch as th
 
     th.set_num_threads(1)
@@ -126,25 +164,28 @@ def _sb3_worker(args: tuple[str, int, int, int, int]) -> None:
     import envs  # noqa: F401
 
     model = PPO("MlpPolicy", make_vec_env(env_id, n_envs=8, seed=0), n_steps=n_steps, batch_size=batch_size,
-                n_epochs=n_epochs, device="cpu", seed=0)
+                n_epochs=n_epochs, device="cpu", seed=0,
+                policy_kwargs={"net_arch": {"pi": list(hidden), "vf": list(hidden)}})
     model.learn(steps)
 
 
 def sb3_rate(env_id: str, n_epochs: int, steps_per_process: int, processes: int, n_steps: int,
-             batch_size: int) -> float:
+             batch_size: int, hidden: tuple[int, ...] = (64, 64)) -> float:
     """Aggregate env-steps/s of SB3 PPO with one process per core (startup excluded by a warm pool)."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
-        list(pool.map(_sb3_worker, [(env_id, n_epochs, 8 * n_steps, n_steps, batch_size)] * processes))  # warm-up
+        warm_up, timed = ((env_id, n_epochs, steps, n_steps, batch_size, hidden) for steps in (8 * n_steps,
+                                                                                               steps_per_process))
+        list(pool.map(_sb3_worker, [warm_up] * processes))
         start = time.perf_counter()
-        list(pool.map(_sb3_worker, [(env_id, n_epochs, steps_per_process, n_steps, batch_size)] * processes))
+        list(pool.map(_sb3_worker, [timed] * processes))
         return processes * steps_per_process / (time.perf_counter() - start)
 
 
 def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: int, batch_size: int,
-                 iterations: int = 3) -> tuple[float, int]:
+                 hidden: tuple[int, ...] = (64, 64), iterations: int = 3) -> tuple[float, int]:
     """(env-steps/s, host syncs per iteration) of the batched engine for ``seeds`` seeds: the median
     over ``iterations`` timed PPO iterations, TensorBoard logging included.
 
@@ -153,31 +194,14 @@ def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: i
     import tempfile
 
     from rlbasins.core.devices import HostSyncCounter
-    from rlbasins.core.seeding import experiment_seeds
-    from rlbasins.train.base import SeedTask
-    from rlbasins.train.batched import BatchedTrainer
 
-    cfg = bench_config(env_id, n_epochs, seeds, device, 10**9, n_steps, batch_size)
-    factor_seeds = experiment_seeds(cfg.seed, seeds, cfg.seeds.vary, cfg.seeds.grid)
+    cfg = bench_config(env_id, n_epochs, seeds, device, 10**9, n_steps, batch_size, hidden)
     with tempfile.TemporaryDirectory() as root:
-        tasks = [SeedTask(k, factor_seeds[k], cfg.model_dump(mode="json"), root) for k in range(seeds)]
-        trainer = BatchedTrainer(cfg, tasks, cfg.env.kwargs)
-
-        def iteration() -> None:
-            trainer.train_iteration(progress_remaining=1.0)
-            if device == "cuda":
-                torch.cuda.synchronize()
-
+        trainer = _trainer([cfg], seeds, root)
         with HostSyncCounter() as syncs:
             trainer.train_iteration(progress_remaining=1.0)
-        iteration()
-        seconds = []
-        for _ in range(iterations):
-            start = time.perf_counter()
-            iteration()
-            seconds.append(time.perf_counter() - start)
-        trainer.close()
-        return seeds * cfg.rollout_size / statistics.median(seconds), syncs.total
+        rate = alternating_rates({"engine": trainer}, seeds * cfg.rollout_size, iterations, device)["engine"]
+        return rate, syncs.total
 
 
 def _batched_worker(args: tuple) -> dict:
@@ -192,25 +216,26 @@ def _batched_worker(args: tuple) -> dict:
 
 
 def batched_rate_and_memory(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: int,
-                            batch_size: int) -> dict:
+                            batch_size: int, hidden: tuple[int, ...] = (64, 64)) -> dict:
     """:func:`batched_rate` in a fresh process, so that its peak memory is its own (host, and on
     CUDA the device's ``max_memory_allocated``)."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(_batched_worker, (env_id, n_epochs, seeds, device, n_steps, batch_size)).result()
+        return pool.submit(_batched_worker, (env_id, n_epochs, seeds, device, n_steps, batch_size, hidden)).result()
 
 
-def floor_rate(obs_shape: tuple[int, ...], n_actions: int, seeds: int, samples: int, device: str) -> float:
-    """Samples/s of the compute floor: the engine's own stacked model (2×64 tanh actor and critic,
+def floor_rate(obs_shape: tuple[int, ...], n_actions: int, seeds: int, samples: int, device: str,
+               hidden: tuple[int, ...] = (64, 64)) -> float:
+    """Samples/s of the compute floor: the engine's own stacked model (tanh actor and critic of widths ``hidden``,
     :class:`~rlbasins.train.batched.StackedPolicy`, same memory layout and kernels) doing forward,
     backward and a fused ``torch.optim.Adam`` step on ``samples`` random observations per seed,
     and nothing else: no env, no sampling, no PPO loss terms, no per-seed masking."""
     from rlbasins.core.policy import ActorCritic, StackedPolicy
 
     generator = torch.Generator().manual_seed(0)
-    modules = [ActorCritic(obs_shape, n_actions, [64, 64], "tanh") for _ in range(seeds)]
+    modules = [ActorCritic(obs_shape, n_actions, list(hidden), "tanh") for _ in range(seeds)]
     policy = StackedPolicy(modules, torch.device(device))
     optimizer = torch.optim.Adam(list(policy.params.values()), lr=3e-4, foreach=True)
     obs = torch.randn(seeds, samples, *obs_shape, generator=generator).to(device)
@@ -228,7 +253,7 @@ def floor_rate(obs_shape: tuple[int, ...], n_actions: int, seeds: int, samples: 
 
 
 def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, sb3_steps: int,
-              n_steps: int = 128, batch_size: int = 256) -> dict:
+              n_steps: int = 128, batch_size: int = 256, hidden: tuple[int, ...] = (64, 64)) -> dict:
     """SB3 on every core vs the batched engine at several seed counts, with the floor for each."""
     import os
 
@@ -238,11 +263,12 @@ def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, s
     obs_shape, n_actions = tuple(env.observation_space.shape), int(env.action_space.n)
     env.close()
     cores = os.cpu_count() or 1
-    sb3 = sb3_rate(env_id, n_epochs, sb3_steps, cores, n_steps, batch_size)
+    sb3 = sb3_rate(env_id, n_epochs, sb3_steps, cores, n_steps, batch_size, hidden)
     rows = []
     for seeds in seed_counts:
-        row = {"seeds": seeds, **batched_rate_and_memory(env_id, n_epochs, seeds, device, n_steps, batch_size)}
-        floor = floor_rate(obs_shape, n_actions, seeds, batch_size, device) / n_epochs  # env-steps/s bound
+        row = {"seeds": seeds, **batched_rate_and_memory(env_id, n_epochs, seeds, device, n_steps, batch_size,
+                                                         hidden)}
+        floor = floor_rate(obs_shape, n_actions, seeds, batch_size, device, hidden) / n_epochs  # env-steps/s bound
         rows.append(row | {"ratio_to_sb3": row["env_steps_per_s"] / sb3, "floor_env_steps_per_s": floor,
                            "fraction_of_floor": row["env_steps_per_s"] / floor})
     smallest = min(rows, key=lambda row: row["seeds"])
@@ -252,8 +278,51 @@ def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, s
             grown = (row[f"peak_{memory}_bytes"] or 0) - (smallest[f"peak_{memory}_bytes"] or 0)
             row[f"{memory}_bytes_per_extra_seed"] = grown / extra if extra and row[f"peak_{memory}_bytes"] else None
     return {"what": "ppo", "env": env_id, "device": device, "n_epochs": n_epochs, "n_steps": n_steps,
-            "batch_size": batch_size, "num_envs": 8, "cores": cores,
+            "batch_size": batch_size, "hidden_sizes": list(hidden), "num_envs": 8, "cores": cores,
             "torch": torch.__version__, "sb3_all_cores_env_steps_per_s": sb3, "batched": rows}
+
+
+def _seconds_per_reward(reward: Callable, obs: torch.Tensor, device: str) -> float:
+    """Seconds of one call of a learned reward function on the transitions (obs, action 0, obs), obs [B, ...]."""
+    actions = torch.zeros(len(obs), dtype=torch.int64, device=obs.device)
+
+    def call(_: int) -> None:
+        reward(obs, actions, obs)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return 1 / _rate(call, 1, seconds=0.5, repeats=5)
+
+
+def bench_learned_reward(card: Path, seed_counts: list[int], n_epochs: int, device: str, n_steps: int = 128,
+                         batch_size: int = 256, hidden: tuple[int, ...] = (64, 64), iterations: int = 5) -> dict:
+    """The batched engine on a frozen reward model (its ``card``: the model's env and env kwargs) against the same
+    config on the env's own reward, at each seed count: their PPO iterations alternate in one process
+    (:func:`alternating_rates`). Also where a learned step's time goes: the seconds per iteration the model's
+    forward pass takes alone (``n_steps`` calls on [S·E] transitions), and its share of the learned iteration."""
+    import tempfile
+
+    from rlbasins.core.reward_card import read_card
+
+    card_data, _ = read_card(card)
+    env_id, env_kwargs = card_data["env_id"], card_data.get("env_kwargs") or {}
+    rows = []
+    for seeds in seed_counts:
+        configs = {name: bench_config(env_id, n_epochs, seeds, device, 10**9, n_steps, batch_size, hidden,
+                                      env_kwargs, model) for name, model in (("env", None),
+                                                                             ("learned", str(Path(card).resolve())))}
+        with tempfile.TemporaryDirectory() as root:
+            trainers = {name: _trainer([cfg], seeds, f"{root}/{name}") for name, cfg in configs.items()}
+            reward, obs = trainers["learned"].learned, trainers["learned"].obs.clone()    # obs [S·E, ...]
+            rates = alternating_rates(trainers, seeds * configs["env"].rollout_size, iterations, device)
+        model_s = n_steps * _seconds_per_reward(reward, obs, device)                  # per iteration, in the model
+        learned_s = seeds * configs["env"].rollout_size / rates["learned"]
+        rows.append({"seeds": seeds, "env_reward_env_steps_per_s": rates["env"],
+                     "learned_reward_env_steps_per_s": rates["learned"], "slowdown": rates["env"] / rates["learned"],
+                     "model_seconds_per_iteration": model_s, "model_share_of_learned_iteration": model_s / learned_s})
+    return {"what": "learned_reward", "card": str(card), "env": env_id, "env_kwargs": env_kwargs, "device": device,
+            "n_epochs": n_epochs, "n_steps": n_steps, "batch_size": batch_size, "hidden_sizes": list(hidden),
+            "num_envs": 8, "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}
 
 
 # --------------------------------------------------------------------------- a grid of settings
@@ -270,35 +339,14 @@ def bench_grid(env_id: str, settings: int, seeds: int, n_epochs: int, device: st
     one setting in the same process: PPO iterations of the two alternate, the median of ``iterations`` each."""
     import tempfile
 
-    from rlbasins.core.seeding import experiment_seeds
-    from rlbasins.train.base import SeedTask
-    from rlbasins.train.batched import BatchedTrainer
-
     base = bench_config(env_id, n_epochs, seeds, device, 10**9, n_steps, batch_size)
     members = [base.model_copy(update={"name": f"bench-{i}", "ppo": base.ppo.model_copy(update={
         "learning_rate": GRID_LEARNING_RATES[i % len(GRID_LEARNING_RATES)],
         "ent_coef": GRID_ENTROPY[i % len(GRID_ENTROPY)]})}) for i in range(settings)]
     plain = bench_config(env_id, n_epochs, settings * seeds, device, 10**9, n_steps, batch_size)
     with tempfile.TemporaryDirectory() as root:
-        def tasks(cfg: ExperimentConfig, count: int) -> list[SeedTask]:
-            factor_seeds = experiment_seeds(cfg.seed, count, cfg.seeds.vary, cfg.seeds.grid)
-            return [SeedTask(k, factor_seeds[k], cfg.model_dump(mode="json"), f"{root}/{cfg.name}")
-                    for k in range(count)]
-
-        trainers = {"one setting": BatchedTrainer(plain, tasks(plain, settings * seeds), plain.env.kwargs),
-                    "grid": BatchedTrainer(base, [t for m in members for t in tasks(m, seeds)], base.env.kwargs)}
-        seconds: dict[str, list[float]] = {name: [] for name in trainers}
-        for i in range(iterations + 1):  # the first iteration of each is a warm-up
-            for name, trainer in trainers.items():
-                start = time.perf_counter()
-                trainer.train_iteration(progress_remaining=1.0)
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                if i:
-                    seconds[name].append(time.perf_counter() - start)
-        for trainer in trainers.values():
-            trainer.close()
-    rates = {name: settings * seeds * plain.rollout_size / statistics.median(s) for name, s in seconds.items()}
+        trainers = {"one setting": _trainer([plain], settings * seeds, root), "grid": _trainer(members, seeds, root)}
+        rates = alternating_rates(trainers, settings * seeds * plain.rollout_size, iterations, device)
     return {"what": "grid", "env": env_id, "device": device, "settings": settings, "seeds_per_setting": seeds,
             "n_epochs": n_epochs, "n_steps": n_steps, "batch_size": batch_size, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "env_steps_per_s": rates,

@@ -697,14 +697,20 @@ def bench_grid(
 
 
 @bench_app.command("ppo")
+@_handles_errors
 def bench_ppo(
-    env: Annotated[str, typer.Option("--env", help="Env id.")] = "CartPole-v1",
+    env: Annotated[str, typer.Option("--env", help="Env id (with --reward-model: the card's env).")] = "CartPole-v1",
     seeds: Annotated[list[int] | None, typer.Option("--seeds", help="Seed counts (repeatable).")] = None,
     epochs: Annotated[int, typer.Option(help="PPO epochs per iteration (SB3 default 10, CleanRL 4).")] = 10,
     device: Annotated[str, typer.Option(help="Device of the batched engine: cpu or cuda.")] = "cpu",
     sb3_steps: Annotated[int, typer.Option(help="Env steps per SB3 process.")] = 20_000,
     n_steps: Annotated[int, typer.Option(help="Rollout steps per env (8 envs per seed).")] = 128,
     batch_size: Annotated[int, typer.Option(help="PPO minibatch size.")] = 256,
+    hidden: Annotated[list[int] | None, typer.Option("--hidden", help="Actor and critic widths (repeatable; "
+                                                                        "default 64 64).")] = None,
+    reward_model: Annotated[Path | None, typer.Option(
+        "--reward-model", help="A frozen reward model's card: time the engine on it against the env's own reward "
+                               "(the card's env and kwargs; no SB3, no floor).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the results as JSON.")] = None,
 ) -> None:
     """SB3 PPO on every core vs the batched engine at several seed counts, the compute floor, and memory.
@@ -718,7 +724,11 @@ def bench_ppo(
     from rlbasins.bench import write_json
 
     counts = seeds or ([1, 64, 256, 1024] if device == "cuda" else [1, 16, 64])
-    result = measure(env, counts, epochs, device, sb3_steps, n_steps, batch_size)
+    widths = tuple(hidden or (64, 64))
+    if reward_model is not None:
+        _bench_learned_reward(reward_model, counts, epochs, device, n_steps, batch_size, widths, output)
+        return
+    result = measure(env, counts, epochs, device, sb3_steps, n_steps, batch_size, widths)
     out.print(f"SB3 PPO, {result['cores']} processes: {result['sb3_all_cores_env_steps_per_s']:,.0f} env-steps/s "
               f"({env}, {epochs} epochs, 8 envs × {n_steps} steps, minibatch {batch_size})", highlight=False)
     table = Table(title=f"batched engine on {device}", box=box.SIMPLE_HEAD,
@@ -742,6 +752,30 @@ def bench_ppo(
         if on_device:
             cells += [megabytes(row["peak_device_bytes"], 0), megabytes(row["device_bytes_per_extra_seed"], 2)]
         table.add_row(*cells)
+    out.print(table)
+    write_json(result, output)
+
+
+
+def _bench_learned_reward(card: Path, counts: list[int], epochs: int, device: str, n_steps: int, batch_size: int,
+                          hidden: tuple[int, ...], output: Path | None) -> None:
+    """``bench ppo --reward-model``: the engine on the learned reward vs the env's own, and the model's share."""
+    from rich import box
+    from rich.table import Table
+
+    from rlbasins.bench import bench_learned_reward, write_json
+
+    result = bench_learned_reward(card, counts, epochs, device, n_steps, batch_size, hidden)
+    table = Table(title=f"batched engine on {device}: {result['env']} {result['env_kwargs']}, {epochs} epochs, "
+                        f"widths {list(hidden)}", box=box.SIMPLE_HEAD,
+                  caption="slowdown: env reward / learned reward · model s/it: the reward model's forward passes "
+                          "alone, per PPO iteration · share: of the learned iteration")
+    for column in ("seeds", "env reward", "learned reward", "slowdown", "model s/it", "share"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in result["rows"]:
+        table.add_row(f"{row['seeds']:,}", f"{row['env_reward_env_steps_per_s']:,.0f}",
+                      f"{row['learned_reward_env_steps_per_s']:,.0f}", f"{row['slowdown']:.2f}×",
+                      f"{row['model_seconds_per_iteration']:.3f}", f"{row['model_share_of_learned_iteration']:.0%}")
     out.print(table)
     write_json(result, output)
 

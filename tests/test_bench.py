@@ -30,6 +30,27 @@ def test_bench_ppo_measures_sb3_the_engine_the_floor_syncs_and_memory(tmp_path: 
         assert column in result.output
 
 
+def test_bench_ppo_with_a_reward_model_times_it_against_the_env_reward(tmp_path: Path) -> None:
+    output = tmp_path / "learned.json"
+    card = Path(__file__).resolve().parent.parent / "reward_models" / "zoo" / "cue_conflict.json"
+    result = CliRunner().invoke(app, ["bench", "ppo", "--reward-model", str(card), "--seeds", "2", "--epochs", "1",
+                                      "--n-steps", "8", "--batch-size", "32", "--hidden", "8", "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    measured = json.loads(output.read_text())
+    assert (measured["env"], measured["env_kwargs"]) == ("rlbasins/CueConflict-v0", {"size": 5})  # the card's
+    assert measured["hidden_sizes"] == [8]
+    (row,) = measured["rows"]
+    assert row["seeds"] == 2 and row["env_reward_env_steps_per_s"] > 0 and row["learned_reward_env_steps_per_s"] > 0
+    assert row["slowdown"] == row["env_reward_env_steps_per_s"] / row["learned_reward_env_steps_per_s"]
+    assert row["model_seconds_per_iteration"] > 0 and row["model_share_of_learned_iteration"] > 0
+    assert "slowdown" in result.output
+
+
+def test_bench_ppo_names_a_missing_reward_model_card(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", "ppo", "--reward-model", str(tmp_path / "none.json")])
+    assert result.exit_code == 2 and "no reward-model card" in result.output
+
+
 def test_bench_envs_writes_one_row_per_env_and_batch_size(tmp_path: Path) -> None:
     output = tmp_path / "envs.json"
     result = CliRunner().invoke(app, ["bench", "envs", "--env", "rlbasins/GoalOrPlace-v0", "--num-envs", "1",
