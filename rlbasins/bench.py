@@ -216,14 +216,15 @@ def _batched_worker(args: tuple) -> dict:
 
 
 def batched_rate_and_memory(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: int,
-                            batch_size: int, hidden: tuple[int, ...] = (64, 64)) -> dict:
+                            batch_size: int, hidden: tuple[int, ...] = (64, 64), iterations: int = 3) -> dict:
     """:func:`batched_rate` in a fresh process, so that its peak memory is its own (host, and on
     CUDA the device's ``max_memory_allocated``)."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(_batched_worker, (env_id, n_epochs, seeds, device, n_steps, batch_size, hidden)).result()
+        return pool.submit(_batched_worker, (env_id, n_epochs, seeds, device, n_steps, batch_size, hidden,
+                                                iterations)).result()
 
 
 def floor_rate(obs_shape: tuple[int, ...], n_actions: int, seeds: int, samples: int, device: str,
@@ -253,7 +254,8 @@ def floor_rate(obs_shape: tuple[int, ...], n_actions: int, seeds: int, samples: 
 
 
 def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, sb3_steps: int,
-              n_steps: int = 128, batch_size: int = 256, hidden: tuple[int, ...] = (64, 64)) -> dict:
+              n_steps: int = 128, batch_size: int = 256, hidden: tuple[int, ...] = (64, 64),
+              iterations: int = 3) -> dict:
     """SB3 on every core vs the batched engine at several seed counts, with the floor for each."""
     import os
 
@@ -267,7 +269,7 @@ def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, s
     rows = []
     for seeds in seed_counts:
         row = {"seeds": seeds, **batched_rate_and_memory(env_id, n_epochs, seeds, device, n_steps, batch_size,
-                                                         hidden)}
+                                                         hidden, iterations)}
         floor = floor_rate(obs_shape, n_actions, seeds, batch_size, device, hidden) / n_epochs  # env-steps/s bound
         rows.append(row | {"ratio_to_sb3": row["env_steps_per_s"] / sb3, "floor_env_steps_per_s": floor,
                            "fraction_of_floor": row["env_steps_per_s"] / floor})

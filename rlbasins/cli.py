@@ -711,6 +711,7 @@ def bench_ppo(
     reward_model: Annotated[Path | None, typer.Option(
         "--reward-model", help="A frozen reward model's card: time the engine on it against the env's own reward "
                                "(the card's env and kwargs; no SB3, no floor).")] = None,
+    iterations: Annotated[int, typer.Option(help="Timed PPO iterations per batched measurement (the median).")] = 5,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the results as JSON.")] = None,
 ) -> None:
     """SB3 PPO on every core vs the batched engine at several seed counts, the compute floor, and memory.
@@ -726,9 +727,9 @@ def bench_ppo(
     counts = seeds or ([1, 64, 256, 1024] if device == "cuda" else [1, 16, 64])
     widths = tuple(hidden or (64, 64))
     if reward_model is not None:
-        _bench_learned_reward(reward_model, counts, epochs, device, n_steps, batch_size, widths, output)
+        _bench_learned_reward(reward_model, counts, epochs, device, n_steps, batch_size, widths, iterations, output)
         return
-    result = measure(env, counts, epochs, device, sb3_steps, n_steps, batch_size, widths)
+    result = measure(env, counts, epochs, device, sb3_steps, n_steps, batch_size, widths, iterations)
     out.print(f"SB3 PPO, {result['cores']} processes: {result['sb3_all_cores_env_steps_per_s']:,.0f} env-steps/s "
               f"({env}, {epochs} epochs, 8 envs × {n_steps} steps, minibatch {batch_size})", highlight=False)
     table = Table(title=f"batched engine on {device}", box=box.SIMPLE_HEAD,
@@ -758,14 +759,14 @@ def bench_ppo(
 
 
 def _bench_learned_reward(card: Path, counts: list[int], epochs: int, device: str, n_steps: int, batch_size: int,
-                          hidden: tuple[int, ...], output: Path | None) -> None:
+                          hidden: tuple[int, ...], iterations: int, output: Path | None) -> None:
     """``bench ppo --reward-model``: the engine on the learned reward vs the env's own, and the model's share."""
     from rich import box
     from rich.table import Table
 
     from rlbasins.bench import bench_learned_reward, write_json
 
-    result = bench_learned_reward(card, counts, epochs, device, n_steps, batch_size, hidden)
+    result = bench_learned_reward(card, counts, epochs, device, n_steps, batch_size, hidden, iterations)
     table = Table(title=f"batched engine on {device}: {result['env']} {result['env_kwargs']}, {epochs} epochs, "
                         f"widths {list(hidden)}", box=box.SIMPLE_HEAD,
                   caption="slowdown: env reward / learned reward · model s/it: the reward model's forward passes "
