@@ -132,7 +132,7 @@ def _trainer(cfgs: list[ExperimentConfig], seeds: int, root: str):
         factor_seeds = experiment_seeds(cfg.seed, seeds, cfg.seeds.vary, cfg.seeds.grid)
         tasks += [SeedTask(k, factor_seeds[k], cfg.model_dump(mode="json"), f"{root}/{cfg.name}")
                   for k in range(seeds)]
-    return BatchedTrainer(cfgs[0], tasks, cfgs[0].env.kwargs)
+    return BatchedTrainer(cfgs[0], tasks)
 
 
 def alternating_rates(trainers: dict[str, Any], env_steps: int, iterations: int, device: str) -> dict[str, float]:

@@ -39,7 +39,7 @@ def _trainer(data: dict, root: Path, **kwargs) -> batched.BatchedTrainer:
     cfg = parse_config(data)
     factor_seeds = experiment_seeds(cfg.seed, cfg.seeds.count, cfg.seeds.vary, cfg.seeds.grid)
     tasks = [SeedTask(k, factor_seeds[k], cfg.model_dump(mode="json"), str(root)) for k in range(cfg.seeds.count)]
-    return batched.BatchedTrainer(cfg, tasks, cfg.env.kwargs, **kwargs)
+    return batched.BatchedTrainer(cfg, tasks, **kwargs)
 
 
 SYNCING_CALLS = {
@@ -99,9 +99,9 @@ def test_sync_free_training_writes_bit_identical_checkpoints(tmp_path: Path, mon
     real_init = batched.BatchedTrainer.__init__
     for sync_free in (False, True):
         with monkeypatch.context() as patch:
-            def init(self, cfg, tasks, env_kwargs, mode=sync_free):
-                real_init(self, cfg, tasks, env_kwargs, sync_free=mode)
-                assert self.sync_free is mode and getattr(self.env.core, "sync_free", mode) is mode
+            def init(self, cfg, tasks, mode=sync_free):
+                real_init(self, cfg, tasks, sync_free=mode)
+                assert self.sync_free is mode and getattr(self.env.groups[0][1].core, "sync_free", mode) is mode
 
             patch.setattr(batched.BatchedTrainer, "__init__", init)
             runs[sync_free] = train_experiment(parse_config(CONFIGS[name]), tmp_path / str(sync_free),

@@ -383,8 +383,8 @@ class ExecutorConfig(_Strict):
                                     "address: CPUs of the local Ray instance. Default: the number of cores.")
     address: str | None = Field(None, min_length=1, description="ray: the cluster to join ('auto', "
                                 "'ray://head:10001'); null: start a local Ray instance.")
-    group_size: int | None = Field(None, gt=0, description="ray: seeds per Ray task, never mixing env.planted "
-                                   "variants; null: 1 for the sb3 engine, every seed of a variant for batched.")
+    group_size: int | None = Field(None, gt=0, description="ray: seeds per Ray task, in seed order; null: 1 for "
+                                   "the sb3 engine, every seed for batched.")
     cpus_per_group: float = Field(1.0, gt=0, description="ray: CPUs each Ray task reserves (and torch threads).")
     gpus_per_group: float = Field(0.0, ge=0, description="ray: GPUs each Ray task reserves (fractions share one).")
     max_retries: int = Field(3, ge=0, description="ray: re-runs of a group whose worker or node died; a re-run "

@@ -356,7 +356,7 @@ def _search(cfg: ExperimentConfig, run: RunDir, bases: int, div: DiversityConfig
 
     started = time.perf_counter()
     tasks = [SeedTask(b, seed_factors(cfg, b), cfg.model_dump(mode="json"), str(run.root)) for b in range(bases)]
-    trainer = BatchedTrainer(cfg, tasks, cfg.env.kwargs, at_step=div.branch_at, log=False)
+    trainer = BatchedTrainer(cfg, tasks, at_step=div.branch_at, log=False)
     samples = trainer.rollout_samples()                                              # each [B, N, ...]
     trainer.close()
     search = _Search([], [], [], [], [], {})

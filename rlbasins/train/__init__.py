@@ -162,8 +162,8 @@ def lockstep_issue(cfgs: list[ExperimentConfig]) -> str | None:
     if any(c.engine != "batched" or c.executor.kind != "local" or c.env.planted for c in cfgs):
         return "a grid trains on the batched engine, local executor, without env.planted"
     if len({lockstep_key(c) for c in cfgs}) > 1:
-        return (f"they differ in more than the per-seed PPO settings ({', '.join(SEEDWISE)}, the two schedules) "
-                "and policy.init_scale")
+        return (f"they differ in more than the per-seed PPO settings ({', '.join(SEEDWISE)}, the two schedules), "
+                "policy.init_scale and env kwargs that keep the observation shape and the number of actions")
     return None
 
 
@@ -175,8 +175,9 @@ def train_together(cfgs: list[ExperimentConfig], runs_dir: Path | str = "runs", 
 
     One config trains on its engine and executor. Several (a grid of settings) train as one lockstep batch
     of the batched engine in this process, the PureJaxRL way: their seeds differ only in their PPO settings
-    (:data:`~rlbasins.train.batched.SEEDWISE`) and init scale, held per seed as tensors
-    (:func:`lockstep_issue` says when configs do not qualify). Each seed's checkpoints are the same bytes as
+    (:data:`~rlbasins.train.batched.SEEDWISE`) and init scale, held per seed as tensors, and in env kwargs
+    that keep the observation shape, each seed stepping its own variant (:func:`lockstep_issue` says when
+    configs do not qualify). Each seed's checkpoints are the same bytes as
     its run trained alone. Each run directory stays a run of its own config (analysis and reports read it
     unchanged).
     """
@@ -239,7 +240,8 @@ def train_runs(cfgs: list[ExperimentConfig], runs_dir: Path | str, resume: bool,
                on_train: Callable[[ExperimentConfig], Any] | None = None) -> dict[str, tuple[RunDir, str, float]]:
     """The runs of a study (sweep settings, map points): each config trained unless its run is finished (then
     reused) → {name: (its run, "trained" or "reused", training seconds)}. Configs that may share a lockstep batch
-    (:func:`lockstep_issue`: on the batched engine, those that differ only in PPO settings or init scale) train
+    (:func:`lockstep_issue`: on the batched engine, those that differ only in PPO settings, init scale or
+    shape-keeping env kwargs) train
     together (:func:`train_together`), their time shared equally. Refuses a directory that holds another
     config's run, or an unfinished one without ``resume``; ``on_train(cfg)`` is called before a config trains."""
     from rlbasins.train.batched import lockstep_key
@@ -280,7 +282,7 @@ def _train_lockstep(cfgs: list[ExperimentConfig], tasks: list[list[SeedTask]], b
 
     members = [m for m, member_tasks in enumerate(tasks) for _ in member_tasks]
     flat = [task for member_tasks in tasks for task in member_tasks]
-    trainer = BatchedTrainer(cfgs[members[0]], flat, cfgs[members[0]].env.kwargs)
+    trainer = BatchedTrainer(cfgs[members[0]], flat)
 
     def advance(index: int, steps: int) -> None:  # every seed moves in lockstep: each run's seed `index`
         for m in range(len(cfgs)):

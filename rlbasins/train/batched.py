@@ -16,8 +16,8 @@ engine only makes them share tensor operations:
   and NaN freezing mask individual seeds;
 - populations (``population``): the one exception to independence, on purpose: a DvD diversity bonus over
   each population's behaviour on noise inputs joins the summed loss (:mod:`rlbasins.train.population`);
-- planted experiments (``env.planted``): the seeds of each env variant train together, one
-  variant after the other (:func:`env_groups`); a seed's result is the same as without the others.
+- env variants (``env.planted``, or a grid over env kwargs): every seed steps its own variant's envs, the
+  variants side by side in one batch (:class:`BatchedEnv`); a seed's result is the same as without the others.
 
 Shapes: S seeds, E envs per seed, T = n_steps, N = T·E samples per seed per iteration,
 M = batch_size, D = flattened observation size, A = number of actions.
@@ -65,30 +65,105 @@ def uniform(seeds: torch.Tensor, counter: int, count: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- environments
 
 
-class BatchedEnv:
-    """S·E environments of one id and kwargs, stepped together; observations as float32 tensors [S·E, ...]."""
+class _EnvGroup:
+    """The envs of the seeds that share one set of env kwargs: a batched torch core, or a ``SyncVectorEnv``."""
 
-    def __init__(self, cfg: ExperimentConfig, env_kwargs: dict[str, Any], env_seeds: torch.Tensor,
-                 device: torch.device, sync_free: bool = False):
-        self.num_seeds, self.per_seed = len(env_seeds), cfg.env.num_envs
-        self.sync_free = sync_free
-        seeds = draws(env_seeds.cpu(), torch.zeros_like(env_seeds.cpu()), self.per_seed).reshape(-1)  # [S·E]
-        self.device = device
+    def __init__(self, cfg: ExperimentConfig, env_kwargs: dict[str, Any], row_seeds: torch.Tensor,
+                 device: torch.device, sync_free: bool):
+        self.device, self.sync_free, self.kwargs = device, sync_free, env_kwargs
         # CartPole's core reproduces the default CartPole-v1 only; with kwargs it goes through gymnasium
         core_class = envs.BATCHED_CORES.get(cfg.env.id) if cfg.env.id in envs.GRID_ENVS or not env_kwargs \
             else None
         if core_class is not None:
-            self.core = core_class(num_envs=len(seeds), device=device, **env_kwargs)
+            self.core = core_class(num_envs=len(row_seeds), device=device, **env_kwargs)
             self.core.sync_free = sync_free
             self.vector = None
-            self.first_obs = self.core.reset(seeds.to(device))
+            self.first_obs = self.core.reset(row_seeds.to(device))
+            self.n_actions = int(self.core.n_actions)
         else:  # generic gymnasium env: a synchronous vector env, SAME_STEP autoreset like SB3
             self.core = None
             self.vector = gym.vector.SyncVectorEnv(
-                [lambda: gym.make(cfg.env.id, **env_kwargs)] * len(seeds),
+                [lambda: gym.make(cfg.env.id, **env_kwargs)] * len(row_seeds),
                 autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-            obs, _ = self.vector.reset(seed=seeds.tolist())
+            obs, _ = self.vector.reset(seed=row_seeds.tolist())
             self.first_obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
+            self.n_actions = int(self.vector.single_action_space.n)
+
+    def step(self, actions: torch.Tensor):
+        """actions [n] → (obs, reward, terminated, truncated, final), ``final()`` building the observations
+        before any autoreset [n, ...] only when asked for."""
+        if self.core is not None:
+            step = self.core.step(actions, autoreset=True)
+            return step.obs, step.reward, step.terminated, step.truncated, lambda: step.final_obs
+        obs, reward, terminated, truncated, infos = self.vector.step(actions.cpu().numpy())
+
+        def final() -> torch.Tensor:
+            last = obs.copy()
+            for i in np.flatnonzero(infos.get("_final_obs", np.zeros(len(obs), bool))):
+                last[i] = infos["final_obs"][i]
+            return torch.as_tensor(last, dtype=torch.float32, device=self.device)
+
+        def tensor(x, dtype):
+            return torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device)
+
+        return (tensor(obs, torch.float32), tensor(reward, torch.float32), tensor(terminated, torch.bool),
+                tensor(truncated, torch.bool), final)
+
+    def state(self, rows: slice) -> tuple[dict[str, torch.Tensor], Any]:
+        """The state of envs ``rows`` (of this group) as (tensors, JSON)."""
+        if self.core is not None:
+            return {f"env.{k}": v[rows] for k, v in self.core.state_dict().items()}, None
+        return {}, [snapshot_env(env) for env in self.vector.envs[rows]]
+
+    def restore(self, rows: slice, tensors: dict[str, torch.Tensor], meta: Any) -> None:
+        if self.core is not None:
+            state = {name: value.clone() for name, value in self.core.state_dict().items()}  # some are views
+            for name, value in state.items():
+                value[rows] = tensors[f"env.{name}"].to(value.device)
+            self.core.load_state_dict(state)
+        else:
+            for env, snapshot in zip(self.vector.envs[rows], meta, strict=True):
+                restore_env(env, snapshot)
+
+
+class BatchedEnv:
+    """S·E environments of one id, stepped together; observations as float32 tensors [S·E, ...].
+
+    Seed ``s`` owns rows s·E … (s+1)·E − 1 and runs on ``env_kwargs[s]``: the seeds that share kwargs share one
+    batched core (a group), and a step steps every group on its rows. A seed's envs are the same whichever
+    others step beside them (every env's randomness is its own), so seeds of env variants (a grid over env
+    kwargs, ``env.planted``) train in one lockstep batch. The groups must agree on the observation shape.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, env_kwargs: list[dict[str, Any]], env_seeds: torch.Tensor,
+                 device: torch.device, sync_free: bool = False):
+        self.num_seeds, self.per_seed = len(env_seeds), cfg.env.num_envs
+        if len(env_kwargs) != self.num_seeds:
+            raise ValueError(f"{len(env_kwargs)} env kwargs for {self.num_seeds} seeds")
+        self.sync_free, self.device = sync_free, device
+        row_seeds = draws(env_seeds.cpu(), torch.zeros_like(env_seeds.cpu()), self.per_seed).reshape(-1)  # [S·E]
+        variants = [dict(kwargs) for kwargs in {repr(sorted(k.items())): k for k in env_kwargs}.values()]
+        self.groups: list[tuple[torch.Tensor, _EnvGroup]] = []          # (its rows [n] of the S·E, its envs)
+        self._where: dict[int, tuple[int, int]] = {}                     # seed → (group, its place in the group)
+        for g, kwargs in enumerate(variants):
+            members = [s for s in range(self.num_seeds) if env_kwargs[s] == kwargs]
+            self._where.update({s: (g, j) for j, s in enumerate(members)})
+            rows = torch.tensor([s * self.per_seed + e for s in members for e in range(self.per_seed)])
+            self.groups.append((rows.to(device), _EnvGroup(cfg, kwargs, row_seeds[rows], device, sync_free)))
+        shapes = {(tuple(group.first_obs.shape[1:]), group.n_actions) for _, group in self.groups}
+        if len(shapes) > 1:
+            raise ValueError("env variants trained in one batch must share the observation shape and the number "
+                             f"of actions, got {sorted(shapes)}")
+        self.first_obs = self._merge([group.first_obs for _, group in self.groups])
+
+    def _merge(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Each group's rows [n_g, ...] → all rows [S·E, ...] in seed order."""
+        if len(parts) == 1:
+            return parts[0]
+        out = parts[0].new_empty(self.num_seeds * self.per_seed, *parts[0].shape[1:])
+        for (rows, _), part in zip(self.groups, parts, strict=True):
+            out[rows] = part
+        return out
 
     def step(self, actions: torch.Tensor, with_final: bool = False):
         """actions [S·E] → (obs, reward, terminated, truncated, final_obs or None) with autoreset.
@@ -98,42 +173,23 @@ class BatchedEnv:
         ``None`` when no episode was truncated, unless ``with_final`` or ``sync_free`` (then finding
         out would wait for the device).
         """
-        if self.core is not None:
-            step = self.core.step(actions, autoreset=True)
-            needed = with_final or self.sync_free or bool(step.truncated.any())
-            final = step.final_obs if needed else None
-            return step.obs, step.reward, step.terminated, step.truncated, final
-        obs, reward, terminated, truncated, infos = self.vector.step(actions.cpu().numpy())
-        final = None
-        if with_final or truncated.any():
-            final = obs.copy()
-            for i in np.flatnonzero(infos.get("_final_obs", np.zeros(len(obs), bool))):
-                final[i] = infos["final_obs"][i]
-            final = torch.as_tensor(final, dtype=torch.float32, device=self.device)
-
-        def tensor(x, dtype):
-            return torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device)
-
-        return (tensor(obs, torch.float32), tensor(reward, torch.float32), tensor(terminated, torch.bool),
-                tensor(truncated, torch.bool), final)
+        if len(self.groups) == 1:
+            steps = [self.groups[0][1].step(actions)]
+        else:
+            steps = [group.step(actions[rows]) for rows, group in self.groups]
+        obs, reward, terminated, truncated = (self._merge([step[i] for step in steps]) for i in range(4))
+        needed = with_final or self.sync_free or bool(truncated.any())
+        final = self._merge([step[4]() for step in steps]) if needed else None
+        return obs, reward, terminated, truncated, final
 
     def seed_state(self, s: int) -> tuple[dict[str, torch.Tensor], Any]:
         """The state of seed ``s``'s E envs as (tensors, JSON)."""
-        rows = slice(s * self.per_seed, (s + 1) * self.per_seed)
-        if self.core is not None:
-            return {f"env.{k}": v[rows] for k, v in self.core.state_dict().items()}, None
-        return {}, [snapshot_env(env) for env in self.vector.envs[rows]]
+        g, j = self._where[s]
+        return self.groups[g][1].state(slice(j * self.per_seed, (j + 1) * self.per_seed))
 
     def restore_seed_state(self, s: int, tensors: dict[str, torch.Tensor], meta: Any) -> None:
-        rows = slice(s * self.per_seed, (s + 1) * self.per_seed)
-        if self.core is not None:
-            state = {name: value.clone() for name, value in self.core.state_dict().items()}  # some are views
-            for name, value in state.items():
-                value[rows] = tensors[f"env.{name}"].to(value.device)
-            self.core.load_state_dict(state)
-        else:
-            for env, snapshot in zip(self.vector.envs[rows], meta, strict=True):
-                restore_env(env, snapshot)
+        g, j = self._where[s]
+        self.groups[g][1].restore(slice(j * self.per_seed, (j + 1) * self.per_seed), tensors, meta)
 
 
 # --------------------------------------------------------------------------- policies
@@ -238,14 +294,19 @@ class SeedSettings:
 
 
 def lockstep_key(cfg: ExperimentConfig) -> str:
-    """Configs with equal keys can train in one lockstep batch: they differ at most in name, seeds and the
-    :data:`SEEDWISE` settings and schedules, and ``policy.init_scale`` (each seed's init is its own); the
-    architecture, env, rollout and minibatch shapes, checkpoint schedule, device, reward model and analysis
-    settings are shared."""
+    """Configs with equal keys can train in one lockstep batch: they differ at most in name, seeds, the
+    :data:`SEEDWISE` settings and schedules, ``policy.init_scale`` (each seed's init is its own) and the env
+    kwargs, as long as those keep the observation shape and the number of actions (each seed steps its own
+    env variant, :class:`BatchedEnv`); the env id, architecture, rollout and minibatch shapes, checkpoint
+    schedule, device, reward model and analysis settings are shared."""
     free = dict.fromkeys((*SEEDWISE, "lr_schedule", "clip_range_schedule"))
     shared = cfg.model_copy(update={"name": "-", "seeds": SeedsConfig(), "ppo": cfg.ppo.model_copy(update=free),
-                                    "policy": cfg.policy.model_copy(update={"init_scale": None})})
-    return shared.hash()
+                                    "policy": cfg.policy.model_copy(update={"init_scale": None}),
+                                    "env": cfg.env.model_copy(update={"kwargs": {}})})
+    probe = gym.make(cfg.env.id, **cfg.env.kwargs)
+    shapes = f"{tuple(probe.observation_space.shape)}:{probe.action_space.n}"
+    probe.close()
+    return f"{shared.hash()}:{shapes}"
 
 
 @dataclass
@@ -277,38 +338,23 @@ def gae(rollout: Rollout, last_values: torch.Tensor, last_starts: torch.Tensor, 
     return advantages, advantages + rollout.values
 
 
-def env_groups(cfg: ExperimentConfig, tasks: list[SeedTask]) -> list[tuple[dict[str, Any], list[SeedTask]]]:
-    """The tasks grouped by the env kwargs they train with (``env.planted``), each group's tasks by
-    seed index, the groups in the order of their first seed index."""
-    groups: list[tuple[dict[str, Any], list[SeedTask]]] = []
-    for task in sorted(tasks, key=lambda task: task.index):
-        kwargs = cfg.env_kwargs_for(task.index)
-        group = next((g for g in groups if g[0] == kwargs), None)
-        if group is None:
-            groups.append(group := (kwargs, []))
-        group[1].append(task)
-    return groups
-
-
 class BatchedEngine:
-    """Trains the tasks in this process, all seeds of one env variant in lockstep, the variants
-    (``env.planted`` groups) one after the other (``max_workers`` is not used)."""
+    """Trains the tasks in this process, all seeds in lockstep, those of every env variant (``env.planted``
+    groups) in one batch (``max_workers`` is not used)."""
 
     name = "batched"
 
     def train(self, cfg: ExperimentConfig, tasks: list[SeedTask], max_workers: int,
               on_progress: ProgressCallback, on_done) -> None:
-        for env_kwargs, group in env_groups(cfg, tasks):
-            trainer = BatchedTrainer(cfg, group, env_kwargs)
-            for outcome in trainer.run(on_progress):
-                on_done(outcome)
-            del trainer  # free its tensors before the next group allocates its own
+        for outcome in BatchedTrainer(cfg, tasks).run(on_progress):
+            on_done(outcome)
 
 
 class BatchedTrainer:
     """PPO for the seeds of ``tasks`` in lockstep: rollout → GAE → epochs of minibatch updates.
 
-    Every seed trains on ``env_kwargs`` (its ``cfg.env_kwargs_for``; see :func:`env_groups`).
+    Every seed trains on its own config's env kwargs (``env_kwargs_for``: its ``env.planted`` variant, if any);
+    seeds of different kwargs share the batch (:class:`BatchedEnv`).
     ``sync_free`` (default: on any device but the CPU) keeps PPO iterations free of host syncs: no
     value is read back from the device between checkpoints (truncations are bootstrapped whether
     or not any happened, failures are recorded on the device, TensorBoard scalars are copied
@@ -318,8 +364,8 @@ class BatchedTrainer:
     one; ``log=False`` opens no TensorBoard file (a trainer that only looks, e.g. :meth:`rollout_samples`).
     """
 
-    def __init__(self, cfg: ExperimentConfig, tasks: list[SeedTask], env_kwargs: dict[str, Any],
-                 sync_free: bool | None = None, at_step: int | None = None, log: bool = True):
+    def __init__(self, cfg: ExperimentConfig, tasks: list[SeedTask], sync_free: bool | None = None,
+                 at_step: int | None = None, log: bool = True):
         self.cfg, self.tasks = cfg, tasks
         # each task's own config: tasks of several runs (a grid of settings) may train together when their
         # configs share a lockstep_key; cfg stands for what they share
@@ -340,10 +386,11 @@ class BatchedTrainer:
         self.any_target_kl = any(c.ppo.target_kl is not None for c in self.task_cfgs)
         self.action_seeds = _seed_column(slots, "action", self.device)
         self.minibatch_seeds = _seed_column(slots, "minibatch", self.device)
+        env_kwargs = [c.env_kwargs_for(slot.index) for slot, c in zip(slots, slot_cfgs, strict=True)]
         self.env = BatchedEnv(cfg, env_kwargs, _seed_column(slots, "env", self.device), self.device, self.sync_free)
         self.obs = self.env.first_obs                                            # [S·E, ...]
         self.starts = torch.ones(len(slots) * cfg.env.num_envs, device=self.device)
-        probe = gym.make(cfg.env.id, **env_kwargs)
+        probe = gym.make(cfg.env.id, **env_kwargs[0])
         self.obs_shape, n_actions = tuple(probe.observation_space.shape), int(probe.action_space.n)
         probe.close()
         self.population = None if cfg.population is None else PopulationBonus(
@@ -389,14 +436,26 @@ class BatchedTrainer:
             store.save(self.num_timesteps, self.policy.seed_weights(s),
                        policy_metadata(task_cfg, task, self.num_timesteps, self.obs_shape), tensors, meta)
 
-    def _checkpoint(self, monitor: HeldoutMonitor | None) -> None:
-        """Save every live seed and log its held-out behaviour (``monitor`` is None when the env names
-        no strategies)."""
+    def _checkpoint(self, monitors: list[tuple[HeldoutMonitor, list[int]]]) -> None:
+        """Save every live seed and log its held-out behaviour: ``monitors`` (empty when the env names no
+        strategies) pairs each run's env kwargs' monitor with the seeds (slots) that train on them."""
         self._save()
-        live = [s for s in range(len(self.tasks)) if not self.failed[s]]
-        if monitor is not None and live:
-            monitor.log([self.scalars.writers[s] for s in live],
-                        {name: p.detach()[live] for name, p in self.policy.params.items()}, self.num_timesteps)
+        for monitor, slots in monitors:
+            live = [s for s in slots if not self.failed[s]]
+            if live:
+                monitor.log([self.scalars.writers[s] for s in live],
+                            {name: p.detach()[live] for name, p in self.policy.params.items()}, self.num_timesteps)
+
+    def _monitors(self) -> list[tuple[HeldoutMonitor, list[int]]]:
+        """One held-out monitor per distinct run env kwargs among the seeds (those of a grid over env kwargs
+        differ; ``env.planted`` variants share their run's), each with its seeds' slots."""
+        from rlbasins.train.monitor import HeldoutMonitor  # imported here: it reaches this module through analysis
+
+        groups: dict[str, tuple[ExperimentConfig, list[int]]] = {}
+        for s, task_cfg in enumerate(self.task_cfgs):
+            groups.setdefault(repr(sorted(task_cfg.env.kwargs.items())), (task_cfg, []))[1].append(s)
+        monitors = [(HeldoutMonitor.for_config(task_cfg), slots) for task_cfg, slots in groups.values()]
+        return [(monitor, slots) for monitor, slots in monitors if monitor is not None]
 
     def _resume(self, at_step: int | None = None) -> None:
         """Continue from the latest step that every seed has checkpointed (all seeds move together), or from
@@ -431,8 +490,6 @@ class BatchedTrainer:
     def run(self, on_progress: ProgressCallback):
         """Train to the end of the checkpoint schedule, or to the tasks' common ``until_step`` (then the
         outcomes are ``interrupted`` there, resumable); yields one outcome per seed at the end."""
-        from rlbasins.train.monitor import HeldoutMonitor  # imported here: it reaches this module through analysis
-
         cfg = self.cfg
         schedule = cfg.checkpoint_steps()
         end = schedule[-1]
@@ -441,16 +498,16 @@ class BatchedTrainer:
             raise ValueError(f"seeds trained in lockstep must share until_step (got {sorted(map(str, stops))})")
         stop = stop_step(cfg, stops.pop())  # progress_remaining (schedules) still runs to `end`
         try:
-            monitor = HeldoutMonitor.for_config(cfg)
+            monitors = self._monitors()
             if self.num_timesteps == 0:  # the initialisation (rewritten identically after an early kill)
-                self._checkpoint(monitor)
+                self._checkpoint(monitors)
             pending = [step for step in schedule if step > self.num_timesteps]
             while self.num_timesteps < stop:
                 self.train_iteration(progress_remaining=1.0 - self.num_timesteps / end)
                 for task in self.tasks:
                     on_progress(task.index, self.num_timesteps)
                 if pending and self.num_timesteps >= pending[0]:
-                    self._checkpoint(monitor)
+                    self._checkpoint(monitors)
                     pending = [step for step in pending if step > self.num_timesteps]
         finally:  # the queued TensorBoard scalars are written even when training stops on an error
             self.close()

@@ -62,16 +62,12 @@ class LocalExecutor:
 
 
 def seed_groups(cfg: ExperimentConfig, tasks: list[SeedTask], size: int | None) -> list[list[SeedTask]]:
-    """The tasks in groups of at most ``size`` seeds, in seed order, never mixing ``env.planted``
-    variants. ``size`` None: one seed per group for the sb3 engine (it trains a group's seeds one
-    after the other), every seed of a variant for the batched engine (it trains them in lockstep)."""
-    from rlbasins.train.batched import env_groups
-
-    groups = []
-    for _, variant in env_groups(cfg, tasks):
-        step = size or (1 if cfg.engine == "sb3" else len(variant))
-        groups.extend(variant[i : i + step] for i in range(0, len(variant), step))
-    return groups
+    """The tasks in groups of at most ``size`` seeds, in seed order (``env.planted`` variants may share a group:
+    each seed trains on its own variant). ``size`` None: one seed per group for the sb3 engine (it trains a
+    group's seeds one after the other), every seed for the batched engine (it trains them in lockstep)."""
+    ordered = sorted(tasks, key=lambda task: task.index)
+    step = size or (1 if cfg.engine == "sb3" else len(ordered))
+    return [ordered[i : i + step] for i in range(0, len(ordered), step)]
 
 
 def train_in_this_process(cfg: ExperimentConfig, tasks: list[SeedTask], on_progress: ProgressCallback,
