@@ -332,24 +332,36 @@ def bench_learned_reward(card: Path, seed_counts: list[int], n_epochs: int, devi
 
 GRID_LEARNING_RATES = (1e-4, 2e-4, 3e-4, 5e-4, 7e-4, 1e-3, 2e-3, 3e-3)
 GRID_ENTROPY = (0.0, 0.003, 0.01, 0.03)
+GRID_NUISANCE = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+"""CueConflict's ``nuisance``: the env kwarg ``bench grid --vary env`` gives each setting (TwoCueCore envs)."""
 
 
 def bench_grid(env_id: str, settings: int, seeds: int, n_epochs: int, device: str, n_steps: int = 128,
-               batch_size: int = 256, iterations: int = 5) -> dict:
+               batch_size: int = 256, iterations: int = 5, vary: str = "ppo") -> dict:
     """Env-steps/s of ``settings`` × ``seeds`` seeds trained as one lockstep batch, each setting its own learning
-    rate and entropy coefficient (:func:`rlbasins.train.train_together`), against ``settings × seeds`` seeds of
-    one setting in the same process: PPO iterations of the two alternate, the median of ``iterations`` each."""
+    rate and entropy coefficient (``vary`` "ppo") or its own env variant (``vary`` "env": the ``nuisance`` of a
+    two-cue env, one batched core per variant) (:func:`rlbasins.train.train_together`), against ``settings ×
+    seeds`` seeds of one setting in the same process: PPO iterations of the two alternate, the median of
+    ``iterations`` each."""
     import tempfile
 
     base = bench_config(env_id, n_epochs, seeds, device, 10**9, n_steps, batch_size)
-    members = [base.model_copy(update={"name": f"bench-{i}", "ppo": base.ppo.model_copy(update={
-        "learning_rate": GRID_LEARNING_RATES[i % len(GRID_LEARNING_RATES)],
-        "ent_coef": GRID_ENTROPY[i % len(GRID_ENTROPY)]})}) for i in range(settings)]
+
+    def member(i: int) -> ExperimentConfig:
+        if vary == "env":
+            env = base.env.model_copy(update={"kwargs": {"nuisance": GRID_NUISANCE[i % len(GRID_NUISANCE)]}})
+            return base.model_copy(update={"name": f"bench-{i}", "env": env})
+        return base.model_copy(update={"name": f"bench-{i}", "ppo": base.ppo.model_copy(update={
+            "learning_rate": GRID_LEARNING_RATES[i % len(GRID_LEARNING_RATES)],
+            "ent_coef": GRID_ENTROPY[i % len(GRID_ENTROPY)]})})
+
+    members = [member(i) for i in range(settings)]
     plain = bench_config(env_id, n_epochs, settings * seeds, device, 10**9, n_steps, batch_size)
     with tempfile.TemporaryDirectory() as root:
         trainers = {"one setting": _trainer([plain], settings * seeds, root), "grid": _trainer(members, seeds, root)}
         rates = alternating_rates(trainers, settings * seeds * plain.rollout_size, iterations, device)
-    return {"what": "grid", "env": env_id, "device": device, "settings": settings, "seeds_per_setting": seeds,
+    return {"what": "grid", "env": env_id, "vary": vary, "device": device, "settings": settings,
+            "seeds_per_setting": seeds,
             "n_epochs": n_epochs, "n_steps": n_steps, "batch_size": batch_size, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "env_steps_per_s": rates,
             "grid_over_one_setting": rates["grid"] / rates["one setting"]}

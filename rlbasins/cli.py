@@ -682,13 +682,17 @@ def bench_grid(
     epochs: Annotated[int, typer.Option(help="PPO epochs per iteration.")] = 4,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     iterations: Annotated[int, typer.Option(help="Timed PPO iterations of each (alternating).")] = 5,
+    vary: Annotated[str, typer.Option(help="ppo: each setting its lr and entropy; env: its env variant "
+                                           "(a two-cue env's nuisance).")] = "ppo",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the results as JSON.")] = None,
 ) -> None:
     """A grid of settings trained as one lockstep batch vs the same number of seeds of one setting."""
     from rlbasins.bench import bench_grid as measure
     from rlbasins.bench import write_json
 
-    result = measure(env, settings, seeds, epochs, device, iterations=iterations)
+    if vary not in ("ppo", "env"):
+        raise typer.BadParameter(f"--vary must be ppo or env, got {vary!r}")
+    result = measure(env, settings, seeds, epochs, device, iterations=iterations, vary=vary)
     rates = result["env_steps_per_s"]
     out.print(f"{env}, {settings} settings × {seeds} seeds on {device}: grid {rates['grid']:,.0f} env-steps/s, "
               f"{settings * seeds} seeds of one setting {rates['one setting']:,.0f} → grid / one setting "

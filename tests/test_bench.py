@@ -62,13 +62,14 @@ def test_bench_envs_writes_one_row_per_env_and_batch_size(tmp_path: Path) -> Non
     assert all(row["env_steps_per_s"] > 0 for row in rows)
 
 
-def test_bench_grid_times_a_grid_against_one_setting_of_as_many_seeds(tmp_path: Path) -> None:
+@pytest.mark.parametrize("vary", ["ppo", "env"])
+def test_bench_grid_times_a_grid_against_one_setting_of_as_many_seeds(tmp_path: Path, vary: str) -> None:
     output = tmp_path / "grid.json"
     result = CliRunner().invoke(app, ["bench", "grid", "--settings", "3", "--seeds", "2", "--epochs", "1",
-                                      "--iterations", "1", "-o", str(output)])
+                                      "--iterations", "1", "--vary", vary, "-o", str(output)])
     assert result.exit_code == 0, result.output
     measured = json.loads(output.read_text())
-    assert (measured["settings"], measured["seeds_per_setting"]) == (3, 2)
+    assert (measured["settings"], measured["seeds_per_setting"], measured["vary"]) == (3, 2, vary)
     rates = measured["env_steps_per_s"]
     assert rates["grid"] > 0 and rates["one setting"] > 0
     assert measured["grid_over_one_setting"] == rates["grid"] / rates["one setting"]
