@@ -370,7 +370,8 @@ class BatchedTrainer:
         # each task's own config: tasks of several runs (a grid of settings) may train together when their
         # configs share a lockstep_key; cfg stands for what they share
         self.task_cfgs = [ExperimentConfig.model_validate(task.config) for task in tasks]
-        if len({lockstep_key(c) for c in self.task_cfgs} | {lockstep_key(cfg)}) > 1:
+        distinct = {c.hash(): c for c in (*self.task_cfgs, cfg)}.values()  # a run's seeds share one config
+        if len({lockstep_key(c) for c in distinct}) > 1:
             raise ValueError("seeds trained in lockstep must share everything but the per-seed PPO settings "
                              f"({', '.join(SEEDWISE)}), their schedules and the init scale")
         # Batched matmuls over one matrix take a different BLAS path than over several, which
