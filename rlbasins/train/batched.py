@@ -70,7 +70,7 @@ class _EnvGroup:
 
     def __init__(self, cfg: ExperimentConfig, env_kwargs: dict[str, Any], row_seeds: torch.Tensor,
                  device: torch.device, sync_free: bool):
-        self.device, self.sync_free, self.kwargs = device, sync_free, env_kwargs
+        self.device, self.kwargs = device, env_kwargs
         # CartPole's core reproduces the default CartPole-v1 only; with kwargs it goes through gymnasium
         core_class = envs.BATCHED_CORES.get(cfg.env.id) if cfg.env.id in envs.GRID_ENVS or not env_kwargs \
             else None
@@ -140,7 +140,7 @@ class BatchedEnv:
         self.num_seeds, self.per_seed = len(env_seeds), cfg.env.num_envs
         if len(env_kwargs) != self.num_seeds:
             raise ValueError(f"{len(env_kwargs)} env kwargs for {self.num_seeds} seeds")
-        self.sync_free, self.device = sync_free, device
+        self.sync_free = sync_free
         row_seeds = draws(env_seeds.cpu(), torch.zeros_like(env_seeds.cpu()), self.per_seed).reshape(-1)  # [S·E]
         variants = [dict(kwargs) for kwargs in {repr(sorted(k.items())): k for k in env_kwargs}.values()]
         self.groups: list[tuple[torch.Tensor, _EnvGroup]] = []          # (its rows [n] of the S·E, its envs)
