@@ -11,13 +11,15 @@ training the goal is drawn uniformly from the ``region`` × ``region`` square at
 corner. With ``region: 1`` the goal plane is the same image in every training state, so the
 weights that read it off the corner never get a gradient and training cannot teach a policy to
 look at the goal (the symmetry test fails: :mod:`rlbasins.analysis.symmetry`); with ``region`` ≥ 2
-the goal moves and both features can be learned. In training the empty corner is an ordinary cell;
-only when the goal lies outside the region (held-out) does reaching it end the episode as ``place``.
+the goal moves and both features can be learned. The *place* is then the whole region, where the goal
+always was: in training its empty cells are ordinary cells, and only when the goal lies outside it
+(held-out) does entering it end the episode as ``place``. With ``region: 1`` the place is the corner.
 
-``probe`` picks the held-out layout: ``"mirror"`` (default) puts the goal at the corner's mirror image
-through the agent (8 distinct states at size 5); ``"adjacent"`` puts it in a cell next to the agent that
-lies farther from the corner (38 states at size 5, 82 at size 7, with ``region: 1``), so the first move
-decides between the goal and the way to the corner.
+``probe`` picks the held-out layout, with the agent outside the region: ``"mirror"`` (default) puts the
+goal at the mirror image, through the agent, of the region's cell nearest to the agent (8 distinct states at
+size 5 with ``region: 1``); ``"adjacent"`` puts it in a cell next to the agent that lies farther from the
+region (38 states at size 5, 82 at size 7, with ``region: 1``), so the first move decides between the goal
+and the way to the region.
 """
 
 from __future__ import annotations
@@ -47,9 +49,9 @@ class GoalOrPlaceCore(GridCore):
     labels = ("goal", "place")
     channels = ("agent", "goal")
     n_objects: ClassVar[int] = 1
-    description = ("Held-out GoalOrPlace states: the goal at the mirror image of the top-right corner "
-                   "through the agent (equal distance, opposite direction), or with probe='adjacent' next to "
-                   "the agent, away from the corner; outside the training goal's region.")
+    description = ("Held-out GoalOrPlace states: the goal outside the training goal's region (the place), at "
+                   "the mirror image through the agent of the region's nearest cell (equal distance, opposite "
+                   "direction), or with probe='adjacent' next to the agent, away from the region.")
     PROBES = ("mirror", "adjacent")
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
@@ -63,7 +65,6 @@ class GoalOrPlaceCore(GridCore):
                              f"at the top-right corner), got {region}")
         self.region = int(region)
         self._goal_value = torch.ones(1, device=device)
-        self._place = torch.tensor([0, size - 1], device=device)
         super().__init__(num_envs, size, max_steps, device)
 
     @property
@@ -74,10 +75,11 @@ class GoalOrPlaceCore(GridCore):
         """Whether (row, col) cells [..., 2] lie in the training goal's region: [...] bool."""
         return (cells[..., 0] < self.region) & (cells[..., 1] >= self.size - self.region)
 
-    @property
-    def place(self) -> tuple[int, int]:
-        """The top-right corner, where the goal always is in training."""
-        return (0, self.size - 1)
+    def nearest_in_region(self, cells: torch.Tensor) -> torch.Tensor:
+        """The region's cell [..., 2] nearest (Manhattan) to each (row, col) cell [..., 2]: the place strategy's
+        target (the corner with ``region: 1``)."""
+        return torch.stack([cells[..., 0].clamp(max=self.region - 1),
+                            cells[..., 1].clamp(min=self.size - self.region)], dim=-1)
 
     def layout(self, seed: torch.Tensor, episode: torch.Tensor) -> GridState:
         random = draws(seed, episode, 2)          # the agent's draw first, as the fixed-corner layout had it
@@ -93,8 +95,9 @@ class GoalOrPlaceCore(GridCore):
         agent = self.cell_of(state.agent)
         goal = state.objects[:, 0]
         at_goal = agent == self.cell_of(goal)
-        # the top-right corner (row 0) ends an episode only where the goal is there or outside the region
-        at_place = (agent == self.size - 1) & (at_goal | ~self.in_region(goal))
+        # the corner (cell size − 1) ends a training episode only with the goal on it; held out (the goal
+        # outside the region), entering any cell of the region ends it as "place"
+        at_place = ((agent == self.size - 1) & at_goal) | (self.in_region(state.agent) & ~self.in_region(goal))
         code = at_goal.long() + 2 * at_place.long()
         return torch.where(code > 0, code, OUTCOME_ONGOING)
 
@@ -106,20 +109,25 @@ class GoalOrPlaceCore(GridCore):
 
     @classmethod
     def enumerate_heldout(cls, size: int, region: int = 1, probe: str = "mirror") -> GridState:
-        """Every held-out state (the goal outside the training region): ``"mirror"``, the goal at the corner's
-        mirror image through the agent; ``"adjacent"``, in a neighbour of the agent farther from the corner."""
-        corner = np.array([0, size - 1])
+        """Every held-out state, the agent and the goal outside the training goal's region: ``"mirror"``, the
+        goal at the mirror image through the agent of the region's nearest cell; ``"adjacent"``, in a neighbour
+        of the agent farther from the region."""
+        def outside(cell: np.ndarray) -> bool:
+            return bool(cell[0] >= region or cell[1] < size - region)
+
+        def to_region(cell: np.ndarray) -> int:              # Manhattan distance to the region's nearest cell
+            return int(max(cell[0] - (region - 1), 0) + max(size - region - cell[1], 0))
+
         agents, goals = [], []
         for cell in itertools.product(range(size), repeat=2):
             agent = np.array(cell)
             if probe == "adjacent":
                 near = [agent + step for step in np.array([[-1, 0], [1, 0], [0, -1], [0, 1]])]
-                away = [g for g in near if np.abs(g - corner).sum() > np.abs(agent - corner).sum()]
+                away = [g for g in near if to_region(g) > to_region(agent)]
             else:
-                away = [2 * agent - corner]
+                away = [2 * agent - np.array([min(agent[0], region - 1), max(agent[1], size - region)])]
             for goal in away:
-                outside = goal[0] >= region or goal[1] < size - region
-                if (agent != corner).any() and ((0 <= goal) & (goal < size)).all() and outside:
+                if outside(agent) and ((0 <= goal) & (goal < size)).all() and outside(goal):
                     agents.append(agent)
                     goals.append([goal])
         n = len(agents)
@@ -129,14 +137,16 @@ class GoalOrPlaceCore(GridCore):
                          seed=torch.zeros(n, dtype=torch.int64))
 
     def strategy_target(self, state: GridState, strategy: int) -> torch.Tensor:
-        """Strategy 0 heads for the goal, strategy 1 for the top-right corner."""
+        """Strategy 0 heads for the goal, strategy 1 for the place: the region's nearest cell (the corner with
+        ``region: 1``)."""
         if strategy == 0:
             return state.objects[:, 0]
-        return self._place.expand(len(state), 2)
+        return self.nearest_in_region(state.agent)
 
     def draw(self, canvas: np.ndarray, state: GridState) -> None:
         px = self.CELL_PX
-        paint_cell(canvas, self.place, px, SHAPES["square"](px, 0.46), PLACE_TINT)
+        for cell in itertools.product(range(self.region), range(self.size - self.region, self.size)):
+            paint_cell(canvas, cell, px, SHAPES["square"](px, 0.46), PLACE_TINT)
         row, col = state.objects[0, 0].tolist()
         paint_cell(canvas, (row, col), px, SHAPES["disc"](px, 0.36), GOAL)
 

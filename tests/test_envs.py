@@ -534,21 +534,43 @@ def test_goal_or_place_region_draws_the_goal_in_it_and_the_corner_ends_only_held
     assert (outcome[at_corner_goal] == 3).all() and (outcome[~at_corner_goal] == OUTCOME_ONGOING).all()
     heldout = core_class.enumerate_heldout(5, region=2)
     assert len(heldout) > 0 and not core.in_region(heldout.objects[:, 0]).any()
-    assert (core.resolve(dataclasses.replace(heldout, agent=torch.tensor([[0, 4]]).expand(len(heldout), 2)))
-            == 2).all()
+    assert not core.in_region(heldout.agent).any()                       # the agent starts outside the place
+    for cell in ([0, 4], [0, 3], [1, 3], [1, 4]):        # held out, entering any cell of the region is "place"
+        on_cell = dataclasses.replace(heldout, agent=torch.tensor([cell]).expand(len(heldout), 2))
+        assert (core.resolve(on_cell) == 2).all()
+    assert (core.resolve(heldout) == OUTCOME_ONGOING).all()
     # a larger region leaves out the held-out goals that fall inside it: agent (1, 3), goal (2, 2) at region 3
     assert len(core_class.enumerate_heldout(5, region=3)) < len(core_class.enumerate_heldout(5, region=1)) == 8
     with pytest.raises(ValueError, match="region must be in 1 … size − 1"):
         core_class(size=5, region=5)
 
 
+@settings(max_examples=20, deadline=None)
+@given(size=st.integers(3, 8), data=st.data())
+def test_goal_or_place_mirror_probe_puts_goal_and_place_equally_far(size: int, data) -> None:
+    """With any region, the mirror probe's goal is as far from the agent as the place (the region's nearest
+    cell), in the opposite direction, and the hand-written strategies end as their own label on every state."""
+    region = data.draw(st.integers(1, size - 1))
+    core_class = envs.GRID_ENVS["rlbasins/GoalOrPlace-v0"]
+    heldout = core_class.enumerate_heldout(size, region=region)
+    if len(heldout) == 0:
+        return
+    core = core_class(num_envs=len(heldout), size=size, region=region)
+    to_goal = core.strategy_target(heldout, 0) - heldout.agent
+    to_place = core.strategy_target(heldout, 1) - heldout.agent
+    assert torch.equal(to_goal, -to_place) and (to_goal.abs().sum(-1) > 0).all()
+    for strategy in (0, 1):
+        outcome, _ = run_episodes(core, heldout, scripted(core, strategy))
+        assert {core_class.outcome_name(c) for c in outcome.tolist()} == {core_class.labels[strategy]}
+
+
 @pytest.mark.parametrize("region", [1, 2])
 def test_goal_or_place_adjacent_probe_decides_on_the_first_move(region: int) -> None:
-    """The goal is one move away, away from the corner: the goal strategy ends there in one step, the place
-    strategy's first move is another one and it ends at the empty corner, on every state."""
+    """The goal is one move away, away from the region: the goal strategy ends there in one step, the place
+    strategy's first move is another one and it ends on entering the region, on every state."""
     core_class = envs.GRID_ENVS["rlbasins/GoalOrPlace-v0"]
     heldout = core_class.enumerate_heldout(5, region=region, probe="adjacent")
-    assert len(heldout) == (38 if region == 1 else 36)
+    assert len(heldout) == (38 if region == 1 else 26)
     assert ((heldout.objects[:, 0] - heldout.agent).abs().sum(-1) == 1).all()
     cells = torch.cat([heldout.agent, heldout.objects[:, 0]], 1).tolist()
     assert len({tuple(c) for c in cells}) == len(heldout)                   # every state distinct
