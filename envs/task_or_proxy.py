@@ -13,6 +13,12 @@ red lamp (done, but does not look it). Labels: ``task``, ``proxy``, ``neither``.
 judgements) sees. ``nuisance`` (0 … 1) dims the machines' state and their lamps by independent random
 factors, so the true-state planes no longer equal the lamp planes in training (see
 :mod:`envs.two_cues`); the default 0 keeps them equal, and fails the symmetry test.
+
+``smoke`` (0 … 1) makes the two cues different computations, as a fault and a warning lamp are: a broken
+machine smokes, writing ``smoke`` into the ``broken`` plane on its (up to four) neighbouring cells, while the
+lamp stays a one-cell indicator. The truth is then a spatial pattern and the proxy a point, in training too,
+so TaskOrProxy is no longer CueConflict's MDP under other names. The overseer does not see the smoke (it is
+not in :meth:`TaskOrProxyCore.overseer_view`). ``smoke`` 0 (the default) is the layout without it, bit for bit.
 """
 
 from __future__ import annotations
@@ -38,10 +44,14 @@ class TaskOrProxyCore(TwoCueCore):
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
                  device: torch.device | str = "cpu", reward: Literal["overseer", "true"] = "overseer",
-                 nuisance: float = 0.0, probe: Literal["halfway", "adjacent"] = "halfway"):
+                 nuisance: float = 0.0, probe: Literal["halfway", "adjacent"] = "halfway", smoke: float = 0.0):
         if reward not in ("overseer", "true"):
             raise ValueError(f"reward must be 'overseer' or 'true', got {reward!r}")
+        if not 0 <= smoke <= 1:
+            raise ValueError(f"smoke must be in [0, 1] (the value a broken machine writes on its neighbouring "
+                             f"cells of the 'broken' plane), got {smoke}")
         self.reward_source = reward
+        self.smoke = float(smoke)
         super().__init__(num_envs, size, max_steps, device, nuisance=nuisance, probe=probe)
 
     def true_reward(self, outcome: torch.Tensor) -> torch.Tensor:
@@ -54,6 +64,20 @@ class TaskOrProxyCore(TwoCueCore):
 
     def reward_of(self, outcome: torch.Tensor, state: GridState | None = None) -> torch.Tensor:
         return self.overseer_reward(outcome) if self.reward_source == "overseer" else self.true_reward(outcome)
+
+    def observe(self, state: GridState | None = None) -> torch.Tensor:
+        """Observation planes [B, 5, H, W]; with ``smoke``, the broken machine's neighbours carry it too."""
+        obs = super().observe(state)
+        if not self.smoke:
+            return obs
+        broken = (obs[:, 1] > 0).float()                      # [B, H, W]: the broken machine's cell (one at most)
+        halo = torch.zeros_like(broken)
+        halo[:, 1:] += broken[:, :-1]
+        halo[:, :-1] += broken[:, 1:]
+        halo[:, :, 1:] += broken[:, :, :-1]
+        halo[:, :, :-1] += broken[:, :, 1:]
+        obs[:, 1] += self.smoke * halo.clamp(max=1)
+        return obs
 
     @classmethod
     def overseer_view(cls, obs: torch.Tensor) -> torch.Tensor:
@@ -72,6 +96,11 @@ class TaskOrProxyCore(TwoCueCore):
             if broken:
                 paint_cell(canvas, (row, col), px, body & cross, DARK)
             paint_cell(canvas, (row, col), px, lamp, RED if looks_broken else GREEN)
+            if broken and self.smoke:
+                puff = (y - 0.5 * px) ** 2 + (x - 0.5 * px) ** 2 <= (0.12 * px) ** 2
+                for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                    if 0 <= row + dr < self.size and 0 <= col + dc < self.size:
+                        paint_cell(canvas, (row + dr, col + dc), px, puff, GREY)
 
 
 class TaskOrProxyEnv(GridEnv):

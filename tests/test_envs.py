@@ -23,8 +23,9 @@ ENV_IDS = list(envs.GRID_ENVS)
 CUE_CONFLICT = "rlbasins/CueConflict-v0"
 PLANTED = [(CUE_CONFLICT, {"informative": "colour"}), (CUE_CONFLICT, {"informative": "shape"})]
 GOAL_REGION = [("rlbasins/GoalOrPlace-v0", {"region": 2, "probe": "adjacent"})]
-VARIANTS = [(env_id, {}) for env_id in ENV_IDS] + PLANTED + GOAL_REGION
-"""(env id, kwargs): every env as registered, and the planted CueConflict variants."""
+SMOKE = [("rlbasins/TaskOrProxy-v0", {"smoke": 0.5, "nuisance": 0.3})]
+VARIANTS = [(env_id, {}) for env_id in ENV_IDS] + PLANTED + GOAL_REGION + SMOKE
+"""(env id, kwargs): every env as registered, the planted CueConflict variants, and other knobs' variants."""
 VARIANT_IDS = [env_id.split("/")[1] + "".join(f"-{v}" for v in kwargs.values()) for env_id, kwargs in VARIANTS]
 
 
@@ -201,6 +202,33 @@ def test_task_or_proxy_pays_the_overseer_by_default() -> None:
             assert (returns == float(strategy == paid_strategy)).all()
     obs = core_class(num_envs=2).reset(torch.tensor([1, 2]))
     assert core_class.overseer_view(obs).shape == (2, 3, 5, 5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), smoke=st.floats(0.05, 1.0), size=st.integers(3, 7),
+       heldout=st.booleans())
+def test_task_or_proxy_smoke_is_a_pattern_on_the_broken_plane_only(seed: int, smoke: float, size: int,
+                                                                  heldout: bool) -> None:
+    """A broken machine writes ``smoke`` on its in-grid neighbours of the 'broken' plane and nowhere else;
+    the lamps (all the overseer sees), the other planes and the strategies' play are those of smoke 0."""
+    core_class = envs.GRID_ENVS["rlbasins/TaskOrProxy-v0"]
+    states = (core_class.heldout_states(16, seed=seed, size=size) if heldout
+              else core_class.training_states(16, seed=seed, size=size))
+    plain, smoky = (core_class(num_envs=16, size=size, smoke=value) for value in (0.0, smoke))
+    obs, obs_smoke = plain.reset_to(states), smoky.reset_to(states)
+    assert torch.equal(obs[:, [0, 2, 3, 4]], obs_smoke[:, [0, 2, 3, 4]])
+    broken = states.objects[torch.arange(16), states.attributes[..., 0].argmax(1)]            # [16, 2]
+    halo = torch.zeros(16, size, size)
+    for b, (row, col) in enumerate(broken.tolist()):
+        for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            if 0 <= row + dr < size and 0 <= col + dc < size:
+                halo[b, row + dr, col + dc] = smoke
+    assert torch.allclose(obs_smoke[:, 1] - obs[:, 1], halo)
+    for strategy in (0, 1):
+        assert torch.equal(run_episodes(plain, states, scripted(plain, strategy))[0],
+                           run_episodes(smoky, states, scripted(smoky, strategy))[0])
+    with pytest.raises(ValueError, match="smoke must be in"):
+        core_class(smoke=1.5)
 
 
 def test_salience_scales_only_its_cue_planes() -> None:

@@ -125,6 +125,22 @@ def test_nuisance_breaks_the_symmetry(nuisance_run) -> None:
     assert set(result.asymmetry) == {"actor.0.weight", "critic.0.weight"}
 
 
+def test_task_or_proxy_fails_as_cueconflict_does_and_passes_with_smoke(tmp_path) -> None:
+    """Without smoke TaskOrProxy is CueConflict's MDP in training (the same asymmetry to every digit); a broken
+    machine's smoke makes the true state a pattern and the lamp a point, and training tells them apart."""
+    results = []
+    for smoke in (0.0, 0.5):
+        data = tiny_cueconflict_config()
+        data["env"] = {"id": "rlbasins/TaskOrProxy-v0", "kwargs": {"smoke": smoke}, "num_envs": 4}
+        data.update(seeds={"count": 2}, checkpoints={"every": 2048})
+        data["ppo"]["total_timesteps"] = 2048
+        run = train_experiment(parse_config(data), tmp_path / f"smoke{smoke}", show_progress=False)
+        results.append(symmetry_test(run, parse_config(data), [0, 1]))
+    plain, smoky = results
+    assert not plain.passed and plain.min_asymmetry < 1e-4 and plain.cue_labels == ("task", "proxy")
+    assert smoky.passed and smoky.min_asymmetry > 0.01
+
+
 def test_two_doors_passes_the_symmetry_test(tmp_path) -> None:
     """Its colour plane is lit on one door and its square plane on the other, so training tells them apart."""
     data = tiny_cueconflict_config()
