@@ -89,6 +89,16 @@ def test_goal_or_place_fails_with_a_fixed_goal_and_passes_with_a_goal_region(tmp
     moving, data = goal_or_place_run(tmp_path, 2)
     result = symmetry_test(moving, parse_config(data), [0, 1])
     assert result.passed and result.reads_goal_plane and result.cue_labels == ("goal", "place")
+    # the pass is about the region's cells: where the goal never is in training (every held-out goal), an
+    # MLP's goal-plane weights get no gradient and stay bit for bit at their initial values
+    store = moving.seed(0)
+    (start, _), (end, _) = (store.load_policy(step) for step in (0, 2048))
+    outside = torch.ones(5, 5, dtype=torch.bool)
+    outside[:2, 3:] = False                                                  # the 2 × 2 region at the corner
+    for layer in ("actor.0.weight", "critic.0.weight"):
+        goal_plane = [w[layer].reshape(-1, 2, 5, 5)[:, 1] for w in (start, end)]   # [out, H, W]
+        assert torch.equal(goal_plane[0][:, outside], goal_plane[1][:, outside])
+        assert not torch.equal(goal_plane[0][:, ~outside], goal_plane[1][:, ~outside])
     failed = CliRunner().invoke(app, ["symmetry", str(fixed.root)])
     assert failed.exit_code == 1 and GOAL_STATISTIC in " ".join(failed.output.split()) and "FAIL" in failed.output
 
