@@ -130,8 +130,12 @@ def _symmetry_line(result) -> str:
     """A :class:`~rlbasins.analysis.symmetry.SymmetryResult` in one line."""
     a, b = result.cue_labels
     verdict = "PASS" if result.passed else "FAIL: training cannot tell the two features apart"
-    return (f"{verdict}: smallest first-layer asymmetry of the {a} and {b} weights {result.min_asymmetry:.2g} "
+    line = (f"{verdict}: smallest first-layer asymmetry of the {a} and {b} weights {result.min_asymmetry:.2g} "
             f"over {len(result.seeds)} seeds (threshold {result.threshold:g})")
+    if result.heldout_goal_change is not None and max(result.heldout_goal_change) == 0:
+        line += ("; the goal-plane weights outside the training region never moved, so every held-out goal is "
+                 "read through untrained weights")
+    return line
 
 
 def _print_study(name: str, result: Any, describe: Callable[[Any], str]) -> None:

@@ -329,6 +329,7 @@ def test_batched_cartpole_follows_gymnasium_dynamics(seed, actions) -> None:
     core = envs.CartPoleCore(num_envs=1)
     obs = core.reset(torch.tensor([seed]))
     reference = gym.make("CartPole-v1")
+    assert core.observation_space == reference.observation_space
     reference.reset(seed=0)
     reference.unwrapped.state = core.state.physics[0].numpy().copy()
     for action in actions:

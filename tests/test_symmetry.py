@@ -16,6 +16,7 @@ from rlbasins.analysis.symmetry import (
     GOAL_STATISTIC,
     cue_channels,
     goal_asymmetry,
+    goal_change_outside,
     symmetry_test,
     weight_asymmetry,
 )
@@ -69,6 +70,14 @@ def test_goal_asymmetry_ignores_a_change_shared_by_the_region_cells(seed: int, r
         assert goal_asymmetry(start.flatten(1), (start + change).flatten(1), region, obs)[0] > 0.01
     with pytest.raises(ValueError, match="Linear first layer"):
         goal_asymmetry(start.reshape(3, 2, 5, 5), start.reshape(3, 2, 5, 5), region, obs)
+    # the held-out cells' change reads only the goal plane outside the region
+    inside_only = torch.zeros(3, *obs)
+    inside_only[:, 0] = 5.0                           # the agent plane moves everywhere
+    inside_only[:, 1, :region, 5 - region:] = torch.randn(3, region, region, generator=g)
+    assert goal_change_outside(start.flatten(1), (start + inside_only).flatten(1), region, obs) == 0.0
+    inside_only[1, 1, 4, 0] = -0.5                    # the bottom-left cell, outside every region
+    assert goal_change_outside(start.flatten(1), (start + inside_only).flatten(1), region, obs) == \
+        pytest.approx(0.5, rel=1e-5)
 
 
 def goal_or_place_run(tmp_path, region: int) -> tuple[RunDir, dict]:
@@ -91,6 +100,7 @@ def test_goal_or_place_fails_with_a_fixed_goal_and_passes_with_a_goal_region(tmp
     assert result.passed and result.reads_goal_plane and result.cue_labels == ("goal", "place")
     # the pass is about the region's cells: where the goal never is in training (every held-out goal), an
     # MLP's goal-plane weights get no gradient and stay bit for bit at their initial values
+    assert result.heldout_goal_change == [0.0, 0.0]
     store = moving.seed(0)
     (start, _), (end, _) = (store.load_policy(step) for step in (0, 2048))
     outside = torch.ones(5, 5, dtype=torch.bool)
@@ -99,6 +109,8 @@ def test_goal_or_place_fails_with_a_fixed_goal_and_passes_with_a_goal_region(tmp
         goal_plane = [w[layer].reshape(-1, 2, 5, 5)[:, 1] for w in (start, end)]   # [out, H, W]
         assert torch.equal(goal_plane[0][:, outside], goal_plane[1][:, outside])
         assert not torch.equal(goal_plane[0][:, ~outside], goal_plane[1][:, ~outside])
+    passed = CliRunner().invoke(app, ["symmetry", str(moving.root)])
+    assert passed.exit_code == 0 and "read through untrained weights" in " ".join(passed.output.split())
     failed = CliRunner().invoke(app, ["symmetry", str(fixed.root)])
     assert failed.exit_code == 1 and GOAL_STATISTIC in " ".join(failed.output.split()) and "FAIL" in failed.output
 

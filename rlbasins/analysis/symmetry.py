@@ -28,6 +28,11 @@ goal. The test there (:data:`GOAL_STATISTIC`) is the part of the goal plane's we
 differs between the cells the goal can occupy in training (its change minus the mean over those
 cells: exactly 0 with ``region: 1``), relative to the agent plane's change. A Conv2d shares its
 weights across cells, so this test needs a Linear first layer (an MLP policy).
+
+Passing it says the goal is learned *inside* the region. Every held-out goal lies outside it, where the goal
+plane is 0 in every training state: an MLP's first-layer weights there get no gradient and stay at their
+initial values, so the policy reads a held-out goal through untrained weights. The result records the largest
+change of those weights per seed (:attr:`SymmetryResult.heldout_goal_change`; exactly 0 for an MLP).
 """
 
 from __future__ import annotations
@@ -69,6 +74,9 @@ class SymmetryResult(Result):
     min_asymmetry: float                                    # over seeds and first layers
     passed: bool                                            # min_asymmetry ≥ threshold
     statistic: str = PAIRED_STATISTIC                       # PAIRED_STATISTIC or GOAL_STATISTIC
+    heldout_goal_change: list[float] | None = None
+    """GoalOrPlace: per seed, the largest |ΔW| of the first layers' goal-plane weights on cells outside the
+    training region, where every held-out goal lies (0: held-out goals are read through untrained weights)."""
 
     @property
     def reads_goal_plane(self) -> bool:
@@ -147,6 +155,16 @@ def goal_asymmetry(initial: torch.Tensor, final: torch.Tensor, region: int, obs_
     return float(torch.linalg.vector_norm(position_dependent)) / max(agent, 1e-30), agent
 
 
+def goal_change_outside(initial: torch.Tensor, final: torch.Tensor, region: int, obs_shape: tuple[int, int, int],
+                        goal_channel: int = 1) -> float:
+    """The largest |ΔW| of a Linear first layer's goal-plane weights [out, C·H·W] on the cells outside the
+    ``region`` × ``region`` square at the top-right corner (where GoalOrPlace's held-out goals lie)."""
+    delta = (final - initial).reshape(initial.shape[0], *obs_shape)[:, goal_channel]     # [out, H, W]
+    outside = torch.ones(obs_shape[1:], dtype=torch.bool)
+    outside[:region, obs_shape[2] - region:] = False
+    return float(delta[:, outside].abs().max())
+
+
 def symmetry_test(run: RunDir, cfg: ExperimentConfig, seeds: list[int], step: int | None = None,
                   threshold: float = DEFAULT_THRESHOLD) -> SymmetryResult:
     """The symmetry test of ``seeds`` of ``run``: their step-0 checkpoints against those at ``step``
@@ -184,6 +202,8 @@ def symmetry_of(run: RunDir, cfg: ExperimentConfig, seeds: list[int], final: lis
         raise ValueError("a first layer did not change at all between step 0 and the last checkpoint: "
                          "train the run before testing its symmetry")
     lowest = float(min(min(values) for values in asymmetry.values()))
+    outside = [max(goal_change_outside(start[name], end[name], core.region, obs_shape) for name in FIRST_LAYERS)
+               for start, end in zip(initial, final, strict=True)] if reads_goal else None
     return SymmetryResult(cfg.env.id, tuple(core.labels), (channels_a, channels_b), list(seeds), steps, asymmetry,
                           shared, threshold, lowest, lowest >= threshold,
-                          GOAL_STATISTIC if reads_goal else PAIRED_STATISTIC)
+                          GOAL_STATISTIC if reads_goal else PAIRED_STATISTIC, outside)

@@ -79,7 +79,7 @@ class _EnvGroup:
             self.core.sync_free = sync_free
             self.vector = None
             self.first_obs = self.core.reset(row_seeds.to(device))
-            self.n_actions = int(self.core.n_actions)
+            self.observation_space, self.n_actions = self.core.observation_space, int(self.core.n_actions)
         else:  # generic gymnasium env: a synchronous vector env, SAME_STEP autoreset like SB3
             self.core = None
             self.vector = gym.vector.SyncVectorEnv(
@@ -87,6 +87,7 @@ class _EnvGroup:
                 autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
             obs, _ = self.vector.reset(seed=row_seeds.tolist())
             self.first_obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
+            self.observation_space = self.vector.single_observation_space
             self.n_actions = int(self.vector.single_action_space.n)
 
     def step(self, actions: torch.Tensor):
@@ -155,6 +156,8 @@ class BatchedEnv:
             raise ValueError("env variants trained in one batch must share the observation shape and the number "
                              f"of actions, got {sorted(shapes)}")
         self.first_obs = self._merge([group.first_obs for _, group in self.groups])
+        # seed 0's (its group is the first): one env's observation space and action count
+        self.observation_space, self.n_actions = self.groups[0][1].observation_space, self.groups[0][1].n_actions
 
     def _merge(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """Each group's rows [n_g, ...] → all rows [S·E, ...] in seed order."""
@@ -391,11 +394,9 @@ class BatchedTrainer:
         self.env = BatchedEnv(cfg, env_kwargs, _seed_column(slots, "env", self.device), self.device, self.sync_free)
         self.obs = self.env.first_obs                                            # [S·E, ...]
         self.starts = torch.ones(len(slots) * cfg.env.num_envs, device=self.device)
-        probe = gym.make(cfg.env.id, **env_kwargs[0])
-        self.obs_shape, n_actions = tuple(probe.observation_space.shape), int(probe.action_space.n)
-        probe.close()
+        self.obs_shape, n_actions = tuple(self.env.observation_space.shape), self.env.n_actions
         self.population = None if cfg.population is None else PopulationBonus(
-            cfg, [task.index for task in tasks], probe.observation_space, self.obs)
+            cfg, [task.index for task in tasks], self.env.observation_space, self.obs)
         self.policy = StackedPolicy([self._initial_policy(task, task_cfg, self.obs_shape, n_actions)
                                      for task, task_cfg in zip(slots, slot_cfgs, strict=True)], self.device)
         self.adam = SeedwiseAdam(self.policy.params)
