@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import gymnasium as gym
+import numpy as np
 import torch
 
 from envs.grid import OUTCOME_ONGOING, OUTCOME_TIMEOUT, Step, draws
@@ -38,6 +40,9 @@ class CartPoleCore:
     """B CartPole-v1 environments stepped together (CPU or CUDA)."""
 
     n_actions = 2
+    observation_space = gym.spaces.Box(   # gymnasium's: twice the termination limits, unbounded velocities
+        -(high := np.array([2 * X_LIMIT, np.inf, 2 * THETA_LIMIT, np.inf], dtype=np.float32)), high,
+        dtype=np.float32)
 
     def __init__(self, num_envs: int = 1, max_steps: int = 500, device: torch.device | str = "cpu"):
         self.num_envs, self.max_steps, self.device = num_envs, max_steps, torch.device(device)
