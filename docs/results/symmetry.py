@@ -1,5 +1,6 @@
-"""The symmetry test of every two-strategy env: the two-cue envs with and without ``nuisance``, TwoDoors, and
-GoalOrPlace with a fixed goal and a goal region → docs/results/symmetry.json (see docs/symmetry.md).
+"""The symmetry test of every two-strategy env: the two-cue envs with and without ``nuisance`` (TaskOrProxy also
+with ``smoke``), TwoDoors, and GoalOrPlace with a fixed goal and a goal region → docs/results/symmetry.json
+(see docs/symmetry.md).
 
     .venv/bin/python docs/results/symmetry.py RUNS_DIR
 
@@ -30,6 +31,8 @@ VARIANTS = {                                   # name → (env id, env kwargs, p
     "cue_conflict_nuisance0.5_mlp": ("rlbasins/CueConflict-v0", {"nuisance": 0.5}, MLP),
     "cue_conflict_nuisance0.5_cnn": ("rlbasins/CueConflict-v0", {"nuisance": 0.5}, CNN),
     "task_or_proxy_nuisance0.5_mlp": ("rlbasins/TaskOrProxy-v0", {"nuisance": 0.5}, MLP),
+    "task_or_proxy_smoke0.5_mlp": ("rlbasins/TaskOrProxy-v0", {"smoke": 0.5}, MLP),
+    "task_or_proxy_smoke0.5_cnn": ("rlbasins/TaskOrProxy-v0", {"smoke": 0.5}, CNN),
     "two_doors_mlp": ("rlbasins/TwoDoors-v0", {"size": 4, "code_length": 1}, MLP),
     "goal_or_place_mlp": ("rlbasins/GoalOrPlace-v0", {}, MLP),
     "goal_or_place_region2_mlp": ("rlbasins/GoalOrPlace-v0", {"region": 2}, MLP),
