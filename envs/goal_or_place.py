@@ -15,6 +15,12 @@ the goal moves and both features can be learned. The *place* is then the whole r
 always was: in training its empty cells are ordinary cells, and only when the goal lies outside it
 (held-out) does entering it end the episode as ``place``. With ``region: 1`` the place is the corner.
 
+``random_percent`` (0 … 100, default 0) is the rest of Langosco et al.'s knob: in that share of training
+episodes the goal is drawn uniformly from the cells *outside* the region and the agent from the other cells
+outside it, as in held-out states. There the goal strategy is paid and the place strategy is not (entering the
+region ends such an episode as ``place``, as held out), and the goal plane's weights outside the region get a
+gradient. Two more draws per episode (a coin and the outside cell); 0 is the layout without them, bit for bit.
+
 ``probe`` picks the held-out layout, with the agent outside the region: ``"mirror"`` (default) puts the
 goal at the mirror image, through the agent, of the region's cell nearest to the agent (8 distinct states at
 size 5 with ``region: 1``); ``"adjacent"`` puts it in a cell next to the agent that lies farther from the
@@ -56,7 +62,7 @@ class GoalOrPlaceCore(GridCore):
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
                  device: torch.device | str = "cpu", region: int = 1,
-                 probe: Literal["mirror", "adjacent"] = "mirror"):
+                 probe: Literal["mirror", "adjacent"] = "mirror", random_percent: float = 0.0):
         if probe not in self.PROBES:
             raise ValueError(f"probe must be one of {', '.join(map(repr, self.PROBES))}, got {probe!r}")
         self.probe = probe
@@ -64,6 +70,15 @@ class GoalOrPlaceCore(GridCore):
             raise ValueError(f"region must be in 1 … size − 1 = {size - 1} (the side of the training goal's square "
                              f"at the top-right corner), got {region}")
         self.region = int(region)
+        if not 0 <= random_percent <= 100:
+            raise ValueError(f"random_percent must be in [0, 100] (the share of training episodes whose goal is "
+                             f"drawn outside the region), got {random_percent}")
+        self.random_percent = float(random_percent)
+        self._random_threshold = int(self.random_percent / 100 * 2**32)      # a uint32 draw below it: goal outside
+        rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+        cells = torch.stack([rows.flatten(), cols.flatten()], 1).to(device)   # [size², 2]
+        in_region = (cells[:, 0] < region) & (cells[:, 1] >= size - region)
+        self._outside = cells[~in_region]                                    # [n_out, 2] in reading order
         self._goal_value = torch.ones(1, device=device)
         super().__init__(num_envs, size, max_steps, device)
 
@@ -88,8 +103,21 @@ class GoalOrPlaceCore(GridCore):
         # the agent: uniform over the other cells (distinct_cells excludes one fixed cell, so shift past the goal)
         agent = (random[:, 0] * (self.size**2 - 1)) >> 32
         agent = cells_to_rc(agent + (agent >= self.cell_of(goal)).long(), self.size)
+        if self.random_percent:
+            goal, agent = self._outside_layout(draws(seed, episode, 4), goal, agent)
         return GridState(agent=agent, objects=goal[:, None], attributes=torch.ones_like(goal[:, None]),
                          steps=torch.zeros_like(seed), episode=episode, seed=seed)
+
+    def _outside_layout(self, random: torch.Tensor, goal: torch.Tensor, agent: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """With ``random_percent``: where the coin (3rd draw) falls below it, the goal at a cell outside the region
+        (4th draw) and the agent at another one (the 1st draw); else ``goal`` and ``agent`` [B, 2] unchanged."""
+        n_out = len(self._outside)
+        where = (random[:, 3] * n_out) >> 32                                    # [B] in [0, n_out)
+        other = (random[:, 0] * (n_out - 1)) >> 32
+        other = other + (other >= where).long()
+        outside = (random[:, 2] < self._random_threshold)[:, None]              # [B, 1]
+        return (torch.where(outside, self._outside[where], goal), torch.where(outside, self._outside[other], agent))
 
     def resolve(self, state: GridState) -> torch.Tensor:
         agent = self.cell_of(state.agent)

@@ -22,7 +22,8 @@ from envs.two_doors import FAILED
 ENV_IDS = list(envs.GRID_ENVS)
 CUE_CONFLICT = "rlbasins/CueConflict-v0"
 PLANTED = [(CUE_CONFLICT, {"informative": "colour"}), (CUE_CONFLICT, {"informative": "shape"})]
-GOAL_REGION = [("rlbasins/GoalOrPlace-v0", {"region": 2, "probe": "adjacent"})]
+GOAL_REGION = [("rlbasins/GoalOrPlace-v0", {"region": 2, "probe": "adjacent"}),
+               ("rlbasins/GoalOrPlace-v0", {"region": 2, "random_percent": 20.0})]
 SMOKE = [("rlbasins/TaskOrProxy-v0", {"smoke": 0.5, "nuisance": 0.3})]
 VARIANTS = [(env_id, {}) for env_id in ENV_IDS] + PLANTED + GOAL_REGION + SMOKE
 """(env id, kwargs): every env as registered, the planted CueConflict variants, and other knobs' variants."""
@@ -572,6 +573,48 @@ def test_goal_or_place_region_draws_the_goal_in_it_and_the_corner_ends_only_held
     assert len(core_class.enumerate_heldout(5, region=3)) < len(core_class.enumerate_heldout(5, region=1)) == 8
     with pytest.raises(ValueError, match="region must be in 1 … size − 1"):
         core_class(size=5, region=5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(size=st.integers(3, 7), percent=st.sampled_from([1.0, 10.0, 50.0, 100.0]), data=st.data())
+def test_goal_or_place_random_percent_moves_that_share_of_training_goals_outside_the_region(
+        size: int, percent: float, data) -> None:
+    """In about ``random_percent`` of training episodes goal and agent are drawn outside the region (distinct
+    cells); the other episodes are the plain layout's, bit for bit. There the place strategy ends as ``place``
+    with 0, as on held-out states, and only the goal pays (a goal strategy must go around the region)."""
+    region = data.draw(st.integers(1, size - 1))
+    core_class = envs.GRID_ENVS["rlbasins/GoalOrPlace-v0"]
+    n = 4000
+    seeds, episodes = torch.arange(n) * 7 + data.draw(st.integers(0, 1000)), torch.arange(n) % 5
+    plain = core_class(num_envs=n, size=size, region=region).layout(seeds, episodes)
+    core = core_class(num_envs=n, size=size, region=region, random_percent=percent)
+    moved = core.layout(seeds, episodes)
+    outside = ~core.in_region(moved.objects[:, 0])
+    assert abs(outside.float().mean().item() - percent / 100) < 0.03
+    assert not core.in_region(moved.agent[outside]).any()
+    assert (core.cell_of(moved.agent) != core.cell_of(moved.objects[:, 0])).all()
+    assert torch.equal(moved.objects[~outside], plain.objects[~outside])
+    assert torch.equal(moved.agent[~outside], plain.agent[~outside])
+    if outside.any():
+        start = moved[outside]
+        runner = core_class(num_envs=len(start), size=size, region=region, random_percent=percent)
+        for strategy in (0, 1):                                   # greedy paths may cross the other's target
+            outcome, returns = run_episodes(runner, start, scripted(runner, strategy))
+            names = [core_class.outcome_name(c) for c in outcome.tolist()]
+            assert set(names) <= {"goal", "place"}
+            assert torch.equal(returns, torch.tensor([float(name == "goal") for name in names]))
+    with pytest.raises(ValueError, match="random_percent must be in"):
+        core_class(random_percent=101)
+
+
+def test_goal_or_place_goal_outside_the_region_pays_the_goal_and_ends_the_place_with_nothing() -> None:
+    core_class = envs.GRID_ENVS["rlbasins/GoalOrPlace-v0"]
+    core = core_class(num_envs=1, size=5, region=2, random_percent=100)
+    start = core.layout(torch.tensor([3]), torch.tensor([0]))
+    start = dataclasses.replace(start, agent=torch.tensor([[4, 0]]), objects=torch.tensor([[[4, 1]]]))
+    for strategy, label, paid in ((0, "goal", 1.0), (1, "place", 0.0)):
+        outcome, returns = run_episodes(core, start, scripted(core, strategy))
+        assert core_class.outcome_name(int(outcome[0])) == label and float(returns[0]) == paid
 
 
 @settings(max_examples=20, deadline=None)
