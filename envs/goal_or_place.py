@@ -6,16 +6,16 @@ move the goal to the mirror image of the corner through the agent (equal distanc
 direction) and outside the training region; reaching the empty corner then ends the episode as
 ``place``. Labels: ``goal``, ``place``, ``neither``.
 
-``region`` (default 1) is Langosco et al.'s ``random_percent`` and their Maze's goal region: in
+``region`` (default 1) is like the goal region of Langosco et al.'s Maze: in
 training the goal is drawn uniformly from the ``region`` × ``region`` square at the top-right
 corner. With ``region: 1`` the goal plane is the same image in every training state, so the
 weights that read it off the corner never get a gradient and training cannot teach a policy to
 look at the goal (the symmetry test fails: :mod:`rlbasins.analysis.symmetry`); with ``region`` ≥ 2
 the goal moves and both features can be learned. The *place* is then the whole region, where the goal
-always was: in training its empty cells are ordinary cells, and only when the goal lies outside it
-(held-out) does entering it end the episode as ``place``. With ``region: 1`` the place is the corner.
+always was: its empty cells are ordinary cells, and only when the goal lies outside it (held-out, or with
+``random_percent``) does entering it end the episode as ``place``. With ``region: 1`` the place is the corner.
 
-``random_percent`` (0 … 100, default 0) is the rest of Langosco et al.'s knob: in that share of training
+``random_percent`` (0 … 100, default 0) is Langosco et al.'s knob of that name: in that share of training
 episodes the goal is drawn uniformly from the cells *outside* the region and the agent from the other cells
 outside it, as in held-out states. There the goal strategy is paid and the place strategy is not (entering the
 region ends such an episode as ``place``, as held out), and the goal plane's weights outside the region get a
