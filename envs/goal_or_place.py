@@ -123,8 +123,8 @@ class GoalOrPlaceCore(GridCore):
         agent = self.cell_of(state.agent)
         goal = state.objects[:, 0]
         at_goal = agent == self.cell_of(goal)
-        # the corner (cell size − 1) ends a training episode only with the goal on it; held out (the goal
-        # outside the region), entering any cell of the region ends it as "place"
+        # with the goal in the region (training) only the goal ends an episode; with the goal outside it (held
+        # out, or random_percent), entering any cell of the region ends it as "place"
         at_place = ((agent == self.size - 1) & at_goal) | (self.in_region(state.agent) & ~self.in_region(goal))
         code = at_goal.long() + 2 * at_place.long()
         return torch.where(code > 0, code, OUTCOME_ONGOING)

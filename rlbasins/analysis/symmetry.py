@@ -30,9 +30,10 @@ cells: exactly 0 with ``region: 1``), relative to the agent plane's change. A Co
 weights across cells, so this test needs a Linear first layer (an MLP policy).
 
 Passing it says the goal is learned *inside* the region. Every held-out goal lies outside it, where the goal
-plane is 0 in every training state: an MLP's first-layer weights there get no gradient and stay at their
-initial values, so the policy reads a held-out goal through untrained weights. The result records the largest
-change of those weights per seed (:attr:`SymmetryResult.heldout_goal_change`; exactly 0 for an MLP).
+plane is 0 in every training state unless ``random_percent`` puts training goals there: an MLP's first-layer
+weights there then get no gradient and stay at their initial values, so the policy reads a held-out goal
+through untrained weights. The result records the largest change of those weights per seed
+(:attr:`SymmetryResult.heldout_goal_change`).
 """
 
 from __future__ import annotations
