@@ -38,7 +38,7 @@ class CueConflictCore(TwoCueCore):
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
                  device: torch.device | str = "cpu", colour_salience: float = 1.0, shape_salience: float = 1.0,
                  informative: Literal["both", "colour", "shape"] = "both", mix: float = 0.0,
-                 nuisance: float = 0.0, probe: Literal["halfway", "adjacent"] = "halfway"):
+                 nuisance: float | torch.Tensor = 0.0, probe: Literal["halfway", "adjacent"] = "halfway"):
         super().__init__(num_envs, size, max_steps, device, salience=(colour_salience, shape_salience),
                          informative=informative, mix=mix, nuisance=nuisance, probe=probe)
 

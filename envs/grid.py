@@ -142,6 +142,9 @@ class GridCore:
     n_objects: ClassVar[int]
     n_actions: ClassVar[int] = 4
     description: ClassVar[str]
+    row_kwargs: ClassVar[tuple[str, ...]] = ()
+    """Keyword arguments that may be given one value per environment (a [B] tensor): the batched engine then
+    steps env variants that differ only in them in one core (:class:`rlbasins.train.batched.BatchedEnv`)."""
     strategies_agree_in_training: ClassVar[bool] = True
     """Whether the two strategies act alike on every training state (False: they are two equally paid
     ways through training, e.g. TwoDoors, and show in training behaviour too)."""

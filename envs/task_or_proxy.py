@@ -44,7 +44,8 @@ class TaskOrProxyCore(TwoCueCore):
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
                  device: torch.device | str = "cpu", reward: Literal["overseer", "true"] = "overseer",
-                 nuisance: float = 0.0, probe: Literal["halfway", "adjacent"] = "halfway", smoke: float = 0.0):
+                 nuisance: float | torch.Tensor = 0.0, probe: Literal["halfway", "adjacent"] = "halfway",
+                 smoke: float = 0.0):
         if reward not in ("overseer", "true"):
             raise ValueError(f"reward must be 'overseer' or 'true', got {reward!r}")
         if not 0 <= smoke <= 1:

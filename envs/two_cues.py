@@ -32,7 +32,9 @@ factors 1 − ν·u (u uniform in [0, 1), four more draws per episode: one per o
 shade and a size would vary in a picture: both cues stay perfectly predictive, their inputs no
 longer coincide, and the data stream decides how much each is used. Held-out states draw the
 same factors from their own ``seed`` field. ``nuisance`` 0 (the default) is the layout above, bit
-for bit.
+for bit. A core may take one ``nuisance`` per environment (a [B] tensor, :attr:`TwoCueCore.row_kwargs`),
+so that the batched engine steps seeds of several nuisance values in one core; each row is then what
+a core of its own value would give, bit for bit.
 """
 
 from __future__ import annotations
@@ -54,10 +56,11 @@ class TwoCueCore(GridCore):
     n_objects: ClassVar[int] = 2
     cue_channels: ClassVar[tuple[tuple[int, ...], tuple[int, ...]]] = ((1, 2), (3, 4))
     """Input channels of cue A (value 1, value 0) and of cue B, matched plane by plane (see :meth:`paint`)."""
+    row_kwargs: ClassVar[tuple[str, ...]] = ("nuisance",)
 
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
                  device: torch.device | str = "cpu", salience: tuple[float, float] = (1.0, 1.0),
-                 informative: str = "both", mix: float = 0.0, nuisance: float = 0.0,
+                 informative: str = "both", mix: float = 0.0, nuisance: float | torch.Tensor = 0.0,
                  probe: Literal["halfway", "adjacent"] = "halfway"):
         if probe not in PROBES:
             raise ValueError(f"probe must be one of {', '.join(map(repr, PROBES))}, got {probe!r}")
@@ -71,10 +74,14 @@ class TwoCueCore(GridCore):
             raise ValueError(f"mix must be in [0, 0.5) (the share of episodes in which the other cue pays), got {mix}")
         if mix and informative == "both":
             raise ValueError(f"mix={mix} needs a planted cue: informative must be one of {self.labels}")
-        if not 0 <= nuisance < 1:
+        per_row = isinstance(nuisance, torch.Tensor) and nuisance.dim() == 1
+        if not bool(((0 <= torch.as_tensor(nuisance)) & (torch.as_tensor(nuisance) < 1)).all()):
             raise ValueError(f"nuisance must be in [0, 1) (the largest share by which a cue's value is dimmed), "
                              f"got {nuisance}")
-        self.nuisance = float(nuisance)
+        if per_row and len(nuisance) != num_envs:
+            raise ValueError(f"a nuisance per environment needs {num_envs} values, got {len(nuisance)}")
+        # one float, or one per environment [B, 1] float32 (the batched engine's env variants in one core)
+        self.nuisance = nuisance.to(device, torch.float32)[:, None] if per_row else float(nuisance)
         self.informative = informative
         self.mix = float(mix)
         self._mix_threshold = int(self.mix * 2**32)             # a uint32 draw below it swaps the cues
@@ -139,7 +146,7 @@ class TwoCueCore(GridCore):
     def paint(self, state: GridState) -> tuple[torch.Tensor, torch.Tensor]:
         planes = 1 + 2 * self._cue_index + (1 - state.attributes)              # [B, K, 2]: cue j value v
         index = self.flat_index(planes, state.objects[:, :, None, :])          # [B, K, 2]
-        if not self.nuisance:
+        if isinstance(self.nuisance, float) and not self.nuisance:
             return index.flatten(1), self._cue_values
         u = (draws(state.seed, state.episode, 9)[:, 5:].double() / 2**32).float()  # [B, 4] per (object, cue)
         return index.flatten(1), self._cue_values * (1 - self.nuisance * u)

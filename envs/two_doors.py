@@ -67,6 +67,7 @@ CODES = ((4, 5), (5, 4))
 class TwoDoorsCore(CueConflictCore):
     labels = ("colour", "shape")
     strategies_agree_in_training = False
+    row_kwargs = ()                                   # it takes no nuisance
     description = ("Held-out TwoDoors states: the red door and the square door at mirror-image positions "
                    "around the agent (equal distance, both orders), or with probe='adjacent' in two cells next to it.")
 

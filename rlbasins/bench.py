@@ -340,9 +340,9 @@ def bench_grid(env_id: str, settings: int, seeds: int, n_epochs: int, device: st
                batch_size: int = 256, iterations: int = 5, vary: str = "ppo") -> dict:
     """Env-steps/s of ``settings`` × ``seeds`` seeds trained as one lockstep batch, each setting its own learning
     rate and entropy coefficient (``vary`` "ppo") or its own env variant (``vary`` "env": the ``nuisance`` of a
-    two-cue env, one batched core per variant) (:func:`rlbasins.train.train_together`), against ``settings ×
-    seeds`` seeds of one setting in the same process: PPO iterations of the two alternate, the median of
-    ``iterations`` each."""
+    two-cue env, a per-row kwarg, so one batched core steps them all) (:func:`rlbasins.train.train_together`),
+    against ``settings × seeds`` seeds of one setting in the same process: PPO iterations of the two alternate,
+    the median of ``iterations`` each."""
     import tempfile
 
     base = bench_config(env_id, n_epochs, seeds, device, 10**9, n_steps, batch_size)

@@ -14,7 +14,7 @@ from rlbasins.core.policy import ActorCritic, StackedPolicy
 from rlbasins.core.store import RunDir, sha256_file
 from rlbasins.train import batched, train_experiment
 from rlbasins.train.batched import SeedwiseAdam, clip_grad_norm_per_seed
-from tests.conftest import tiny_config
+from tests.conftest import tiny_config, tiny_cueconflict_config
 
 
 def grid_config(**overrides):
@@ -114,6 +114,33 @@ def test_cartpole_trains_through_the_core_or_the_gymnasium_fallback(tmp_path: Pa
     run = train_experiment(cfg, tmp_path / "runs", show_progress=False)
     assert run.manifest()["status"] == "finished"
     assert not _same(_weights(run, 0, 0), _weights(run, 0, 2048))
+
+
+@settings(max_examples=10, deadline=None)
+@given(nuisances=st.lists(st.sampled_from([None, 0.0, 0.2, 0.5]), min_size=2, max_size=5),
+       probes=st.lists(st.sampled_from(["halfway", "adjacent"]), min_size=5, max_size=5),
+       actions=st.lists(st.integers(0, 3), min_size=20, max_size=20))
+def test_seeds_that_differ_only_in_row_kwargs_share_one_core_and_step_as_alone(nuisances, probes, actions) -> None:
+    """CueConflict's nuisance is a per-row kwarg: seeds that differ only in it step in one core (one per probe
+    here), and every seed's observations, rewards and ends are those of a batch of its own kwargs alone."""
+    from rlbasins.train.batched import BatchedEnv
+
+    cfg = parse_config(tiny_cueconflict_config())
+    kwargs = [{"probe": probe} | ({} if nu is None else {"nuisance": nu})
+              for nu, probe in zip(nuisances, probes, strict=False)]
+    env_seeds = torch.arange(len(kwargs)) * 11 + 3
+    env = BatchedEnv(cfg, kwargs, env_seeds, torch.device("cpu"))
+    assert len(env.groups) == len({k["probe"] for k in kwargs})
+    alone = [BatchedEnv(cfg, [k], env_seeds[s:s + 1], torch.device("cpu")) for s, k in enumerate(kwargs)]
+    E = cfg.env.num_envs
+    rows = [slice(s * E, (s + 1) * E) for s in range(len(kwargs))]
+    assert all(torch.equal(env.first_obs[r], lone.first_obs) for r, lone in zip(rows, alone, strict=True))
+    for t, a in enumerate(actions):
+        act = (torch.arange(len(kwargs) * E) + a * (t + 1)) % 4
+        mine = env.step(act, with_final=True)
+        for r, lone in zip(rows, alone, strict=True):
+            theirs = lone.step(act[r], with_final=True)
+            assert all(torch.equal(x[r], y) for x, y in zip(mine, theirs, strict=True))
 
 
 PLANTED = [{"label": "colour", "kwargs": {"informative": "colour"}},
@@ -237,7 +264,8 @@ GRID_SETTINGS = [
     {"ppo": {"lr_schedule": "linear", "clip_range": 0.1, "clip_range_schedule": "linear", "clip_range_vf": 0.2,
              "target_kl": 0.02, "gamma": 0.9, "gae_lambda": 0.8, "vf_coef": 1.0, "max_grad_norm": 0.3}},
     {"env": {"nuisance": 0.5, "probe": "adjacent"}},             # env variants: each seed steps its own
-    {"env": {"nuisance": 0.5, "probe": "adjacent"}, "ppo": {"ent_coef": 0.0}},
+    {"env": {"nuisance": 0.2, "probe": "adjacent"}, "ppo": {"ent_coef": 0.0}},   # one core, a nuisance per row
+    {"env": {"nuisance": 0.3}},                                   # in the plain settings' core, beside nuisance 0
 ]
 
 

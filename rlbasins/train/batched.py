@@ -25,6 +25,7 @@ M = batch_size, D = flattened observation size, A = number of actions.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -69,13 +70,13 @@ class _EnvGroup:
     """The envs of the seeds that share one set of env kwargs: a batched torch core, or a ``SyncVectorEnv``."""
 
     def __init__(self, cfg: ExperimentConfig, env_kwargs: dict[str, Any], row_seeds: torch.Tensor,
-                 device: torch.device, sync_free: bool):
+                 device: torch.device, sync_free: bool, row_kwargs: dict[str, torch.Tensor] | None = None):
         self.device, self.kwargs = device, env_kwargs
         # CartPole's core reproduces the default CartPole-v1 only; with kwargs it goes through gymnasium
         core_class = envs.BATCHED_CORES.get(cfg.env.id) if cfg.env.id in envs.GRID_ENVS or not env_kwargs \
             else None
-        if core_class is not None:
-            self.core = core_class(num_envs=len(row_seeds), device=device, **env_kwargs)
+        if core_class is not None:   # row_kwargs: one value per row [n] of the core's ``row_kwargs``
+            self.core = core_class(num_envs=len(row_seeds), device=device, **env_kwargs, **(row_kwargs or {}))
             self.core.sync_free = sync_free
             self.vector = None
             self.first_obs = self.core.reset(row_seeds.to(device))
@@ -143,14 +144,19 @@ class BatchedEnv:
             raise ValueError(f"{len(env_kwargs)} env kwargs for {self.num_seeds} seeds")
         self.sync_free = sync_free
         row_seeds = draws(env_seeds.cpu(), torch.zeros_like(env_seeds.cpu()), self.per_seed).reshape(-1)  # [S·E]
-        variants = [dict(kwargs) for kwargs in {repr(sorted(k.items())): k for k in env_kwargs}.values()]
+        # kwargs a core takes per row (GridCore.row_kwargs) do not split seeds into groups
+        core_class = envs.GRID_ENVS.get(cfg.env.id)
+        per_row = getattr(core_class, "row_kwargs", ())
+        shared = [{k: v for k, v in kwargs.items() if k not in per_row} for kwargs in env_kwargs]
+        variants = [dict(kwargs) for kwargs in {repr(sorted(k.items())): k for k in shared}.values()]
         self.groups: list[tuple[torch.Tensor, _EnvGroup]] = []          # (its rows [n] of the S·E, its envs)
         self._where: dict[int, tuple[int, int]] = {}                     # seed → (group, its place in the group)
         for g, kwargs in enumerate(variants):
-            members = [s for s in range(self.num_seeds) if env_kwargs[s] == kwargs]
+            members = [s for s in range(self.num_seeds) if shared[s] == kwargs]
             self._where.update({s: (g, j) for j, s in enumerate(members)})
             rows = torch.tensor([s * self.per_seed + e for s in members for e in range(self.per_seed)])
-            self.groups.append((rows.to(device), _EnvGroup(cfg, kwargs, row_seeds[rows], device, sync_free)))
+            kwargs, by_row = self._row_values(core_class, per_row, kwargs, [env_kwargs[s] for s in members])
+            self.groups.append((rows.to(device), _EnvGroup(cfg, kwargs, row_seeds[rows], device, sync_free, by_row)))
         shapes = {(tuple(group.first_obs.shape[1:]), group.n_actions) for _, group in self.groups}
         if len(shapes) > 1:
             raise ValueError("env variants trained in one batch must share the observation shape and the number "
@@ -158,6 +164,21 @@ class BatchedEnv:
         self.first_obs = self._merge([group.first_obs for _, group in self.groups])
         # seed 0's (its group is the first): one env's observation space and action count
         self.observation_space, self.n_actions = self.groups[0][1].observation_space, self.groups[0][1].n_actions
+
+    def _row_values(self, core_class: type | None, per_row: tuple[str, ...], kwargs: dict[str, Any],
+                    members: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """A group's kwargs: a per-row kwarg that all ``members`` (their env kwargs) share is passed as it is (the
+        core then is the one a lone seed gets); one that differs, as one value per row [n·E] (the core's default
+        where a member does not set it)."""
+        kwargs, by_row = dict(kwargs), {}
+        for name in per_row:
+            default = inspect.signature(core_class).parameters[name].default
+            values = [member.get(name, default) for member in members]
+            if any(name in member for member in members) and len(set(values)) == 1:
+                kwargs[name] = values[0]
+            elif len(set(values)) > 1:
+                by_row[name] = torch.tensor(values).repeat_interleave(self.per_seed)
+        return kwargs, by_row
 
     def _merge(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """Each group's rows [n_g, ...] → all rows [S·E, ...] in seed order."""
