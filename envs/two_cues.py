@@ -75,7 +75,8 @@ class TwoCueCore(GridCore):
         if mix and informative == "both":
             raise ValueError(f"mix={mix} needs a planted cue: informative must be one of {self.labels}")
         per_row = isinstance(nuisance, torch.Tensor) and nuisance.dim() == 1
-        if not bool(((0 <= torch.as_tensor(nuisance)) & (torch.as_tensor(nuisance) < 1)).all()):
+        values = torch.as_tensor(nuisance)
+        if not bool(((0 <= values) & (values < 1)).all()):
             raise ValueError(f"nuisance must be in [0, 1) (the largest share by which a cue's value is dimmed), "
                              f"got {nuisance}")
         if per_row and len(nuisance) != num_envs:

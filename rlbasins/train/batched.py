@@ -174,10 +174,10 @@ class BatchedEnv:
         for name in per_row:
             default = inspect.signature(core_class).parameters[name].default
             values = [member.get(name, default) for member in members]
-            if any(name in member for member in members) and len(set(values)) == 1:
-                kwargs[name] = values[0]
-            elif len(set(values)) > 1:
+            if len(set(values)) > 1:
                 by_row[name] = torch.tensor(values).repeat_interleave(self.per_seed)
+            elif any(name in member for member in members):
+                kwargs[name] = values[0]
         return kwargs, by_row
 
     def _merge(self, parts: list[torch.Tensor]) -> torch.Tensor:
