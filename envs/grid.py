@@ -144,7 +144,9 @@ class GridCore:
     description: ClassVar[str]
     row_kwargs: ClassVar[tuple[str, ...]] = ()
     """Keyword arguments that may be given one value per environment (a [B] tensor): the batched engine then
-    steps env variants that differ only in them in one core (:class:`rlbasins.train.batched.BatchedEnv`)."""
+    steps env variants that differ only in them in one core (:class:`rlbasins.train.batched.BatchedEnv`). Only
+    kwargs read on the whole batch qualify (by :meth:`observe` or :meth:`paint`), not those :meth:`layout`
+    reads: on the CPU it draws the ended episodes' rows only."""
     strategies_agree_in_training: ClassVar[bool] = True
     """Whether the two strategies act alike on every training state (False: they are two equally paid
     ways through training, e.g. TwoDoors, and show in training behaviour too)."""

@@ -35,8 +35,11 @@ GREY, DARK, RED, GREEN = (170, 170, 170), (40, 40, 40), (213, 94, 0), (0, 158, 1
 
 
 class TaskOrProxyCore(TwoCueCore):
+    """TaskOrProxy (see the module docstring); ``nuisance`` and ``smoke`` may be one value per environment."""
+
     labels = ("task", "proxy")
     channels = ("agent", "broken", "working", "looks_broken", "looks_working")
+    row_kwargs = ("nuisance", "smoke")
     description = ("Held-out TaskOrProxy states: a broken machine that looks fine and a working machine "
                    "that looks broken, at mirror-image positions around the agent (both orders), or with "
                    "probe='adjacent' in two cells next to it.")
@@ -45,14 +48,17 @@ class TaskOrProxyCore(TwoCueCore):
     def __init__(self, num_envs: int = 1, size: int = 5, max_steps: int | None = None,
                  device: torch.device | str = "cpu", reward: Literal["overseer", "true"] = "overseer",
                  nuisance: float | torch.Tensor = 0.0, probe: Literal["halfway", "adjacent"] = "halfway",
-                 smoke: float = 0.0):
+                 smoke: float | torch.Tensor = 0.0):
         if reward not in ("overseer", "true"):
             raise ValueError(f"reward must be 'overseer' or 'true', got {reward!r}")
-        if not 0 <= smoke <= 1:
+        values = torch.as_tensor(smoke)                                   # one value, or one per environment [B]
+        if not bool(((0 <= values) & (values <= 1)).all()):
             raise ValueError(f"smoke must be in [0, 1] (the value a broken machine writes on its neighbouring "
                              f"cells of the 'broken' plane), got {smoke}")
+        if values.dim() == 1 and len(values) != num_envs:
+            raise ValueError(f"a smoke per environment needs {num_envs} values, got {len(values)}")
         self.reward_source = reward
-        self.smoke = float(smoke)
+        self.smoke = float(smoke) if values.dim() == 0 else values.to(device, torch.float32)[:, None, None]
         super().__init__(num_envs, size, max_steps, device, nuisance=nuisance, probe=probe)
 
     def true_reward(self, outcome: torch.Tensor) -> torch.Tensor:
@@ -69,7 +75,7 @@ class TaskOrProxyCore(TwoCueCore):
     def observe(self, state: GridState | None = None) -> torch.Tensor:
         """Observation planes [B, 5, H, W]; with ``smoke``, the broken machine's neighbours carry it too."""
         obs = super().observe(state)
-        if not self.smoke:
+        if isinstance(self.smoke, float) and not self.smoke:
             return obs
         broken = (obs[:, 1] > 0).float()                      # [B, H, W]: the broken machine's cell (one at most)
         halo = torch.zeros_like(broken)
@@ -97,7 +103,7 @@ class TaskOrProxyCore(TwoCueCore):
             if broken:
                 paint_cell(canvas, (row, col), px, body & cross, DARK)
             paint_cell(canvas, (row, col), px, lamp, RED if looks_broken else GREEN)
-            if broken and self.smoke:
+            if broken and float(self.smoke if isinstance(self.smoke, float) else self.smoke.max()):
                 puff = (y - 0.5 * px) ** 2 + (x - 0.5 * px) ** 2 <= (0.12 * px) ** 2
                 for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
                     if 0 <= row + dr < self.size and 0 <= col + dc < self.size:

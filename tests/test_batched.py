@@ -116,21 +116,32 @@ def test_cartpole_trains_through_the_core_or_the_gymnasium_fallback(tmp_path: Pa
     assert not _same(_weights(run, 0, 0), _weights(run, 0, 2048))
 
 
-@settings(max_examples=10, deadline=None)
-@given(nuisances=st.lists(st.sampled_from([None, 0.0, 0.2, 0.5]), min_size=2, max_size=5),
-       probes=st.lists(st.sampled_from(["halfway", "adjacent"]), min_size=5, max_size=5),
+ROW_KWARGS = {          # env id → (a per-row kwarg and values to draw from, None = unset; a kwarg that splits groups)
+    "rlbasins/CueConflict-v0": ("nuisance", [None, 0.0, 0.2, 0.5], "probe", ["halfway", "adjacent"]),
+    "rlbasins/TaskOrProxy-v0": ("smoke", [None, 0.0, 0.3, 1.0], "probe", ["halfway", "adjacent"]),
+}
+
+
+@settings(max_examples=12, deadline=None)
+@given(env_id=st.sampled_from(sorted(ROW_KWARGS)), data=st.data(),
        actions=st.lists(st.integers(0, 3), min_size=20, max_size=20))
-def test_seeds_that_differ_only_in_row_kwargs_share_one_core_and_step_as_alone(nuisances, probes, actions) -> None:
-    """CueConflict's nuisance is a per-row kwarg: seeds that differ only in it step in one core (one per probe
-    here), and every seed's observations, rewards and ends are those of a batch of its own kwargs alone."""
+def test_seeds_that_differ_only_in_row_kwargs_share_one_core_and_step_as_alone(env_id, data, actions) -> None:
+    """A per-row kwarg (GridCore.row_kwargs: CueConflict's nuisance, TaskOrProxy's smoke) does not split seeds
+    into cores, another kwarg does; every seed's observations, rewards and ends are those of a batch of its own
+    kwargs alone."""
     from rlbasins.train.batched import BatchedEnv
 
-    cfg = parse_config(tiny_cueconflict_config())
-    kwargs = [{"probe": probe} | ({} if nu is None else {"nuisance": nu})
-              for nu, probe in zip(nuisances, probes, strict=False)]
+    name, values, splitter, choices = ROW_KWARGS[env_id]
+    picked = data.draw(st.lists(st.sampled_from(values), min_size=2, max_size=5))
+    split = data.draw(st.lists(st.sampled_from(choices), min_size=len(picked), max_size=len(picked)))
+    data_cfg = tiny_cueconflict_config()
+    data_cfg["env"] = {**data_cfg["env"], "id": env_id}
+    cfg = parse_config(data_cfg)
+    kwargs = [{splitter: other} | ({} if value is None else {name: value})
+              for value, other in zip(picked, split, strict=True)]
     env_seeds = torch.arange(len(kwargs)) * 11 + 3
     env = BatchedEnv(cfg, kwargs, env_seeds, torch.device("cpu"))
-    assert len(env.groups) == len({k["probe"] for k in kwargs})
+    assert len(env.groups) == len(set(split))
     alone = [BatchedEnv(cfg, [k], env_seeds[s:s + 1], torch.device("cpu")) for s, k in enumerate(kwargs)]
     E = cfg.env.num_envs
     rows = [slice(s * E, (s + 1) * E) for s in range(len(kwargs))]

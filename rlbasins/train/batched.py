@@ -175,7 +175,7 @@ class BatchedEnv:
             default = inspect.signature(core_class).parameters[name].default
             values = [member.get(name, default) for member in members]
             if len(set(values)) > 1:
-                by_row[name] = torch.tensor(values).repeat_interleave(self.per_seed)
+                by_row[name] = torch.tensor(values, dtype=torch.float64).repeat_interleave(self.per_seed)
             elif any(name in member for member in members):
                 kwargs[name] = values[0]
         return kwargs, by_row
