@@ -418,6 +418,20 @@ def distinct_cells(seed: torch.Tensor, episode: torch.Tensor, size: int, count: 
     return torch.stack(picked, dim=1)
 
 
+def row_values(value: float | torch.Tensor, num_envs: int, name: str, meaning: str, high: float,
+               high_inclusive: bool = False) -> torch.Tensor:
+    """A kwarg that may be one value or one per environment (:attr:`GridCore.row_kwargs`) as a float64 tensor,
+    0-dim or [num_envs]; ValueError naming ``name`` (and its ``meaning``) when a value lies outside [0, high)
+    ([0, high] with ``high_inclusive``) or the per-environment values are not ``num_envs``."""
+    values = torch.as_tensor(value, dtype=torch.float64)
+    below = values <= high if high_inclusive else values < high
+    if not bool(((0 <= values) & below).all()):
+        raise ValueError(f"{name} must be in [0, {high:g}{']' if high_inclusive else ')'} ({meaning}), got {value}")
+    if values.dim() == 1 and len(values) != num_envs:
+        raise ValueError(f"a {name} per environment needs {num_envs} values, got {len(values)}")
+    return values
+
+
 def cells_to_rc(cells: torch.Tensor, size: int) -> torch.Tensor:
     """Cell indices [...] → (row, col) [..., 2]."""
     rows = torch.div(cells, size, rounding_mode="floor")

@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from envs.grid import SHAPES, GridEnv, GridState, GridVectorEnv, paint_cell
+from envs.grid import SHAPES, GridEnv, GridState, GridVectorEnv, paint_cell, row_values
 from envs.two_cues import TwoCueCore
 
 GREY, DARK, RED, GREEN = (170, 170, 170), (40, 40, 40), (213, 94, 0), (0, 158, 115)
@@ -51,14 +51,10 @@ class TaskOrProxyCore(TwoCueCore):
                  smoke: float | torch.Tensor = 0.0):
         if reward not in ("overseer", "true"):
             raise ValueError(f"reward must be 'overseer' or 'true', got {reward!r}")
-        values = torch.as_tensor(smoke)                                   # one value, or one per environment [B]
-        if not bool(((0 <= values) & (values <= 1)).all()):
-            raise ValueError(f"smoke must be in [0, 1] (the value a broken machine writes on its neighbouring "
-                             f"cells of the 'broken' plane), got {smoke}")
-        if values.dim() == 1 and len(values) != num_envs:
-            raise ValueError(f"a smoke per environment needs {num_envs} values, got {len(values)}")
+        values = row_values(smoke, num_envs, "smoke", "the value a broken machine writes on its neighbouring cells "
+                            "of the 'broken' plane", 1, high_inclusive=True)
         self.reward_source = reward
-        self.smoke = float(smoke) if values.dim() == 0 else values.to(device, torch.float32)[:, None, None]
+        self.smoke = float(values) if values.dim() == 0 else values.to(device, torch.float32)[:, None, None]
         super().__init__(num_envs, size, max_steps, device, nuisance=nuisance, probe=probe)
 
     def true_reward(self, outcome: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from envs.grid import OUTCOME_ONGOING, GridCore, GridState, cells_to_rc, distinct_cells, draws
+from envs.grid import OUTCOME_ONGOING, GridCore, GridState, cells_to_rc, distinct_cells, draws, row_values
 
 PROBES = ("halfway", "adjacent")
 """Held-out layouts (:meth:`TwoCueCore.enumerate_heldout`)."""
@@ -74,15 +74,9 @@ class TwoCueCore(GridCore):
             raise ValueError(f"mix must be in [0, 0.5) (the share of episodes in which the other cue pays), got {mix}")
         if mix and informative == "both":
             raise ValueError(f"mix={mix} needs a planted cue: informative must be one of {self.labels}")
-        per_row = isinstance(nuisance, torch.Tensor) and nuisance.dim() == 1
-        values = torch.as_tensor(nuisance)
-        if not bool(((0 <= values) & (values < 1)).all()):
-            raise ValueError(f"nuisance must be in [0, 1) (the largest share by which a cue's value is dimmed), "
-                             f"got {nuisance}")
-        if per_row and len(nuisance) != num_envs:
-            raise ValueError(f"a nuisance per environment needs {num_envs} values, got {len(nuisance)}")
+        values = row_values(nuisance, num_envs, "nuisance", "the largest share by which a cue's value is dimmed", 1)
         # one float, or one per environment [B, 1] float32 (the batched engine's env variants in one core)
-        self.nuisance = nuisance.to(device, torch.float32)[:, None] if per_row else float(nuisance)
+        self.nuisance = float(values) if values.dim() == 0 else values.to(device, torch.float32)[:, None]
         self.informative = informative
         self.mix = float(mix)
         self._mix_threshold = int(self.mix * 2**32)             # a uint32 draw below it swaps the cues

@@ -230,6 +230,10 @@ def test_task_or_proxy_smoke_is_a_pattern_on_the_broken_plane_only(seed: int, sm
                            run_episodes(smoky, states, scripted(smoky, strategy))[0])
     with pytest.raises(ValueError, match="smoke must be in"):
         core_class(smoke=1.5)
+    with pytest.raises(ValueError, match="a smoke per environment needs 2 values, got 3"):
+        core_class(num_envs=2, smoke=torch.tensor([0.1, 0.2, 0.3]))
+    with pytest.raises(ValueError, match=r"nuisance must be in \[0, 1\)"):
+        core_class(num_envs=2, nuisance=torch.tensor([0.1, 1.0]))
 
 
 def test_salience_scales_only_its_cue_planes() -> None:
