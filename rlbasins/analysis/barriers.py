@@ -24,7 +24,7 @@ With ``repair=True`` each interpolated policy's hidden pre-activations are renor
 unit (a Linear layer's output, a convolution's channel pooled over positions), to the interpolation
 of the endpoints' means and standard deviations on the validation states (REPAIR, Jordan et al.
 2022, arXiv 2211.08403) — so that variance collapse of the averaged network is not mistaken for a
-barrier between basins.
+barrier between basins. Only the actor is renormalised on a path: no metric reads the critic.
 """
 
 from __future__ import annotations
@@ -140,35 +140,42 @@ def _pooled(pre: torch.Tensor) -> tuple[int, ...]:
     return (1, *range(3, pre.dim()))
 
 
+TRUNKS = ("actor", "critic")
+ACTOR = ("actor",)
+"""What every barrier metric reads: the actor alone (action probabilities), so paths renormalise only it."""
+
+
 def _walk_hidden(template: ActorCritic, params: Params, obs: torch.Tensor,
-                 visit: Callable[[str, torch.Tensor], torch.Tensor]) -> None:
-    """Run both trunks of P stacked policies ``params`` on ``obs`` [N, ...] up to their output layers, calling
+                 visit: Callable[[str, torch.Tensor], torch.Tensor], trunks: Sequence[str] = TRUNKS) -> None:
+    """Run ``trunks`` of P stacked policies ``params`` on ``obs`` [N, ...] up to their output layers, calling
     ``visit(layer, pre)`` on every hidden Linear or Conv2d pre-activation ([P, N, units] or [P, N, C, H, W]; layer
-    "actor.0", …) and going on with what it returns. ``params`` is read layer by layer, so ``visit`` may
-    replace the current layer's entries. ValueError for an architecture REPAIR cannot walk."""
+    "actor.0", …) and going on with what it returns (the activation then runs on it in place). ``params`` is
+    read layer by layer, so ``visit`` may replace the current layer's entries. ValueError for an architecture REPAIR cannot walk."""
     unsupported = repair_unsupported(template)
     if unsupported is not None:
         raise ValueError(f"{unsupported}; set analysis.barriers.repair: false")
     count = len(next(iter(params.values())))
     inputs = template.inputs(obs).to(next(iter(params.values())).device)
-    for trunk in ("actor", "critic"):
+    for trunk in trunks:
         layers = _repair_layers(getattr(template, trunk))
         last = max(i for i, layer in enumerate(layers) if layer[0] in ("linear", "conv"))  # the output layer
-        h = inputs.expand(count, *inputs.shape)
+        h, fresh = inputs.expand(count, *inputs.shape), False   # fresh: h is a layer's own output
         for layer in layers[:last]:
             kind, name, fn = layer
             if kind == "activation":
-                h = fn(h)
+                h = fn(h, out=h) if fresh else fn(h)
             elif kind == "flatten":
                 h = h.flatten(2)
             else:
-                h = visit(f"{trunk}.{name}", _stacked_layer(layer, trunk, params, h))
+                h, fresh = visit(f"{trunk}.{name}", _stacked_layer(layer, trunk, params, h)), True
 
 
 @torch.no_grad()
-def unit_statistics(template: ActorCritic, params: Params, obs: torch.Tensor) -> UnitStats:
-    """The (mean, std) [P, units] of every hidden unit's pre-activation of P stacked policies ``params`` on
-    ``obs`` [N, ...] (what REPAIR interpolates). Computed once per seed, they serve every path from it."""
+def unit_statistics(template: ActorCritic, params: Params, obs: torch.Tensor,
+                    trunks: Sequence[str] = TRUNKS) -> UnitStats:
+    """The (mean, std) [P, units] of every hidden unit of ``trunks`` (pre-activations) of P stacked policies
+    ``params`` on ``obs`` [N, ...] (what REPAIR interpolates). Computed once per seed, they serve every path
+    from it."""
     stats: UnitStats = {}
 
     def record(layer: str, pre: torch.Tensor) -> torch.Tensor:
@@ -176,7 +183,7 @@ def unit_statistics(template: ActorCritic, params: Params, obs: torch.Tensor) ->
         stats[layer] = (mean, std)
         return pre
 
-    _walk_hidden(template, params, obs, record)
+    _walk_hidden(template, params, obs, record, trunks)
     return stats
 
 
@@ -187,14 +194,15 @@ def pick_statistics(stats: UnitStats, rows: torch.Tensor) -> UnitStats:
 
 @torch.no_grad()
 def repair(template: ActorCritic, params: Params, stats_a: UnitStats, stats_b: UnitStats, weights: torch.Tensor,
-           obs: torch.Tensor) -> Params:
+           obs: torch.Tensor, trunks: Sequence[str] = TRUNKS) -> Params:
     """Rescale the hidden units of P interpolated policies so that, on ``obs`` [N, ...], each unit's
     pre-activation mean and std equal the interpolation (by ``weights`` [P]) of the endpoints'.
 
     A unit is a Linear layer's output or a convolution's output channel (its statistics pooled over the
     states and the positions, as REPAIR does for convolutions). ``params``: stacked {name: [P, ...]};
     ``stats_a``, ``stats_b``: the endpoints' :func:`unit_statistics`, one row per interpolated policy (see
-    :func:`pick_statistics`); returns new stacked params. Raises ValueError for an architecture it cannot repair
+    :func:`pick_statistics`); returns new stacked params, renormalised in ``trunks`` (the others' entries
+    untouched; the statistics must cover ``trunks``). Raises ValueError for an architecture it cannot repair
     (:func:`repair_unsupported`).
     """
     out = dict(params)
@@ -209,9 +217,9 @@ def repair(template: ActorCritic, params: Params, stats_a: UnitStats, stats_b: U
         out[f"{layer}.weight"] = weight * scale.view(*scale.shape, *[1] * (weight.dim() - 2)).to(weight.dtype)
         out[f"{layer}.bias"] = ((bias - mean) * scale + target_mean).to(bias.dtype)
         shape = (len(w), 1, -1, *[1] * (pre.dim() - 3))                 # [P, units] → over states and positions
-        return (pre - mean.view(shape)) * scale.view(shape) + target_mean.view(shape)
+        return pre.sub_(mean.view(shape)).mul_(scale.view(shape)).add_(target_mean.view(shape))  # pre is fresh
 
-    _walk_hidden(template, out, obs, renormalise)
+    _walk_hidden(template, out, obs, renormalise, trunks)
     return out
 
 
@@ -346,10 +354,11 @@ def path_curves(a: StateDict, b: StateDict, probe: PathProbe, points: int = 11, 
     stacked_b = {k: v[None].expand(points, *v.shape) for k, v in b.items()}
     params = interpolate(stacked_a, stacked_b, weights)
     if repair_units:
-        ends = unit_statistics(probe.template, {k: torch.stack([a[k], b[k]]) for k in a}, probe.validation_obs)
+        ends = unit_statistics(probe.template, {k: torch.stack([a[k], b[k]]) for k in a}, probe.validation_obs,
+                               ACTOR)
         first, second = torch.zeros(points, dtype=torch.long), torch.ones(points, dtype=torch.long)
         params = repair(probe.template, params, pick_statistics(ends, first), pick_statistics(ends, second),
-                        weights, probe.validation_obs)
+                        weights, probe.validation_obs, ACTOR)
     measured = probe.measure(params, heldout=heldout)
     barriers = {m: float(barrier(measured[m], weights.numpy(), HIGHER_IS_BETTER[m])) for m in probe.metrics}
     return PathCurves(weights.tolist(), {k: v.tolist() for k, v in measured.items()}, barriers)
@@ -368,7 +377,7 @@ def barrier_matrix(state_dicts: Sequence[StateDict], probe: PathProbe, pairs: Se
     ends = {name: torch.stack([sd[name] for sd in state_dicts]) for name in state_dicts[0]}
     metrics = probe.metrics if metrics is None else metrics
     endpoint_values = probe.measure(ends, metrics)
-    seed_stats = unit_statistics(probe.template, ends, probe.validation_obs) if repair_units else None
+    seed_stats = unit_statistics(probe.template, ends, probe.validation_obs, ACTOR) if repair_units else None
     interior = weights[1:-1]
     out = {m: np.empty(len(pairs)) for m in metrics}
     for first in range(0, len(pairs), pairs_per_chunk):
@@ -379,7 +388,7 @@ def barrier_matrix(state_dicts: Sequence[StateDict], probe: PathProbe, pairs: Se
         params = interpolate({k: v[left] for k, v in ends.items()}, {k: v[right] for k, v in ends.items()}, w)
         if repair_units:
             params = repair(probe.template, params, pick_statistics(seed_stats, left),
-                            pick_statistics(seed_stats, right), w, probe.validation_obs)
+                            pick_statistics(seed_stats, right), w, probe.validation_obs, ACTOR)
         measured = probe.measure(params, metrics)
         for m in metrics:
             path = measured[m].reshape(len(chunk), len(interior))
