@@ -138,7 +138,8 @@ def _trainer(cfgs: list[ExperimentConfig], seeds: int, root: str):
 def alternating_rates(trainers: dict[str, Any], env_steps: int, iterations: int, device: str) -> dict[str, float]:
     """Env-steps/s of each trainer ({name: BatchedTrainer}, each ``env_steps`` env steps per PPO iteration): their
     iterations alternate (so that the machine's drifts hit all of them alike), after one warm-up iteration each;
-    the median of ``iterations`` timed iterations per trainer."""
+    the median of ``iterations`` timed iterations per trainer. Each trainer's ``phase_seconds`` then holds the
+    timed iterations' alone."""
     seconds: dict[str, list[float]] = {name: [] for name in trainers}
     for i in range(iterations + 1):
         for name, trainer in trainers.items():
@@ -148,6 +149,8 @@ def alternating_rates(trainers: dict[str, Any], env_steps: int, iterations: int,
                 torch.cuda.synchronize()
             if i:
                 seconds[name].append(time.perf_counter() - start)
+            else:
+                trainer.phase_seconds = dict.fromkeys(trainer.phase_seconds, 0.0)
     for trainer in trainers.values():
         trainer.close()
     return {name: env_steps / statistics.median(s) for name, s in seconds.items()}
@@ -185,9 +188,10 @@ def sb3_rate(env_id: str, n_epochs: int, steps_per_process: int, processes: int,
 
 
 def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: int, batch_size: int,
-                 hidden: tuple[int, ...] = (64, 64), iterations: int = 3) -> tuple[float, int]:
-    """(env-steps/s, host syncs per iteration) of the batched engine for ``seeds`` seeds: the median
-    over ``iterations`` timed PPO iterations, TensorBoard logging included.
+                 hidden: tuple[int, ...] = (64, 64), iterations: int = 3) -> tuple[float, int, float]:
+    """(env-steps/s, host syncs per iteration, share of the time in collection) of the batched engine for
+    ``seeds`` seeds: the median over ``iterations`` timed PPO iterations, TensorBoard logging included; the
+    share is the rollouts' (policy forward passes, sampling, env steps) of those iterations' time.
 
     The syncs are counted in a warm-up iteration (:class:`~rlbasins.core.devices.HostSyncCounter`).
     """
@@ -201,16 +205,23 @@ def batched_rate(env_id: str, n_epochs: int, seeds: int, device: str, n_steps: i
         with HostSyncCounter() as syncs:
             trainer.train_iteration(progress_remaining=1.0)
         rate = alternating_rates({"engine": trainer}, seeds * cfg.rollout_size, iterations, device)["engine"]
-        return rate, syncs.total
+        return rate, syncs.total, trainer.phase_seconds["collect"] / sum(trainer.phase_seconds.values())
 
 
 def _batched_worker(args: tuple) -> dict:
-    """Runs in a fresh process: speed, host syncs and peak memory of one batched measurement."""
+    """Runs in a fresh process: speed, host syncs, collection share and peak memory of one batched measurement,
+    and right after it, in the same process, the compute floor (:func:`floor_rate`)."""
     import resource
 
-    rate, syncs = batched_rate(*args)
-    device = args[3]
-    return {"env_steps_per_s": rate, "host_syncs_per_iteration": syncs,
+    import envs  # noqa: F401  (registers the rlbasins/* ids)
+
+    rate, syncs, collect_share = batched_rate(*args)
+    env_id, seeds, device, batch_size, hidden = args[0], args[2], args[3], args[5], args[6]
+    env = gym.make(env_id)
+    obs_shape, n_actions = tuple(env.observation_space.shape), int(env.action_space.n)
+    env.close()
+    return {"env_steps_per_s": rate, "host_syncs_per_iteration": syncs, "collect_share": collect_share,
+            "floor_samples_per_s": floor_rate(obs_shape, n_actions, seeds, batch_size, device, hidden),
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux reports KiB
             "peak_device_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None}
 
@@ -261,16 +272,13 @@ def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, s
 
     import envs  # noqa: F401  (registers the rlbasins/* ids)
 
-    env = gym.make(env_id)
-    obs_shape, n_actions = tuple(env.observation_space.shape), int(env.action_space.n)
-    env.close()
     cores = os.cpu_count() or 1
     sb3 = sb3_rate(env_id, n_epochs, sb3_steps, cores, n_steps, batch_size, hidden)
     rows = []
     for seeds in seed_counts:
         row = {"seeds": seeds, **batched_rate_and_memory(env_id, n_epochs, seeds, device, n_steps, batch_size,
                                                          hidden, iterations)}
-        floor = floor_rate(obs_shape, n_actions, seeds, batch_size, device, hidden) / n_epochs  # env-steps/s bound
+        floor = row["floor_samples_per_s"] / n_epochs                              # env-steps/s bound
         rows.append(row | {"ratio_to_sb3": row["env_steps_per_s"] / sb3, "floor_env_steps_per_s": floor,
                            "fraction_of_floor": row["env_steps_per_s"] / floor})
     smallest = min(rows, key=lambda row: row["seeds"])

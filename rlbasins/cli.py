@@ -741,9 +741,10 @@ def bench_ppo(
     out.print(f"SB3 PPO, {result['cores']} processes: {result['sb3_all_cores_env_steps_per_s']:,.0f} env-steps/s "
               f"({env}, {epochs} epochs, 8 envs × {n_steps} steps, minibatch {batch_size})", highlight=False)
     table = Table(title=f"batched engine on {device}", box=box.SIMPLE_HEAD,
-                  caption="× SB3: over SB3 on all cores · floor/K: the env-steps/s bound · syncs: host syncs per "
-                          "iteration · MB/seed: peak memory per extra seed")
-    columns = ["seeds", "env-steps/s", "× SB3", "floor/K", "of floor", "syncs", "RSS MB", "MB/seed"]
+                  caption="× SB3: over SB3 on all cores · floor/K: the env-steps/s bound · collect: the rollouts' "
+                          "share of an iteration · syncs: host syncs per iteration · MB/seed: peak memory per extra "
+                          "seed")
+    columns = ["seeds", "env-steps/s", "× SB3", "floor/K", "of floor", "collect", "syncs", "RSS MB", "MB/seed"]
     on_device = device == "cuda"
     if on_device:
         columns += ["GPU MB", "GPU MB/seed"]
@@ -756,8 +757,8 @@ def bench_ppo(
     for row in result["batched"]:
         cells = [f"{row['seeds']:,}", f"{row['env_steps_per_s']:,.0f}", f"{row['ratio_to_sb3']:.2f}×",
                  f"{row['floor_env_steps_per_s']:,.0f}", f"{row['fraction_of_floor']:.0%}",
-                 f"{row['host_syncs_per_iteration']:,}", megabytes(row["peak_rss_bytes"], 0),
-                 megabytes(row["rss_bytes_per_extra_seed"], 2)]
+                 f"{row['collect_share']:.0%}", f"{row['host_syncs_per_iteration']:,}",
+                 megabytes(row["peak_rss_bytes"], 0), megabytes(row["rss_bytes_per_extra_seed"], 2)]
         if on_device:
             cells += [megabytes(row["peak_device_bytes"], 0), megabytes(row["device_bytes_per_extra_seed"], 2)]
         table.add_row(*cells)

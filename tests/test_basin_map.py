@@ -150,8 +150,8 @@ def test_the_map_trains_each_point_once_and_measures_it(tmp_path: Path, monkeypa
     assert (runs / "bm" / "basin_map.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in runs.iterdir()) == ["bm", "bm-base", "bm-env.kwargs.code_length-0",
                                                       "bm-ppo.ent_coef-0.01"]
-    assert result["strategies"] == ["colour", "shape"] and result["base_values"] == {
-        "env.kwargs.code_length": None, "ppo.learning_rate": 1e-3, "ppo.ent_coef": 0.0}
+    assert result["strategies"] == ["colour", "shape"] and result["base_values"] == {  # code_length: TwoDoors' own
+        "env.kwargs.code_length": 1, "ppo.learning_rate": 1e-3, "ppo.ent_coef": 0.0}      # default, unset in the base
     base, (code0, lr, ent) = result["base"], result["points"]
     assert (code0["knob"], code0["value"], lr["knob"], lr["value"]) == ("env.kwargs.code_length", 0,
                                                                         "ppo.learning_rate", 1e-3)

@@ -12,6 +12,7 @@ from rlbasins.analysis.behavior import (
     BehaviorResult,
     _label_summary,
     argmax_agreement_matrix,
+    resampled_total_variation,
     stacked_action_probs,
     strategy_distance_matrix,
     total_variation_matrix,
@@ -45,6 +46,26 @@ def test_divergence_matrices_are_proper(n, seed, chunk) -> None:
     assert torch.allclose(tv, tv.T) and torch.all(tv.diagonal() == 0)
     assert torch.all((tv >= 0) & (tv <= 1 + 1e-6))
     assert torch.all(agreement.diagonal() == 1) and torch.allclose(agreement, agreement.T)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 7), states=st.integers(1, 12), seed=st.integers(0, 1000), chunk=st.integers(1, 8))
+def test_a_resample_of_states_gives_the_matrix_recomputed_on_it(n, states, seed, chunk) -> None:
+    probs = stacked_action_probs(_policies(n, seed), torch.randn(states, 4) * 3)
+    distance_of = resampled_total_variation(probs, chunk=chunk)
+    rng = np.random.default_rng(seed)
+    for idx in (np.arange(states), rng.integers(states, size=states), rng.integers(states, size=2 * states + 1)):
+        recomputed = total_variation_matrix(probs[:, idx]).numpy()
+        np.testing.assert_allclose(distance_of(idx), recomputed, rtol=0, atol=1e-6)
+
+
+def test_resampled_distances_beyond_the_memory_bound_are_recomputed(monkeypatch) -> None:
+    import rlbasins.analysis.behavior as behavior
+
+    probs = stacked_action_probs(_policies(3, 0), torch.randn(5, 4))
+    monkeypatch.setattr(behavior, "RESAMPLE_MEMORY_ELEMENTS", 3 * 3 * 5 - 1)
+    idx = np.array([4, 4, 0, 1, 3])
+    assert np.array_equal(behavior.resampled_total_variation(probs)(idx), total_variation_matrix(probs[:, idx]).numpy())
 
 
 def test_divergence_of_opposite_deterministic_policies_is_one() -> None:

@@ -25,8 +25,9 @@ def test_bench_ppo_measures_sb3_the_engine_the_floor_syncs_and_memory(tmp_path: 
         assert row["env_steps_per_s"] > 0 and row["floor_env_steps_per_s"] > 0 and row["peak_rss_bytes"] > 0
         assert row["host_syncs_per_iteration"] > 0  # the CPU path; CUDA's is sync-free
         assert row["peak_device_bytes"] is None
+        assert 0 < row["collect_share"] < 1  # the rollouts' share of an iteration, the update taking the rest
     assert measured["batched"][1]["rss_bytes_per_extra_seed"] is not None
-    for column in ("× SB3", "floor/K", "syncs", "MB/seed"):
+    for column in ("× SB3", "floor/K", "collect", "syncs", "MB/seed"):
         assert column in result.output
 
 

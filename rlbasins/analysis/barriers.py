@@ -160,7 +160,8 @@ def _walk_hidden(template: ActorCritic, params: Params, obs: torch.Tensor,
     """Run ``trunks`` of P stacked policies ``params`` on ``obs`` [N, ...] up to their output layers, calling
     ``visit(layer, pre)`` on every hidden Linear or Conv2d pre-activation ([P, N, units] or [P, N, C, H, W]; layer
     "actor.0", …) and going on with what it returns (the activation then runs on it in place). ``params`` is
-    read layer by layer, so ``visit`` may replace the current layer's entries. ValueError for an architecture REPAIR cannot walk."""
+    read layer by layer, so ``visit`` may replace the current layer's entries. ValueError for an architecture
+    REPAIR cannot walk."""
     unsupported = repair_unsupported(template)
     if unsupported is not None:
         raise ValueError(f"{unsupported}; set analysis.barriers.repair: false")

@@ -43,8 +43,8 @@ from rlbasins.analysis.basin_count import BasinCount, basin_count
 from rlbasins.analysis.behavior import (
     BehaviorResult,
     analyze_behavior,
+    resampled_total_variation,
     strategy_distance_matrix,
-    total_variation_matrix,
 )
 from rlbasins.analysis.early import EarlyDetection, choose_target, early_detection
 from rlbasins.analysis.init_map import InitMap, init_map
@@ -157,7 +157,7 @@ def _behavioural_distance(a: RunAnalysis) -> None:
         a.distances = strategy_distance_matrix(shares)
     else:
         probs = torch.as_tensor(np.load(a.run.analysis_dir / "heldout_probs.npy", allow_pickle=False))  # [S, N, A]
-        a.distance_of, a.n_units = (lambda idx: total_variation_matrix(probs[:, idx]).numpy()), probs.shape[1]
+        a.distance_of, a.n_units = resampled_total_variation(probs), probs.shape[1]
         a.distances = np.array(a.behavior.total_variation)
 
 

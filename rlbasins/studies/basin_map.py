@@ -36,6 +36,7 @@ few distinct states resolves few leans (each point records how many states its t
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,8 +45,11 @@ from pathlib import Path
 from typing import Any
 
 import diptest
+import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import load_env_creator
 
+import envs
 from rlbasins.analysis.basins import CLUSTERERS
 from rlbasins.analysis.behavior import analyze_behavior
 from rlbasins.core.config import ExperimentConfig, load_config
@@ -134,7 +138,7 @@ class BasinMapResult(Result):
     knobs: dict[str, list[Any]]
     """As configured: dotted field → values."""
     base_values: dict[str, Any]
-    """Each knob's value in the base config (None where the base leaves it unset)."""
+    """Each knob's value in the base config; an env kwarg it leaves unset: the env's default (None if it has none)."""
     base: MapPoint
     points: list[MapPoint]
     """Every knob value, in config order (a value equal to the base's repeats the base point)."""
@@ -217,6 +221,21 @@ def _dotted(data: dict[str, Any], knob: str) -> Any:
     return data
 
 
+def _env_default(env_id: str, knob: str) -> Any:
+    """What the env uses for an ``env.kwargs.<name>`` knob that the config leaves unset: the registration's
+    kwargs, else the default of the env's batched core (or of its constructor); None when it has none."""
+    prefix = "env.kwargs."
+    if not knob.startswith(prefix):
+        return None
+    name = knob[len(prefix):]
+    spec = gym.spec(env_id)
+    if name in spec.kwargs:
+        return spec.kwargs[name]
+    target = envs.GRID_ENVS.get(env_id) or load_env_creator(spec.entry_point)
+    parameter = inspect.signature(target).parameters.get(name)
+    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
+
+
 def run_basin_map(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, resume: bool = False,
                   show_progress: bool = True, on_point: Callable[[str | None, Any, ExperimentConfig], Any] | None = None
                   ) -> BasinMapResult:
@@ -247,7 +266,8 @@ def run_basin_map(cfg: ExperimentConfig, runs_dir: Path | str = "runs", *, resum
     result = BasinMapResult(
         name=cfg.name, env_id=cfg.env.id, strategies=list(points[0].committed),
         alpha=settings.alpha, success=settings.success, knobs=dict(settings.knobs),
-        base_values={knob: _dotted(base, knob) for knob in settings.knobs}, base=points[0], points=points[1:])
+        base_values={knob: value if (value := _dotted(base, knob)) is not None else _env_default(cfg.env.id, knob)
+                     for knob in settings.knobs}, base=points[0], points=points[1:])
     folder = runs_dir / cfg.name
     folder.mkdir(parents=True, exist_ok=True)
     result.save(folder / "basin_map.json")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -425,6 +426,7 @@ class BatchedTrainer:
         self.failed_at = torch.zeros(len(slots), dtype=torch.int64, device=self.device)  # step of the first NaN
         self.slots = len(slots)
         self.num_timesteps = 0
+        self.phase_seconds = {"collect": 0.0, "update": 0.0}  # host seconds in each, summed over iterations
         # with a reward model PPO trains on its reward; the env's own return is tracked beside it
         self.learned = learned_reward(cfg.reward_model, self.device) if cfg.reward_model else None
         self.episode_return = torch.zeros(len(self.starts), device=self.device)       # the reward trained on
@@ -545,12 +547,17 @@ class BatchedTrainer:
                                   self.num_timesteps, None)
 
     def train_iteration(self, progress_remaining: float) -> None:
-        """One PPO iteration of every seed: rollout, update, NaN check, TensorBoard scalars."""
+        """One PPO iteration of every seed: rollout, update, NaN check, TensorBoard scalars. Adds the host seconds
+        of the rollout and of the rest to :attr:`phase_seconds` (on a GPU, work may still be queued when they end)."""
+        start = time.perf_counter()
         rollout, last_values, episodes = self._collect()
+        collected = time.perf_counter()
         self.num_timesteps += self.cfg.rollout_size
         stats = self._update(rollout, last_values, progress_remaining)
         self._check_finite()
         self.scalars.log(self.num_timesteps, self._scalars(episodes, stats))
+        self.phase_seconds["collect"] += collected - start
+        self.phase_seconds["update"] += time.perf_counter() - collected
 
     def close(self) -> None:
         """Write the TensorBoard scalars still queued and close the writers."""
