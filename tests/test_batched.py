@@ -243,6 +243,26 @@ def test_seedwise_adam_matches_torch_adam_and_leaves_masked_seeds_alone(seed, st
     assert torch.equal(stacked["w"][1].detach(), frozen_before)
 
 
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), steps=st.integers(1, 5), seeds=st.integers(1, 5))
+def test_seedwise_adam_in_place_when_all_seeds_are_active_gives_the_masked_steps_bits(seed, steps, seeds) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    start = {"w": torch.randn(seeds, 4, 3, generator=generator), "b": torch.randn(seeds, 3, generator=generator)}
+    in_place, masked = ({k: v.clone().requires_grad_() for k, v in start.items()} for _ in range(2))
+    fast, reference = SeedwiseAdam(in_place), SeedwiseAdam(masked, sync_free=True)  # sync-free: always masks
+    lr = torch.rand(seeds, generator=generator) * 1e-2
+    for step in range(steps + 1):
+        active = torch.ones(seeds, dtype=torch.bool) if step < steps else torch.arange(seeds) % 2 == 0
+        for name, value in start.items():
+            in_place[name].grad = torch.randn(value.shape, generator=generator)
+            masked[name].grad = in_place[name].grad.clone()
+        fast.step(lr, active)
+        reference.step(lr, active)
+        for name in start:
+            assert torch.equal(in_place[name], masked[name])
+            assert torch.equal(fast.m[name], reference.m[name]) and torch.equal(fast.v[name], reference.v[name])
+
+
 def test_gradient_clipping_is_per_seed() -> None:
     params = {"w": torch.zeros(2, 3, requires_grad=True)}
     params["w"].grad = torch.tensor([[3.0, 4.0, 0.0], [0.03, 0.04, 0.0]])

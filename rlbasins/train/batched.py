@@ -221,10 +221,13 @@ class BatchedEnv:
 
 
 class SeedwiseAdam:
-    """Adam over stacked parameters with a step count per seed, so masked seeds stay untouched."""
+    """Adam over stacked parameters with a step count per seed, so masked seeds stay untouched.
 
-    def __init__(self, params: dict[str, torch.Tensor]):
-        self.params = params
+    With ``sync_free`` False (the CPU) a step first asks whether every seed is active, and if so updates the
+    moments and weights in place, skipping the masks: the same bits, about half the memory passes."""
+
+    def __init__(self, params: dict[str, torch.Tensor], sync_free: bool = False):
+        self.params, self.sync_free = params, sync_free
         first = next(iter(params.values()))
         self.step_count = torch.zeros(first.shape[0], device=first.device)
         self.m = {n: torch.zeros_like(p) for n, p in params.items()}
@@ -241,6 +244,9 @@ class SeedwiseAdam:
         # lr / bias1 as PyTorch computes a Python float over a tensor (reciprocal, then multiply): a seed's
         # update has the same bits whether its learning rate is one float for all seeds or its own entry
         step_size = bias1.reciprocal() * lr                                    # [S]
+        if not self.sync_free and bool(active.all()):
+            self._step_all(step_size, bias2)
+            return
         for name, param in self.params.items():
             shape = (-1,) + (1,) * (param.dim() - 1)
             mask = active.view(shape)
@@ -251,10 +257,21 @@ class SeedwiseAdam:
             param.copy_(torch.where(mask, param - step_size.view(shape) * m / denom, param))
             self.m[name], self.v[name] = m, v
 
+    def _step_all(self, step_size: torch.Tensor, bias2: torch.Tensor) -> None:
+        """:meth:`step` when every seed is active: the same operations in the same order, in place."""
+        beta1, beta2 = ADAM_BETAS
+        for name, param in self.params.items():
+            shape = (-1,) + (1,) * (param.dim() - 1)
+            grad = param.grad
+            m = self.m[name].mul_(beta1).add_((1 - beta1) * grad)
+            v = self.v[name].mul_(beta2).add_((1 - beta2) * grad * grad)
+            denom = v.sqrt().div_(bias2.sqrt().view(shape)).add_(ADAM_EPS)
+            param.sub_((step_size.view(shape) * m).div_(denom))
+
     def seed_state(self, s: int) -> dict[str, torch.Tensor]:
-        state = {f"adam.m.{n}": t[s].cpu() for n, t in self.m.items()}
-        state.update({f"adam.v.{n}": t[s].cpu() for n, t in self.v.items()})
-        state["adam.step"] = self.step_count[s:s + 1].cpu()
+        state = {f"adam.m.{n}": t[s].cpu().clone() for n, t in self.m.items()}    # copies: steps update in place
+        state.update({f"adam.v.{n}": t[s].cpu().clone() for n, t in self.v.items()})
+        state["adam.step"] = self.step_count[s:s + 1].cpu().clone()
         return state
 
     def restore_seed_state(self, s: int, tensors: dict[str, torch.Tensor]) -> None:
@@ -421,7 +438,7 @@ class BatchedTrainer:
             cfg, [task.index for task in tasks], self.env.observation_space, self.obs)
         self.policy = StackedPolicy([self._initial_policy(task, task_cfg, self.obs_shape, n_actions)
                                      for task, task_cfg in zip(slots, slot_cfgs, strict=True)], self.device)
-        self.adam = SeedwiseAdam(self.policy.params)
+        self.adam = SeedwiseAdam(self.policy.params, self.sync_free)
         self.failed = torch.zeros(len(slots), dtype=torch.bool, device=self.device)
         self.failed_at = torch.zeros(len(slots), dtype=torch.int64, device=self.device)  # step of the first NaN
         self.slots = len(slots)
