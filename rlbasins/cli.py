@@ -762,9 +762,8 @@ def bench_ppo(
         if on_device:
             cells += [megabytes(row["peak_device_bytes"], 0), megabytes(row["device_bytes_per_extra_seed"], 2)]
         table.add_row(*cells)
-    out.print(table)
+    (out if out.is_terminal else Console(soft_wrap=True, width=120)).print(table)  # a log file: no 80-column crop
     write_json(result, output)
-
 
 
 def _bench_learned_reward(card: Path, counts: list[int], epochs: int, device: str, n_steps: int, batch_size: int,
