@@ -313,7 +313,7 @@ class PathProbe:
         for first in range(0, count, POLICIES_PER_PASS):
             part = {k: v[first:first + POLICIES_PER_PASS].to(self.device) for k, v in params.items()}
             logits = StackedPolicy.from_params(self.template, part).logits(
-                obs.expand(len(part[next(iter(part))]), *obs.shape))                           # [P', N, A]
+                obs.expand(min(POLICIES_PER_PASS, count - first), *obs.shape))                # [P', N, A]
             log_probs = logits.log_softmax(-1).masked_fill(~expert, float("-inf"))
             parts.append(-log_probs.logsumexp(-1))
         return torch.cat(parts).double().cpu().numpy()
