@@ -90,6 +90,28 @@ def test_repair_from_per_seed_statistics_equals_repair_from_the_endpoints(probe)
     assert all(torch.allclose(picked[k], direct[k], rtol=1e-5, atol=1e-6) for k in direct)
 
 
+def test_paths_renormalise_the_actor_alone_as_full_repair_does_in_passes_of_any_size(probe, monkeypatch) -> None:
+    """Barrier paths interpolate and REPAIR only the actor (no metric reads the critic) and pass over the
+    validation states a few policies at a time: the actor's numbers are those of the whole network at once."""
+    seeds = stack_state_dicts([random_cue_policy(s).state_dict() for s in range(3)])
+    left, right = torch.tensor([0, 0, 1, 2, 1]), torch.tensor([1, 2, 2, 0, 0])
+    weights = torch.tensor([0.25, 0.5, 0.5, 0.75, 0.1])
+    a, b = ({k: v[rows] for k, v in seeds.items()} for rows in (left, right))
+    params = barriers.interpolate(a, b, weights)
+    stats = barriers.unit_statistics(probe.template, seeds, probe.validation_obs)
+    full = barriers.repair(probe.template, params, barriers.pick_statistics(stats, left),
+                           barriers.pick_statistics(stats, right), weights, probe.validation_obs)
+    monkeypatch.setattr(barriers, "POLICIES_PER_PASS", 2)
+    actor = barriers.actor_part(params)
+    actor_stats = barriers.unit_statistics(probe.template, barriers.actor_part(seeds), probe.validation_obs,
+                                           barriers.ACTOR)
+    alone = barriers.repair(probe.template, actor, barriers.pick_statistics(actor_stats, left),
+                            barriers.pick_statistics(actor_stats, right), weights, probe.validation_obs, barriers.ACTOR)
+    assert set(alone) == set(actor) and all(name.startswith("actor.") for name in alone)
+    assert all(torch.equal(alone[name], full[name]) for name in alone)
+    assert np.array_equal(probe.expert_loss(alone), probe.expert_loss(full))
+
+
 def test_repair_restores_the_variance_of_interpolated_units(probe) -> None:
     a, b = (stack_state_dicts([random_cue_policy(s).state_dict()]) for s in (1, 2))
     half = torch.tensor([0.5])
