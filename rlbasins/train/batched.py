@@ -662,11 +662,14 @@ class BatchedTrainer:
         if self.population is not None:
             stats["population_log_det"] = []
         iteration = self.num_timesteps // self.cfg.rollout_size
-        seeds = torch.arange(S, device=self.device)[:, None]
+        first_row = torch.arange(S, device=self.device)[:, None] * n                    # [S, 1] seed s's first sample
         for epoch in range(ppo.n_epochs):
             counter = torch.full_like(self.minibatch_seeds, iteration * ppo.n_epochs + epoch)
             order = draws(self.minibatch_seeds, counter, n).argsort(dim=1, stable=True)  # [S, N] per-seed permutation
-            shuffled = {name: x[seeds, order] for name, x in samples.items()}          # one gather per epoch
+            rows = (first_row + order).view(-1)                                        # [S·N] into the flat samples
+            # one gather per epoch, of flat rows (64 seeds' CueConflict obs: 2.7 ms, against 6.1 for x[seeds, order])
+            shuffled = {name: x.reshape(S * n, *x.shape[2:]).index_select(0, rows).view(x.shape)
+                        for name, x in samples.items()}
             for start in range(0, n, ppo.batch_size):
                 mb = {name: x[:, start:start + ppo.batch_size] for name, x in shuffled.items()}  # [S, M, ...]
                 logits, values = self.policy(mb["obs"])
