@@ -30,6 +30,7 @@ barrier between basins. Only the actor is renormalised on a path: no metric read
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -144,6 +145,18 @@ def _pooled(pre: torch.Tensor) -> tuple[int, ...]:
     return (1, *range(3, pre.dim()))
 
 
+def _std_mean(pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each unit's (std, mean) [P, units] of pre-activations ``pre`` (Bessel-corrected std, pooled over
+    :func:`_pooled`), in two passes: the mean, then the mean squared deviation. ``torch.std_mean`` (Welford) gives
+    the same up to float rounding but took 6.4 ms against 0.34 ms on [64 policies, 256 states, 64 units]."""
+    dims = _pooled(pre)
+    mean = pre.mean(dims, keepdim=True)
+    deviation = pre - mean
+    count = math.prod(pre.shape[d] for d in dims)
+    variance = deviation.mul_(deviation).sum(dims) / (count - 1)
+    return variance.sqrt_(), mean.reshape(variance.shape)
+
+
 TRUNKS = ("actor", "critic")
 ACTOR = ("actor",)
 """What every barrier metric reads: the actor alone (action probabilities), so paths renormalise only it."""
@@ -190,7 +203,7 @@ def unit_statistics(template: ActorCritic, params: Params, obs: torch.Tensor,
     stats: UnitStats = {}
 
     def record(layer: str, pre: torch.Tensor) -> torch.Tensor:
-        std, mean = torch.std_mean(pre, _pooled(pre))
+        std, mean = _std_mean(pre)
         stats[layer] = (mean, std)
         return pre
 
@@ -229,7 +242,7 @@ def repair(template: ActorCritic, params: Params, stats_a: UnitStats, stats_b: U
     def renormalise(layer: str, pre: torch.Tensor) -> torch.Tensor:
         (mean_a, std_a), (mean_b, std_b) = stats_a[layer], stats_b[layer]
         target_mean, target_std = (1 - w) * mean_a + w * mean_b, (1 - w) * std_a + w * std_b     # [P, units]
-        std, mean = torch.std_mean(pre, _pooled(pre))
+        std, mean = _std_mean(pre)
         scale = target_std / (std + REPAIR_EPS)
         weight, bias = out[f"{layer}.weight"], out[f"{layer}.bias"]
         out[f"{layer}.weight"] = weight * scale.view(*scale.shape, *[1] * (weight.dim() - 2)).to(weight.dtype)
