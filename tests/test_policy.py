@@ -1,11 +1,14 @@
-"""The exchange policy (:mod:`rlbasins.core.policy`): an SB3 policy converts to an equivalent module."""
+"""The exchange policy (:mod:`rlbasins.core.policy`): an SB3 policy converts to an equivalent module; policies built
+for evaluation act as the modules do."""
 
 from __future__ import annotations
 
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from stable_baselines3 import PPO
 
-from rlbasins.core.policy import ActorCritic, sb3_to_exchange
+from rlbasins.core.policy import ActorCritic, StackedPolicy, fast_tanh, sb3_to_exchange
 
 
 def test_sb3_policy_converts_to_an_equivalent_exchange_module() -> None:
@@ -20,3 +23,26 @@ def test_sb3_policy_converts_to_an_equivalent_exchange_module() -> None:
         logits, value = ours(obs)
         assert torch.allclose(torch.softmax(logits, -1), distribution.probs, atol=1e-6)
         assert torch.allclose(value, model.policy.predict_values(obs).squeeze(-1), atol=1e-6)
+
+
+@settings(max_examples=50, deadline=None)
+@given(x=st.lists(st.floats(-1e4, 1e4, width=32), min_size=1, max_size=64))
+def test_fast_tanh_is_within_2e_7_of_tanh_in_place_or_not(x) -> None:
+    x = torch.tensor(x, dtype=torch.float32)
+    exact = torch.tanh(x.double())
+    out = fast_tanh(x)
+    assert (out.double() - exact).abs().max() <= 2e-7
+    assert torch.equal(fast_tanh(x.clone(), in_place=True), out)
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 5), seed=st.integers(0, 10_000))
+def test_evaluation_policies_from_stacked_params_act_as_the_modules(n, seed) -> None:
+    """``from_params`` (evaluation: tanh as ``fast_tanh`` on the CPU) gives each module's logits within 1e-6."""
+    torch.manual_seed(seed)
+    modules = [ActorCritic(obs_shape=5, n_actions=3, hidden_sizes=[8, 6]).ortho_init_() for _ in range(n)]
+    params = {name: torch.stack([m.state_dict()[name] for m in modules]) for name in modules[0].state_dict()}
+    obs = torch.randn(n, 7, 5) * 3
+    logits = StackedPolicy.from_params(modules[0], params).logits(obs)
+    for s, module in enumerate(modules):
+        assert torch.allclose(logits[s], module(obs[s])[0], atol=1e-6)

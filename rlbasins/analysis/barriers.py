@@ -43,7 +43,7 @@ import envs
 from envs.suites import HeldOutSuite
 from rlbasins.analysis.basins import Clustering, medoids
 from rlbasins.core.config import AlignConfig, BarriersConfig
-from rlbasins.core.policy import ActorCritic, StackedPolicy
+from rlbasins.core.policy import ActorCritic, StackedPolicy, activation_function
 from rlbasins.core.progress import task_progress
 from rlbasins.core.results import Result
 from rlbasins.core.rollouts import play
@@ -91,9 +91,10 @@ Layer = tuple[str, str, Any]
 """One layer of a trunk as REPAIR walks it: (kind, child name, the Conv2d module or activation function)."""
 
 
-def _repair_layers(trunk: Any) -> list[Layer] | None:
-    """The layers of a trunk as REPAIR walks them, kind ``linear``, ``conv``, ``flatten`` or ``activation``;
-    None when the trunk holds any other kind of layer."""
+def _repair_layers(trunk: Any, fast_tanh: bool = False) -> list[Layer] | None:
+    """The layers of a trunk as REPAIR walks it, kind ``linear``, ``conv``, ``flatten`` or ``activation`` (its
+    function, in place; ``fast_tanh``: tanh as :func:`~rlbasins.core.policy.fast_tanh`, as evaluation runs it on the
+    CPU); None when the trunk holds any other kind of layer."""
     if not isinstance(trunk, torch.nn.Sequential):
         return None
     layers: list[Layer] = []
@@ -104,8 +105,8 @@ def _repair_layers(trunk: Any) -> list[Layer] | None:
             layers.append(("conv", name, layer))
         elif isinstance(layer, torch.nn.Flatten):
             layers.append(("flatten", name, None))
-        elif type(layer) in (torch.nn.Tanh, torch.nn.ReLU):
-            layers.append(("activation", name, torch.tanh if isinstance(layer, torch.nn.Tanh) else torch.relu))
+        elif (function := activation_function(layer, in_place=True, fast=fast_tanh)) is not None:
+            layers.append(("activation", name, function))
         else:
             return None
     return layers
@@ -178,16 +179,16 @@ def _walk_hidden(template: ActorCritic, params: Params, obs: torch.Tensor,
     unsupported = repair_unsupported(template)
     if unsupported is not None:
         raise ValueError(f"{unsupported}; set analysis.barriers.repair: false")
-    count = len(next(iter(params.values())))
-    inputs = template.inputs(obs).to(next(iter(params.values())).device)
+    count, device = len(next(iter(params.values()))), next(iter(params.values())).device
+    inputs = template.inputs(obs).to(device)
     for trunk in trunks:
-        layers = _repair_layers(getattr(template, trunk))
+        layers = _repair_layers(getattr(template, trunk), fast_tanh=device.type == "cpu")
         last = max(i for i, layer in enumerate(layers) if layer[0] in ("linear", "conv"))  # the output layer
         h, fresh = inputs.expand(count, *inputs.shape), False   # fresh: h is a layer's own output
         for layer in layers[:last]:
             kind, name, fn = layer
             if kind == "activation":
-                h = fn(h, out=h) if fresh else fn(h)
+                h = fn(h if fresh else h.clone())
             elif kind == "flatten":
                 h = h.flatten(2)
             else:

@@ -134,25 +134,43 @@ def exchange_to_sb3(weights: dict[str, torch.Tensor], n_hidden: int) -> dict[str
             for name, tensor in weights.items()}
 
 
-def _mlp_plan(trunk: nn.Module) -> list[tuple[str, Any]] | None:
+def fast_tanh(x: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+    """tanh(x) as 2·sigmoid(2x) − 1 (``in_place``: overwriting ``x``), for evaluating policies on the CPU.
+
+    Within 2e-7 of ``torch.tanh`` (absolute; outputs lie in [−1, 1]), and 3–7× faster on the development CPU,
+    where ``torch.tanh`` took 3.0 ms per million floats on one thread against 0.9 ms (its exp-based
+    vectorised sigmoid is cheaper than the accurate tanh). Training keeps ``torch.tanh``."""
+    return (x.mul_(2).sigmoid_() if in_place else torch.sigmoid(x * 2)).mul_(2).sub_(1)
+
+
+def activation_function(layer: nn.Module, in_place: bool, fast: bool = False) -> Any | None:
+    """The function of an ``nn.Tanh`` or ``nn.ReLU`` layer (``in_place``: it may overwrite its input; ``fast``:
+    tanh as :func:`fast_tanh`); None for any other layer."""
+    if type(layer) is nn.ReLU:
+        return torch.relu_ if in_place else torch.relu
+    if type(layer) is not nn.Tanh:
+        return None
+    if fast:
+        return (lambda h: fast_tanh(h, in_place=True)) if in_place else fast_tanh
+    return torch.tanh_ if in_place else torch.tanh
+
+
+def _mlp_plan(trunk: nn.Module, fast_tanh: bool = False) -> list[tuple[str, Any]] | None:
     """The layers of an ``nn.Sequential`` of Linear and Tanh/ReLU as (kind, name or function); else None.
     An activation right after a Linear runs in place on its fresh output (autograd allows it: neither
     ``baddbmm`` nor the activation's backward needs the pre-activation), which saves an allocation and a pass
-    over memory."""
+    over memory. ``fast_tanh``: tanh as :func:`fast_tanh` (evaluation on the CPU)."""
     if not isinstance(trunk, nn.Sequential):
         return None
     plan: list[tuple[str, Any]] = []
     for name, layer in trunk.named_children():
         if isinstance(layer, nn.Linear):
             plan.append(("linear", name))
-        elif type(layer) in (nn.Tanh, nn.ReLU):
-            after_linear = bool(plan) and plan[-1][0] == "linear"
-            if isinstance(layer, nn.Tanh):
-                plan.append(("activation", torch.tanh_ if after_linear else torch.tanh))
-            else:
-                plan.append(("activation", torch.relu_ if after_linear else torch.relu))
-        else:
+            continue
+        function = activation_function(layer, in_place=bool(plan) and plan[-1][0] == "linear", fast=fast_tanh)
+        if function is None:
             return None
+        plan.append(("activation", function))
     return plan
 
 
@@ -174,14 +192,17 @@ class StackedPolicy:
 
     @classmethod
     def from_params(cls, template: ActorCritic, params: dict[str, torch.Tensor]) -> StackedPolicy:
-        """S policies shaped like ``template`` from already stacked parameters {name: [S, ...]}."""
+        """S policies shaped like ``template`` from already stacked parameters {name: [S, ...]}, for evaluation:
+        on the CPU their tanh is :func:`fast_tanh`."""
         stacked = cls.__new__(cls)
-        stacked._setup(template.to(next(iter(params.values())).device), params)
+        device = next(iter(params.values())).device
+        stacked._setup(template.to(device), params, evaluation=True)
         return stacked
 
-    def _setup(self, template: ActorCritic, params: dict[str, torch.Tensor]) -> None:
+    def _setup(self, template: ActorCritic, params: dict[str, torch.Tensor], evaluation: bool = False) -> None:
         self.template, self.params = template, params
-        self.plans = {trunk: _mlp_plan(getattr(self.template, trunk, None)) for trunk in ("actor", "critic")}
+        fast_tanh = evaluation and next(iter(params.values())).device.type == "cpu"
+        self.plans = {trunk: _mlp_plan(getattr(self.template, trunk, None), fast_tanh) for trunk in ("actor", "critic")}
 
         def one(params, obs):
             return functional_call(self.template, params, (obs,))
