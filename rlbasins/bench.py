@@ -292,12 +292,15 @@ def bench_ppo(env_id: str, seed_counts: list[int], n_epochs: int, device: str, s
             "torch": torch.__version__, "sb3_all_cores_env_steps_per_s": sb3, "batched": rows}
 
 
-def _seconds_per_reward(reward: Callable, obs: torch.Tensor, device: str) -> float:
-    """Seconds of one call of a learned reward function on the transitions (obs, action 0, obs), obs [B, ...]."""
-    actions = torch.zeros(len(obs), dtype=torch.int64, device=obs.device)
+def _seconds_per_rollout_reward(trainer, device: str) -> float:
+    """Seconds a trainer's learned reward takes to score one rollout of every seed as the engine does
+    (:meth:`~rlbasins.train.batched.BatchedTrainer._learned_rewards`), on its current observations repeated."""
+    S, E, T = trainer.slots, trainer.cfg.env.num_envs, trainer.cfg.ppo.n_steps
+    obs = trainer.obs.view(S, 1, E, *trainer.obs.shape[1:]).expand(S, T, E, *trainer.obs.shape[1:]).contiguous()
+    actions = torch.zeros(S, T, E, dtype=torch.int64, device=obs.device)
 
     def call(_: int) -> None:
-        reward(obs, actions, obs)
+        trainer._learned_rewards(obs, actions, obs)
         if device == "cuda":
             torch.cuda.synchronize()
 
@@ -308,8 +311,8 @@ def bench_learned_reward(card: Path, seed_counts: list[int], n_epochs: int, devi
                          batch_size: int = 256, hidden: tuple[int, ...] = (64, 64), iterations: int = 5) -> dict:
     """The batched engine on a frozen reward model (its ``card``: the model's env and env kwargs) against the same
     config on the env's own reward, at each seed count: their PPO iterations alternate in one process
-    (:func:`alternating_rates`). Also where a learned step's time goes: the seconds per iteration the model's
-    forward pass takes alone (``n_steps`` calls on [S·E] transitions), and its share of the learned iteration."""
+    (:func:`alternating_rates`). Also where a learned iteration's time goes: the seconds the model's forward passes
+    take alone to score one rollout (as the engine calls them), and their share of the learned iteration."""
     import tempfile
 
     from rlbasins.core.reward_card import read_card
@@ -323,9 +326,8 @@ def bench_learned_reward(card: Path, seed_counts: list[int], n_epochs: int, devi
                                                                              ("learned", str(Path(card).resolve())))}
         with tempfile.TemporaryDirectory() as root:
             trainers = {name: _trainer([cfg], seeds, f"{root}/{name}") for name, cfg in configs.items()}
-            reward, obs = trainers["learned"].learned, trainers["learned"].obs.clone()    # obs [S·E, ...]
             rates = alternating_rates(trainers, seeds * configs["env"].rollout_size, iterations, device)
-        model_s = n_steps * _seconds_per_reward(reward, obs, device)                  # per iteration, in the model
+            model_s = _seconds_per_rollout_reward(trainers["learned"], device)        # per iteration, in the model
         learned_s = seeds * configs["env"].rollout_size / rates["learned"]
         rows.append({"seeds": seeds, "env_reward_env_steps_per_s": rates["env"],
                      "learned_reward_env_steps_per_s": rates["learned"], "slowdown": rates["env"] / rates["learned"],

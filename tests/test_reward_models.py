@@ -21,8 +21,10 @@ from reward_models.zoo.build import ZOO_DIR, zoo_names
 from rlbasins.core.config import ConfigError, parse_config
 from rlbasins.core.logs import read_scalars
 from rlbasins.core.reward_card import read_card
+from rlbasins.core.seeding import experiment_seeds
 from rlbasins.core.store import CorruptFileError, RunDir, sha256_file
-from rlbasins.train import train_experiment
+from rlbasins.train import batched, train_experiment
+from rlbasins.train.base import SeedTask
 from rlbasins.train.learned_reward import LearnedRewardVecEnv, learned_reward
 from tests.conftest import tiny_config
 
@@ -212,6 +214,31 @@ def test_engines_train_on_the_model_and_log_both_returns(engine: str, tmp_path: 
     end = cfg.checkpoint_steps()[-1]
     learned, env_reward = (r.seed(0).load_policy(end)[0] for r in (run, plain))
     assert any(not torch.equal(learned[k], env_reward[k]) for k in learned)
+
+
+def test_the_batched_engine_pays_each_step_the_models_reward_of_that_transition_alone(tmp_path: Path,
+                                                                                     monkeypatch) -> None:
+    """The engine scores a rollout after collecting it, many steps per call (here 100 transitions: calls that
+    straddle steps, the last one short); a step whose episode goes on gets the model's reward of (obs, action,
+    next obs) scored on that step's transitions alone, bit for bit."""
+    monkeypatch.setattr(batched, "LEARNED_REWARD_ROWS", 100)
+    cfg = parse_config(rm_experiment(CUE_MODEL, seeds={"count": 3}))
+    factor_seeds = experiment_seeds(cfg.seed, cfg.seeds.count, cfg.seeds.vary, cfg.seeds.grid)
+    tasks = [SeedTask(k, factor_seeds[k], cfg.model_dump(mode="json"), str(tmp_path)) for k in range(3)]
+    trainer = batched.BatchedTrainer(cfg, tasks)
+    rollout, _, _ = trainer._collect()
+    model = load_reward_model(CUE_MODEL).model
+    S, T, E = rollout.rewards.shape
+    checked = 0
+    for t in range(T - 1):
+        goes_on = rollout.starts[:, t + 1] == 0                                   # [S, E]: next obs is step t + 1's
+        with torch.no_grad():
+            alone = model(rollout.obs[:, t].flatten(0, 1), rollout.actions[:, t].flatten(),
+                          rollout.obs[:, t + 1].flatten(0, 1)).view(S, E)
+        assert torch.equal(rollout.rewards[:, t][goes_on], alone[goes_on])
+        checked += int(goes_on.sum())
+    assert checked > S * E * (T - 1) // 2
+    trainer.close()
 
 
 def test_batched_seed_on_a_learned_reward_does_not_depend_on_the_others_and_resumes(tmp_path: Path) -> None:
