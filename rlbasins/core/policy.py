@@ -137,9 +137,10 @@ def exchange_to_sb3(weights: dict[str, torch.Tensor], n_hidden: int) -> dict[str
 def fast_tanh(x: torch.Tensor, in_place: bool = False) -> torch.Tensor:
     """tanh(x) as 2·sigmoid(2x) − 1 (``in_place``: overwriting ``x``), for evaluating policies on the CPU.
 
-    Within 2e-7 of ``torch.tanh`` (absolute; outputs lie in [−1, 1]), and 3–7× faster on the development CPU,
-    where ``torch.tanh`` took 3.0 ms per million floats on one thread against 0.9 ms (its exp-based
-    vectorised sigmoid is cheaper than the accurate tanh). Training keeps ``torch.tanh``."""
+    Within 2e-7 of ``torch.tanh`` (absolute; outputs lie in [−1, 1]) and about 3.5× faster on the development
+    CPU: in place on 4M floats 2.4 ms against 8.5 ms for ``tanh_`` (2 threads); 0.9 ms against 3.0 ms per million
+    floats on one thread (torch's exp-based sigmoid is cheaper than its accurate tanh). Training keeps
+    ``torch.tanh``."""
     return (x.mul_(2).sigmoid_() if in_place else torch.sigmoid(x * 2)).mul_(2).sub_(1)
 
 
