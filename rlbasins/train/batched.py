@@ -633,11 +633,11 @@ class BatchedTrainer:
             train_rewards = self._learned_rewards(obs_buf, actions, next_obs)
         with_bootstrap = torch.as_tensor(bootstrapped, device=self.device)[None, :, None]  # [1, T, 1]
         rewards = torch.where(with_bootstrap, train_rewards + bootstrap, train_rewards)
+        episode_return = self.episode_return.view(S, E)
         for t in range(T):  # the training return (the env's or the learned one), episode by episode
-            done = dones[:, t].reshape(-1)
-            self.episode_return += train_rewards[:, t].reshape(-1)
-            finished_return += (self.episode_return * done).view(S, E).sum(1)
-            self.episode_return *= 1 - done
+            episode_return += train_rewards[:, t]
+            finished_return += (episode_return * dones[:, t]).sum(1)
+            episode_return *= 1 - dones[:, t]
         last_values = self.policy.values(self.obs.view(S, E, *self.obs.shape[1:]))
         rollout = Rollout(obs_buf, actions, log_probs, values, rewards, starts)
         episodes = (finished_return, finished_true_return, finished_length, finished)
