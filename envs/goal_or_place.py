@@ -51,6 +51,22 @@ from envs.grid import (
 GOAL, PLACE_TINT = (230, 159, 0), (255, 236, 179)
 
 
+def in_region(cells: torch.Tensor, size: int, region: int) -> torch.Tensor:
+    """Whether (row, col) cells [..., 2] lie in the ``region`` × ``region`` square at the top-right corner of a
+    ``size`` grid (the training goal's region): [...] bool."""
+    return (cells[..., 0] < region) & (cells[..., 1] >= size - region)
+
+
+def nearest_in_region(cells: torch.Tensor, size: int, region: int) -> torch.Tensor:
+    """The region's cell [..., 2] nearest (Manhattan) to each (row, col) cell [..., 2]."""
+    return torch.stack([cells[..., 0].clamp(max=region - 1), cells[..., 1].clamp(min=size - region)], dim=-1)
+
+
+def distance_to_region(cells: torch.Tensor, size: int, region: int) -> torch.Tensor:
+    """Manhattan distance [...] from each (row, col) cell [..., 2] to the region (0 inside it)."""
+    return (cells - nearest_in_region(cells, size, region)).abs().sum(-1)
+
+
 class GoalOrPlaceCore(GridCore):
     labels = ("goal", "place")
     channels = ("agent", "goal")
@@ -75,10 +91,8 @@ class GoalOrPlaceCore(GridCore):
                              f"drawn outside the region), got {random_percent}")
         self.random_percent = float(random_percent)
         self._random_threshold = int(self.random_percent / 100 * 2**32)      # a uint32 draw below it: goal outside
-        rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-        cells = torch.stack([rows.flatten(), cols.flatten()], 1).to(device)   # [size², 2]
-        in_region = (cells[:, 0] < region) & (cells[:, 1] >= size - region)
-        self._outside = cells[~in_region]                                    # [n_out, 2] in reading order
+        cells = cells_to_rc(torch.arange(size * size, device=device), size)   # [size², 2] in reading order
+        self._outside = cells[~in_region(cells, size, region)]               # [n_out, 2]
         self._goal_value = torch.ones(1, device=device)
         super().__init__(num_envs, size, max_steps, device)
 
@@ -88,13 +102,12 @@ class GoalOrPlaceCore(GridCore):
 
     def in_region(self, cells: torch.Tensor) -> torch.Tensor:
         """Whether (row, col) cells [..., 2] lie in the training goal's region: [...] bool."""
-        return (cells[..., 0] < self.region) & (cells[..., 1] >= self.size - self.region)
+        return in_region(cells, self.size, self.region)
 
     def nearest_in_region(self, cells: torch.Tensor) -> torch.Tensor:
         """The region's cell [..., 2] nearest (Manhattan) to each (row, col) cell [..., 2]: the place strategy's
         target (the corner with ``region: 1``)."""
-        return torch.stack([cells[..., 0].clamp(max=self.region - 1),
-                            cells[..., 1].clamp(min=self.size - self.region)], dim=-1)
+        return nearest_in_region(cells, self.size, self.region)
 
     def layout(self, seed: torch.Tensor, episode: torch.Tensor) -> GridState:
         random = draws(seed, episode, 2)          # the agent's draw first, as the fixed-corner layout had it
@@ -140,27 +153,22 @@ class GoalOrPlaceCore(GridCore):
         """Every held-out state, the agent and the goal outside the training goal's region: ``"mirror"``, the
         goal at the mirror image through the agent of the region's nearest cell; ``"adjacent"``, in a neighbour
         of the agent farther from the region."""
-        def outside(cell: np.ndarray) -> bool:
-            return bool(cell[0] >= region or cell[1] < size - region)
-
-        def to_region(cell: np.ndarray) -> int:              # Manhattan distance to the region's nearest cell
-            return int(max(cell[0] - (region - 1), 0) + max(size - region - cell[1], 0))
-
-        agents, goals = [], []
-        for cell in itertools.product(range(size), repeat=2):
-            agent = np.array(cell)
-            if probe == "adjacent":
-                near = [agent + step for step in np.array([[-1, 0], [1, 0], [0, -1], [0, 1]])]
-                away = [g for g in near if to_region(g) > to_region(agent)]
-            else:
-                away = [2 * agent - np.array([min(agent[0], region - 1), max(agent[1], size - region)])]
-            for goal in away:
-                if outside(agent) and ((0 <= goal) & (goal < size)).all() and outside(goal):
-                    agents.append(agent)
-                    goals.append([goal])
-        n = len(agents)
-        goals_t = torch.tensor(np.array(goals))
-        return GridState(agent=torch.tensor(np.array(agents)), objects=goals_t, attributes=torch.ones_like(goals_t),
+        agents = cells_to_rc(torch.arange(size * size), size)                    # [N, 2] in reading order
+        if probe == "adjacent":
+            goals = agents[:, None] + torch.tensor([[-1, 0], [1, 0], [0, -1], [0, 1]])      # [N, 4, 2]: neighbours
+            keep = distance_to_region(goals, size, region) > distance_to_region(agents, size, region)[:, None]
+        else:
+            goals = (2 * agents - nearest_in_region(agents, size, region))[:, None]          # [N, 1, 2]: mirrors
+            keep = torch.ones(goals.shape[:2], dtype=torch.bool)
+        keep &= ((goals >= 0) & (goals < size)).all(-1) & ~in_region(goals, size, region)
+        keep &= ~in_region(agents, size, region)[:, None]
+        agent, goal = keep.nonzero(as_tuple=True)                                # agents in order, then their goals
+        objects, n = goals[agent, goal][:, None], len(agent)
+        if not n:
+            raise ValueError(f"GoalOrPlace with region {region} on a {size}×{size} grid has no held-out state for "
+                             f"probe {probe!r} (every candidate goal falls off the grid or in the region): use a "
+                             f"smaller region or probe 'adjacent'")
+        return GridState(agent=agents[agent], objects=objects, attributes=torch.ones_like(objects),
                          steps=torch.zeros(n, dtype=torch.int64), episode=torch.zeros(n, dtype=torch.int64),
                          seed=torch.zeros(n, dtype=torch.int64))
 

@@ -577,6 +577,8 @@ def test_goal_or_place_region_draws_the_goal_in_it_and_the_corner_ends_only_held
     assert len(core_class.enumerate_heldout(5, region=3)) < len(core_class.enumerate_heldout(5, region=1)) == 8
     with pytest.raises(ValueError, match="region must be in 1 … size − 1"):
         core_class(size=5, region=5)
+    with pytest.raises(ValueError, match="no held-out state for probe 'mirror'"):  # every mirror image is off the grid
+        core_class.heldout_states(8, seed=0, size=5, region=4)
 
 
 @settings(max_examples=20, deadline=None)
@@ -628,9 +630,11 @@ def test_goal_or_place_mirror_probe_puts_goal_and_place_equally_far(size: int, d
     cell), in the opposite direction, and the hand-written strategies end as their own label on every state."""
     region = data.draw(st.integers(1, size - 1))
     core_class = envs.GRID_ENVS["rlbasins/GoalOrPlace-v0"]
-    heldout = core_class.enumerate_heldout(size, region=region)
-    if len(heldout) == 0:
+    if region == size - 1:  # the outside is the bottom row and left column: every mirror image falls off the grid
+        with pytest.raises(ValueError, match="no held-out state"):
+            core_class.enumerate_heldout(size, region=region)
         return
+    heldout = core_class.enumerate_heldout(size, region=region)
     core = core_class(num_envs=len(heldout), size=size, region=region)
     to_goal = core.strategy_target(heldout, 0) - heldout.agent
     to_place = core.strategy_target(heldout, 1) - heldout.agent
