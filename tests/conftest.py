@@ -46,6 +46,19 @@ def tiny_cueconflict_config() -> dict:
                                  "basins": {"resamples": 10}})
 
 
+def batched_trainer(data: dict, root: Path, **kwargs):
+    """A :class:`~rlbasins.train.batched.BatchedTrainer` over every seed of the config ``data``, writing under
+    ``root`` (``kwargs``: the trainer's own, e.g. ``sync_free``)."""
+    from rlbasins.core.config import parse_config
+    from rlbasins.train import seed_factors
+    from rlbasins.train.base import SeedTask
+    from rlbasins.train.batched import BatchedTrainer
+
+    cfg = parse_config(data)
+    tasks = [SeedTask(k, seed_factors(cfg, k), cfg.model_dump(mode="json"), str(root)) for k in range(cfg.seeds.count)]
+    return BatchedTrainer(cfg, tasks, **kwargs)
+
+
 def write_yaml(path: Path, data) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -15,11 +15,9 @@ import torch
 
 from rlbasins.core.config import parse_config
 from rlbasins.core.devices import HostSyncCounter
-from rlbasins.core.seeding import experiment_seeds
 from rlbasins.core.store import sha256_file
 from rlbasins.train import batched, train_experiment
-from rlbasins.train.base import SeedTask
-from tests.conftest import tiny_config
+from tests.conftest import batched_trainer, tiny_config
 
 REWARD_MODEL = str(Path(__file__).resolve().parent.parent / "reward_models" / "zoo" / "cue_conflict.json")
 
@@ -33,13 +31,6 @@ CONFIGS = {
     "GoalOrPlace CNN": tiny_config(engine="batched", env={"id": "rlbasins/GoalOrPlace-v0", "num_envs": 4},
                                    policy={"hidden_sizes": [16], "conv_channels": [4]}),
 }
-
-
-def _trainer(data: dict, root: Path, **kwargs) -> batched.BatchedTrainer:
-    cfg = parse_config(data)
-    factor_seeds = experiment_seeds(cfg.seed, cfg.seeds.count, cfg.seeds.vary, cfg.seeds.grid)
-    tasks = [SeedTask(k, factor_seeds[k], cfg.model_dump(mode="json"), str(root)) for k in range(cfg.seeds.count)]
-    return batched.BatchedTrainer(cfg, tasks, **kwargs)
 
 
 SYNCING_CALLS = {
@@ -81,7 +72,7 @@ def test_a_sync_free_ppo_iteration_never_waits_for_the_device(tmp_path: Path, na
     may sync, does (so the counter sees this loop)."""
     counts = {}
     for sync_free in (True, False):
-        trainer = _trainer(CONFIGS[name], tmp_path / str(sync_free), sync_free=sync_free)
+        trainer = batched_trainer(CONFIGS[name], tmp_path / str(sync_free), sync_free=sync_free)
         with HostSyncCounter() as syncs:
             for _ in range(2):
                 trainer.train_iteration(progress_remaining=1.0)
@@ -124,7 +115,7 @@ def cuda(test):
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_on_cuda_a_ppo_iteration_makes_no_host_sync(tmp_path: Path, name: str) -> None:
     """torch's own sync detector (``set_sync_debug_mode``) raises on any sync inside torch's ops too."""
-    trainer = _trainer(CONFIGS[name] | {"device": "cuda"}, tmp_path)
+    trainer = batched_trainer(CONFIGS[name] | {"device": "cuda"}, tmp_path)
     assert trainer.sync_free and trainer.device.type == "cuda"
     trainer.train_iteration(progress_remaining=1.0)  # warm-up: allocations, cuBLAS handles
     torch.cuda.synchronize()

@@ -21,12 +21,10 @@ from reward_models.zoo.build import ZOO_DIR, zoo_names
 from rlbasins.core.config import ConfigError, parse_config
 from rlbasins.core.logs import read_scalars
 from rlbasins.core.reward_card import read_card
-from rlbasins.core.seeding import experiment_seeds
 from rlbasins.core.store import CorruptFileError, RunDir, sha256_file
 from rlbasins.train import batched, train_experiment
-from rlbasins.train.base import SeedTask
 from rlbasins.train.learned_reward import LearnedRewardVecEnv, learned_reward
-from tests.conftest import tiny_config
+from tests.conftest import batched_trainer, tiny_config
 
 CUE_MODEL = ZOO_DIR / "cue_conflict.json"
 
@@ -222,10 +220,7 @@ def test_the_batched_engine_pays_each_step_the_models_reward_of_that_transition_
     straddle steps, the last one short); a step whose episode goes on gets the model's reward of (obs, action,
     next obs) scored on that step's transitions alone, bit for bit."""
     monkeypatch.setattr(batched, "LEARNED_REWARD_ROWS", 100)
-    cfg = parse_config(rm_experiment(CUE_MODEL, seeds={"count": 3}))
-    factor_seeds = experiment_seeds(cfg.seed, cfg.seeds.count, cfg.seeds.vary, cfg.seeds.grid)
-    tasks = [SeedTask(k, factor_seeds[k], cfg.model_dump(mode="json"), str(tmp_path)) for k in range(3)]
-    trainer = batched.BatchedTrainer(cfg, tasks)
+    trainer = batched_trainer(rm_experiment(CUE_MODEL, seeds={"count": 3}), tmp_path)
     rollout, _, _ = trainer._collect()
     model = load_reward_model(CUE_MODEL).model
     S, T, E = rollout.rewards.shape
