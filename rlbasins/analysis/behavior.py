@@ -52,16 +52,22 @@ def stacked_action_probs(policies: list[ActorCritic], obs: torch.Tensor) -> torc
     return action_probs(policies[0], stack_state_dicts([p.state_dict() for p in policies]), obs)
 
 
-def _pairwise(probs: torch.Tensor, divergence, chunk: int) -> torch.Tensor:
-    """probs [S, N, A] → [S, S] mean over the N states of ``divergence(p [c, 1, N, A], q [1, S, N, A])``,
-    computed in row chunks of ``c`` seeds so memory stays O(chunk · S · N · A)."""
-    rows = [divergence(probs[i:i + chunk, None], probs[None]).mean(-1) for i in range(0, probs.shape[0], chunk)]
+def _pairwise(probs: torch.Tensor, divergence, chunk: int, reduce=lambda d: d.mean(-1)) -> torch.Tensor:
+    """probs [S, N, A] → [S, S] mean over the N states of ``divergence(p [c, 1, N, A], q [1, S, N, A])`` (or
+    ``reduce`` of the [c, S, N] per-state values), computed in row chunks of ``c`` seeds so memory stays
+    O(chunk · S · N · A)."""
+    rows = [reduce(divergence(probs[i:i + chunk, None], probs[None])) for i in range(0, probs.shape[0], chunk)]
     return torch.cat(rows)
+
+
+def _total_variation(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """½‖p − q‖₁ over the last (action) dim."""
+    return 0.5 * (p - q).abs().sum(-1)
 
 
 def total_variation_matrix(probs: torch.Tensor, chunk: int = 64) -> torch.Tensor:
     """probs [S, N, A] → [S, S] mean over states of ½‖p_i − p_j‖₁ (0 = same, 1 = disjoint)."""
-    return _pairwise(probs, lambda p, q: 0.5 * (p - q).abs().sum(-1), chunk)
+    return _pairwise(probs, _total_variation, chunk)
 
 
 RESAMPLE_MEMORY_ELEMENTS = 2**27
@@ -80,8 +86,7 @@ def resampled_total_variation(probs: torch.Tensor, chunk: int = 64) -> Callable[
     seeds, states = probs.shape[:2]
     if seeds * seeds * states > RESAMPLE_MEMORY_ELEMENTS:
         return lambda idx: total_variation_matrix(probs[:, idx], chunk).numpy()
-    per_state = torch.cat([0.5 * (probs[i:i + chunk, None] - probs[None]).abs().sum(-1)
-                           for i in range(0, seeds, chunk)]).double().reshape(seeds * seeds, states)  # [S·S, N]
+    per_state = _pairwise(probs, _total_variation, chunk, reduce=torch.Tensor.double).reshape(seeds * seeds, states)
 
     def distance_of(idx: np.ndarray) -> np.ndarray:
         weights = torch.bincount(torch.as_tensor(np.asarray(idx)), minlength=states).double() / len(idx)   # [N]
