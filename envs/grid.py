@@ -240,6 +240,14 @@ class GridCore:
         obs = torch.zeros(len(state), len(self.channels) * self.size * self.size, device=self.device)
         return obs.scatter_(1, index, values).view(len(state), *self.observation_shape)
 
+    def recurrence_key(self, state: GridState) -> torch.Tensor:
+        """[B] int64: what of ``state`` changes within an episode, the agent's cell and ``progress``. Two states of
+        one episode with the same key look and act alike from then on (the objects, their cues and the episode's
+        draws never change within an episode; ``steps`` only decides when the step limit cuts it), so a
+        deterministic policy that meets a key again goes round that cycle until it times out. An env whose state
+        changes in any other way within an episode must override this."""
+        return self.cell_of(state.agent) + self.size * self.size * (state.progress + 1)
+
     def cell_of(self, rc: torch.Tensor) -> torch.Tensor:
         """Cell index row · size + col of positions rc [..., 2]."""
         return rc[..., 0] * self.size + rc[..., 1]

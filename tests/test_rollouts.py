@@ -12,7 +12,7 @@ import envs
 from envs.cartpole import CartPoleCore
 from envs.suites import get_suite
 from rlbasins.core.policy import ActorCritic, StackedPolicy
-from rlbasins.core.rollouts import _play_gym, play, stack_state_dicts
+from rlbasins.core.rollouts import _play_core, _play_gym, play, stack_state_dicts
 from tests.conftest import CUE_OBS_DIM, random_cue_policy
 
 CUE = "rlbasins/CueConflict-v0"
@@ -50,6 +50,58 @@ def test_batched_core_rollouts_match_the_gymnasium_view(env_id: str, greedy: boo
     np.testing.assert_array_equal(core.outcomes, view.outcomes)
 
 
+
+
+@pytest.mark.parametrize("env_id", sorted(envs.GRID_ENVS))
+@pytest.mark.parametrize("heldout", [True, False])
+def test_greedy_episodes_cut_at_a_cycle_end_as_if_played_out(env_id: str, heldout: bool) -> None:
+    """A greedy episode that comes back to a state it was in would go round that cycle until the step limit:
+    the core stops it there, and every episode's return and outcome are those of playing every step (random
+    sharp policies, which cycle often; held-out and training starts; every gridworld)."""
+    core_class = envs.GRID_ENVS[env_id]
+    shape = core_class(num_envs=1).observation_shape
+    template = ActorCritic(shape, core_class.n_actions, [16, 16])
+    torch.manual_seed(0)
+    policies = stack_state_dicts([{k: 3 * v for k, v in template.fresh_copy().state_dict().items()}
+                                  for _ in range(12)])
+    starts = core_class.heldout_states(20, seed=1) if heldout else None
+    steps: list[int] = []                                     # envs stepped, per call
+
+    class CountingCore(core_class):
+        def step(self, actions, autoreset=False):
+            steps.append(len(actions))
+            return super().step(actions, autoreset)
+
+    played = {}
+    for stop in (False, True):
+        policy = StackedPolicy.from_params(template, policies)
+        played[stop] = (_play_core(policy, CountingCore, {}, list(range(20)), starts, True, 0, torch.device("cpu"),
+                                   stop_cycles=stop), sum(steps))
+        steps.clear()
+    (full, full_steps), (cut, cut_steps) = played[False], played[True]
+    np.testing.assert_array_equal(full.returns, cut.returns)
+    np.testing.assert_array_equal(full.outcomes, cut.outcomes)
+    assert (full.outcomes == "neither").mean() > 0.3          # many episodes time out ...
+    assert cut_steps < 0.7 * full_steps                        # ... and most of their steps are saved
+
+
+def test_cycles_are_played_out_where_a_step_pays() -> None:
+    """Cutting a cycle keeps the return only when neither a step that does not end the episode nor a timeout
+    pays anything; a core whose steps pay is played to the step limit."""
+    core_class = envs.GRID_ENVS[CUE]
+
+    class PayingCore(core_class):
+        def reward_of(self, outcome, state=None):
+            return super().reward_of(outcome, state) + 0.1
+
+    template = random_cue_policy(0)
+    stacked = stack_state_dicts([{k: 3 * v for k, v in template.state_dict().items()}])
+    starts = core_class.heldout_states(8, seed=2)
+    policy = StackedPolicy.from_params(template, stacked)
+    episodes = _play_core(policy, PayingCore, {}, list(range(8)), starts, True, 0, torch.device("cpu"))
+    timed_out = episodes.outcomes[0] == "neither"
+    assert timed_out.any()
+    np.testing.assert_allclose(episodes.returns[0][timed_out], 0.1 * PayingCore(num_envs=1).max_steps, rtol=1e-5)
 
 
 def test_policies_that_finish_early_leave_the_batch_without_changing_anyones_episodes(monkeypatch) -> None:

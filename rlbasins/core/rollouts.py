@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import envs
-from envs.grid import OUTCOME_ONGOING, GridState, draws
+from envs.grid import OUTCOME_ONGOING, OUTCOME_TIMEOUT, GridState, draws
 from envs.suites import HeldOutSuite
 from rlbasins.core.policy import ActorCritic, StackedPolicy
 
@@ -114,10 +114,16 @@ def _core_for(env_id: str, env_kwargs: dict[str, Any]) -> type | None:
 
 def _play_core(policy: StackedPolicy, core_class: type, env_kwargs: dict[str, Any],
                reset_seeds: Sequence[int], starts: GridState | None, greedy: bool, action_seed: int,
-               device: torch.device) -> EpisodeBatch:
+               device: torch.device, stop_cycles: bool = True) -> EpisodeBatch:
     """Episodes on a batched core. Whenever a quarter or more of the policies in the batch have ended all
     their episodes, they leave it (the core keeps the others' envs, the policy their rows): a policy's
-    episodes are the same either way, since a row never depends on the other rows."""
+    episodes are the same either way, since a row never depends on the other rows.
+
+    Greedy episodes on a core with a :meth:`~envs.grid.GridCore.recurrence_key` end as soon as they come back
+    to a state they were in (with ``stop_cycles``): the policy and the env are deterministic, so the episode
+    would go round that cycle until the step limit; it is recorded as that timeout, with the same return
+    when neither a step that does not end an episode nor a timeout pays anything (checked on the start
+    states, else cycles are played out)."""
     count, n_episodes = len(next(iter(policy.params.values()))), len(reset_seeds)
     core = core_class(num_envs=count * n_episodes, device=device, **env_kwargs)
     seeds = torch.as_tensor(list(reset_seeds), dtype=torch.int64, device=device)
@@ -132,14 +138,25 @@ def _play_core(policy: StackedPolicy, core_class: type, env_kwargs: dict[str, An
     returns = torch.zeros(count * n_episodes, device=device)
     rows = torch.arange(count * n_episodes, device=device)                            # [P'·E] the core's envs
     playing = count                                                                   # P' policies in the batch
+    if stop_cycles and greedy and _cycles_pay_nothing(core):
+        seen = torch.empty(count * n_episodes, core.max_steps + 1, dtype=torch.int64, device=device)  # keys
+        seen[:, 0] = core.recurrence_key(core.state)
+    else:
+        seen = None
     for t in range(core.max_steps):
         probs = policy.logits(obs.view(playing, n_episodes, -1)).softmax(-1)            # [P', E, A]
         actions = choose_actions(probs, greedy, None if greedy else step_uniforms(seeds, action_seed, t))
         step = core.step(actions.reshape(-1))
         before = done[rows]
         returns[rows] += torch.where(before, torch.zeros_like(step.reward), step.reward)
-        ended = ~before & (step.terminated | step.truncated)
-        outcome[rows] = torch.where(ended, step.outcome, outcome[rows])
+        ended, step_outcome = ~before & (step.terminated | step.truncated), step.outcome
+        if seen is not None:
+            key = core.recurrence_key(step.final_state)                                # [P'·E]
+            cycled = ~before & ~ended & (seen[rows, :t + 1] == key[:, None]).any(1)
+            seen[rows, t + 1] = key
+            ended = ended | cycled
+            step_outcome = torch.where(cycled, OUTCOME_TIMEOUT, step_outcome)
+        outcome[rows] = torch.where(ended, step_outcome, outcome[rows])
         finished = (before | ended).view(playing, n_episodes).all(1)                  # [P']
         done[rows] = before | ended
         obs = step.obs
@@ -160,6 +177,16 @@ def _play_core(policy: StackedPolicy, core_class: type, env_kwargs: dict[str, An
     else:
         names = np.full(outcome.shape, None, dtype=object)
     return EpisodeBatch(returns.view(count, n_episodes).cpu().double().numpy(), names)
+
+
+def _cycles_pay_nothing(core: Any) -> bool:
+    """Whether a core's episodes may be cut at a cycle (:func:`_play_core`): it has a ``recurrence_key``, and on
+    its current states a step that does not end the episode and a timeout both pay 0."""
+    if not hasattr(core, "recurrence_key"):
+        return False
+    state = core.state
+    return all(not core.reward_of(torch.full_like(state.steps, code), state).any()
+               for code in (OUTCOME_ONGOING, OUTCOME_TIMEOUT))
 
 
 def _play_gym(policy: StackedPolicy, env_id: str, env_kwargs: dict[str, Any], reset_seeds: Sequence[int],
