@@ -59,6 +59,56 @@ def test_a_permuted_copy_aligns_back_and_has_zero_aligned_barrier(probe, seed: i
     assert all(after[m][0] <= naive[m][0] for m in after)
 
 
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 10_000), points=st.integers(3, 7))
+def test_path_points_are_the_interpolation_of_their_endpoints_to_the_bit(seed: int, points: int) -> None:
+    ends = stack_state_dicts([random_cue_policy(seed + s).state_dict() for s in range(4)])
+    pairs = [(0, 1), (2, 0), (3, 2), (1, 3)]
+    weights = barriers.alphas(points)
+    left, right = (torch.tensor([pair[side] for pair in pairs]).repeat_interleave(points) for side in (0, 1))
+    expected = barriers.interpolate({k: v[left] for k, v in ends.items()}, {k: v[right] for k, v in ends.items()},
+                                    weights.repeat(len(pairs)))
+    got = barriers.path_points(ends, pairs, weights)
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_path_points_first_layer_and_validation_logits_come_from_the_endpoints(probe) -> None:
+    """The first layer is linear in the weights: a path point's first-layer outputs are the interpolation of
+    its endpoints', and logits (and the expert loss) computed from them are those of the interpolated policy
+    up to float rounding."""
+    ends = barriers.actor_part(stack_state_dicts([random_cue_policy(s).state_dict() for s in range(3)]))
+    pairs, weights = [(0, 1), (2, 1)], barriers.alphas(5)
+    params = barriers.path_points(ends, pairs, weights)
+    left, right = (torch.tensor([pair[side] for pair in pairs]).repeat_interleave(5) for side in (0, 1))
+    first = barriers.FirstLayer(barriers.first_layer_outputs(probe.template, ends, probe.validation_obs), left, right,
+                                weights.repeat(len(pairs)))
+    direct = barriers.first_layer_outputs(probe.template, params, probe.validation_obs)["actor"]
+    assert torch.allclose(first.rows(slice(None))["actor"], direct, atol=1e-5)
+    logits = probe.validation_logits(params, first)
+    assert torch.allclose(logits, probe.validation_logits(params), atol=1e-5)
+    np.testing.assert_allclose(probe.expert_loss(params, logits), probe.expert_loss(params), atol=1e-5)
+
+
+def test_repair_gives_the_repaired_policies_outputs_from_the_same_pass(probe) -> None:
+    seeds = stack_state_dicts([random_cue_policy(s).state_dict() for s in range(3)])
+    left, right = torch.tensor([0, 0, 1, 2, 1]), torch.tensor([1, 2, 2, 0, 0])
+    weights = torch.tensor([0.25, 0.5, 0.5, 0.75, 0.1])
+    params = barriers.actor_part(barriers.interpolate({k: v[left] for k, v in seeds.items()},
+                                                      {k: v[right] for k, v in seeds.items()}, weights))
+    stats = barriers.unit_statistics(probe.template, seeds, probe.validation_obs, barriers.ACTOR)
+    a, b = barriers.pick_statistics(stats, left), barriers.pick_statistics(stats, right)
+    repaired, outputs = barriers.repair_with_outputs(probe.template, params, a, b, weights, probe.validation_obs,
+                                                     barriers.ACTOR, outputs=True)
+    assert all(torch.equal(repaired[k], v) for k, v in barriers.repair(probe.template, params, a, b, weights,
+                                                                        probe.validation_obs, barriers.ACTOR).items())
+    assert torch.allclose(outputs["actor"], probe.validation_logits(repaired), atol=1e-4)
+    first = barriers.FirstLayer(barriers.first_layer_outputs(probe.template, barriers.actor_part(seeds),
+                                                             probe.validation_obs), left, right, weights)
+    from_ends, _ = barriers.repair_with_outputs(probe.template, params, a, b, weights, probe.validation_obs,
+                                                barriers.ACTOR, first)
+    assert all(torch.allclose(from_ends[k], repaired[k], rtol=1e-4, atol=1e-5) for k in repaired)
+
+
 def endpoint_statistics(probe, a, b):
     """The unit statistics REPAIR interpolates, of stacked endpoints ``a`` and ``b``."""
     return (barriers.unit_statistics(probe.template, ends, probe.validation_obs) for ends in (a, b))

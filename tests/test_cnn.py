@@ -172,6 +172,20 @@ def test_interpolating_a_cnn_with_itself_has_zero_barrier() -> None:
     assert all(value == pytest.approx(0.0, abs=1e-6) for value in curves.barriers.values()), curves.barriers
 
 
+def test_a_cnn_path_points_first_convolution_comes_from_its_endpoints() -> None:
+    """A convolution is linear in its weights too: validation logits from the endpoints' first-convolution
+    outputs are those of the interpolated CNN, up to float rounding."""
+    a, b = (ActorCritic(CUE_SHAPE, 4, [16], conv_channels=[4, 6]).ortho_init_() for _ in range(2))
+    probe = barriers.make_probe(a, CUE, {}, n_episodes=4, n_states=32, seed=3)
+    ends = barriers.actor_part(_stacked(a, b))
+    weights = barriers.alphas(5)
+    params = barriers.path_points(ends, [(0, 1)], weights)
+    first = barriers.FirstLayer(barriers.first_layer_outputs(a, ends, probe.validation_obs), torch.zeros(5).long(),
+                                torch.ones(5).long(), weights)
+    assert first.rows(slice(None))["actor"].shape == (5, 32, 4, *CUE_SHAPE[1:])
+    assert torch.allclose(probe.validation_logits(params, first), probe.validation_logits(params), atol=1e-5)
+
+
 def _stacked(*policies: ActorCritic) -> dict[str, torch.Tensor]:
     return {name: torch.stack([p.state_dict()[name] for p in policies]) for name in policies[0].state_dict()}
 

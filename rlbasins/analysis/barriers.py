@@ -77,6 +77,19 @@ def interpolate(a: Params, b: Params, weights: torch.Tensor) -> Params:
     return out
 
 
+def path_points(ends: Params, pairs: Sequence[tuple[int, int]], weights: torch.Tensor) -> Params:
+    """The points at ``weights`` [K] of the paths between ``pairs`` of stacked policies ``ends`` {name: [S, ...]}:
+    {name: [len(pairs)·K, ...]}, pair by pair. The numbers of :func:`interpolate` on the gathered endpoints, with
+    each pair's difference computed once and no temporary the size of the result (twice as fast)."""
+    first, second = (torch.tensor([pair[side] for pair in pairs]) for side in (0, 1))
+    left, pair_of = first.repeat_interleave(len(weights)), torch.arange(len(pairs)).repeat_interleave(len(weights))
+    out = {}
+    for name, value in ends.items():
+        w = weights.to(value.dtype).repeat(len(pairs)).view(-1, *[1] * (value.dim() - 1))
+        out[name] = (value[second] - value[first])[pair_of].mul_(w).add_(value[left])
+    return out
+
+
 def barrier(values: np.ndarray, weights: np.ndarray, higher_is_better: bool) -> np.ndarray:
     """Path values [..., K] at interpolation weights [K] (first 0, last 1) → barriers [...] (≥ 0)."""
     line = values[..., :1] * (1 - weights) + values[..., -1:] * weights
@@ -169,30 +182,72 @@ def actor_part(params: Params) -> Params:
     return {name: value for name, value in params.items() if name.split(".")[0] in ACTOR}
 
 
-def _walk_hidden(template: ActorCritic, params: Params, obs: torch.Tensor,
-                 visit: Callable[[str, torch.Tensor], torch.Tensor], trunks: Sequence[str] = TRUNKS) -> None:
-    """Run ``trunks`` of P stacked policies ``params`` on ``obs`` [N, ...] up to their output layers, calling
-    ``visit(layer, pre)`` on every hidden Linear or Conv2d pre-activation ([P, N, units] or [P, N, C, H, W]; layer
-    "actor.0", …) and going on with what it returns (the activation then runs on it in place). ``params`` is
-    read layer by layer, so ``visit`` may replace the current layer's entries. ValueError for an architecture
-    REPAIR cannot walk."""
+def _walk(template: ActorCritic, params: Params, obs: torch.Tensor, visit: Callable[[str, torch.Tensor], torch.Tensor],
+          trunks: Sequence[str] = TRUNKS, first: dict[str, torch.Tensor] | None = None,
+          outputs: bool = False) -> dict[str, torch.Tensor]:
+    """Run ``trunks`` of P stacked policies ``params`` on ``obs`` [N, ...], calling ``visit(layer, pre)`` on every
+    hidden Linear or Conv2d pre-activation ([P, N, units] or [P, N, C, H, W]; layer "actor.0", …) and going on
+    with what it returns (the activation then runs on it in place). ``params`` is read layer by layer, so
+    ``visit`` may replace the current layer's entries. ``first``: each trunk's first layer's outputs, already
+    computed (:class:`FirstLayer`; the walk may overwrite them). With ``outputs`` the walk goes on through the
+    output layers and returns their outputs {trunk: [P, N, out]}, else {}. ValueError for an architecture REPAIR
+    cannot walk."""
     unsupported = repair_unsupported(template)
     if unsupported is not None:
         raise ValueError(f"{unsupported}; set analysis.barriers.repair: false")
     count, device = len(next(iter(params.values()))), next(iter(params.values())).device
     inputs = template.inputs(obs).to(device)
+    results = {}
     for trunk in trunks:
         layers = _repair_layers(getattr(template, trunk), fast_tanh=device.type == "cpu")
-        last = max(i for i, layer in enumerate(layers) if layer[0] in ("linear", "conv"))  # the output layer
+        weighted = [i for i, layer in enumerate(layers) if layer[0] in ("linear", "conv")]
         h, fresh = inputs.expand(count, *inputs.shape), False   # fresh: h is a layer's own output
-        for layer in layers[:last]:
+        for i, layer in enumerate(layers if outputs else layers[:weighted[-1]]):
             kind, name, fn = layer
             if kind == "activation":
                 h = fn(h if fresh else h.clone())
             elif kind == "flatten":
                 h = h.flatten(2)
             else:
-                h, fresh = visit(f"{trunk}.{name}", _stacked_layer(layer, trunk, params, h)), True
+                h = first[trunk] if first is not None and i == weighted[0] else _stacked_layer(layer, trunk, params, h)
+                h, fresh = visit(f"{trunk}.{name}", h) if i != weighted[-1] else h, True
+        if outputs:
+            results[trunk] = h
+    return results
+
+
+def first_layer_outputs(template: ActorCritic, params: Params, obs: torch.Tensor,
+                        trunks: Sequence[str] = ACTOR) -> dict[str, torch.Tensor]:
+    """{trunk: [P, N, units] or [P, N, C, H, W]} the first Linear or Conv2d layer's outputs of P stacked policies
+    on ``obs`` [N, ...] (architectures REPAIR can walk)."""
+    count, device = len(next(iter(params.values()))), next(iter(params.values())).device
+    inputs = template.inputs(obs).to(device)
+    out = {}
+    for trunk in trunks:
+        layer = next(layer for layer in _repair_layers(getattr(template, trunk)) if layer[0] in ("linear", "conv"))
+        out[trunk] = _stacked_layer(layer, trunk, params, inputs.expand(count, *inputs.shape))
+    return out
+
+
+@dataclass
+class FirstLayer:
+    """The first layer's outputs of P interpolated policies on the validation states, from their endpoints'.
+
+    A Linear or Conv2d layer is linear in its weights, so the outputs of (1 − w)·θ_A + w·θ_B are (1 − w) times
+    A's plus w times B's: computing them once per seed (``features``, :func:`first_layer_outputs` of S seeds)
+    spares every path point its largest matmul (the same numbers up to float rounding). ``left``, ``right``
+    [P]: each point's endpoints (rows of ``features``); ``weights`` [P]: its interpolation weight."""
+
+    features: dict[str, torch.Tensor]
+    left: torch.Tensor
+    right: torch.Tensor
+    weights: torch.Tensor
+
+    def rows(self, part: slice) -> dict[str, torch.Tensor]:
+        """{trunk: [P', N, ...]} the outputs of the points ``part`` (fresh tensors)."""
+        left, right, weights = self.left[part], self.right[part], self.weights[part]
+        return {trunk: torch.lerp(f[left], f[right], weights.to(f).view(-1, *[1] * (f.dim() - 1)))
+                for trunk, f in self.features.items()}
 
 
 @torch.no_grad()
@@ -208,7 +263,7 @@ def unit_statistics(template: ActorCritic, params: Params, obs: torch.Tensor,
         stats[layer] = (mean, std)
         return pre
 
-    _walk_hidden(template, params, obs, record, trunks)
+    _walk(template, params, obs, record, trunks)
     return stats
 
 
@@ -230,13 +285,37 @@ def repair(template: ActorCritic, params: Params, stats_a: UnitStats, stats_b: U
     untouched; the statistics must cover ``trunks``). Raises ValueError for an architecture it cannot repair
     (:func:`repair_unsupported`).
     """
-    count = len(weights)
-    if count > POLICIES_PER_PASS:
-        parts = [repair(template, {k: v[i:i + POLICIES_PER_PASS] for k, v in params.items()},
-                        pick_statistics(stats_a, slice(i, i + POLICIES_PER_PASS)),
-                        pick_statistics(stats_b, slice(i, i + POLICIES_PER_PASS)), weights[i:i + POLICIES_PER_PASS],
-                        obs, trunks) for i in range(0, count, POLICIES_PER_PASS)]
-        return {k: torch.cat([part[k] for part in parts]) for k in params}
+    return repair_with_outputs(template, params, stats_a, stats_b, weights, obs, trunks)[0]
+
+
+@torch.no_grad()
+def repair_with_outputs(template: ActorCritic, params: Params, stats_a: UnitStats, stats_b: UnitStats,
+                        weights: torch.Tensor, obs: torch.Tensor, trunks: Sequence[str] = TRUNKS,
+                        first: FirstLayer | None = None, outputs: bool = False
+                        ) -> tuple[Params, dict[str, torch.Tensor]]:
+    """:func:`repair`, and with ``outputs`` the repaired policies' outputs on ``obs`` from the same pass
+    ({trunk: [P, N, out]}, the renormalised walk run on through the output layers; else {}). ``first``: the
+    first layer's outputs, from the endpoints'. Policies go through in passes of :data:`POLICIES_PER_PASS`."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    results: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(weights), POLICIES_PER_PASS):
+        part = slice(start, start + POLICIES_PER_PASS)
+        repaired, walked = _repair_pass(template, {k: v[part] for k, v in params.items()},
+                                        pick_statistics(stats_a, part), pick_statistics(stats_b, part),
+                                        weights[part], obs, trunks, None if first is None else first.rows(part),
+                                        outputs)
+        for trunk, value in walked.items():
+            results.setdefault(trunk, []).append(value)
+        for name, value in repaired.items():
+            parts.setdefault(name, []).append(value)
+    return ({name: torch.cat(values) for name, values in parts.items()},
+            {trunk: torch.cat(values) for trunk, values in results.items()})
+
+
+def _repair_pass(template: ActorCritic, params: Params, stats_a: UnitStats, stats_b: UnitStats,
+                 weights: torch.Tensor, obs: torch.Tensor, trunks: Sequence[str], first: dict[str, torch.Tensor] | None,
+                 outputs: bool) -> tuple[Params, dict[str, torch.Tensor]]:
+    """One pass of :func:`repair_with_outputs` over a few policies (their activations stay in the cache)."""
     out = dict(params)
     w = weights.float().to(next(iter(params.values())).device).view(-1, 1)
 
@@ -251,8 +330,7 @@ def repair(template: ActorCritic, params: Params, stats_a: UnitStats, stats_b: U
         shape = (len(w), 1, -1, *[1] * (pre.dim() - 3))                 # [P, units] → over states and positions
         return pre.sub_(mean.view(shape)).mul_(scale.view(shape)).add_(target_mean.view(shape))  # pre is fresh
 
-    _walk_hidden(template, out, obs, renormalise, trunks)
-    return out
+    return out, _walk(template, out, obs, renormalise, trunks, first, outputs)
 
 
 # --------------------------------------------------------------------------- what a path is measured on
@@ -283,11 +361,13 @@ class PathProbe:
         return tuple(m for m in METRICS if available[m])
 
     @torch.no_grad()
-    def measure(self, params: Params, metrics: Sequence[str] | None = None,
-                heldout: bool = False) -> dict[str, np.ndarray]:
+    def measure(self, params: Params, metrics: Sequence[str] | None = None, heldout: bool = False,
+                validation_logits: torch.Tensor | None = None) -> dict[str, np.ndarray]:
         """``metrics`` (default all of :attr:`metrics`) of P stacked policies: {metric: [P]}; with
-        ``heldout`` also the greedy share of each held-out outcome name ({"share:<name>": [P]})."""
-        return {name: values.mean(1) for name, values in self.samples(params, metrics, heldout).items()}
+        ``heldout`` also the greedy share of each held-out outcome name ({"share:<name>": [P]}).
+        ``validation_logits``: the policies' logits on the validation states [P, N, A], when already computed."""
+        return {name: values.mean(1)
+                for name, values in self.samples(params, metrics, heldout, validation_logits).items()}
 
     def standard_errors(self, params: Params, metrics: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """{metric: [P]} the standard error of each policy's measured value: its samples' (episodes' or
@@ -296,8 +376,8 @@ class PathProbe:
                 for name, values in self.samples(params, metrics).items()}
 
     @torch.no_grad()
-    def samples(self, params: Params, metrics: Sequence[str] | None = None,
-                heldout: bool = False) -> dict[str, np.ndarray]:
+    def samples(self, params: Params, metrics: Sequence[str] | None = None, heldout: bool = False,
+                validation_logits: torch.Tensor | None = None) -> dict[str, np.ndarray]:
         """What :meth:`measure` averages: {metric: [P, episodes or states]} (and {"share:<name>": [P, H]})."""
         metrics = self.metrics if metrics is None else metrics
         out = {}
@@ -306,7 +386,7 @@ class PathProbe:
                             action_seed=self.action_seed, device=self.device)
             out["train_return"] = episodes.returns
         if "loss" in metrics:
-            out["loss"] = self.expert_loss(params)
+            out["loss"] = self.expert_loss(params, validation_logits)
         if self.heldout_starts is not None and (heldout or "heldout_decided" in metrics):
             held = play(self.template, params, self.env_id, self.env_kwargs, self.heldout_seeds,
                         starts=self.heldout_starts, suite=self.suite, greedy=True, device=self.device)
@@ -318,18 +398,30 @@ class PathProbe:
                     out[f"share:{name}"] = (outcomes == name).astype(float)
         return out
 
-    def expert_loss(self, params: Params) -> np.ndarray:
-        """[P, N] on each validation state, −log Σ_{expert a} π(a | s)."""
+    @torch.no_grad()
+    def validation_logits(self, params: Params, first: FirstLayer | None = None) -> torch.Tensor:
+        """[P, N, A] the logits of P stacked policies on the validation states, in passes of
+        :data:`POLICIES_PER_PASS` policies; ``first``: their first layer's outputs from their endpoints'."""
         count = len(next(iter(params.values())))
         obs = self.validation_obs.to(self.device).float()
-        expert = self.expert.to(self.device)
         parts = []
-        for first in range(0, count, POLICIES_PER_PASS):
-            part = {k: v[first:first + POLICIES_PER_PASS].to(self.device) for k, v in params.items()}
-            logits = StackedPolicy.from_params(self.template, part).logits(
-                obs.expand(min(POLICIES_PER_PASS, count - first), *obs.shape))                # [P', N, A]
-            log_probs = logits.log_softmax(-1).masked_fill(~expert, float("-inf"))
-            parts.append(-log_probs.logsumexp(-1))
+        for start in range(0, count, POLICIES_PER_PASS):
+            part = {k: v[start:start + POLICIES_PER_PASS].to(self.device) for k, v in params.items()}
+            if first is not None:
+                rows = {k: v.to(self.device) for k, v in first.rows(slice(start, start + POLICIES_PER_PASS)).items()}
+                parts.append(_walk(self.template, part, obs, lambda _, pre: pre, ACTOR, rows, outputs=True)["actor"])
+            else:
+                parts.append(StackedPolicy.from_params(self.template, part).logits(
+                    obs.expand(min(POLICIES_PER_PASS, count - start), *obs.shape)))
+        return torch.cat(parts)
+
+    def expert_loss(self, params: Params, logits: torch.Tensor | None = None) -> np.ndarray:
+        """[P, N] on each validation state, −log Σ_{expert a} π(a | s); ``logits``: the policies'
+        :meth:`validation_logits`, when already computed."""
+        logits = self.validation_logits(params) if logits is None else logits
+        expert = self.expert.to(logits.device)
+        parts = [-chunk.log_softmax(-1).masked_fill_(~expert, float("-inf")).logsumexp(-1)
+                 for chunk in logits.split(POLICIES_PER_PASS)]
         return torch.cat(parts).double().cpu().numpy()
 
 
@@ -416,6 +508,9 @@ def barrier_matrix(state_dicts: Sequence[StateDict], probe: PathProbe, pairs: Se
     metrics = probe.metrics if metrics is None else metrics
     endpoint_values = probe.measure(ends, metrics)
     seed_stats = unit_statistics(probe.template, ends, probe.validation_obs, ACTOR) if repair_units else None
+    validation = repair_units or "loss" in metrics                 # passes over the validation states
+    features = first_layer_outputs(probe.template, ends, probe.validation_obs) \
+        if validation and repair_unsupported(probe.template) is None else None
     interior = weights[1:-1]
     out = {m: np.empty(len(pairs)) for m in metrics}
     for first in range(0, len(pairs), pairs_per_chunk):
@@ -423,11 +518,17 @@ def barrier_matrix(state_dicts: Sequence[StateDict], probe: PathProbe, pairs: Se
         left = torch.tensor([i for i, _ in chunk]).repeat_interleave(len(interior))
         right = torch.tensor([j for _, j in chunk]).repeat_interleave(len(interior))
         w = interior.repeat(len(chunk))
-        params = interpolate({k: v[left] for k, v in ends.items()}, {k: v[right] for k, v in ends.items()}, w)
+        params = path_points(ends, chunk, interior)
+        first_layer = None if features is None else FirstLayer(features, left, right, w)
+        logits = None
         if repair_units:
-            params = repair(probe.template, params, pick_statistics(seed_stats, left),
-                            pick_statistics(seed_stats, right), w, probe.validation_obs, ACTOR)
-        measured = probe.measure(params, metrics)
+            params, outputs = repair_with_outputs(probe.template, params, pick_statistics(seed_stats, left),
+                                                  pick_statistics(seed_stats, right), w, probe.validation_obs, ACTOR,
+                                                  first_layer, outputs="loss" in metrics)
+            logits = outputs.get("actor")
+        elif "loss" in metrics:
+            logits = probe.validation_logits(params, first_layer)
+        measured = probe.measure(params, metrics, validation_logits=logits)
         for m in metrics:
             path = measured[m].reshape(len(chunk), len(interior))
             full = np.concatenate([endpoint_values[m][[i for i, _ in chunk], None], path,
