@@ -105,7 +105,7 @@ class GridState:
 class Step:
     """What one batched step returns (all [B])."""
 
-    obs: torch.Tensor          # [B, C, H, W] observation after the step (after the reset, if autoreset)
+    obs: torch.Tensor | None   # [B, C, H, W] observation after the step (after the reset, if autoreset)
     reward: torch.Tensor       # float32
     terminated: torch.Tensor   # bool: an object / place was reached
     truncated: torch.Tensor    # bool: the step limit was hit first
@@ -234,11 +234,20 @@ class GridCore:
     def observe(self, state: GridState | None = None) -> torch.Tensor:
         """Observation planes [B, C, H, W] (float32) of ``state`` (default: the current one)."""
         state = self.state if state is None else state
+        index, values = GridCore.observation_entries(self, state)        # an override may add to these planes
+        obs = torch.zeros(len(state), len(self.channels) * self.size * self.size, device=self.device)
+        return obs.scatter_(1, index, values).view(len(state), *self.observation_shape)
+
+    def observation_entries(self, state: GridState | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The observation of ``state`` (default: the current one) as the entries :meth:`observe` writes into
+        zero planes: flat indices [B, K] into the flattened [C, H, W] observation (distinct in each row) and
+        their values [B, K] float32, every other entry 0; a policy's first layer is then a sum of K weight
+        columns. None for an env whose :meth:`observe` adds more than these entries."""
+        state = self.state if state is None else state
         planes, values = self.paint(state)                                     # [B, P], [P] or [B, P]
         index = torch.cat([self.flat_index(0, state.agent)[:, None], planes], dim=1)
         values = torch.cat([self._agent_value.expand(len(state), 1), values.expand(len(state), -1)], dim=1)
-        obs = torch.zeros(len(state), len(self.channels) * self.size * self.size, device=self.device)
-        return obs.scatter_(1, index, values).view(len(state), *self.observation_shape)
+        return index, values
 
     def recurrence_key(self, state: GridState) -> torch.Tensor:
         """[B] int64: what of ``state`` changes within an episode, the agent's cell and ``progress``. Two states of
@@ -309,14 +318,16 @@ class GridCore:
         moved = (state.agent + delta).clamp_(0, self.size - 1)
         return dataclasses.replace(state, agent=moved, steps=state.steps + 1)
 
-    def step(self, actions: torch.Tensor, autoreset: bool = False) -> Step:
-        """Move every agent; with ``autoreset`` ended episodes restart in the same call (SAME_STEP)."""
+    def step(self, actions: torch.Tensor, autoreset: bool = False, observe: bool = True) -> Step:
+        """Move every agent; with ``autoreset`` ended episodes restart in the same call (SAME_STEP). Without
+        ``observe`` (and ``autoreset``) the step's ``obs`` is None, for a caller that reads
+        :meth:`observation_entries` instead."""
         self.state = state = self.move(self.state, actions.to(self.device))
         outcome = self.resolve(state)
         terminated = outcome != OUTCOME_ONGOING
         truncated = ~terminated & (state.steps >= self.max_steps)
         outcome = torch.where(truncated, OUTCOME_TIMEOUT, outcome)
-        obs = self.reset_done(terminated | truncated) if autoreset else self.observe()
+        obs = self.reset_done(terminated | truncated) if autoreset else self.observe() if observe else None
         return Step(obs, self.reward_of(outcome, state), terminated, truncated, outcome, state, self)
 
     @classmethod

@@ -82,6 +82,10 @@ class TaskOrProxyCore(TwoCueCore):
         obs[:, 1] += self.smoke * halo.clamp(max=1)
         return obs
 
+    def observation_entries(self, state: GridState | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """:meth:`GridCore.observation_entries`; None with ``smoke``, which adds the halo."""
+        return super().observation_entries(state) if isinstance(self.smoke, float) and not self.smoke else None
+
     @classmethod
     def overseer_view(cls, obs: torch.Tensor) -> torch.Tensor:
         """[B, 5, H, W] observations → [B, 3, H, W]: agent and lamps, not the machines' true state."""

@@ -108,6 +108,32 @@ def test_batched_core_and_gymnasium_view_give_identical_trajectories(variant, se
                 assert np.array_equal(view.reset()[0], step.obs[b].numpy())
 
 
+@settings(max_examples=20, deadline=None)
+@given(variant=st.sampled_from(VARIANTS), seed=st.integers(0, 2**32 - 1), size=st.integers(5, 7))
+def test_observation_entries_are_the_observation(variant, seed: int, size: int) -> None:
+    """What a policy's first layer may read instead of the planes: distinct entries whose values, written into
+    zero planes, give the observation (training and held-out states, along random actions); None only where
+    the observation adds more (TaskOrProxy's smoke)."""
+    env_id, kwargs = variant
+    core_class = envs.GRID_ENVS[env_id]
+    core = core_class(num_envs=16, size=size, **kwargs)
+    core.reset(torch.arange(16) + seed % 1000)
+    if kwargs.get("smoke"):
+        assert core.observation_entries() is None
+        return
+    generator = torch.Generator().manual_seed(seed)
+    heldout = core_class.heldout_states(16, seed=seed % 1000, size=size, **core.heldout_options)
+    for start in (None, heldout):
+        if start is not None:
+            core.reset_to(heldout)
+        for _ in range(3 * size):
+            index, values = core.observation_entries()
+            assert torch.equal(index.sort(1).values.diff(dim=1).gt(0).all(1), torch.ones(16, dtype=torch.bool))
+            planes = torch.zeros(16, int(np.prod(core.observation_shape))).scatter_add_(1, index, values)
+            assert torch.equal(planes.view(16, *core.observation_shape), core.observe())
+            core.step(torch.randint(core.n_actions, (16,), generator=generator), autoreset=True)
+
+
 @pytest.mark.parametrize(("env_id", "kwargs"), VARIANTS, ids=VARIANT_IDS)
 def test_vector_view_follows_same_step_autoreset(env_id: str, kwargs: dict) -> None:
     vector = gym.make_vec(env_id, num_envs=6, vectorization_mode="vector_entry_point", **kwargs)

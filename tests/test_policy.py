@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stable_baselines3 import PPO
 
-from rlbasins.core.policy import ActorCritic, StackedPolicy, fast_tanh, sb3_to_exchange
+from rlbasins.core.policy import ActorCritic, StackedPolicy, entries_layout, fast_tanh, sb3_to_exchange
 
 
 def test_sb3_policy_converts_to_an_equivalent_exchange_module() -> None:
@@ -46,3 +46,28 @@ def test_evaluation_policies_from_stacked_params_act_as_the_modules(n, seed) -> 
     logits = StackedPolicy.from_params(modules[0], params).logits(obs)
     for s, module in enumerate(modules):
         assert torch.allclose(logits[s], module(obs[s])[0], atol=1e-6)
+
+
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(1, 4), seed=st.integers(0, 10_000), binary=st.booleans())
+def test_logits_of_observation_entries_are_the_logits_of_the_observations(n, seed, binary) -> None:
+    """A sparse observation given as its entries (flat index, value) gives the logits of the dense observation;
+    the first weight's table is rebuilt after the weight changes in place."""
+    torch.manual_seed(seed)
+    modules = [ActorCritic(obs_shape=30, n_actions=4, hidden_sizes=[8, 6]).ortho_init_() for _ in range(n)]
+    params = {name: torch.stack([m.state_dict()[name] for m in modules]) for name in modules[0].state_dict()}
+    index = torch.stack([torch.randperm(30)[:4] for _ in range(n * 7)]).view(n, 7, 4)
+    values = torch.ones(n, 7, 4) if binary else torch.rand(n, 7, 4)
+    obs = torch.zeros(n, 7, 30).scatter_(2, index, values)
+    policy = StackedPolicy.from_params(modules[0], params)
+    assert policy.reads_entries
+    assert torch.allclose(policy.logits_of_entries(index, values), policy.logits(obs), atol=1e-6)
+    params["actor.0.weight"].mul_(2)
+    assert torch.allclose(policy.logits_of_entries(index, values), policy.logits(obs), atol=1e-6)
+    columns = entries_layout(params)                       # stored column by column: the table is a view
+    assert all(torch.equal(columns[k], params[k]) for k in params)
+    assert columns["actor.0.weight"].transpose(1, 2).is_contiguous()
+    assert torch.equal(StackedPolicy.from_params(modules[0], columns).logits_of_entries(index, values),
+                       policy.logits_of_entries(index, values))
+    cnn = ActorCritic(obs_shape=(2, 3, 5), n_actions=4, hidden_sizes=[8], conv_channels=[2])
+    assert not StackedPolicy.from_params(cnn, {k: v[None] for k, v in cnn.state_dict().items()}).reads_entries

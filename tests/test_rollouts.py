@@ -68,9 +68,9 @@ def test_greedy_episodes_cut_at_a_cycle_end_as_if_played_out(env_id: str, heldou
     steps: list[int] = []                                     # envs stepped, per call
 
     class CountingCore(core_class):
-        def step(self, actions, autoreset=False):
+        def step(self, actions, **kwargs):
             steps.append(len(actions))
-            return super().step(actions, autoreset)
+            return super().step(actions, **kwargs)
 
     played = {}
     for stop in (False, True):

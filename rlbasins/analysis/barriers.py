@@ -43,7 +43,7 @@ import envs
 from envs.suites import HeldOutSuite
 from rlbasins.analysis.basins import Clustering, medoids
 from rlbasins.core.config import AlignConfig, BarriersConfig
-from rlbasins.core.policy import ActorCritic, StackedPolicy, activation_function
+from rlbasins.core.policy import ActorCritic, StackedPolicy, activation_function, entries_layout
 from rlbasins.core.progress import task_progress
 from rlbasins.core.results import Result
 from rlbasins.core.rollouts import play
@@ -296,7 +296,7 @@ def repair_with_outputs(template: ActorCritic, params: Params, stats_a: UnitStat
     """:func:`repair`, and with ``outputs`` the repaired policies' outputs on ``obs`` from the same pass
     ({trunk: [P, N, out]}, the renormalised walk run on through the output layers; else {}). ``first``: the
     first layer's outputs, from the endpoints'. Policies go through in passes of :data:`POLICIES_PER_PASS`."""
-    parts: dict[str, list[torch.Tensor]] = {}
+    out = {name: torch.empty_like(value) for name, value in params.items()}   # keeps each one's memory layout
     results: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(weights), POLICIES_PER_PASS):
         part = slice(start, start + POLICIES_PER_PASS)
@@ -307,9 +307,8 @@ def repair_with_outputs(template: ActorCritic, params: Params, stats_a: UnitStat
         for trunk, value in walked.items():
             results.setdefault(trunk, []).append(value)
         for name, value in repaired.items():
-            parts.setdefault(name, []).append(value)
-    return ({name: torch.cat(values) for name, values in parts.items()},
-            {trunk: torch.cat(values) for trunk, values in results.items()})
+            out[name][part] = value
+    return out, {trunk: torch.cat(values) for trunk, values in results.items()}
 
 
 def _repair_pass(template: ActorCritic, params: Params, stats_a: UnitStats, stats_b: UnitStats,
@@ -511,6 +510,7 @@ def barrier_matrix(state_dicts: Sequence[StateDict], probe: PathProbe, pairs: Se
     validation = repair_units or "loss" in metrics                 # passes over the validation states
     features = first_layer_outputs(probe.template, ends, probe.validation_obs) \
         if validation and repair_unsupported(probe.template) is None else None
+    ends = entries_layout(ends)                                  # what the rollouts of the path points read
     interior = weights[1:-1]
     out = {m: np.empty(len(pairs)) for m in metrics}
     for first in range(0, len(pairs), pairs_per_chunk):

@@ -143,10 +143,16 @@ def _play_core(policy: StackedPolicy, core_class: type, env_kwargs: dict[str, An
         seen[:, 0] = core.recurrence_key(core.state)
     else:
         seen = None
+    entries = policy.reads_entries and getattr(core, "observation_entries", lambda: None)() is not None
     for t in range(core.max_steps):
-        probs = policy.logits(obs.view(playing, n_episodes, -1)).softmax(-1)            # [P', E, A]
+        if entries:   # observations as their few nonzero entries: the first layer sums weight columns
+            index, values = core.observation_entries()
+            logits = policy.logits_of_entries(index.view(playing, n_episodes, -1), values.view(playing, n_episodes, -1))
+        else:
+            logits = policy.logits(obs.view(playing, n_episodes, -1))
+        probs = logits.softmax(-1)                                                     # [P', E, A]
         actions = choose_actions(probs, greedy, None if greedy else step_uniforms(seeds, action_seed, t))
-        step = core.step(actions.reshape(-1))
+        step = core.step(actions.reshape(-1), observe=False) if entries else core.step(actions.reshape(-1))
         before = done[rows]
         returns[rows] += torch.where(before, torch.zeros_like(step.reward), step.reward)
         ended, step_outcome = ~before & (step.terminated | step.truncated), step.outcome
@@ -166,7 +172,7 @@ def _play_core(policy: StackedPolicy, core_class: type, env_kwargs: dict[str, An
         if 4 * n_finished >= playing:
             keep = (~finished).nonzero().squeeze(1)                                    # [P'']
             envs_kept = (keep[:, None] * n_episodes + torch.arange(n_episodes, device=device)).reshape(-1)
-            rows, obs, playing = rows[envs_kept], obs[envs_kept], len(keep)
+            rows, obs, playing = rows[envs_kept], None if obs is None else obs[envs_kept], len(keep)
             policy = StackedPolicy.from_params(policy.template, {k: v[keep] for k, v in policy.params.items()})
             kept_state = {name: value[envs_kept] for name, value in core.state_dict().items()}
             core = core_class(num_envs=len(envs_kept), device=device, **env_kwargs)
