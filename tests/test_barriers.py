@@ -109,6 +109,18 @@ def test_repair_gives_the_repaired_policies_outputs_from_the_same_pass(probe) ->
     assert all(torch.allclose(from_ends[k], repaired[k], rtol=1e-4, atol=1e-5) for k in repaired)
 
 
+def test_barriers_with_and_without_repair_from_one_build_are_those_of_two(probe) -> None:
+    seeds = [random_cue_policy(s).state_dict() for s in range(3)]
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    both = barriers.barrier_matrices(seeds, probe, pairs, points=5, repairs=(False, True), pairs_per_chunk=2)
+    for repaired in (False, True):
+        alone = barriers.barrier_matrix(seeds, probe, pairs, points=5, repair_units=repaired)
+        assert set(alone) == set(both[repaired])
+        assert all(np.array_equal(alone[m], both[repaired][m]) for m in alone)
+    loss_only = barriers.barrier_matrix(seeds, probe, pairs, points=5, metrics=["loss"])
+    assert np.array_equal(loss_only["loss"], both[False]["loss"])
+
+
 def endpoint_statistics(probe, a, b):
     """The unit statistics REPAIR interpolates, of stacked endpoints ``a`` and ``b``."""
     return (barriers.unit_statistics(probe.template, ends, probe.validation_obs) for ends in (a, b))

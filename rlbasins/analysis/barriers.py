@@ -224,9 +224,13 @@ def first_layer_outputs(template: ActorCritic, params: Params, obs: torch.Tensor
     inputs = template.inputs(obs).to(device)
     out = {}
     for trunk in trunks:
-        layer = next(layer for layer in _repair_layers(getattr(template, trunk)) if layer[0] in ("linear", "conv"))
-        out[trunk] = _stacked_layer(layer, trunk, params, inputs.expand(count, *inputs.shape))
+        out[trunk] = _stacked_layer(_first_layer(template, trunk), trunk, params, inputs.expand(count, *inputs.shape))
     return out
+
+
+def _first_layer(template: ActorCritic, trunk: str) -> Layer:
+    """The first Linear or Conv2d layer of ``trunk`` (architectures REPAIR can walk)."""
+    return next(layer for layer in _repair_layers(getattr(template, trunk)) if layer[0] in ("linear", "conv"))
 
 
 @dataclass
@@ -502,40 +506,55 @@ def barrier_matrix(state_dicts: Sequence[StateDict], probe: PathProbe, pairs: Se
     Endpoint values are measured once per policy; the K − 2 interior points of ``pairs_per_chunk``
     pairs at a time form one batch of policies. ``on_progress(n)`` reports pairs done.
     """
+    return barrier_matrices(state_dicts, probe, pairs, points, (repair_units,), metrics, pairs_per_chunk,
+                            on_progress)[repair_units]
+
+
+def barrier_matrices(state_dicts: Sequence[StateDict], probe: PathProbe, pairs: Sequence[tuple[int, int]],
+                     points: int = 11, repairs: Sequence[bool] = (False, True), metrics: Sequence[str] | None = None,
+                     pairs_per_chunk: int = 64, on_progress: Callable[[int], None] | None = None
+                     ) -> dict[bool, dict[str, np.ndarray]]:
+    """:func:`barrier_matrix` without and with REPAIR (``repairs``), {repair: {metric: [len(pairs)]}}, from one
+    build of each chunk's path points and one measurement of the endpoints (which REPAIR leaves as they are).
+    ``on_progress(n)`` reports pairs done, once per variant."""
     weights = alphas(points)
     ends = actor_part({name: torch.stack([sd[name] for sd in state_dicts]) for name in state_dicts[0]})
     metrics = probe.metrics if metrics is None else metrics
     endpoint_values = probe.measure(ends, metrics)
-    seed_stats = unit_statistics(probe.template, ends, probe.validation_obs, ACTOR) if repair_units else None
-    validation = repair_units or "loss" in metrics                 # passes over the validation states
+    seed_stats = unit_statistics(probe.template, ends, probe.validation_obs, ACTOR) if any(repairs) else None
+    validation = any(repairs) or "loss" in metrics                 # passes over the validation states
     features = first_layer_outputs(probe.template, ends, probe.validation_obs) \
         if validation and repair_unsupported(probe.template) is None else None
     ends = entries_layout(ends)                                  # what the rollouts of the path points read
+    if features is not None and not any(repairs) and set(metrics) == {"loss"}:
+        first_name = f"actor.{_first_layer(probe.template, 'actor')[1]}."    # the loss alone takes it from features
+        ends = {k: v for k, v in ends.items() if not k.startswith(first_name)}
     interior = weights[1:-1]
-    out = {m: np.empty(len(pairs)) for m in metrics}
+    out = {repaired: {m: np.empty(len(pairs)) for m in metrics} for repaired in repairs}
     for first in range(0, len(pairs), pairs_per_chunk):
         chunk = pairs[first:first + pairs_per_chunk]
         left = torch.tensor([i for i, _ in chunk]).repeat_interleave(len(interior))
         right = torch.tensor([j for _, j in chunk]).repeat_interleave(len(interior))
         w = interior.repeat(len(chunk))
-        params = path_points(ends, chunk, interior)
+        points_params = path_points(ends, chunk, interior)
         first_layer = None if features is None else FirstLayer(features, left, right, w)
-        logits = None
-        if repair_units:
-            params, outputs = repair_with_outputs(probe.template, params, pick_statistics(seed_stats, left),
-                                                  pick_statistics(seed_stats, right), w, probe.validation_obs, ACTOR,
-                                                  first_layer, outputs="loss" in metrics)
-            logits = outputs.get("actor")
-        elif "loss" in metrics:
-            logits = probe.validation_logits(params, first_layer)
-        measured = probe.measure(params, metrics, validation_logits=logits)
-        for m in metrics:
-            path = measured[m].reshape(len(chunk), len(interior))
-            full = np.concatenate([endpoint_values[m][[i for i, _ in chunk], None], path,
-                                   endpoint_values[m][[j for _, j in chunk], None]], axis=1)
-            out[m][first:first + len(chunk)] = barrier(full, weights.numpy(), HIGHER_IS_BETTER[m])
-        if on_progress is not None:
-            on_progress(len(chunk))
+        for repaired in repairs:
+            params, logits = points_params, None
+            if repaired:
+                params, outputs = repair_with_outputs(probe.template, params, pick_statistics(seed_stats, left),
+                                                      pick_statistics(seed_stats, right), w, probe.validation_obs,
+                                                      ACTOR, first_layer, outputs="loss" in metrics)
+                logits = outputs.get("actor")
+            elif "loss" in metrics:
+                logits = probe.validation_logits(params, first_layer)
+            measured = probe.measure(params, metrics, validation_logits=logits)
+            for m in metrics:
+                path = measured[m].reshape(len(chunk), len(interior))
+                full = np.concatenate([endpoint_values[m][[i for i, _ in chunk], None], path,
+                                       endpoint_values[m][[j for _, j in chunk], None]], axis=1)
+                out[repaired][m][first:first + len(chunk)] = barrier(full, weights.numpy(), HIGHER_IS_BETTER[m])
+            if on_progress is not None:
+                on_progress(len(chunk))
     return out
 
 
@@ -610,17 +629,19 @@ def barrier_study(template: ActorCritic, state_dicts: list[StateDict], aligned: 
         raise ValueError(f"analysis.barriers.barrier_metric {metric!r} is not measured for {env_id} "
                          f"(available: {', '.join(probe.metrics)})")
     comparison = ["loss"] if "loss" in probe.metrics else [metric]
-    variants = {"naive": (state_dicts, False, comparison), "aligned": (aligned, False, probe.metrics)}
     repair_skipped = repair_unsupported(template) if settings.repair else None
-    if settings.repair and repair_skipped is None:
-        variants["aligned_repair"] = (aligned, True, probe.metrics)
+    repairs = {"aligned": False, "aligned_repair": True} if settings.repair and repair_skipped is None \
+        else {"aligned": False}
     ends = {name: torch.stack([sd[name] for sd in aligned]) for name in aligned[0]}
     standard_error = {m: float(np.median(v)) for m, v in probe.standard_errors(ends).items()}
-    matrices: dict[str, dict[str, np.ndarray]] = {}
-    with task_progress("interpolation barriers", len(pairs) * len(variants), enabled=show_progress) as advance:
-        for name, (models, repair_units, metrics) in variants.items():
-            values = barrier_matrix(models, probe, pairs, settings.points, repair_units, metrics, on_progress=advance)
-            matrices[name] = {m: _to_matrix(v, pairs, len(seeds), pairwise) for m, v in values.items()}
+    with task_progress("interpolation barriers", len(pairs) * (1 + len(repairs)), enabled=show_progress) as advance:
+        values = {"naive": barrier_matrix(state_dicts, probe, pairs, settings.points, False, comparison,
+                                          on_progress=advance)}
+        both = barrier_matrices(aligned, probe, pairs, settings.points, tuple(repairs.values()), probe.metrics,
+                                on_progress=advance)        # one build of each path point for both
+        values.update({name: both[repaired] for name, repaired in repairs.items()})
+        matrices = {name: {m: _to_matrix(v, pairs, len(seeds), pairwise) for m, v in by_metric.items()}
+                    for name, by_metric in values.items()}
     return BarrierStudy(
         mode=PAIRWISE if pairwise else "to behavioural medoids", points=settings.points,
         episodes=settings.episodes, n_states=settings.n_states, metrics=list(probe.metrics), barrier_metric=metric,
