@@ -35,6 +35,7 @@ which even the CI's lower end does.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,6 +153,11 @@ def classifier_predictor(features: np.ndarray, y: np.ndarray) -> FoldPredictor:
     return predict
 
 
+MATCHING_THREADS = 2
+"""Weight matchings of the medoid predictor run this many at a time: scipy's assignment solver releases the GIL
+(2,000 assignments of 64 units: 0.22 s on one thread, 0.12 s on two, on the 2-core development machine)."""
+
+
 def medoid_predictor(checkpoints: list[StateDict], finals: list[StateDict], distances: np.ndarray, y: np.ndarray,
                      spec: align.PermutationSpec, seed: int = 0) -> FoldPredictor:
     """The nearest final basin medoid: each basin's medoid among the training seeds (by the final
@@ -159,15 +165,17 @@ def medoid_predictor(checkpoints: list[StateDict], finals: list[StateDict], dist
     final weights, the basin of the smallest (squared) L2 distance. Matchings are cached across folds."""
     cache: dict[tuple[int, int], float] = {}
 
-    def distance(m: int, i: int) -> float:
-        if (m, i) not in cache:
-            aligned = align.weight_matching(finals[m], checkpoints[i], spec, seed=seed)
-            cache[m, i] = float(sum(((aligned[k].double() - finals[m][k].double()) ** 2).sum() for k in aligned))
-        return cache[m, i]
+    def distance(pair: tuple[int, int]) -> float:
+        m, i = pair
+        aligned = align.weight_matching(finals[m], checkpoints[i], spec, seed=seed)
+        return float(sum(((aligned[k].double() - finals[m][k].double()) ** 2).sum() for k in aligned))
 
     def predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
         medoids = [int(train[m]) for m in basins.medoids(distances[np.ix_(train, train)], y[train])]
-        return np.array([np.argmin([distance(m, i) for m in medoids]) for i in test])  # medoids in basin order
+        missing = [(m, int(i)) for i in test for m in medoids if (m, int(i)) not in cache]
+        with ThreadPoolExecutor(MATCHING_THREADS) as pool:        # the assignments release the GIL
+            cache.update(zip(missing, pool.map(distance, missing), strict=True))
+        return np.array([np.argmin([cache[m, int(i)] for m in medoids]) for i in test])  # medoids in basin order
     return predict
 
 

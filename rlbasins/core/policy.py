@@ -156,6 +156,15 @@ def entries_layout(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def take_rows(value: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``value[rows]`` (rows of dim 0) in ``value``'s memory layout: a weight stored column by column
+    (:func:`entries_layout`) stays so. ``index_select`` on the contiguous view: 0.8 ms against 2–5 ms for
+    indexing, 432 of 576 CueConflict first-layer weights."""
+    if value.dim() == 3 and not value.is_contiguous() and value.transpose(1, 2).is_contiguous():
+        return torch.index_select(value.transpose(1, 2), 0, rows).transpose(1, 2)
+    return torch.index_select(value, 0, rows)
+
+
 def activation_function(layer: nn.Module, in_place: bool, fast: bool = False) -> Any | None:
     """The function of an ``nn.Tanh`` or ``nn.ReLU`` layer (``in_place``: it may overwrite its input; ``fast``:
     tanh as :func:`fast_tanh`); None for any other layer."""

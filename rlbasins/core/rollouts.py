@@ -28,7 +28,7 @@ import torch
 import envs
 from envs.grid import OUTCOME_ONGOING, OUTCOME_TIMEOUT, GridState, draws
 from envs.suites import HeldOutSuite
-from rlbasins.core.policy import ActorCritic, StackedPolicy
+from rlbasins.core.policy import ActorCritic, StackedPolicy, take_rows
 
 MAX_ENVS_PER_CHUNK = 65_536
 """Policies are played in chunks of at most this many environments (bounds memory, ~32 MB of
@@ -173,7 +173,8 @@ def _play_core(policy: StackedPolicy, core_class: type, env_kwargs: dict[str, An
             keep = (~finished).nonzero().squeeze(1)                                    # [P'']
             envs_kept = (keep[:, None] * n_episodes + torch.arange(n_episodes, device=device)).reshape(-1)
             rows, obs, playing = rows[envs_kept], None if obs is None else obs[envs_kept], len(keep)
-            policy = StackedPolicy.from_params(policy.template, {k: v[keep] for k, v in policy.params.items()})
+            policy = StackedPolicy.from_params(policy.template,
+                                               {k: take_rows(v, keep) for k, v in policy.params.items()})
             kept_state = {name: value[envs_kept] for name, value in core.state_dict().items()}
             core = core_class(num_envs=len(envs_kept), device=device, **env_kwargs)
             core.load_state_dict(kept_state)
