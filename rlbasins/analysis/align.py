@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -448,6 +449,11 @@ def _mean_state_dict(state_dicts: list[StateDict]) -> StateDict:
             for k in state_dicts[0]}
 
 
+MATCHING_THREADS = 2
+"""Weight matchings run this many at a time (:func:`align_many`): scipy's assignment solver releases the GIL
+(2,000 assignments of 64 units: 0.22 s on one thread, 0.12 s on two, on the 2-core development machine)."""
+
+
 def align_many(state_dicts: list[StateDict], spec: PermutationSpec | None = None,
                reference: int | Literal["mean"] = 0, rounds: int = 3, seed: int = 0,
                on_progress: Callable[[int], None] | None = None,
@@ -472,17 +478,21 @@ def align_many(state_dicts: list[StateDict], spec: PermutationSpec | None = None
     if reference == "mean" and rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
     spec = spec if spec is not None else infer_spec(state_dicts[0])
+    threads = MATCHING_THREADS if match is None else 1       # a caller's match may share state between calls
     if match is None:
         def match(target: StateDict, other: StateDict) -> StateDict:
             return weight_matching(target, other, spec, seed=seed)
 
     def align_all(target: StateDict, skip: int | None = None) -> list[StateDict]:
+        def one(i: int) -> StateDict:
+            return {k: v.clone() for k, v in state_dicts[i].items()} if i == skip else match(target, state_dicts[i])
+
         aligned = []
-        for i, state_dict in enumerate(state_dicts):
-            aligned.append({k: v.clone() for k, v in state_dict.items()} if i == skip
-                           else match(target, state_dict))
-            if on_progress is not None:
-                on_progress(1)
+        with ThreadPoolExecutor(threads) as pool:
+            for state_dict in pool.map(one, range(len(state_dicts))):
+                aligned.append(state_dict)
+                if on_progress is not None:
+                    on_progress(1)
         return aligned
 
     if reference != "mean":

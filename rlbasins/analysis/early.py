@@ -153,11 +153,6 @@ def classifier_predictor(features: np.ndarray, y: np.ndarray) -> FoldPredictor:
     return predict
 
 
-MATCHING_THREADS = 2
-"""Weight matchings of the medoid predictor run this many at a time: scipy's assignment solver releases the GIL
-(2,000 assignments of 64 units: 0.22 s on one thread, 0.12 s on two, on the 2-core development machine)."""
-
-
 def medoid_predictor(checkpoints: list[StateDict], finals: list[StateDict], distances: np.ndarray, y: np.ndarray,
                      spec: align.PermutationSpec, seed: int = 0) -> FoldPredictor:
     """The nearest final basin medoid: each basin's medoid among the training seeds (by the final
@@ -173,7 +168,7 @@ def medoid_predictor(checkpoints: list[StateDict], finals: list[StateDict], dist
     def predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
         medoids = [int(train[m]) for m in basins.medoids(distances[np.ix_(train, train)], y[train])]
         missing = [(m, int(i)) for i in test for m in medoids if (m, int(i)) not in cache]
-        with ThreadPoolExecutor(MATCHING_THREADS) as pool:        # the assignments release the GIL
+        with ThreadPoolExecutor(align.MATCHING_THREADS) as pool:  # the assignments release the GIL
             cache.update(zip(missing, pool.map(distance, missing), strict=True))
         return np.array([np.argmin([cache[m, int(i)] for m in medoids]) for i in test])  # medoids in basin order
     return predict
