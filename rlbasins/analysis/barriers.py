@@ -250,7 +250,8 @@ class FirstLayer:
     def rows(self, part: slice) -> dict[str, torch.Tensor]:
         """{trunk: [P', N, ...]} the outputs of the points ``part`` (fresh tensors)."""
         left, right, weights = self.left[part], self.right[part], self.weights[part]
-        return {trunk: torch.lerp(f[left], f[right], weights.to(f).view(-1, *[1] * (f.dim() - 1)))
+        return {trunk: torch.lerp(f.index_select(0, left), f.index_select(0, right),    # index_select: 3× indexing
+                                  weights.to(f).view(-1, *[1] * (f.dim() - 1)))
                 for trunk, f in self.features.items()}
 
 
