@@ -123,7 +123,9 @@ def _play_core(policy: StackedPolicy, core_class: type, env_kwargs: dict[str, An
     to a state they were in (with ``stop_cycles``): the policy and the env are deterministic, so the episode
     would go round that cycle until the step limit; it is recorded as that timeout, with the same return
     when neither a step that does not end an episode nor a timeout pays anything (checked on the start
-    states, else cycles are played out)."""
+    states, else cycles are played out). On a core with :meth:`~envs.grid.GridCore.observation_entries` an MLP
+    reads each observation as its few nonzero entries (:meth:`StackedPolicy.logits_of_entries`) and the
+    planes are never built."""
     count, n_episodes = len(next(iter(policy.params.values()))), len(reset_seeds)
     core = core_class(num_envs=count * n_episodes, device=device, **env_kwargs)
     seeds = torch.as_tensor(list(reset_seeds), dtype=torch.int64, device=device)
