@@ -80,7 +80,8 @@ def interpolate(a: Params, b: Params, weights: torch.Tensor) -> Params:
 def path_points(ends: Params, pairs: Sequence[tuple[int, int]], weights: torch.Tensor) -> Params:
     """The points at ``weights`` [K] of the paths between ``pairs`` of stacked policies ``ends`` {name: [S, ...]}:
     {name: [len(pairs)·K, ...]}, pair by pair. The numbers of :func:`interpolate` on the gathered endpoints, with
-    each pair's difference computed once and no temporary the size of the result (twice as fast)."""
+    each pair's difference computed once and one temporary the size of the result instead of four (twice as
+    fast on 576 CueConflict points)."""
     first, second = (torch.tensor([pair[side] for pair in pairs]) for side in (0, 1))
     left, pair_of = first.repeat_interleave(len(weights)), torch.arange(len(pairs)).repeat_interleave(len(weights))
     out = {}
@@ -250,7 +251,7 @@ class FirstLayer:
     def rows(self, part: slice) -> dict[str, torch.Tensor]:
         """{trunk: [P', N, ...]} the outputs of the points ``part`` (fresh tensors)."""
         left, right, weights = self.left[part], self.right[part], self.weights[part]
-        return {trunk: torch.lerp(f.index_select(0, left), f.index_select(0, right),    # index_select: 3× indexing
+        return {trunk: torch.lerp(f.index_select(0, left), f.index_select(0, right),
                                   weights.to(f).view(-1, *[1] * (f.dim() - 1)))
                 for trunk, f in self.features.items()}
 
@@ -287,7 +288,7 @@ def repair(template: ActorCritic, params: Params, stats_a: UnitStats, stats_b: U
     states and the positions, as REPAIR does for convolutions). ``params``: stacked {name: [P, ...]};
     ``stats_a``, ``stats_b``: the endpoints' :func:`unit_statistics`, one row per interpolated policy (see
     :func:`pick_statistics`); returns new stacked params, renormalised in ``trunks`` (the others' entries
-    untouched; the statistics must cover ``trunks``). Raises ValueError for an architecture it cannot repair
+    as they were; the statistics must cover ``trunks``). Raises ValueError for an architecture it cannot repair
     (:func:`repair_unsupported`).
     """
     return repair_with_outputs(template, params, stats_a, stats_b, weights, obs, trunks)[0]
