@@ -527,10 +527,11 @@ def barrier_matrices(state_dicts: Sequence[StateDict], probe: PathProbe, pairs: 
     validation = any(repairs) or "loss" in metrics                 # passes over the validation states
     features = first_layer_outputs(probe.template, ends, probe.validation_obs) \
         if validation and repair_unsupported(probe.template) is None else None
-    ends = entries_layout(ends)                                  # what the rollouts of the path points read
     if features is not None and not any(repairs) and set(metrics) == {"loss"}:
         first_name = f"actor.{_first_layer(probe.template, 'actor')[1]}."    # the loss alone takes it from features
         ends = {k: v for k, v in ends.items() if not k.startswith(first_name)}
+    else:
+        ends = entries_layout(ends)                              # what the rollouts of the path points read
     interior = weights[1:-1]
     out = {repaired: {m: np.empty(len(pairs)) for m in metrics} for repaired in repairs}
     for first in range(0, len(pairs), pairs_per_chunk):
